@@ -1,0 +1,118 @@
+//! Command-line entry points. Errors become one clear line and a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::registry;
+use crate::translate::TranslateOptions;
+
+#[derive(Parser)]
+#[command(name = "stagedoor", version, about = "Stagedoor: TicketToken's API gateway control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve xDS (and the stagedoor.v1 API) to Envoys, following the registry file.
+    Serve(ServeArgs),
+    /// Run an echo upstream that answers every request with what it received.
+    Echo {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        service: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+    /// Validate a registry file, including the filter config it produces.
+    Validate { file: PathBuf },
+    /// Show connected Envoys and the versions they run (asks a running control plane).
+    Status {
+        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
+        server: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
+    pub registry: PathBuf,
+    /// gRPC address for xDS (ADS) and the stagedoor.v1 API.
+    #[arg(long, env = "STAGEDOOR_XDS", default_value = "127.0.0.1:18000")]
+    pub xds: SocketAddr,
+    /// HTTP address for /status.
+    #[arg(long, env = "STAGEDOOR_HTTP", default_value = "127.0.0.1:18080")]
+    pub http: SocketAddr,
+    /// Where Envoy's gateway listener binds.
+    #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Path of the compiled filter, as Envoy sees it.
+    #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
+    pub wasm: PathBuf,
+}
+
+impl ServeArgs {
+    pub fn translate_options(&self) -> TranslateOptions {
+        // Envoy resolves a relative path against its own working directory, not ours.
+        let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
+        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string() }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Validate { file } => validate(&file),
+        Command::Serve(args) => run_async(crate::serve::serve(args)),
+        Command::Echo { port, service, host } => {
+            run_async(async move { Ok(crate::echo::serve(SocketAddr::new(host, port), service).await?) })
+        }
+        Command::Status { server } => run_async(status(server)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stagedoor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STAGEDOOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(fut)
+}
+
+fn validate(file: &std::path::Path) -> anyhow::Result<()> {
+    let registry = registry::load(file)?;
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: String::from("/stagedoor.wasm") };
+    crate::publish::build_snapshot(&registry, &options, None)?;
+    println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
+    Ok(())
+}
+
+async fn status(server: String) -> anyhow::Result<()> {
+    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
+    let mut client = ControlPlaneClient::connect(server).await?;
+    let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await?.into_inner();
+    println!("snapshot {}: {} Envoy(s) connected", reply.snapshot_version, reply.envoys.len());
+    for envoy in reply.envoys {
+        println!("- node {} (cluster {}, {}, stream {})", envoy.node_id, envoy.node_cluster, envoy.protocol, envoy.stream_id);
+        for t in envoy.types {
+            let nack = t.last_nack.map(|n| format!("; last NACK of {}: {}", n.version, n.detail)).unwrap_or_default();
+            println!("    {}: ACKed {}{}", t.r#type, if t.acked_version.is_empty() { "-" } else { &t.acked_version }, nack);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! `stagedoor echo`: an upstream that answers every request with what it received, exactly.
+//!
+//! A hand-rolled HTTP/1.1 server on purpose: general-purpose servers normalize the request
+//! target, merge repeated headers and reorder them, which is what the gateway's tests must
+//! be able to see. It keeps the raw target, every header in order and case, and the body.
+//!
+//! Control headers: `x-echo-status: NNN` answers that status, `x-echo-delay-ms: N` waits
+//! first, `x-echo-set-internal: 1` adds response headers the gateway must strip.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Header lines of at least 128 KiB must fit; the whole head may be up to 1 MiB.
+const MAX_HEAD: usize = 1024 * 1024;
+const MAX_BODY: usize = 16 * 1024 * 1024;
+const MAX_HEADERS: usize = 1024;
+
+#[derive(Debug, Serialize)]
+pub struct Echo {
+    pub service: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub raw_headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+pub async fn serve(listen: SocketAddr, service: String) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    tracing::info!(%listen, %service, "echo upstream listening");
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let service = service.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(socket, &service).await {
+                tracing::debug!(error = %e, "echo connection ended");
+            }
+        });
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    raw_headers: Vec<(String, String)>,
+    head_len: usize,
+}
+
+enum Parsed {
+    Incomplete,
+    Done(Head),
+    Bad(&'static str),
+}
+
+fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buf) {
+        Ok(httparse::Status::Partial) => Parsed::Incomplete,
+        Ok(httparse::Status::Complete(head_len)) => Parsed::Done(Head {
+            method: request.method.unwrap_or_default().to_owned(),
+            target: request.path.unwrap_or_default().to_owned(),
+            raw_headers: request
+                .headers
+                .iter()
+                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect(),
+            head_len,
+        }),
+        Err(httparse::Error::TooManyHeaders) => Parsed::Bad("too many headers"),
+        Err(_) => Parsed::Bad("malformed request"),
+    }
+}
+
+async fn connection(mut socket: TcpStream, service: &str) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    loop {
+        let head = loop {
+            match parse_head(&buf) {
+                Parsed::Done(head) => break head,
+                Parsed::Bad(reason) => return reply_plain(&mut socket, 400, reason).await,
+                Parsed::Incomplete if buf.len() > MAX_HEAD => {
+                    return reply_plain(&mut socket, 431, "request head too large").await
+                }
+                Parsed::Incomplete => {
+                    if read_more(&mut socket, &mut buf).await? == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        buf.drain(..head.head_len);
+        let header = |name: &str| {
+            head.raw_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+        };
+        let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let body = if chunked {
+            read_chunked(&mut socket, &mut buf).await?
+        } else {
+            let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if length > MAX_BODY {
+                return reply_plain(&mut socket, 413, "body too large").await;
+            }
+            while buf.len() < length {
+                if read_more(&mut socket, &mut buf).await? == 0 {
+                    return Ok(());
+                }
+            }
+            buf.drain(..length).collect()
+        };
+        let status: u16 = header("x-echo-status").and_then(|v| v.parse().ok()).filter(|s| (200..600).contains(s)).unwrap_or(200);
+        if let Some(ms) = header("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
+            tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+        }
+        let set_internal = header("x-echo-set-internal") == Some("1");
+        let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let echo = describe(service, head, &body);
+        let json = serde_json::to_vec(&echo).unwrap_or_default();
+        let mut response = format!(
+            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-echo-service: {service}\r\n",
+            reason(status),
+            json.len()
+        );
+        if set_internal {
+            response.push_str("X-Internal-Secret: s3cr3t\r\nx-internal-debug: 1\r\nX-Echo-Marker: 1\r\n");
+        }
+        if close {
+            response.push_str("connection: close\r\n");
+        }
+        response.push_str("\r\n");
+        socket.write_all(response.as_bytes()).await?;
+        socket.write_all(&json).await?;
+        if close {
+            return socket.shutdown().await;
+        }
+    }
+}
+
+fn describe(service: &str, head: Head, body: &[u8]) -> Echo {
+    let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in &head.raw_headers {
+        headers.entry(name.to_ascii_lowercase()).or_default().push(value.clone());
+    }
+    let query = head.target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    Echo {
+        service: service.to_owned(),
+        method: head.method,
+        path: head.target,
+        query,
+        headers,
+        raw_headers: head.raw_headers,
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+async fn read_more(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = socket.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+async fn read_line(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+    loop {
+        if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buf[..pos]).into_owned();
+            buf.drain(..pos + 2);
+            return Ok(Some(line));
+        }
+        if buf.len() > MAX_HEAD || read_more(socket, buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn read_chunked(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let Some(size_line) = read_line(socket, buf).await? else { return Ok(body) };
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            // Trailers, then the empty line.
+            while let Some(line) = read_line(socket, buf).await? {
+                if line.is_empty() {
+                    break;
+                }
+            }
+            return Ok(body);
+        }
+        while buf.len() < size + 2 {
+            if body.len() + size > MAX_BODY || read_more(socket, buf).await? == 0 {
+                return Ok(body);
+            }
+        }
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+    }
+}
+
+async fn reply_plain(socket: &mut TcpStream, status: u16, message: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
+        reason(status),
+        message.len()
+    );
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}

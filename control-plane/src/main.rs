@@ -1,0 +1,19 @@
+//! `stagedoor`: the control plane and its tools.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod api;
+mod cli;
+mod echo;
+mod hash;
+mod publish;
+mod registry;
+mod serve;
+mod snapshot;
+mod status_http;
+mod translate;
+mod watch;
+mod xds;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,23 @@
+//! The service registry: the file the platform team applies, as typed data.
+//!
+//! `model` is the file's shape (serde, unknown fields refused); `validate` turns it into a
+//! [`Registry`], the only form the translator accepts, or an error naming the file, the
+//! service and the field.
+
+mod model;
+mod validate;
+
+pub use model::{InstanceSpec, RegistryFile, ServiceSpec};
+pub use validate::{Registry, RegistryError};
+
+use std::path::Path;
+
+/// Reads, parses and validates a registry file.
+pub fn load(path: &Path) -> Result<Registry, RegistryError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RegistryError::io(path, e))?;
+    Registry::parse(&path.display().to_string(), &text)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,60 @@
+//! `stagedoor serve`: wires the registry file, the publisher, the ADS and API gRPC server
+//! and the status HTTP server together. Stops on Ctrl-C or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
+use tokio::sync::Mutex;
+
+use crate::api::ControlPlaneApi;
+use crate::cli::ServeArgs;
+use crate::publish::Publisher;
+use crate::xds::server::AdsServer;
+use crate::xds::status::EnvoyRegistry;
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let registry = crate::registry::load(&args.registry)?;
+    let options = args.translate_options();
+    let (publisher, snapshots) = Publisher::new(registry, options).context("the registry cannot be served")?;
+    tracing::info!(
+        registry = %publisher.registry().version, snapshot = %publisher.current().version,
+        services = publisher.registry().services.len(), "registry loaded"
+    );
+    let publisher = Arc::new(Mutex::new(publisher));
+    let envoys = EnvoyRegistry::default();
+
+    tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
+    let http = tokio::spawn(crate::status_http::serve(args.http, publisher.clone(), envoys.clone()));
+
+    let api = ControlPlaneApi { publisher, envoys: envoys.clone(), registry_file: args.registry.clone() };
+    tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
+    let grpc = tonic::transport::Server::builder()
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys)))
+        .add_service(ControlPlaneServer::new(api))
+        .serve_with_shutdown(args.xds, shutdown_signal());
+    tokio::select! {
+        result = grpc => result.context("gRPC server failed")?,
+        result = http => result.context("status server task failed")?.context("status server failed")?,
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

@@ -1,0 +1,158 @@
+//! A snapshot: one consistent set of resources of the four xDS types, each type with its
+//! own version so an unchanged type is never re-sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
+use envoy_types::pb::envoy::config::listener::v3::filter;
+use envoy_types::pb::envoy::config::route::v3::{route, route_action};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+};
+use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
+
+use crate::translate::{to_any, Resources};
+use crate::xds::type_url;
+
+/// The resources of one xDS type at one version, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedResources {
+    pub version: String,
+    pub resources: BTreeMap<String, Any>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Identifies the whole snapshot: derived from the four type versions.
+    pub version: String,
+    /// The registry version this snapshot was built from.
+    pub registry_version: String,
+    pub types: BTreeMap<&'static str, TypedResources>,
+    resources: Resources,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InconsistentSnapshot {
+    #[error("cluster {cluster} has no endpoints resource {service}")]
+    MissingEndpoints { cluster: String, service: String },
+    #[error("listener {listener} uses route configuration {route_config}, which does not exist")]
+    MissingRouteConfig { listener: String, route_config: String },
+    #[error("route {route} sends traffic to cluster {cluster}, which does not exist")]
+    MissingCluster { route: String, cluster: String },
+    #[error("listener {listener} has a connection manager that does not decode")]
+    BadListener { listener: String },
+}
+
+impl Snapshot {
+    /// Builds a snapshot from freshly translated resources. `inputs_version` identifies what
+    /// they were made from; a type whose resources equal the previous snapshot's keeps the
+    /// previous version, so it is not pushed again.
+    pub fn build(
+        resources: Resources,
+        registry_version: &str,
+        inputs_version: &str,
+        previous: Option<&Snapshot>,
+    ) -> Result<Self, InconsistentSnapshot> {
+        check_consistent(&resources)?;
+        let version_of = |unchanged: bool, type_url: &str| match previous {
+            Some(prev) if unchanged => prev.types.get(type_url).map(|t| t.version.clone()),
+            _ => None,
+        }
+        .unwrap_or_else(|| inputs_version.to_owned());
+        let prev = previous.map(|p| &p.resources);
+        let mut types = BTreeMap::new();
+        types.insert(
+            type_url::CLUSTER,
+            TypedResources {
+                version: version_of(prev.is_some_and(|p| p.clusters == resources.clusters), type_url::CLUSTER),
+                resources: resources.clusters.iter().map(|c| (c.name.clone(), to_any(c))).collect(),
+            },
+        );
+        types.insert(
+            type_url::ENDPOINT,
+            TypedResources {
+                version: version_of(prev.is_some_and(|p| p.endpoints == resources.endpoints), type_url::ENDPOINT),
+                resources: resources.endpoints.iter().map(|e| (e.cluster_name.clone(), to_any(e))).collect(),
+            },
+        );
+        types.insert(
+            type_url::LISTENER,
+            TypedResources {
+                version: version_of(prev.is_some_and(|p| p.listeners == resources.listeners), type_url::LISTENER),
+                resources: resources.listeners.iter().map(|l| (l.name.clone(), to_any(l))).collect(),
+            },
+        );
+        types.insert(
+            type_url::ROUTE,
+            TypedResources {
+                version: version_of(prev.is_some_and(|p| p.routes == resources.routes), type_url::ROUTE),
+                resources: resources.routes.iter().map(|r| (r.name.clone(), to_any(r))).collect(),
+            },
+        );
+        let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
+        let version = crate::hash::short_hash(joined.join(",").as_bytes());
+        Ok(Self { version, registry_version: registry_version.to_owned(), types, resources })
+    }
+}
+
+/// Every name a resource refers to exists in the snapshot, so Envoy never waits on a
+/// resource that will not come, nor routes to a cluster it does not have.
+pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapshot> {
+    let endpoint_names: BTreeSet<&str> = resources.endpoints.iter().map(|e| e.cluster_name.as_str()).collect();
+    let cluster_names: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
+    let route_names: BTreeSet<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
+    for cluster in &resources.clusters {
+        let is_eds = cluster.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+        if is_eds {
+            let service = cluster
+                .eds_cluster_config
+                .as_ref()
+                .map(|e| if e.service_name.is_empty() { cluster.name.as_str() } else { e.service_name.as_str() })
+                .unwrap_or(cluster.name.as_str());
+            if !endpoint_names.contains(service) {
+                return Err(InconsistentSnapshot::MissingEndpoints {
+                    cluster: cluster.name.clone(),
+                    service: service.to_owned(),
+                });
+            }
+        }
+    }
+    for listener in &resources.listeners {
+        for chain in &listener.filter_chains {
+            for f in &chain.filters {
+                let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else { continue };
+                if any.type_url != type_url::HTTP_CONNECTION_MANAGER {
+                    continue;
+                }
+                let hcm = HttpConnectionManager::decode(any.value.as_slice())
+                    .map_err(|_| InconsistentSnapshot::BadListener { listener: listener.name.clone() })?;
+                if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
+                    if !route_names.contains(rds.route_config_name.as_str()) {
+                        return Err(InconsistentSnapshot::MissingRouteConfig {
+                            listener: listener.name.clone(),
+                            route_config: rds.route_config_name.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for rc in &resources.routes {
+        for vh in &rc.virtual_hosts {
+            for r in &vh.routes {
+                if let Some(route::Action::Route(action)) = &r.action {
+                    if let Some(route_action::ClusterSpecifier::Cluster(cluster)) = &action.cluster_specifier {
+                        if !cluster_names.contains(cluster.as_str()) {
+                            return Err(InconsistentSnapshot::MissingCluster {
+                                route: r.name.clone(),
+                                cluster: cluster.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

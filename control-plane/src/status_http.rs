@@ -1,0 +1,65 @@
+//! The control plane's HTTP side for operators: /status (JSON) and /healthz.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::publish::Publisher;
+use crate::xds::status::EnvoyRegistry;
+
+#[derive(Clone)]
+struct AppState {
+    publisher: Arc<Mutex<Publisher>>,
+    envoys: EnvoyRegistry,
+}
+
+pub async fn serve(listen: SocketAddr, publisher: Arc<Mutex<Publisher>>, envoys: EnvoyRegistry) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/status", get(status))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(AppState { publisher, envoys });
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(%listen, "status HTTP listening");
+    axum::serve(listener, app).await
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    let publisher = state.publisher.lock().await;
+    let snapshot = publisher.current();
+    let services: Vec<Value> = publisher
+        .registry()
+        .services
+        .values()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "prefixes": s.routes.iter().map(|r| r.prefix.clone()).collect::<Vec<_>>(),
+                "instances": s.instances,
+            })
+        })
+        .collect();
+    let types: serde_json::Map<String, Value> = snapshot
+        .types
+        .iter()
+        .map(|(url, t)| (crate::xds::type_url::short(url).to_owned(), json!(t.version)))
+        .collect();
+    let envoys = state.envoys.list();
+    let last_nack = envoys
+        .iter()
+        .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
+        .max_by_key(|(_, _, n)| n.at_unix_ms)
+        .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
+    Json(json!({
+        "registry_version": publisher.registry().version,
+        "snapshot_version": snapshot.version,
+        "type_versions": types,
+        "services": services,
+        "envoys": envoys,
+        "last_nack": last_nack,
+    }))
+}

@@ -1,0 +1,92 @@
+//! LDS: one HTTP listener whose connection manager normalizes paths, runs the Stagedoor
+//! filter, then the router.
+
+use envoy_types::pb::envoy::config::core::v3::{http_protocol_options, HttpProtocolOptions};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource};
+use envoy_types::pb::envoy::extensions::wasm::v3::{PluginConfig, VmConfig};
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
+use stagedoor_filter_core::config::FilterConfig;
+
+use super::cluster::{ads_source, socket};
+use super::{local_reply, names, to_any, TranslateOptions};
+
+pub fn http_listener(options: &TranslateOptions, config: &FilterConfig) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: String::from("stagedoor"),
+        route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_source()),
+            route_config_name: names::ROUTE_CONFIG.to_owned(),
+        })),
+        http_filters: vec![stagedoor_filter(options, config), router_filter()],
+        // Public-path and service matching in the filter rely on Envoy handing it a
+        // canonical path: RFC 3986 normalization (dot segments, backslashes), merged
+        // slashes, and escaped slashes refused rather than guessed at.
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
+        path_with_escaped_slashes_action:
+            http_connection_manager::PathWithEscapedSlashesAction::RejectRequest as i32,
+        // x_tenant_id must never reach an upstream as a look-alike of x-tenant-id.
+        common_http_protocol_options: Some(HttpProtocolOptions {
+            headers_with_underscores_action: http_protocol_options::HeadersWithUnderscoresAction::DropHeader as i32,
+            ..Default::default()
+        }),
+        // The downstream address is the peer Envoy saw, never a client-supplied header.
+        use_remote_address: Some(BoolValue { value: true }),
+        always_set_request_id_in_response: true,
+        local_reply_config: Some(local_reply::json_errors()),
+        ..Default::default()
+    };
+    Listener {
+        name: names::LISTENER.to_owned(),
+        address: Some(socket(&options.listen.ip().to_string(), options.listen.port())),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: String::from("envoy.filters.network.http_connection_manager"),
+                config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn stagedoor_filter(options: &TranslateOptions, config: &FilterConfig) -> HttpFilter {
+    let wasm = Wasm {
+        config: Some(PluginConfig {
+            name: names::FILTER_NAME.to_owned(),
+            root_id: names::FILTER_NAME.to_owned(),
+            vm: Some(envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm::VmConfig(VmConfig {
+                vm_id: names::WASM_VM_ID.to_owned(),
+                runtime: String::from("envoy.wasm.runtime.v8"),
+                code: Some(AsyncDataSource {
+                    specifier: Some(async_data_source::Specifier::Local(DataSource {
+                        specifier: Some(data_source::Specifier::Filename(options.wasm_path.clone())),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            configuration: Some(to_any(&StringValue { value: config.to_json() })),
+            ..Default::default()
+        }),
+    };
+    HttpFilter {
+        name: String::from("envoy.filters.http.wasm"),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&wasm))),
+        ..Default::default()
+    }
+}
+
+fn router_filter() -> HttpFilter {
+    HttpFilter {
+        name: String::from("envoy.filters.http.router"),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&Router::default()))),
+        ..Default::default()
+    }
+}

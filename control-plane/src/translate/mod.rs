@@ -1,0 +1,61 @@
+//! Registry -> Envoy resources. Pure and deterministic: the same registry and options give
+//! byte-identical resources, so content hashes version them.
+
+mod any;
+mod cluster;
+mod filter_config;
+mod listener;
+mod local_reply;
+pub mod names;
+mod route;
+
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+use crate::registry::Registry;
+
+pub use any::to_any;
+pub use filter_config::filter_config;
+
+/// Deployment facts that are not in the registry: where Envoy listens, where the filter is.
+#[derive(Debug, Clone)]
+pub struct TranslateOptions {
+    pub listen: SocketAddr,
+    /// Path of the compiled filter as Envoy sees it.
+    pub wasm_path: String,
+}
+
+/// One full set of resources for every Envoy: the four xDS types.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    pub clusters: Vec<Cluster>,
+    pub endpoints: Vec<ClusterLoadAssignment>,
+    pub listeners: Vec<Listener>,
+    pub routes: Vec<RouteConfiguration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranslateError {
+    #[error("filter config refused: {0}")]
+    FilterConfig(#[from] stagedoor_filter_core::CompileError),
+}
+
+pub fn translate(registry: &Registry, options: &TranslateOptions) -> Result<Resources, TranslateError> {
+    let config = filter_config(registry);
+    // Check before publish: the filter would refuse this config in on_configure, so the
+    // control plane refuses it first and keeps the last good snapshot.
+    stagedoor_filter_core::Policy::compile(&config)?;
+    Ok(Resources {
+        clusters: registry.services.values().map(cluster::cluster).collect(),
+        endpoints: registry.services.values().map(cluster::load_assignment).collect(),
+        listeners: vec![listener::http_listener(options, &config)],
+        routes: vec![route::route_configuration(registry)],
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,52 @@
+//! Follows the registry file: a valid edit is published, an invalid one is logged and the
+//! last good config keeps serving.
+//!
+//! Polling the content every 200 ms rather than relying on inotify: it survives editors
+//! that replace the file, mounted ConfigMaps that swap symlinks, and files on any
+//! filesystem, and it costs one small read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use crate::publish::Publisher;
+use crate::registry::Registry;
+
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>>) {
+    let mut last_text: Option<String> = std::fs::read_to_string(&path).ok();
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(e) => {
+                if last_text.is_some() {
+                    tracing::error!(file = %path.display(), error = %e, "registry file unreadable; keeping last good config");
+                    last_text = None;
+                }
+                continue;
+            }
+        };
+        if last_text.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        last_text = Some(text.clone());
+        let registry = match Registry::parse(&path.display().to_string(), &text) {
+            Ok(registry) => registry,
+            Err(e) => {
+                tracing::error!(error = %e, "registry edit rejected; keeping last good config");
+                continue;
+            }
+        };
+        let version = registry.version.clone();
+        match publisher.lock().await.apply(registry) {
+            Ok(true) => tracing::info!(file = %path.display(), registry = %version, "registry edit applied"),
+            Ok(false) => tracing::info!(file = %path.display(), "registry edit changes nothing Envoy sees"),
+            Err(e) => tracing::error!(error = %e, "registry edit rejected; keeping last good config"),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! State-of-the-world ADS, one stream at a time, as a pure state machine: requests and
+//! snapshots go in, responses and ACK/NACK events come out. No I/O, so every protocol rule
+//! is unit-tested.
+//!
+//! Rules kept here (xDS protocol, "ACK/NACK and resource type instance version"):
+//! - a request whose nonce is not the last one sent for its type is stale and ignored;
+//! - a request with `error_detail` is a NACK of the version last sent; that version is never
+//!   sent again to this stream (it would be NACKed again), only a newer snapshot is;
+//! - a request with the current nonce and no error is an ACK; if it names other resources
+//!   (EDS/RDS subscriptions change as clusters and listeners come and go), they are sent;
+//! - types go out in CDS, EDS, LDS, RDS order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::type_url;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Default)]
+struct TypeState {
+    /// Names asked for; empty means every resource of the type (wildcard).
+    names: BTreeSet<String>,
+    sent_version: Option<String>,
+    sent_nonce: Option<String>,
+}
+
+/// What happened on the stream that the operator should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    Ack { type_url: String, version: String },
+    Nack { type_url: String, version: String, nonce: String, detail: String },
+}
+
+#[derive(Debug, Default)]
+pub struct SotwStream {
+    types: BTreeMap<String, TypeState>,
+    nonce_counter: u64,
+}
+
+/// Responses to send, in order, and events to record.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub responses: Vec<DiscoveryResponse>,
+    pub events: Vec<StreamEvent>,
+}
+
+impl SotwStream {
+    pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Step {
+        let mut step = Step::default();
+        let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+        let state = self.types.entry(request.type_url.clone()).or_default();
+        if !request.response_nonce.is_empty() {
+            if state.sent_nonce.as_deref() != Some(request.response_nonce.as_str()) {
+                return step; // stale: a response already superseded this one
+            }
+            if let Some(error) = &request.error_detail {
+                step.events.push(StreamEvent::Nack {
+                    type_url: request.type_url.clone(),
+                    version: state.sent_version.clone().unwrap_or_default(),
+                    nonce: request.response_nonce.clone(),
+                    detail: error.message.clone(),
+                });
+                state.names = names;
+                return step;
+            }
+            step.events.push(StreamEvent::Ack {
+                type_url: request.type_url.clone(),
+                version: request.version_info.clone(),
+            });
+            if state.names == names {
+                return step;
+            }
+        }
+        state.names = names;
+        if let Some(response) = self.respond(&request.type_url, snapshot) {
+            step.responses.push(response);
+        }
+        step
+    }
+
+    /// A new snapshot: send every subscribed type whose version differs from what this
+    /// stream was last sent, in push order.
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step {
+        let mut step = Step::default();
+        for type_url in type_url::PUSH_ORDER {
+            let Some(state) = self.types.get(type_url) else { continue };
+            let Some(typed) = snapshot.types.get(type_url) else { continue };
+            if state.sent_version.as_deref() == Some(typed.version.as_str()) {
+                continue;
+            }
+            if let Some(response) = self.respond(type_url, snapshot) {
+                step.responses.push(response);
+            }
+        }
+        step
+    }
+
+    fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
+        let typed = snapshot.types.get(type_url)?;
+        self.nonce_counter += 1;
+        let nonce = self.nonce_counter.to_string();
+        let state = self.types.entry(type_url.to_owned()).or_default();
+        let resources = typed
+            .resources
+            .iter()
+            .filter(|(name, _)| state.names.is_empty() || state.names.contains("*") || state.names.contains(*name))
+            .map(|(_, any)| any.clone())
+            .collect();
+        state.sent_version = Some(typed.version.clone());
+        state.sent_nonce = Some(nonce.clone());
+        Some(DiscoveryResponse {
+            version_info: typed.version.clone(),
+            resources,
+            type_url: type_url.to_owned(),
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "sotw_tests.rs"]
+mod tests;

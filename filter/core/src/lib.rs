@@ -1,0 +1,14 @@
+//! Stagedoor's request policy, free of proxy-wasm and I/O.
+//!
+//! The control plane builds a [`config::FilterConfig`], validates it by compiling it into a
+//! [`policy::Policy`], and pushes its JSON to Envoy; the wasm filter parses and compiles the
+//! same JSON in `on_configure` and asks [`decide`] what to do with each request.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod config;
+pub mod decision;
+pub mod path;
+pub mod policy;
+
+pub use decision::{decide, Decision, RequestView};
+pub use policy::{CompileError, Policy};

@@ -1,0 +1,85 @@
+//! Path matching on whole segments, with no regular expressions built from config strings.
+//!
+//! Paths reach the filter after Envoy's own normalization (the control plane turns on
+//! `normalize_path`, `merge_slashes` and rejects escaped slashes), so matching here is plain
+//! byte comparison; the query string never takes part.
+
+/// The path part of a request target: everything before `?` or `#`.
+pub fn strip_query(target: &str) -> &str {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    &target[..end]
+}
+
+/// Does `path` equal `prefix` or continue it with a `/`? This is Envoy's
+/// `path_separated_prefix` semantics, so the filter and the route table agree on which
+/// service a path belongs to: `/api/v1/venues` matches `/api/v1/venues` and
+/// `/api/v1/venues/1`, never `/api/v1/venuesX`.
+pub fn is_under_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+/// A public-path pattern: an exact path, or everything strictly below a prefix (`/x/*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(String),
+    /// Stored with its trailing slash: `/api/v1/public/` covers `/api/v1/public/a`, not
+    /// `/api/v1/public` itself nor `/api/v1/publicity`.
+    Below(String),
+}
+
+/// Why a public-path pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("must start with '/'")]
+    NotAbsolute,
+    #[error("'*' is only allowed as a final '/*'")]
+    StrayWildcard,
+    #[error("must not contain '?', '#', '%', '\\\\', ';', '//' or dot segments")]
+    NotNormalized,
+}
+
+impl PathPattern {
+    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
+        if !pattern.starts_with('/') {
+            return Err(PatternError::NotAbsolute);
+        }
+        let (body, below) = match pattern.strip_suffix("/*") {
+            Some(body) => (body, true),
+            None => (pattern, false),
+        };
+        if body.contains('*') {
+            return Err(PatternError::StrayWildcard);
+        }
+        if !is_normalized(body) {
+            return Err(PatternError::NotNormalized);
+        }
+        Ok(if below {
+            PathPattern::Below(format!("{body}/"))
+        } else {
+            PathPattern::Exact(body.to_owned())
+        })
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(exact) => path == exact,
+            PathPattern::Below(prefix) => path.len() > prefix.len() && path.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// A config path is in the form Envoy's normalization produces, so a pattern can only ever
+/// match what Envoy hands the filter.
+pub fn is_normalized(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.contains(['?', '#', '%', '\\', ';'])
+        && !path.contains("//")
+        && !path.split('/').any(|segment| segment == "." || segment == "..")
+        && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests;
