@@ -20,14 +20,17 @@ struct Cli {
 enum Command {
     /// Serve xDS (and the stagedoor.v1 API) to Envoys, following the registry file.
     Serve(ServeArgs),
-    /// Run an echo upstream that answers every request with what it received.
+    /// Run an echo upstream that answers every request with what it received: one
+    /// (--port, --service), or one per loopback instance of a registry (--registry).
     Echo {
+        #[arg(long, required_unless_present = "registry", requires = "service")]
+        port: Option<u16>,
         #[arg(long)]
-        port: u16,
-        #[arg(long)]
-        service: String,
+        service: Option<String>,
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        #[arg(long, conflicts_with = "port")]
+        registry: Option<PathBuf>,
     },
     /// Validate a registry file, including the filter config it produces.
     Validate { file: PathBuf },
@@ -70,9 +73,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { file } => validate(&file),
         Command::Serve(args) => run_async(crate::serve::serve(args)),
-        Command::Echo { port, service, host } => {
-            run_async(async move { Ok(crate::echo::serve(SocketAddr::new(host, port), service).await?) })
-        }
+        Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
     };
     match result {
@@ -92,6 +93,33 @@ fn init_logging() {
 
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(fut)
+}
+
+async fn echo(
+    port: Option<u16>,
+    service: Option<String>,
+    host: std::net::IpAddr,
+    registry: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut upstreams: Vec<(SocketAddr, String)> = Vec::new();
+    if let (Some(port), Some(service)) = (port, service) {
+        upstreams.push((SocketAddr::new(host, port), service));
+    }
+    if let Some(file) = registry {
+        for svc in registry::load(&file)?.services.values() {
+            for inst in &svc.instances {
+                // Only instances this machine can serve: the demo stack's loopback ones.
+                if let Ok(ip) = inst.address.parse::<std::net::IpAddr>() {
+                    if ip.is_loopback() {
+                        upstreams.push((SocketAddr::new(host, inst.port), svc.name.clone()));
+                    }
+                }
+            }
+        }
+    }
+    // Any one failing to bind stops them all: a half-started demo stack misleads.
+    futures::future::try_join_all(upstreams.into_iter().map(|(addr, name)| crate::echo::serve(addr, name))).await?;
+    Ok(())
 }
 
 fn validate(file: &std::path::Path) -> anyhow::Result<()> {

@@ -1,1 +1,9 @@
+//! Harness for end-to-end tests: starts the real control plane, a real Envoy and echo
+//! upstreams on free loopback ports in a private directory, and kills exactly those
+//! processes when dropped.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod ports;
+pub mod stack;
+
+pub use stack::{Stack, StackOptions};

@@ -1,0 +1,93 @@
+use super::*;
+
+const GOOD: &str = r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 3002 }]
+  - name: payment
+    routes:
+      - { prefix: /api/v1/payments }
+      - { prefix: /webhooks, upstream_prefix: /api/v1/webhooks }
+    instances: [{ address: payment.internal, port: 3005 }]
+    public_paths: ["/webhooks/*"]
+"#;
+
+fn error_of(yaml: &str) -> String {
+    Registry::parse("reg.yaml", yaml).unwrap_err().to_string()
+}
+
+#[test]
+fn the_shipped_registry_is_valid_and_has_the_19_services() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml");
+    let registry = load(&path).unwrap();
+    assert_eq!(registry.services.len(), 19);
+    let auth = &registry.services["auth"];
+    for public in ["/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh"] {
+        assert!(auth.public_paths.iter().any(|p| p == public), "{public}");
+    }
+    assert!(registry.services["payment"].public_paths.iter().any(|p| p == "/webhooks/*"));
+}
+
+#[test]
+fn a_good_registry_parses_in_name_order() {
+    let registry = Registry::parse("reg.yaml", GOOD).unwrap();
+    let names: Vec<_> = registry.services.keys().cloned().collect();
+    assert_eq!(names, ["payment", "venue"]);
+}
+
+#[test]
+fn the_version_is_a_content_hash() {
+    let a = Registry::parse("a", GOOD).unwrap();
+    let b = Registry::parse("b", &GOOD.replace("    ", "    ")).unwrap();
+    assert_eq!(a.version, b.version);
+    let c = Registry::parse("c", &GOOD.replace("3002", "3003")).unwrap();
+    assert_ne!(a.version, c.version);
+    // Reordering services changes nothing Envoy sees, so not the version either.
+    let reordered = "services:\n  - name: b\n    routes: [{prefix: /b}]\n  - name: a\n    routes: [{prefix: /a}]\n";
+    let ordered = "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n";
+    assert_eq!(Registry::parse("x", reordered).unwrap().version, Registry::parse("y", ordered).unwrap().version);
+}
+
+#[test]
+fn errors_name_the_file_the_service_and_the_field() {
+    assert_eq!(
+        error_of(&GOOD.replace("prefix: /api/v1/venues", "prefix: api/v1/venues")),
+        "reg.yaml: service \"venue\": routes[0].prefix: must start with '/'"
+    );
+    assert_eq!(
+        error_of(&GOOD.replace("port: 3002", "port: 0")),
+        "reg.yaml: service \"venue\": instances[0].port: must be 1-65535"
+    );
+    assert_eq!(
+        error_of(&GOOD.replace("/webhooks/*", "/webhooks/*/x")),
+        "reg.yaml: service \"payment\": public_paths[0]: '*' is only allowed as a final '/*'"
+    );
+    assert!(error_of(&GOOD.replace("name: venue", "name: Venue")).contains("service \"Venue\": name"));
+    assert!(error_of(&GOOD.replace("payment.internal", "bad host!")).contains("instances[0].address"));
+    assert!(error_of(&GOOD.replace("/api/v1/venues", "/api/v1/venues/")).contains("must not end with '/'"));
+    assert!(error_of(&GOOD.replace("/api/v1/venues", "/api/../venues")).contains("routes[0].prefix"));
+    assert!(error_of(&GOOD.replace("/api/v1/venues", "/health")).contains("answered by the gateway"));
+}
+
+#[test]
+fn two_services_cannot_claim_one_prefix_or_one_name() {
+    let dup_prefix = GOOD.replace("/api/v1/payments", "/api/v1/venues");
+    assert_eq!(
+        error_of(&dup_prefix),
+        "reg.yaml: service \"payment\": routes[0].prefix: /api/v1/venues is already routed to service \"venue\""
+    );
+    let dup_name = GOOD.replace("name: payment", "name: venue");
+    assert!(error_of(&dup_name).contains("is defined twice"));
+}
+
+#[test]
+fn unknown_fields_and_bad_syntax_are_refused_with_a_location() {
+    let typo = GOOD.replace("public_paths", "public_path");
+    let e = error_of(&typo);
+    assert!(e.starts_with("reg.yaml: "), "{e}");
+    assert!(e.contains("unknown field `public_path`"), "{e}");
+    assert!(e.contains("line"), "{e}");
+    assert!(error_of("services: [").starts_with("reg.yaml: "));
+    assert!(error_of("services:\n  - name: x\n").contains("missing field `routes`"));
+}

@@ -4,9 +4,11 @@ use stagedoor_filter_core::config::{FilterConfig, ServiceConfig};
 
 use crate::registry::Registry;
 
+/// The config's version is a hash of its own content, not the registry's: an instance
+/// change must not reload the filter in every Envoy.
 pub fn filter_config(registry: &Registry) -> FilterConfig {
-    FilterConfig {
-        config_version: registry.version.clone(),
+    let mut config = FilterConfig {
+        config_version: String::new(),
         services: registry
             .services
             .values()
@@ -16,5 +18,7 @@ pub fn filter_config(registry: &Registry) -> FilterConfig {
                 public_paths: svc.public_paths.clone(),
             })
             .collect(),
-    }
+    };
+    config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
+    config
 }

@@ -7,6 +7,7 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager::InternalAddressConfig,
 };
 use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource};
 use envoy_types::pb::envoy::extensions::wasm::v3::{PluginConfig, VmConfig};
@@ -36,8 +37,11 @@ pub fn http_listener(options: &TranslateOptions, config: &FilterConfig) -> Liste
             headers_with_underscores_action: http_protocol_options::HeadersWithUnderscoresAction::DropHeader as i32,
             ..Default::default()
         }),
-        // The downstream address is the peer Envoy saw, never a client-supplied header.
+        // The downstream address is the peer Envoy saw, never a client-supplied header; and
+        // with no address counted as internal, every request is an edge request: Envoy
+        // strips client x-envoy-* headers and generates x-request-id itself.
         use_remote_address: Some(BoolValue { value: true }),
+        internal_address_config: Some(InternalAddressConfig { unix_sockets: false, cidr_ranges: vec![] }),
         always_set_request_id_in_response: true,
         local_reply_config: Some(local_reply::json_errors()),
         ..Default::default()

@@ -1,12 +1,9 @@
 //! Envoy's own error replies (no route, and later upstream failures) in the gateway's JSON
 //! error shape: {statusCode, error, message, code, requestId, timestamp}.
 
-use std::collections::HashMap;
-
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, AccessLogFilter, ResponseFlagFilter};
 use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string, DataSource, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{LocalReplyConfig, ResponseMapper};
-use envoy_types::pb::google::protobuf::{value, Struct, Value};
 
 pub fn json_errors() -> LocalReplyConfig {
     LocalReplyConfig {
@@ -33,20 +30,24 @@ fn mapper(flags: &[&str], error: &str, code: &str, message: &str) -> ResponseMap
     }
 }
 
+/// The body is a text template rather than a `Struct`: a protobuf map encodes in hash
+/// order, which would make the listener's bytes, and so its version, differ run to run.
+/// Every substituted value is JSON-safe: a status code, our own message, a timestamp and
+/// the request id, which Envoy always generates itself at the edge (see `listener.rs`).
 fn json_format(error: &str, code: &str) -> SubstitutionFormatString {
-    let fields: HashMap<String, Value> = [
-        ("statusCode", "%RESPONSE_CODE%"),
-        ("error", error),
-        ("message", "%LOCAL_REPLY_BODY%"),
-        ("code", code),
-        ("requestId", "%REQ(X-REQUEST-ID)%"),
-        ("timestamp", "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), Value { kind: Some(value::Kind::StringValue(v.to_owned())) }))
-    .collect();
+    let template = format!(
+        concat!(
+            r#"{{"statusCode":%RESPONSE_CODE%,"error":"{error}","message":"%LOCAL_REPLY_BODY%","#,
+            r#""code":"{code}","requestId":"%REQ(X-REQUEST-ID)%","timestamp":"%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"}}"#
+        ),
+        error = error,
+        code = code
+    );
     SubstitutionFormatString {
-        format: Some(substitution_format_string::Format::JsonFormat(Struct { fields })),
+        format: Some(substitution_format_string::Format::TextFormatSource(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(template)),
+            ..Default::default()
+        })),
         content_type: String::from("application/json"),
         ..Default::default()
     }

@@ -1,0 +1,102 @@
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+use super::*;
+use crate::publish::build_snapshot;
+use crate::registry::Registry;
+use crate::translate::TranslateOptions;
+
+fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
+    let yaml = format!(
+        "services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n  - name: b\n    routes: [{{prefix: /b}}]\n"
+    );
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into() };
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &options, previous).unwrap()
+}
+
+fn request(type_url: &str, nonce: &str, version: &str, names: &[&str]) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.to_owned(),
+        response_nonce: nonce.to_owned(),
+        version_info: version.to_owned(),
+        resource_names: names.iter().map(|n| (*n).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn first_request_gets_the_current_resources() {
+    let snap = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    let step = stream.on_request(&request(type_url::CLUSTER, "", "", &[]), &snap);
+    assert_eq!(step.responses.len(), 1);
+    assert_eq!(step.responses[0].resources.len(), 2);
+    assert_eq!(step.responses[0].version_info, snap.types[type_url::CLUSTER].version);
+    assert!(step.events.is_empty());
+}
+
+#[test]
+fn eds_sends_only_the_names_asked_for_and_new_names_after_an_ack() {
+    let snap = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    let first = stream.on_request(&request(type_url::ENDPOINT, "", "", &["svc_a"]), &snap);
+    assert_eq!(first.responses[0].resources.len(), 1);
+    let sent = &first.responses[0];
+    let ack_same = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a"]), &snap);
+    assert!(ack_same.responses.is_empty(), "a plain ACK needs no reply");
+    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone() }]);
+    let more = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a", "svc_b"]), &snap);
+    assert_eq!(more.responses.len(), 1, "a changed subscription is answered");
+    assert_eq!(more.responses[0].resources.len(), 2);
+}
+
+#[test]
+fn a_stale_nonce_is_ignored() {
+    let snap = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    stream.on_request(&request(type_url::CLUSTER, "", "", &[]), &snap);
+    let step = stream.on_request(&request(type_url::CLUSTER, "old-nonce", "", &[]), &snap);
+    assert!(step.responses.is_empty() && step.events.is_empty());
+}
+
+#[test]
+fn a_nack_is_recorded_and_the_rejected_version_is_never_resent() {
+    let snap = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    let sent = stream.on_request(&request(type_url::LISTENER, "", "", &[]), &snap).responses.remove(0);
+    let mut nack = request(type_url::LISTENER, &sent.nonce, "", &[]);
+    nack.error_detail = Some(RpcStatus { code: 3, message: "bad wasm".into(), details: vec![] });
+    let step = stream.on_request(&nack, &snap);
+    assert!(step.responses.is_empty(), "never resend what was just rejected");
+    assert_eq!(
+        step.events,
+        [StreamEvent::Nack {
+            type_url: type_url::LISTENER.into(),
+            version: sent.version_info.clone(),
+            nonce: sent.nonce.clone(),
+            detail: "bad wasm".into()
+        }]
+    );
+    assert!(stream.on_snapshot(&snap).responses.is_empty(), "same snapshot: still not resent");
+}
+
+#[test]
+fn a_new_snapshot_pushes_only_changed_types_in_push_order() {
+    let first = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    for t in [type_url::ROUTE, type_url::LISTENER, type_url::ENDPOINT, type_url::CLUSTER] {
+        let names: &[&str] = if t == type_url::ENDPOINT { &["svc_a", "svc_b"] } else { &[] };
+        stream.on_request(&request(t, "", "", names), &first);
+    }
+    let second = snapshot(2, Some(&first));
+    assert_eq!(second.types[type_url::CLUSTER].version, first.types[type_url::CLUSTER].version);
+    assert_ne!(second.types[type_url::ENDPOINT].version, first.types[type_url::ENDPOINT].version);
+    let step = stream.on_snapshot(&second);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [type_url::ENDPOINT], "only the endpoints changed");
+
+    let same = snapshot(2, Some(&second));
+    assert_eq!(same.version, second.version, "an unchanged registry keeps its version");
+}

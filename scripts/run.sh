@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole Stagedoor stack on this machine, in one command: installs what is missing,
+# builds, then starts the control plane, one Envoy and the 19 TicketToken echo upstreams.
+# Ctrl-C stops everything it started.
+#
+# Ports (override with the environment variables):
+#   GATEWAY_PORT=8080  the gateway (Envoy listener)     ADMIN_PORT=9901  Envoy admin
+#   XDS_PORT=18000     xDS + stagedoor.v1 gRPC           HTTP_PORT=18080  control-plane /status
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
+ADMIN_PORT=${ADMIN_PORT:-9901}
+XDS_PORT=${XDS_PORT:-18000}
+HTTP_PORT=${HTTP_PORT:-18080}
+REGISTRY=${REGISTRY:-registry/tickettoken.yaml}
+STATE=.stagedoor
+mkdir -p "$STATE"
+
+scripts/bootstrap.sh
+echo "run: building the control plane and the filter"
+cargo build -q -p stagedoor-control-plane
+scripts/build-filter.sh -q
+BIN=target/debug/stagedoor
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "run: stopping"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$BIN" echo --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
+"$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
+  --listen "127.0.0.1:$GATEWAY_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
+
+sed -e "s/\${NODE_ID}/local-$(hostname)/" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" \
+    -e "s/\${XDS_HOST}/127.0.0.1/" -e "s/\${XDS_PORT}/$XDS_PORT/" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
+    envoy/bootstrap.yaml > "$STATE/bootstrap.yaml"
+envoy -c "$STATE/bootstrap.yaml" --concurrency "${ENVOY_CONCURRENCY:-2}" --disable-hot-restart \
+  -l warning 2>"$STATE/envoy.log" & pids+=($!)
+
+for _ in $(seq 1 150); do
+  curl --noproxy '*' -sf "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+if ! curl --noproxy '*' -sf "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null; then
+  echo "run: the gateway did not come up; see $STATE/*.log" >&2
+  exit 1
+fi
+
+cat <<MSG
+
+Stagedoor is up.
+  gateway         http://127.0.0.1:$GATEWAY_PORT   (try: curl http://127.0.0.1:$GATEWAY_PORT/api/v1/venues/1)
+  envoy admin     http://127.0.0.1:$ADMIN_PORT/config_dump
+  control plane   http://127.0.0.1:$HTTP_PORT/status   and   $BIN status --server http://127.0.0.1:$XDS_PORT
+  registry        $REGISTRY  (edit and save: every Envoy gets the change)
+  logs            $STATE/*.log
+  dev token       $BIN token --registry $REGISTRY --sub u1 --tenant t1 --role customer
+
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "run: a component exited; see $STATE/*.log" >&2

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Every test: installs what is missing, builds the control plane and the wasm filter, runs
+# the unit tests and the end-to-end tests (real Envoy, real control plane, echo upstreams),
+# and validates docker-compose.yml. This is what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap.sh
+echo "test: building"
+cargo build --all-targets
+scripts/build-filter.sh -q
+echo "test: docker-compose.yml"
+docker-compose -f docker-compose.yml config -q
+echo "test: unit and end-to-end tests"
+cargo test --no-fail-fast -- --test-threads "${TEST_THREADS:-4}"

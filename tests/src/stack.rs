@@ -1,0 +1,292 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::ports::free_port;
+
+/// The workspace root, from this crate's manifest directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+pub fn stagedoor_bin() -> PathBuf {
+    std::env::var_os("STAGEDOOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/stagedoor"))
+}
+
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("STAGEDOOR_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/stagedoor_filter.wasm"))
+}
+
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("envoy"))
+}
+
+/// A client that never goes through a proxy: every test target is on loopback.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// Registry YAML; every `instances` port is replaced by a running echo upstream's port.
+    pub registry_yaml: String,
+    /// Start this many Envoys (default 1).
+    pub envoys: usize,
+    /// Override the wasm path handed to Envoy (to test a broken deployment).
+    pub wasm_override: Option<String>,
+    /// Extra `stagedoor serve` arguments.
+    pub serve_args: Vec<String>,
+}
+
+pub struct Envoy {
+    pub child: Child,
+    pub admin_port: u16,
+    pub node_id: String,
+}
+
+pub struct Stack {
+    pub dir: PathBuf,
+    pub registry_path: PathBuf,
+    pub gateway_port: u16,
+    pub xds_port: u16,
+    pub http_port: u16,
+    pub control_plane: Option<Child>,
+    pub envoys: Vec<Envoy>,
+    pub echoes: Vec<(String, u16, Child)>,
+    serve_args: Vec<String>,
+    wasm: String,
+}
+
+static STACK_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Stack {
+    pub fn start(options: StackOptions) -> Stack {
+        let n = STACK_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("stagedoor-e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create test dir");
+
+        let mut stack = Stack {
+            registry_path: dir.join("registry.yaml"),
+            dir,
+            gateway_port: free_port(),
+            xds_port: free_port(),
+            http_port: free_port(),
+            control_plane: None,
+            envoys: Vec::new(),
+            echoes: Vec::new(),
+            serve_args: options.serve_args.clone(),
+            wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
+        };
+        let registry = stack.start_echoes_for(&options.registry_yaml);
+        fs::write(&stack.registry_path, registry).expect("write registry");
+        stack.start_control_plane();
+        for i in 0..options.envoys.max(1) {
+            stack.start_envoy(&format!("e2e-{n}-{i}"));
+        }
+        stack
+    }
+
+    /// Starts one echo upstream per service in the registry, rewriting its instances to
+    /// point at it. Returns the rewritten registry.
+    fn start_echoes_for(&mut self, yaml: &str) -> String {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("registry yaml");
+        if let Some(services) = doc.get_mut("services").and_then(|s| s.as_sequence_mut()) {
+            for svc in services {
+                let name = svc["name"].as_str().unwrap_or("unnamed").to_owned();
+                let Some(instances) = svc.get_mut("instances").and_then(|i| i.as_sequence_mut()) else { continue };
+                for inst in instances {
+                    let port = self.start_echo(&name);
+                    inst["address"] = serde_yaml::Value::from("127.0.0.1");
+                    inst["port"] = serde_yaml::Value::from(port);
+                }
+            }
+        }
+        serde_yaml::to_string(&doc).expect("registry yaml")
+    }
+
+    pub fn start_echo(&mut self, service: &str) -> u16 {
+        let port = free_port();
+        let log = self.log_file(&format!("echo-{service}-{port}.log"));
+        let child = Command::new(stagedoor_bin())
+            .args(["echo", "--port", &port.to_string(), "--service", service])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start echo upstream");
+        self.echoes.push((service.to_owned(), port, child));
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        port
+    }
+
+    fn log_file(&self, name: &str) -> fs::File {
+        fs::File::create(self.dir.join(name)).expect("log file")
+    }
+
+    pub fn start_control_plane(&mut self) {
+        let log = self.log_file("control-plane.log");
+        let mut cmd = Command::new(stagedoor_bin());
+        cmd.arg("serve")
+            .args(["--registry", &self.registry_path.display().to_string()])
+            .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
+            .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
+            .args(["--wasm", &self.wasm])
+            .args(&self.serve_args)
+            .env("STAGEDOOR_LOG", "info,stagedoor=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.control_plane = Some(cmd.spawn().expect("start control plane"));
+        let http_port = self.http_port;
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok());
+    }
+
+    pub fn stop_control_plane(&mut self) {
+        if let Some(mut child) = self.control_plane.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn start_envoy(&mut self, node_id: &str) {
+        let admin_port = free_port();
+        let template = fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("bootstrap");
+        let bootstrap = template
+            .replace("${NODE_ID}", node_id)
+            .replace("${ADMIN_PORT}", &admin_port.to_string())
+            .replace("${XDS_HOST}", "127.0.0.1")
+            .replace("${XDS_PORT}", &self.xds_port.to_string())
+            .replace("${XDS_API_TYPE}", "GRPC");
+        let path = self.dir.join(format!("bootstrap-{node_id}.yaml"));
+        fs::write(&path, bootstrap).expect("write bootstrap");
+        let log = self.log_file(&format!("envoy-{node_id}.log"));
+        let child = Command::new(envoy_bin())
+            .args(["-c", &path.display().to_string()])
+            .args(["--concurrency", "1", "--disable-hot-restart"])
+            .args(["-l", "warning", "--drain-time-s", "1"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start envoy (is it installed? scripts/bootstrap.sh)");
+        self.envoys.push(Envoy { child, admin_port, node_id: node_id.to_owned() });
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    /// Waits until the gateway answers /health, i.e. Envoy has its listener and routes.
+    pub fn wait_ready(&self) -> &Self {
+        let client = client();
+        let ok = wait_for(Duration::from_secs(30), || {
+            client.get(self.url("/health")).send().map(|r| r.status() == 200).unwrap_or(false)
+        });
+        assert!(ok, "gateway never became ready; logs in {}", self.dir.display());
+        self
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let response = client().get(self.url(path)).send().expect("request");
+        let status = response.status().as_u16();
+        let body = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    pub fn control_plane_status(&self) -> Value {
+        client()
+            .get(format!("http://127.0.0.1:{}/status", self.http_port))
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn control_plane_log(&self) -> String {
+        fs::read_to_string(self.dir.join("control-plane.log")).unwrap_or_default()
+    }
+
+    pub fn config_dump(&self, envoy: usize) -> String {
+        let port = self.envoys[envoy].admin_port;
+        client()
+            .get(format!("http://127.0.0.1:{port}/config_dump"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    pub fn write_registry(&self, yaml: &str) {
+        // Write then rename, as an editor or `kubectl apply` of a ConfigMap would.
+        let tmp = self.registry_path.with_extension("tmp");
+        fs::write(&tmp, yaml).expect("write registry");
+        fs::rename(&tmp, &self.registry_path).expect("replace registry");
+    }
+
+    /// Appends a service (given as YAML) to the registry file.
+    pub fn add_service(&self, service_yaml: &str) -> String {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&self.registry()).expect("registry yaml");
+        let service: serde_yaml::Value = serde_yaml::from_str(service_yaml).expect("service yaml");
+        doc["services"].as_sequence_mut().expect("services list").push(service);
+        let yaml = serde_yaml::to_string(&doc).expect("registry yaml");
+        self.write_registry(&yaml);
+        yaml
+    }
+
+    pub fn registry(&self) -> String {
+        fs::read_to_string(&self.registry_path).expect("read registry")
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for envoy in &mut self.envoys {
+            let _ = envoy.child.kill();
+            let _ = envoy.child.wait();
+        }
+        self.stop_control_plane();
+        for (_, _, child) in &mut self.echoes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes. Bounded by construction.
+pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Waits until `check` holds and returns how long it took, or None after `limit`.
+pub fn time_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}

@@ -1,0 +1,150 @@
+//! The walking skeleton end to end: registry -> control plane -> Envoy -> echo upstream.
+
+use std::time::Duration;
+
+use stagedoor_e2e::stack::{time_until, workspace_root};
+use stagedoor_e2e::{Stack, StackOptions};
+
+fn tickettoken_registry() -> String {
+    std::fs::read_to_string(workspace_root().join("registry/tickettoken.yaml")).unwrap()
+}
+
+fn small_registry() -> String {
+    r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+  - name: payment
+    routes:
+      - { prefix: /api/v1/payments }
+      - { prefix: /webhooks, upstream_prefix: /api/v1/webhooks }
+    instances: [{ address: 127.0.0.1, port: 1 }]
+    public_paths: ["/webhooks/*"]
+"#
+    .to_owned()
+}
+
+#[test]
+fn every_tickettoken_service_reaches_its_echo_upstream_with_the_promised_path() {
+    let stack = Stack::start(StackOptions { registry_yaml: tickettoken_registry(), ..Default::default() });
+    stack.wait_ready();
+    let registry: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
+    let services = registry["services"].as_sequence().unwrap();
+    assert_eq!(services.len(), 19, "the registry describes the 19 TicketToken services");
+    for svc in services {
+        let name = svc["name"].as_str().unwrap();
+        let prefix = svc["routes"][0]["prefix"].as_str().unwrap();
+        let (status, echo) = stack.get(&format!("{prefix}/some/thing?q=1"));
+        assert_eq!(status, 200, "{name}: {echo}");
+        assert_eq!(echo["service"], name);
+        assert_eq!(echo["path"], format!("{prefix}/some/thing?q=1"));
+        assert_eq!(echo["headers"]["x-gateway-forwarded"], serde_json::json!(["true"]));
+    }
+}
+
+#[test]
+fn prefix_rewrite_and_whole_segment_matching() {
+    let stack = Stack::start(StackOptions { registry_yaml: small_registry(), ..Default::default() });
+    stack.wait_ready();
+    let (status, echo) = stack.get("/webhooks/stripe");
+    assert_eq!(status, 200);
+    assert_eq!(echo["service"], "payment");
+    assert_eq!(echo["path"], "/api/v1/webhooks/stripe");
+
+    let (status, echo) = stack.get("/api/v1/venues");
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/api/v1/venues")));
+    let (status, body) = stack.get("/api/v1/venuesX/1");
+    assert_eq!(status, 404, "a prefix matches whole segments only: {body}");
+}
+
+#[test]
+fn health_is_answered_by_the_gateway_and_unknown_paths_get_a_json_404() {
+    let stack = Stack::start(StackOptions { registry_yaml: small_registry(), ..Default::default() });
+    stack.wait_ready();
+    let (status, body) = stack.get("/health");
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+
+    let response = stagedoor_e2e::stack::client().get(stack.url("/no/such/thing")).send().unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["statusCode"], 404);
+    assert_eq!(body["error"], "Not Found");
+    assert_eq!(body["code"], "ROUTE_NOT_FOUND");
+    assert_eq!(body["requestId"], request_id.as_str());
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
+}
+
+#[test]
+fn registry_edits_reach_envoy_within_two_seconds_without_a_restart() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: small_registry(), ..Default::default() });
+    stack.wait_ready();
+    let extra_port = stack.start_echo("extra");
+
+    // A service is added.
+    let added = stack.add_service(&format!(
+        "{{ name: extra, routes: [{{ prefix: /api/v1/extra }}], instances: [{{ address: 127.0.0.1, port: {extra_port} }}] }}"
+    ));
+    let took = time_until(Duration::from_secs(2), || stack.get("/api/v1/extra/1").0 == 200);
+    assert!(took.is_some(), "added service not served within 2 s");
+    eprintln!("service added -> served in {:?}", took.unwrap());
+    assert!(stack.config_dump(0).contains("svc_extra"), "config_dump shows the new cluster");
+
+    // Its prefix changes: the new one routes, the old one no longer does.
+    stack.write_registry(&added.replace("/api/v1/extra", "/api/v2/extra"));
+    let took = time_until(Duration::from_secs(2), || {
+        stack.get("/api/v2/extra/1").0 == 200 && stack.get("/api/v1/extra/1").0 == 404
+    });
+    assert!(took.is_some(), "changed prefix not served within 2 s");
+    eprintln!("prefix changed -> served in {:?}", took.unwrap());
+    let (_, echo) = stack.get("/api/v2/extra/1");
+    assert_eq!(echo["service"], "extra");
+}
+
+#[test]
+fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
+    let stack = Stack::start(StackOptions { registry_yaml: small_registry(), ..Default::default() });
+    stack.wait_ready();
+    let good_version = stack.control_plane_status()["registry_version"].clone();
+    assert!(good_version.is_string());
+
+    let broken = stack.registry().replace("prefix: /api/v1/venues", "prefix: api/v1/venues");
+    stack.write_registry(&broken);
+    let logged = time_until(Duration::from_secs(5), || {
+        stack.control_plane_log().contains("service \"venue\": routes[0].prefix: must start with '/'")
+    });
+    assert!(logged.is_some(), "the refusal names the file, service and field:\n{}", stack.control_plane_log());
+    assert_eq!(stack.control_plane_status()["registry_version"], good_version);
+    for _ in 0..20 {
+        assert_eq!(stack.get("/api/v1/venues/1").0, 200, "traffic keeps flowing");
+    }
+
+    stack.write_registry("services: [ {name: venue, routes: [");
+    let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().matches("keeping last good config").count() >= 2);
+    assert!(logged.is_some(), "a syntax error is refused too:\n{}", stack.control_plane_log());
+    assert_eq!(stack.get("/api/v1/venues/1").0, 200);
+}
+
+#[test]
+fn envoy_rejecting_a_config_is_reported_as_a_nack() {
+    let stack = Stack::start(StackOptions {
+        registry_yaml: small_registry(),
+        wasm_override: Some(String::from("/nonexistent/stagedoor_filter.wasm")),
+        ..Default::default()
+    });
+    let nacked = time_until(Duration::from_secs(20), || {
+        let status = stack.control_plane_status();
+        status["last_nack"]["type"] == "LDS"
+    });
+    assert!(nacked.is_some(), "status: {}", stack.control_plane_status());
+    let status = stack.control_plane_status();
+    let detail = status["last_nack"]["detail"].as_str().unwrap();
+    assert!(!detail.is_empty(), "the NACK carries Envoy's error detail: {status}");
+    eprintln!("NACK detail: {detail}");
+    // Clusters were accepted: the NACK is confined to the listener.
+    let envoy = &status["envoys"][0];
+    assert!(envoy["types"]["CDS"]["acked_version"].is_string(), "{status}");
+}
