@@ -4,17 +4,38 @@
 //! and both turn them into a [`crate::Policy`] with [`crate::Policy::compile`], which is where
 //! every rule about what a valid config is lives.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Everything the filter needs, for every service the gateway routes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterConfig {
-    /// Content hash of the registry this config was derived from; shown in logs and metrics
-    /// so an operator can tell which config a filter runs.
+    /// Hash of this config's content; shown in logs so an operator can tell which config a
+    /// filter runs.
     pub config_version: String,
     /// The services, each with the path prefixes that route to it.
     pub services: Vec<ServiceConfig>,
+    pub auth: AuthConfig,
+    /// Role name -> default permissions and venue scope. A token's `permissions` claim
+    /// replaces its role's defaults.
+    #[serde(default = "crate::defaults::roles")]
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// When set, requests carry `x-stagedoor-identity`, an HMAC-SHA256-signed statement of
+    /// the identity headers that backends can verify with this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_signing_key: Option<String>,
+    /// Where the filter polls the revocation list; absent means no revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationConfig>,
+    /// How many verified tokens each filter instance remembers.
+    #[serde(default = "default_cache_entries")]
+    pub token_cache_entries: usize,
+}
+
+fn default_cache_entries() -> usize {
+    4096
 }
 
 /// One upstream service as the filter sees it.
@@ -27,6 +48,96 @@ pub struct ServiceConfig {
     /// Paths that need no token: exact paths, or prefixes written with a trailing `/*`.
     #[serde(default)]
     pub public_paths: Vec<String>,
+    /// Route rules: (method, path pattern) -> required permission. First match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub request_headers: HeaderPolicyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// An HTTP method, or `*` for any.
+    #[serde(default = "any_method")]
+    pub method: String,
+    /// Segments are literal or `{name}` (one whole segment, captured as a path param).
+    pub path: String,
+    pub permission: String,
+}
+
+fn any_method() -> String {
+    String::from("*")
+}
+
+/// Which client request headers reach the upstream, on top of the block list that always
+/// applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderPolicyConfig {
+    /// Extra names allowed besides the defaults; a trailing `*` allows a prefix.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Forward every header not blocked (no allow-list).
+    #[serde(default)]
+    pub allow_any: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew allowed on exp, nbf and iat.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Live keys; several at once so keys rotate without downtime.
+    pub keys: Vec<KeyConfig>,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// A verification key: exactly one of `secret` (HMAC) or `jwk` (RSA or EC public key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Matched against the token header's `kid`; a key without one serves tokens without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// The algorithms this key may verify (HS256, RS256, ES256, ...). Anything else,
+    /// `none` in any spelling included, is refused.
+    pub algorithms: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub permissions: Vec<String>,
+    /// A venue-scoped role acts only on the venues in the token's `venues` claim.
+    pub venue_scoped: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// The Envoy cluster that reaches the control plane's HTTP side.
+    pub cluster: String,
+    /// The :authority to send.
+    pub authority: String,
+    /// Path of the revocation feed; the filter appends `?since=<cursor>`.
+    pub path: String,
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    250
 }
 
 impl FilterConfig {
@@ -36,7 +147,7 @@ impl FilterConfig {
 
     pub fn to_json(&self) -> String {
         // Serializing plain structs of strings cannot fail; fall back to an empty object
-        // rather than panic so a filter never sees a half-written config.
+        // (which the filter refuses) rather than panic.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
 }

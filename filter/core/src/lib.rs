@@ -5,10 +5,18 @@
 //! same JSON in `on_configure` and asks [`decide`] what to do with each request.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod cache;
 pub mod config;
+pub mod defaults;
+pub mod headers;
+pub mod identity;
+pub mod rbac;
+pub mod reply;
+pub mod revocation;
+pub mod token;
 pub mod decision;
 pub mod path;
 pub mod policy;
 
-pub use decision::{decide, Decision, RequestView};
+pub use decision::{decide, Decision, FilterState, Observed, Outcome, RequestView};
 pub use policy::{CompileError, Policy};

@@ -1,0 +1,296 @@
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use super::*;
+use crate::cache::TokenCache;
+use crate::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig};
+use crate::revocation::{RevocationList, RevocationUpdate};
+
+const SECRET: &str = "decision-secret-decision-secret-0123";
+const NOW: i64 = 1_800_000_000;
+
+fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
+    RuleConfig { method: method.into(), path: path.into(), permission: permission.into() }
+}
+
+fn config() -> FilterConfig {
+    FilterConfig {
+        config_version: "test".into(),
+        services: vec![
+            ServiceConfig {
+                name: "auth".into(),
+                prefixes: vec!["/api/v1/auth".into()],
+                public_paths: vec!["/api/v1/auth/login".into(), "/api/v1/auth/public/*".into()],
+                rules: vec![],
+                request_headers: HeaderPolicyConfig::default(),
+            },
+            ServiceConfig {
+                name: "event".into(),
+                prefixes: vec!["/api/v1/events".into(), "/api/v1/venues".into()],
+                public_paths: vec![],
+                rules: vec![
+                    rule("POST", "/api/v1/events", "events:create"),
+                    rule("POST", "/api/v1/venues/{venueId}/events", "events:create"),
+                    rule("GET", "/api/v1/events/users/{userId}/tickets", "tickets:view"),
+                    rule("POST", "/api/v1/events/validate", "tickets:validate"),
+                ],
+                request_headers: HeaderPolicyConfig { allow: vec!["x-echo-*".into()], allow_any: false },
+            },
+        ],
+        auth: AuthConfig {
+            issuer: "tickettoken".into(),
+            audience: "tickettoken-platform".into(),
+            leeway_secs: 30,
+            keys: vec![KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None }],
+        },
+        roles: crate::defaults::roles(),
+        identity_signing_key: None,
+        revocation: None,
+        token_cache_entries: 16,
+    }
+}
+
+fn token(patch: Value) -> String {
+    let mut claims = json!({
+        "sub": "u1", "iss": "tickettoken", "aud": "tickettoken-platform", "type": "access",
+        "tenant_id": "t1", "role": "venue-manager", "venues": ["v1", "v2"], "exp": NOW + 900, "jti": "j1"
+    });
+    for (k, v) in patch.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+struct Harness {
+    policy: Policy,
+    state: FilterState,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(config: FilterConfig) -> Self {
+        Self {
+            policy: Policy::compile(&config).unwrap(),
+            state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default() },
+        }
+    }
+
+    fn run(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Outcome {
+        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        decide(&self.policy, &RequestView { method, path, headers: &headers }, NOW, &mut self.state)
+    }
+}
+
+fn denial(outcome: &Outcome) -> (u16, &'static str) {
+    match &outcome.decision {
+        Decision::Deny(d) => (d.status, d.code),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+fn forwarded(outcome: &Outcome) -> (Vec<String>, Vec<(&'static str, String)>) {
+    match &outcome.decision {
+        Decision::Forward { remove, set } => (remove.clone(), set.clone()),
+        other => panic!("expected forward, got {other:?}"),
+    }
+}
+
+fn bearer(t: &str) -> String {
+    format!("Bearer {t}")
+}
+
+#[test]
+fn an_authenticated_request_gets_exactly_the_tokens_identity() {
+    let mut h = Harness::new();
+    let auth = bearer(&token(json!({})));
+    let out = h.run("GET", "/api/v1/events/1", &[
+        ("authorization", &auth),
+        ("x-tenant-id", "evil"),
+        ("x-tenant-id", "evil2"),
+        ("x-user-role", "admin"),
+        ("x-internal-key", "k"),
+        ("x-echo-status", "200"),
+        ("cookie", "c=1"),
+    ]);
+    let (remove, set) = forwarded(&out);
+    assert_eq!(
+        set,
+        vec![
+            ("x-tenant-id", "t1".to_owned()),
+            ("x-tenant-source", "jwt".to_owned()),
+            ("x-user-id", "u1".to_owned()),
+            ("x-user-role", "venue-manager".to_owned()),
+            ("x-user-permissions", "events:create,events:update,events:delete,tickets:view,tickets:validate,reports:view,reports:export".to_owned()),
+            ("x-venue-ids", "v1,v2".to_owned()),
+        ]
+    );
+    assert_eq!(remove, vec!["x-internal-key".to_owned(), "cookie".to_owned()], "set headers replace client copies");
+    assert!(out.observed.authenticated);
+    assert_eq!(out.observed.cache_hit, Some(false));
+}
+
+#[test]
+fn public_paths_assert_no_identity_and_strip_spoofed_ones() {
+    let mut h = Harness::new();
+    let out = h.run("POST", "/api/v1/auth/login?next=/api/v1/events", &[("x-tenant-id", "evil"), ("x-user-id", "u9")]);
+    let (remove, set) = forwarded(&out);
+    assert!(set.is_empty());
+    assert_eq!(remove, vec!["x-tenant-id".to_owned(), "x-user-id".to_owned()]);
+    assert_eq!(denial(&h.run("POST", "/api/v1/auth/login-admin", &[])), (401, "TOKEN_MISSING"));
+    assert_eq!(denial(&h.run("POST", "/api/v1/auth/loginx", &[])), (401, "TOKEN_MISSING"));
+    assert_eq!(denial(&h.run("GET", "/api/v1/auth/public", &[])), (401, "TOKEN_MISSING"));
+    assert!(matches!(h.run("GET", "/api/v1/auth/public/x", &[]).decision, Decision::Forward { .. }));
+    // The query never makes a path public.
+    assert_eq!(denial(&h.run("GET", "/api/v1/events?/api/v1/auth/login", &[])), (401, "TOKEN_MISSING"));
+}
+
+#[test]
+fn token_failures_are_401_with_their_code() {
+    let mut h = Harness::new();
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[])), (401, "TOKEN_MISSING"));
+    let a = bearer(&token(json!({"exp": NOW - 100})));
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", &a)])), (401, "TOKEN_EXPIRED"));
+    let a = bearer(&token(json!({"tenant_id": ""})));
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", &a)])), (401, "TOKEN_MISSING_TENANT"));
+    let a = bearer(&token(json!({"role": "superuser"})));
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", &a)])), (401, "TOKEN_UNKNOWN_ROLE"));
+    let good = bearer(&token(json!({})));
+    let two = [("authorization", good.as_str()), ("authorization", good.as_str())];
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &two)), (401, "TOKEN_MALFORMED"));
+    let out = h.run("GET", "/api/v1/events", &[("authorization", "Bearer nope")]);
+    assert_eq!(out.observed.token_error, Some(TokenError::Malformed("a JWT has exactly three parts")));
+}
+
+#[test]
+fn rules_require_their_permission() {
+    let mut h = Harness::new();
+    let manager = bearer(&token(json!({})));
+    assert!(matches!(h.run("POST", "/api/v1/events", &[("authorization", &manager)]).decision, Decision::Forward { .. }));
+    let door = bearer(&token(json!({"role": "door-staff", "jti": "d"})));
+    let out = h.run("POST", "/api/v1/events", &[("authorization", &door)]);
+    assert_eq!(denial(&out), (403, "INSUFFICIENT_PERMISSIONS"));
+    let Decision::Deny(d) = &out.decision else { panic!() };
+    assert_eq!(d.message, "Insufficient permissions: events:create required");
+    assert!(out.observed.rbac_denied);
+    assert!(matches!(h.run("POST", "/api/v1/events/validate", &[("authorization", &door)]).decision, Decision::Forward { .. }));
+    // A route without a rule needs authentication only.
+    assert!(matches!(h.run("DELETE", "/api/v1/events/9", &[("authorization", &door)]).decision, Decision::Forward { .. }));
+    // The permissions claim replaces the role's defaults.
+    let narrowed = bearer(&token(json!({"permissions": ["reports:view"], "jti": "n"})));
+    assert_eq!(denial(&h.run("POST", "/api/v1/events", &[("authorization", &narrowed)])), (403, "INSUFFICIENT_PERMISSIONS"));
+}
+
+#[test]
+fn venue_scoped_roles_act_only_on_their_venues() {
+    let mut h = Harness::new();
+    let manager = bearer(&token(json!({})));
+    let ok = h.run("POST", "/api/v1/venues/v2/events", &[("authorization", &manager)]);
+    assert!(matches!(ok.decision, Decision::Forward { .. }));
+    assert_eq!(denial(&h.run("POST", "/api/v1/venues/v3/events", &[("authorization", &manager)])), (403, "VENUE_ACCESS_DENIED"));
+    assert_eq!(
+        denial(&h.run("GET", "/api/v1/events/1", &[("authorization", &manager), ("x-venue-id", "v9")])),
+        (403, "VENUE_ACCESS_DENIED")
+    );
+    assert_eq!(
+        denial(&h.run("POST", "/api/v1/venues/v1/events", &[("authorization", &manager), ("x-venue-id", "v9")])),
+        (403, "VENUE_ACCESS_DENIED"),
+        "every venue the request names must be the caller's"
+    );
+    let no_claim = bearer(&token(json!({"venues": null, "jti": "nc"})));
+    assert_eq!(denial(&h.run("POST", "/api/v1/venues/v1/events", &[("authorization", &no_claim)])), (403, "VENUE_ACCESS_DENIED"));
+    let admin = bearer(&token(json!({"role": "admin", "venues": null, "jti": "a"})));
+    assert!(matches!(h.run("POST", "/api/v1/venues/v9/events", &[("authorization", &admin)]).decision, Decision::Forward { .. }));
+}
+
+#[test]
+fn own_permissions_follow_the_user_id_param() {
+    let mut h = Harness::new();
+    let customer = bearer(&token(json!({"role": "customer", "sub": "u7", "venues": null, "jti": "c"})));
+    assert!(matches!(
+        h.run("GET", "/api/v1/events/users/u7/tickets", &[("authorization", &customer)]).decision,
+        Decision::Forward { .. }
+    ));
+    assert_eq!(
+        denial(&h.run("GET", "/api/v1/events/users/u8/tickets", &[("authorization", &customer)])),
+        (403, "INSUFFICIENT_PERMISSIONS")
+    );
+}
+
+#[test]
+fn the_cache_serves_repeats_and_still_honours_exp_and_revocation() {
+    let mut h = Harness::new();
+    let auth = bearer(&token(json!({"exp": NOW + 10})));
+    assert_eq!(h.run("GET", "/api/v1/events", &[("authorization", &auth)]).observed.cache_hit, Some(false));
+    assert_eq!(h.run("GET", "/api/v1/events", &[("authorization", &auth)]).observed.cache_hit, Some(true));
+    let headers = [("authorization", auth.as_str())];
+    let path = "/api/v1/events";
+    let later: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+    let out = decide(&h.policy, &RequestView { method: "GET", path, headers: &later }, NOW + 41, &mut h.state);
+    assert_eq!(denial(&out), (401, "TOKEN_EXPIRED"));
+
+    let auth = bearer(&token(json!({"jti": "rev-me"})));
+    assert!(matches!(h.run("GET", path, &[("authorization", &auth)]).decision, Decision::Forward { .. }));
+    h.state.revocations.apply(RevocationUpdate { cursor: 1, full: false, revoked: vec!["rev-me".into()] });
+    let out = h.run("GET", path, &[("authorization", &auth)]);
+    assert_eq!(out.observed.cache_hit, Some(true));
+    assert_eq!(denial(&out), (401, "TOKEN_REVOKED"));
+}
+
+#[test]
+fn the_identity_statement_is_signed_when_a_key_is_configured() {
+    let key = "identity-key-identity-key-identity-key";
+    let mut h = Harness::with(FilterConfig { identity_signing_key: Some(key.into()), ..config() });
+    let auth = bearer(&token(json!({})));
+    let (_, set) = forwarded(&h.run("GET", "/api/v1/events", &[("authorization", &auth)]));
+    let (_, statement) = set.iter().find(|(n, _)| *n == "x-stagedoor-identity").unwrap();
+    let json = crate::identity::verify_statement(key.as_bytes(), statement).unwrap();
+    assert_eq!(json["tenant_id"], "t1");
+    assert_eq!(json["ts"], NOW);
+    assert!(crate::identity::verify_statement(b"other-key-other-key-other-key-00", statement).is_none());
+}
+
+#[test]
+fn unrouted_paths_pass_for_envoys_404_but_lose_identity_headers() {
+    let mut h = Harness::new();
+    let (remove, set) = forwarded(&h.run("GET", "/nope", &[("x-tenant-id", "evil"), ("cookie", "x")]));
+    assert!(set.is_empty());
+    assert_eq!(remove, vec!["x-tenant-id".to_owned()]);
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a client sends, a forwarded request never keeps a client identity header:
+        /// each is either removed or replaced by the token's value.
+        #[test]
+        fn identity_headers_are_always_stripped_or_replaced(
+            names in proptest::collection::vec(prop::sample::select(vec![
+                "x-tenant-id", "x-user-id", "x-user-role", "x-venue-ids", "x-user-permissions",
+                "x-tenant-source", "x-internal-a", "x-stagedoor-identity", "accept", "x-custom-z",
+            ]), 0..8),
+            path in prop::sample::select(vec!["/api/v1/events/1", "/api/v1/auth/login", "/nope", "/api/v1/auth/public/a"]),
+            with_token in any::<bool>(),
+        ) {
+            let mut h = Harness::new();
+            let auth = bearer(&token(json!({})));
+            let mut headers: Vec<(&str, &str)> = names.iter().map(|n| (*n, "spoof")).collect();
+            if with_token { headers.push(("authorization", &auth)); }
+            if let Decision::Forward { remove, set } = h.run("GET", path, &headers).decision {
+                for name in &names {
+                    if crate::headers::is_blocked(name) {
+                        let replaced = set.iter().any(|(s, v)| s == name && v != "spoof");
+                        prop_assert!(remove.iter().any(|r| r == name) || replaced, "{name} survived");
+                    }
+                }
+            }
+        }
+    }
+}

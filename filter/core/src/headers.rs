@@ -1,0 +1,147 @@
+//! Which client headers reach an upstream, and which upstream headers reach a client.
+//! Header names arrive lower-cased (Envoy's codecs lower-case them).
+
+use crate::config::HeaderPolicyConfig;
+use crate::defaults::{ALLOWED_HEADERS, BLOCKED_HEADERS, ENVOY_MANAGED, IDENTITY_HEADERS, INTERNAL_PREFIX};
+
+/// A compiled name pattern: exact, or a prefix from a trailing `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamePattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl NamePattern {
+    fn parse(pattern: &str) -> Result<Self, String> {
+        let lower = pattern.to_ascii_lowercase();
+        let (body, prefix) = match lower.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (lower.as_str(), false),
+        };
+        if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("{pattern:?} is not a header name (letters, digits, '-', optional final '*')"));
+        }
+        Ok(if prefix { Self::Prefix(body.to_owned()) } else { Self::Exact(body.to_owned()) })
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(exact) => name == exact,
+            Self::Prefix(prefix) => name.starts_with(prefix.as_str()),
+        }
+    }
+}
+
+/// Per-service request header policy.
+#[derive(Debug, Clone)]
+pub struct HeaderPolicy {
+    /// None: no allow-list, everything not blocked passes.
+    allow: Option<Vec<NamePattern>>,
+}
+
+impl HeaderPolicy {
+    pub fn compile(config: &HeaderPolicyConfig) -> Result<Self, String> {
+        if config.allow_any {
+            return Ok(Self { allow: None });
+        }
+        let allow = ALLOWED_HEADERS
+            .iter()
+            .copied()
+            .chain(config.allow.iter().map(String::as_str))
+            .map(NamePattern::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { allow: Some(allow) })
+    }
+
+    /// Allow-list only, for requests to paths no service owns (Envoy answers 404 itself).
+    pub fn open() -> Self {
+        Self { allow: None }
+    }
+
+    /// Must this client header be removed before the request goes upstream? Identity
+    /// headers count as removed here; the caller re-adds the verified values.
+    pub fn removes_request_header(&self, name: &str) -> bool {
+        if name.starts_with(':') || ENVOY_MANAGED.contains(&name) {
+            return false;
+        }
+        if is_blocked(name) {
+            return true;
+        }
+        match &self.allow {
+            None => false,
+            Some(allow) => !allow.iter().any(|p| p.matches(name)),
+        }
+    }
+}
+
+/// Blocked in every request, whatever the allow-list says.
+pub fn is_blocked(name: &str) -> bool {
+    IDENTITY_HEADERS.contains(&name) || BLOCKED_HEADERS.contains(&name) || name.starts_with(INTERNAL_PREFIX)
+}
+
+/// Removed from upstream responses: internal headers and the block list.
+pub fn removes_response_header(name: &str) -> bool {
+    name.starts_with(INTERNAL_PREFIX) || BLOCKED_HEADERS.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_override_and_internal_headers_are_always_removed() {
+        let open = HeaderPolicy::compile(&HeaderPolicyConfig { allow: vec![], allow_any: true }).unwrap();
+        for name in [
+            "x-tenant-id", "x-tenant-source", "x-user-id", "x-user-role", "x-user-permissions", "x-venue-ids",
+            "x-internal-anything", "x-internal-service", "x-admin-token", "x-privileged", "x-http-method-override",
+            "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url", "x-real-ip", "x-forwarded-host",
+            "proxy-authorization", "x-stagedoor-identity",
+        ] {
+            assert!(open.removes_request_header(name), "{name}");
+        }
+        assert!(!open.removes_request_header("x-something-else"));
+    }
+
+    #[test]
+    fn the_default_allow_list_is_the_originals() {
+        let policy = HeaderPolicy::compile(&HeaderPolicyConfig::default()).unwrap();
+        for name in ["accept", "authorization", "content-type", "idempotency-key", "x-custom-foo", "x-request-id"] {
+            assert!(!policy.removes_request_header(name), "{name}");
+        }
+        for name in ["cookie", "x-echo-status", "x-customer", "x-tenant-id"] {
+            assert!(policy.removes_request_header(name), "{name}");
+        }
+        for name in [":path", ":authority", "host", "content-length", "transfer-encoding", "x-forwarded-for"] {
+            assert!(!policy.removes_request_header(name), "Envoy owns {name}");
+        }
+    }
+
+    #[test]
+    fn a_service_can_allow_more_but_never_a_blocked_header() {
+        let policy = HeaderPolicy::compile(&HeaderPolicyConfig {
+            allow: vec!["stripe-signature".into(), "x-echo-*".into(), "x-tenant-id".into(), "x-internal-*".into()],
+            allow_any: false,
+        })
+        .unwrap();
+        assert!(!policy.removes_request_header("stripe-signature"));
+        assert!(!policy.removes_request_header("x-echo-status"));
+        assert!(policy.removes_request_header("x-tenant-id"));
+        assert!(policy.removes_request_header("x-internal-key"));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["", "*", "x y", "x_y", "a*b"] {
+            assert!(HeaderPolicy::compile(&HeaderPolicyConfig { allow: vec![bad.into()], allow_any: false }).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn responses_lose_internal_headers() {
+        assert!(removes_response_header("x-internal-secret"));
+        assert!(removes_response_header("x-internal-debug"));
+        assert!(removes_response_header("www-authenticate"));
+        assert!(!removes_response_header("x-echo-marker"));
+        assert!(!removes_response_header("content-length"));
+    }
+}

@@ -1,0 +1,152 @@
+//! Bearer tokens: take the one token from the Authorization header, verify its signature
+//! with the key its `kid` names under an algorithm that key allows, then check its claims.
+
+mod claims;
+mod error;
+mod keys;
+
+pub use claims::VerifiedToken;
+pub use error::TokenError;
+pub use keys::{compile_key, VerifyingKey};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The checks every token must pass, compiled from [`crate::config::AuthConfig`].
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: i64,
+    pub keys: Vec<VerifyingKey>,
+}
+
+/// The one bearer token of a request, from every Authorization value it carried.
+pub fn bearer_token<'a>(authorization: &[&'a str]) -> Result<&'a str, TokenError> {
+    let value = match authorization {
+        [] => return Err(TokenError::Missing),
+        [one] => *one,
+        _ => return Err(TokenError::Malformed("more than one Authorization header")),
+    };
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed("Authorization is not 'Bearer <token>'"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::Malformed("Authorization is not 'Bearer <token>'"));
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge);
+    }
+    if token.is_empty() {
+        return Err(TokenError::Missing);
+    }
+    // Only base64url and the two dots: this refuses a second token, commas, spaces and
+    // anything else that could smuggle a second credential.
+    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        return Err(TokenError::Malformed("the token has characters a JWT cannot have"));
+    }
+    Ok(token)
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    /// Critical extensions we do not understand make a token invalid (RFC 7515 4.1.11).
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// The parts of a compact JWS, borrowed from the token.
+struct Parts<'a> {
+    signing_input: &'a str,
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, TokenError> {
+    let mut it = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(TokenError::Malformed("a JWT has exactly three parts"));
+    };
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(TokenError::Malformed("a JWT part is empty"));
+    }
+    Ok(Parts { signing_input: &token[..header.len() + 1 + payload.len()], header, payload, signature })
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(part: &str, what: &'static str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(what))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(what))
+}
+
+/// The exact algorithm names JWS defines that we support; anything else ("none", "None",
+/// "hs256", "HS256 ") is not an algorithm at all.
+fn algorithm(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+impl Verifier {
+    /// Verifies the signature, then every claim, at time `now` (unix seconds).
+    pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
+        let parts = split(token)?;
+        let header: JoseHeader = decode_json(parts.header, "the JWT header is not base64url JSON")?;
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed("the JWT header has critical extensions"));
+        }
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == header.kid)
+            .ok_or(TokenError::UnknownKey)?;
+        let alg = algorithm(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
+        if !key.algorithms.contains(&alg) {
+            return Err(TokenError::AlgorithmNotAllowed);
+        }
+        let valid = jsonwebtoken::crypto::verify(parts.signature, parts.signing_input.as_bytes(), &key.key, alg)
+            .map_err(|_| TokenError::InvalidSignature)?;
+        if !valid {
+            return Err(TokenError::InvalidSignature);
+        }
+        // Only now, with the signature good, do the claims mean anything.
+        let claims: claims::RawClaims = decode_json(parts.payload, "the JWT claims are not base64url JSON")?;
+        let verified = claims.check(self, token, now)?;
+        verified.check_time(now, self.leeway_secs)?;
+        Ok(verified)
+    }
+}
+
+/// The revocation key of a token: its `jti`, else the SHA-256 of the whole token.
+pub fn revocation_key(jti: Option<&str>, token: &str) -> String {
+    match jti {
+        Some(jti) if !jti.is_empty() => jti.to_owned(),
+        _ => hex_sha256(token.as_bytes()),
+    }
+}
+
+pub fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
