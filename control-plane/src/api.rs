@@ -6,13 +6,14 @@ use std::sync::Arc;
 use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, EnvoyStatus, GetRegistryRequest, GetRegistryResponse,
-    ListEnvoysRequest, ListEnvoysResponse, Nack, TypeStatus,
+    ListEnvoysRequest, ListEnvoysResponse, Nack, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
 };
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 use crate::publish::Publisher;
-use crate::registry::{Registry, RegistryFile};
+use crate::revocations::{RevocationStore, DEFAULT_RETENTION_SECS};
+use crate::registry::Registry;
 use crate::xds::status::EnvoyRegistry;
 
 pub struct ControlPlaneApi {
@@ -20,11 +21,11 @@ pub struct ControlPlaneApi {
     pub envoys: EnvoyRegistry,
     /// Where an applied registry is written, so the file stays the source of truth.
     pub registry_file: PathBuf,
+    pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
 }
 
 pub fn registry_yaml(registry: &Registry) -> String {
-    let file = RegistryFile { services: registry.services.values().cloned().collect() };
-    serde_yaml::to_string(&file).unwrap_or_default()
+    serde_yaml::to_string(&registry.to_file(true)).unwrap_or_default()
 }
 
 #[tonic::async_trait]
@@ -69,6 +70,18 @@ impl ControlPlane for ControlPlaneApi {
         }))
     }
 
+    async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
+        let now = (crate::xds::status::unix_ms() / 1000) as i64;
+        let (key, expires_at) = revocation_target(request.get_ref(), now).map_err(Status::invalid_argument)?;
+        let cursor = self
+            .revocations
+            .lock()
+            .map_err(|_| Status::internal("revocation store unavailable"))?
+            .revoke(key.clone(), expires_at);
+        tracing::info!(%key, expires_at, "token revoked");
+        Ok(Response::new(RevokeTokenResponse { key, cursor }))
+    }
+
     async fn list_envoys(&self, _: Request<ListEnvoysRequest>) -> Result<Response<ListEnvoysResponse>, Status> {
         let snapshot_version = self.publisher.lock().await.current().version.clone();
         let envoys = self
@@ -99,6 +112,27 @@ impl ControlPlane for ControlPlaneApi {
             .collect();
         Ok(Response::new(ListEnvoysResponse { snapshot_version, envoys }))
     }
+}
+
+/// The revocation key and natural expiry of a token or jti, without verifying the token:
+/// revoking a forged token is harmless, and the filter computes the same key.
+pub fn revocation_target(request: &RevokeTokenRequest, now: i64) -> Result<(String, i64), String> {
+    let default_expiry = if request.expires_at_unix > 0 { request.expires_at_unix } else { now + DEFAULT_RETENTION_SECS };
+    if !request.jti.is_empty() {
+        return Ok((request.jti.clone(), default_expiry));
+    }
+    let token = request.token.trim().trim_start_matches("Bearer ").trim();
+    let payload = token.split('.').nth(1).ok_or("give a jti or a token (header.payload.signature)")?;
+    use base64::Engine;
+    let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or("the token's payload is not base64url JSON")?;
+    let jti = claims.get("jti").and_then(|j| j.as_str());
+    let exp = claims.get("exp").and_then(|e| e.as_i64());
+    let expires_at = if request.expires_at_unix > 0 { request.expires_at_unix } else { exp.map(|e| e + 60).unwrap_or(default_expiry) };
+    Ok((stagedoor_filter_core::token::revocation_key(jti, token), expires_at))
 }
 
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {

@@ -34,11 +34,57 @@ enum Command {
     },
     /// Validate a registry file, including the filter config it produces.
     Validate { file: PathBuf },
+    /// Print a development token signed with the registry's dev key, or revoke a token.
+    #[command(args_conflicts_with_subcommands = true)]
+    Token {
+        #[command(subcommand)]
+        action: Option<TokenAction>,
+        #[command(flatten)]
+        mint: MintArgs,
+    },
     /// Show connected Envoys and the versions they run (asks a running control plane).
     Status {
         #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
         server: String,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Put a token (or a bare jti) on the revocation list of a running control plane.
+    Revoke {
+        /// The token to revoke.
+        #[arg(long, required_unless_present = "jti")]
+        token: Option<String>,
+        /// A jti to revoke.
+        #[arg(long, conflicts_with = "token")]
+        jti: Option<String>,
+        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
+        server: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct MintArgs {
+    #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
+    registry: PathBuf,
+    #[arg(long, default_value = "dev-user")]
+    sub: String,
+    #[arg(long, default_value = "dev-tenant")]
+    tenant: String,
+    #[arg(long, default_value = "customer")]
+    role: String,
+    /// Comma-separated venue ids (the `venues` claim).
+    #[arg(long, value_delimiter = ',')]
+    venues: Option<Vec<String>>,
+    /// Comma-separated permissions; replaces the role's defaults.
+    #[arg(long, value_delimiter = ',')]
+    permissions: Option<Vec<String>>,
+    #[arg(long, default_value = "15m", value_parser = crate::token::parse_ttl)]
+    ttl: std::time::Duration,
+    /// The `type` claim; anything but `access` is refused by the gateway.
+    #[arg(long = "type", default_value = "access")]
+    token_type: String,
 }
 
 #[derive(clap::Args)]
@@ -54,6 +100,10 @@ pub struct ServeArgs {
     /// Where Envoy's gateway listener binds.
     #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// The HTTP address as Envoy reaches it (revocation feed); default: --http, with an
+    /// unspecified IP read as 127.0.0.1. `none` turns revocation off.
+    #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP")]
+    pub advertise_http: Option<String>,
     /// Path of the compiled filter, as Envoy sees it.
     #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
     pub wasm: PathBuf,
@@ -63,7 +113,13 @@ impl ServeArgs {
     pub fn translate_options(&self) -> TranslateOptions {
         // Envoy resolves a relative path against its own working directory, not ours.
         let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
-        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string() }
+        let control_plane_http = match self.advertise_http.as_deref() {
+            Some("none") => None,
+            Some(addr) => addr.parse().ok(),
+            None if self.http.ip().is_unspecified() => Some(SocketAddr::from(([127, 0, 0, 1], self.http.port()))),
+            None => Some(self.http),
+        };
+        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http }
     }
 }
 
@@ -75,6 +131,10 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run_async(crate::serve::serve(args)),
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
+        Command::Token { action: None, mint } => mint_token(&mint),
+        Command::Token { action: Some(TokenAction::Revoke { token, jti, server }), .. } => {
+            run_async(revoke(server, token.unwrap_or_default(), jti.unwrap_or_default()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,9 +184,40 @@ async fn echo(
 
 fn validate(file: &std::path::Path) -> anyhow::Result<()> {
     let registry = registry::load(file)?;
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: String::from("/stagedoor.wasm") };
+    let options = TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        wasm_path: String::from("/stagedoor.wasm"),
+        control_plane_http: Some(SocketAddr::from(([127, 0, 0, 1], 18080))),
+    };
     crate::publish::build_snapshot(&registry, &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
+    Ok(())
+}
+
+fn mint_token(args: &MintArgs) -> anyhow::Result<()> {
+    let registry = registry::load(&args.registry)?;
+    let request = crate::token::MintRequest {
+        sub: args.sub.clone(),
+        tenant: args.tenant.clone(),
+        role: args.role.clone(),
+        venues: args.venues.clone(),
+        permissions: args.permissions.clone(),
+        ttl: args.ttl,
+        token_type: args.token_type.clone(),
+    };
+    let now = (crate::xds::status::unix_ms() / 1000) as i64;
+    println!("{}", crate::token::mint(&registry, &request, now)?);
+    Ok(())
+}
+
+async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()> {
+    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
+    let mut client = ControlPlaneClient::connect(server).await?;
+    let reply = client
+        .revoke_token(stagedoor_proto::v1::RevokeTokenRequest { token, jti, expires_at_unix: 0 })
+        .await?
+        .into_inner();
+    println!("revoked {} (cursor {})", reply.key, reply.cursor);
     Ok(())
 }
 

@@ -7,9 +7,13 @@ mod echo;
 mod hash;
 mod publish;
 mod registry;
+mod revocations;
 mod serve;
 mod snapshot;
 mod status_http;
+#[cfg(test)]
+mod test_support;
+mod token;
 mod translate;
 mod watch;
 mod xds;

@@ -11,6 +11,8 @@ use tokio::sync::Mutex;
 use crate::api::ControlPlaneApi;
 use crate::cli::ServeArgs;
 use crate::publish::Publisher;
+use crate::revocations::RevocationStore;
+use crate::status_http::AppState;
 use crate::xds::server::AdsServer;
 use crate::xds::status::EnvoyRegistry;
 
@@ -25,10 +27,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let publisher = Arc::new(Mutex::new(publisher));
     let envoys = EnvoyRegistry::default();
 
-    tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
-    let http = tokio::spawn(crate::status_http::serve(args.http, publisher.clone(), envoys.clone()));
+    // A fresh epoch per process: filters holding a cursor from before a restart resync.
+    let epoch = (crate::xds::status::unix_ms() % u128::from(u32::MAX)) as u32;
+    let revocations = Arc::new(std::sync::Mutex::new(RevocationStore::new(epoch)));
+    tokio::spawn(collect_expired_revocations(revocations.clone()));
 
-    let api = ControlPlaneApi { publisher, envoys: envoys.clone(), registry_file: args.registry.clone() };
+    tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
+    let http_state = AppState { publisher: publisher.clone(), envoys: envoys.clone(), revocations: revocations.clone() };
+    let http = tokio::spawn(crate::status_http::serve(args.http, http_state));
+
+    let api = ControlPlaneApi { publisher, envoys: envoys.clone(), registry_file: args.registry.clone(), revocations };
     tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
     let grpc = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys)))
@@ -40,6 +48,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn collect_expired_revocations(store: Arc<std::sync::Mutex<RevocationStore>>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        ticker.tick().await;
+        let now = (crate::xds::status::unix_ms() / 1000) as i64;
+        if let Ok(mut store) = store.lock() {
+            store.collect(now);
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -3,29 +3,44 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::publish::Publisher;
+use crate::revocations::RevocationStore;
 use crate::xds::status::EnvoyRegistry;
 
 #[derive(Clone)]
-struct AppState {
-    publisher: Arc<Mutex<Publisher>>,
-    envoys: EnvoyRegistry,
+pub struct AppState {
+    pub publisher: Arc<Mutex<Publisher>>,
+    pub envoys: EnvoyRegistry,
+    pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
 }
 
-pub async fn serve(listen: SocketAddr, publisher: Arc<Mutex<Publisher>>, envoys: EnvoyRegistry) -> std::io::Result<()> {
+pub async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(AppState { publisher, envoys });
+        .route(crate::translate::names::REVOCATION_FEED_PATH, get(revocation_feed))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "status HTTP listening");
     axum::serve(listener, app).await
+}
+
+#[derive(serde::Deserialize)]
+struct FeedQuery {
+    #[serde(default)]
+    since: u64,
+}
+
+/// What filters poll: the revocations since their cursor (or all, see RevocationStore).
+async fn revocation_feed(State(state): State<AppState>, Query(query): Query<FeedQuery>) -> Json<Value> {
+    let update = state.revocations.lock().map(|store| store.feed(query.since)).ok();
+    Json(serde_json::to_value(update).unwrap_or(Value::Null))
 }
 
 async fn status(State(state): State<AppState>) -> Json<Value> {
@@ -54,8 +69,10 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
         .max_by_key(|(_, _, n)| n.at_unix_ms)
         .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
+    let revoked = state.revocations.lock().map(|r| r.len()).unwrap_or(0);
     Json(json!({
         "registry_version": publisher.registry().version,
+        "revoked_tokens": revoked,
         "snapshot_version": snapshot.version,
         "type_versions": types,
         "services": services,

@@ -7,7 +7,7 @@
 mod model;
 mod validate;
 
-pub use model::{InstanceSpec, RegistryFile, ServiceSpec};
+pub use model::{InstanceSpec, ServiceSpec};
 pub use validate::{Registry, RegistryError};
 
 use std::path::Path;

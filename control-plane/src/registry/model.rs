@@ -1,12 +1,61 @@
 //! The registry file's shape. Field names are the file's; every field is documented in the
 //! README ("Registry format").
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryFile {
+    pub auth: AuthSpec,
+    /// Signs `x-stagedoor-identity` for backends; absent means the header is not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySpec>,
+    /// Replaces the default roles (the original gateway's six) when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<BTreeMap<String, RoleConfig>>,
     pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSpec {
+    pub issuer: String,
+    pub audience: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leeway_secs: Option<u64>,
+    pub keys: Vec<KeySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    pub algorithms: Vec<String>,
+    /// An HMAC secret written in the file: for development only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// The environment variable of the control plane that holds the HMAC secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    /// A public JWK (RSA or EC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<serde_json::Value>,
+    /// `stagedoor token` signs development tokens with this key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dev: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_env: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +69,17 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub instances: Vec<InstanceSpec>,
     /// Paths that need no token: exact, or a prefix written with a trailing `/*`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub public_paths: Vec<String>,
+    /// (method, path pattern) -> required permission; first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default, skip_serializing_if = "is_default_headers")]
+    pub request_headers: HeaderPolicyConfig,
+}
+
+fn is_default_headers(h: &HeaderPolicyConfig) -> bool {
+    *h == HeaderPolicyConfig::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 use super::*;
 
-const GOOD: &str = r#"
+const GOOD_SERVICES: &str = r#"
 services:
   - name: venue
     routes: [{ prefix: /api/v1/venues }]
@@ -12,6 +12,10 @@ services:
     instances: [{ address: payment.internal, port: 3005 }]
     public_paths: ["/webhooks/*"]
 "#;
+
+fn good() -> String {
+    crate::test_support::registry_yaml(GOOD_SERVICES)
+}
 
 fn error_of(yaml: &str) -> String {
     Registry::parse("reg.yaml", yaml).unwrap_err().to_string()
@@ -31,63 +35,96 @@ fn the_shipped_registry_is_valid_and_has_the_19_services() {
 
 #[test]
 fn a_good_registry_parses_in_name_order() {
-    let registry = Registry::parse("reg.yaml", GOOD).unwrap();
+    let registry = Registry::parse("reg.yaml", &good()).unwrap();
     let names: Vec<_> = registry.services.keys().cloned().collect();
     assert_eq!(names, ["payment", "venue"]);
 }
 
 #[test]
 fn the_version_is_a_content_hash() {
-    let a = Registry::parse("a", GOOD).unwrap();
-    let b = Registry::parse("b", &GOOD.replace("    ", "    ")).unwrap();
+    let a = Registry::parse("a", &good()).unwrap();
+    let b = Registry::parse("b", &good().replace("    ", "    ")).unwrap();
     assert_eq!(a.version, b.version);
-    let c = Registry::parse("c", &GOOD.replace("3002", "3003")).unwrap();
+    let c = Registry::parse("c", &good().replace("3002", "3003")).unwrap();
     assert_ne!(a.version, c.version);
     // Reordering services changes nothing Envoy sees, so not the version either.
-    let reordered = "services:\n  - name: b\n    routes: [{prefix: /b}]\n  - name: a\n    routes: [{prefix: /a}]\n";
-    let ordered = "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n";
-    assert_eq!(Registry::parse("x", reordered).unwrap().version, Registry::parse("y", ordered).unwrap().version);
+    let reordered = crate::test_support::AUTH.to_owned() + "services:\n  - name: b\n    routes: [{prefix: /b}]\n  - name: a\n    routes: [{prefix: /a}]\n";
+    let ordered = crate::test_support::AUTH.to_owned() + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n";
+    assert_eq!(Registry::parse("x", &reordered).unwrap().version, Registry::parse("y", &ordered).unwrap().version);
 }
 
 #[test]
 fn errors_name_the_file_the_service_and_the_field() {
     assert_eq!(
-        error_of(&GOOD.replace("prefix: /api/v1/venues", "prefix: api/v1/venues")),
+        error_of(&good().replace("prefix: /api/v1/venues", "prefix: api/v1/venues")),
         "reg.yaml: service \"venue\": routes[0].prefix: must start with '/'"
     );
     assert_eq!(
-        error_of(&GOOD.replace("port: 3002", "port: 0")),
+        error_of(&good().replace("port: 3002", "port: 0")),
         "reg.yaml: service \"venue\": instances[0].port: must be 1-65535"
     );
     assert_eq!(
-        error_of(&GOOD.replace("/webhooks/*", "/webhooks/*/x")),
+        error_of(&good().replace("/webhooks/*", "/webhooks/*/x")),
         "reg.yaml: service \"payment\": public_paths[0]: '*' is only allowed as a final '/*'"
     );
-    assert!(error_of(&GOOD.replace("name: venue", "name: Venue")).contains("service \"Venue\": name"));
-    assert!(error_of(&GOOD.replace("payment.internal", "bad host!")).contains("instances[0].address"));
-    assert!(error_of(&GOOD.replace("/api/v1/venues", "/api/v1/venues/")).contains("must not end with '/'"));
-    assert!(error_of(&GOOD.replace("/api/v1/venues", "/api/../venues")).contains("routes[0].prefix"));
-    assert!(error_of(&GOOD.replace("/api/v1/venues", "/health")).contains("answered by the gateway"));
+    assert!(error_of(&good().replace("name: venue", "name: Venue")).contains("service \"Venue\": name"));
+    assert!(error_of(&good().replace("payment.internal", "bad host!")).contains("instances[0].address"));
+    assert!(error_of(&good().replace("/api/v1/venues", "/api/v1/venues/")).contains("must not end with '/'"));
+    assert!(error_of(&good().replace("/api/v1/venues", "/api/../venues")).contains("routes[0].prefix"));
+    assert!(error_of(&good().replace("/api/v1/venues", "/health")).contains("answered by the gateway"));
 }
 
 #[test]
 fn two_services_cannot_claim_one_prefix_or_one_name() {
-    let dup_prefix = GOOD.replace("/api/v1/payments", "/api/v1/venues");
+    let dup_prefix = good().replace("/api/v1/payments", "/api/v1/venues");
     assert_eq!(
         error_of(&dup_prefix),
         "reg.yaml: service \"payment\": routes[0].prefix: /api/v1/venues is already routed to service \"venue\""
     );
-    let dup_name = GOOD.replace("name: payment", "name: venue");
+    let dup_name = good().replace("name: payment", "name: venue");
     assert!(error_of(&dup_name).contains("is defined twice"));
 }
 
 #[test]
 fn unknown_fields_and_bad_syntax_are_refused_with_a_location() {
-    let typo = GOOD.replace("public_paths", "public_path");
+    let typo = good().replace("public_paths", "public_path");
     let e = error_of(&typo);
     assert!(e.starts_with("reg.yaml: "), "{e}");
     assert!(e.contains("unknown field `public_path`"), "{e}");
     assert!(e.contains("line"), "{e}");
     assert!(error_of("services: [").starts_with("reg.yaml: "));
-    assert!(error_of("services:\n  - name: x\n").contains("missing field `routes`"));
+    assert!(error_of(&crate::test_support::registry_yaml("services:\n  - name: x\n")).contains("missing field `routes`"));
+    assert!(error_of("services: []").contains("missing field `auth`"));
+}
+
+#[test]
+fn auth_rules_and_roles_are_checked_by_the_filters_own_compiler() {
+    let with_rule = good().replace(
+        "    public_paths: [\"/webhooks/*\"]",
+        "    public_paths: [\"/webhooks/*\"]\n    rules: [{ method: post, path: /api/v1/payments, permission: payments:process }]",
+    );
+    assert_eq!(
+        error_of(&with_rule),
+        "reg.yaml: service \"payment\": rules[0]: method \"post\" must be an upper-case HTTP method or '*'"
+    );
+    let short_secret = good().replace("unit-test-secret-unit-test-secret-0123", "short");
+    assert_eq!(error_of(&short_secret), "reg.yaml: auth.keys[0]: secret: must be at least 32 bytes (256 bits)");
+    let rsa_as_hmac = good().replace("[HS256]", "[RS256]").replace("      dev: true\n", "");
+    assert!(error_of(&rsa_as_hmac).contains("auth.keys[0]"), "{}", error_of(&rsa_as_hmac));
+    let roles = good().replace("services:", "roles:\n  Bad_Role: { permissions: [], venue_scoped: false }\nservices:");
+    assert!(error_of(&roles).contains("roles"), "{}", error_of(&roles));
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_are_never_written_back() {
+    let yaml = good().replace("secret: unit-test-secret-unit-test-secret-0123", "secret_env: TEST_JWT_SECRET");
+    let env = |name: &str| (name == "TEST_JWT_SECRET").then(|| "from-the-environment-0123456789abcdef".to_owned());
+    let registry = Registry::parse_with_env("reg.yaml", &yaml, &env).unwrap();
+    assert_eq!(registry.keys[0].secret.as_deref(), Some("from-the-environment-0123456789abcdef"));
+    let e = Registry::parse_with_env("reg.yaml", &yaml, &|_| None).unwrap_err().to_string();
+    assert_eq!(e, "reg.yaml: auth.keys[0]: secret_env: TEST_JWT_SECRET is not set in the control plane's environment");
+    let literal = Registry::parse("reg.yaml", &good()).unwrap();
+    let written = serde_yaml::to_string(&literal.to_file(true)).unwrap();
+    assert!(!written.contains("unit-test-secret"), "{written}");
+    assert!(written.contains("<redacted>"));
 }

@@ -6,13 +6,24 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use stagedoor_filter_core::path::is_normalized;
 
-use super::model::{RegistryFile, ServiceSpec};
+use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
+
+use super::model::{AuthSpec, IdentitySpec, RegistryFile, ServiceSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registry {
     /// Services by name, so every derived list is in a stable order.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// As written (secrets by environment variable name, not value).
+    pub auth: AuthSpec,
+    pub identity: Option<IdentitySpec>,
+    /// Keys with their secrets resolved, for the filter.
+    pub keys: Vec<KeyConfig>,
+    pub identity_signing_key: Option<String>,
+    pub roles: BTreeMap<String, RoleConfig>,
+    /// Whether the file replaced the default roles (kept to write the file back as it was).
+    pub custom_roles: bool,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -26,6 +37,10 @@ pub enum RegistryError {
     Syntax { file: String, message: String },
     #[error("{file}: service \"{service}\": {field}: {reason}")]
     Invalid { file: String, service: String, field: String, reason: String },
+    /// Outside any service (auth, identity, roles), or found by the filter's own compiler,
+    /// whose `item` already names the service.
+    #[error("{file}: {item}: {field}: {reason}")]
+    Field { file: String, item: String, field: String, reason: String },
 }
 
 impl RegistryError {
@@ -35,14 +50,25 @@ impl RegistryError {
 }
 
 impl Registry {
-    /// Parses YAML (JSON is YAML too) and validates it. `file` only names the source in errors.
+    /// Parses YAML (JSON is YAML too) and validates it, resolving `*_env` secrets from this
+    /// process's environment. `file` only names the source in errors.
     pub fn parse(file: &str, text: &str) -> Result<Self, RegistryError> {
-        let parsed: RegistryFile = serde_yaml::from_str(text)
-            .map_err(|e| RegistryError::Syntax { file: file.to_owned(), message: e.to_string() })?;
-        Self::validate(file, parsed)
+        Self::parse_with_env(file, text, &|name| std::env::var(name).ok())
     }
 
-    pub fn validate(file: &str, parsed: RegistryFile) -> Result<Self, RegistryError> {
+    pub fn parse_with_env(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RegistryError> {
+        let parsed: RegistryFile = serde_yaml::from_str(text)
+            .map_err(|e| RegistryError::Syntax { file: file.to_owned(), message: e.to_string() })?;
+        Self::validate(file, parsed, env)
+    }
+
+    pub fn validate(file: &str, parsed: RegistryFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RegistryError> {
+        let field_error = |item: &str, field: String, reason: String| RegistryError::Field {
+            file: file.to_owned(),
+            item: item.to_owned(),
+            field,
+            reason,
+        };
         let invalid = |service: &str, field: String, reason: String| RegistryError::Invalid {
             file: file.to_owned(),
             service: service.to_owned(),
@@ -93,8 +119,77 @@ impl Registry {
             }
             services.insert(name, svc);
         }
-        let version = content_hash(&services);
-        Ok(Self { services, version })
+        let mut keys = Vec::with_capacity(parsed.auth.keys.len());
+        for (i, key) in parsed.auth.keys.iter().enumerate() {
+            let secret = match (&key.secret, &key.secret_env) {
+                (Some(_), Some(_)) => {
+                    return Err(field_error(&format!("auth.keys[{i}]"), "secret".into(), "give `secret` or `secret_env`, not both".into()))
+                }
+                (Some(secret), None) => Some(secret.clone()),
+                (None, Some(var)) => Some(env(var).ok_or_else(|| {
+                    field_error(&format!("auth.keys[{i}]"), "secret_env".into(), format!("{var} is not set in the control plane's environment"))
+                })?),
+                (None, None) => None,
+            };
+            if key.dev && !key.algorithms.iter().any(|a| a.starts_with("HS")) {
+                return Err(field_error(&format!("auth.keys[{i}]"), "dev".into(), "only an HMAC key can sign development tokens".into()));
+            }
+            keys.push(KeyConfig { kid: key.kid.clone(), algorithms: key.algorithms.clone(), secret, jwk: key.jwk.clone() });
+        }
+        let identity_signing_key = match &parsed.identity {
+            None => None,
+            Some(IdentitySpec { signing_key: Some(k), signing_key_env: None }) => Some(k.clone()),
+            Some(IdentitySpec { signing_key: None, signing_key_env: Some(var) }) => Some(env(var).ok_or_else(|| {
+                field_error("identity", "signing_key_env".into(), format!("{var} is not set in the control plane's environment"))
+            })?),
+            Some(_) => return Err(field_error("identity", "signing_key".into(), "give exactly one of `signing_key` or `signing_key_env`".into())),
+        };
+        let custom_roles = parsed.roles.is_some();
+        let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles));
+        let registry = Self {
+            services,
+            auth: parsed.auth,
+            identity: parsed.identity,
+            keys,
+            identity_signing_key,
+            roles,
+            custom_roles,
+            version,
+        };
+        // The filter's own compiler is the one place that knows what a good key, rule or
+        // role is: run it now so a bad registry never reaches an Envoy.
+        let config = crate::translate::filter_config(&registry, None);
+        stagedoor_filter_core::Policy::compile(&config).map_err(|e| field_error(&e.item, e.field, e.reason))?;
+        Ok(registry)
+    }
+
+    /// The file as it was written (secrets by variable name, literal secrets redacted).
+    pub fn to_file(&self, redact: bool) -> RegistryFile {
+        let mut auth = self.auth.clone();
+        if redact {
+            for key in &mut auth.keys {
+                if key.secret.is_some() {
+                    key.secret = Some(String::from("<redacted>"));
+                }
+            }
+        }
+        RegistryFile {
+            auth,
+            identity: self.identity.clone(),
+            roles: self.custom_roles.then(|| self.roles.clone()),
+            services: self.services.values().cloned().collect(),
+        }
+    }
+
+    /// The HMAC key `stagedoor token` signs with: the one marked `dev: true`.
+    pub fn dev_key(&self) -> Option<(Option<String>, String)> {
+        self.auth
+            .keys
+            .iter()
+            .zip(&self.keys)
+            .find(|(spec, _)| spec.dev)
+            .and_then(|(_, key)| key.secret.clone().map(|s| (key.kid.clone(), s)))
     }
 }
 
@@ -130,8 +225,8 @@ fn is_host(address: &str) -> bool {
             }))
 }
 
-fn content_hash(services: &BTreeMap<String, ServiceSpec>) -> String {
-    // serde_json of a BTreeMap of plain structs is deterministic and cannot fail.
-    let canonical = serde_json::to_vec(services).unwrap_or_default();
+fn content_hash(canonical: &impl serde::Serialize) -> String {
+    // serde_json of BTreeMaps and plain structs is deterministic and cannot fail.
+    let canonical = serde_json::to_vec(canonical).unwrap_or_default();
     hex::encode(&Sha256::digest(&canonical)[..8])
 }

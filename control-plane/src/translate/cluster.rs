@@ -63,3 +63,22 @@ pub fn socket(address: &str, port: u16) -> Address {
         })),
     }
 }
+
+/// A static cluster to the control plane's HTTP side (the revocation feed).
+pub fn control_plane(addr: std::net::SocketAddr) -> Cluster {
+    let name = names::CONTROL_PLANE_CLUSTER.to_owned();
+    Cluster {
+        name: name.clone(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![lb_endpoint(&InstanceSpec { address: addr.ip().to_string(), port: addr.port() })],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}

@@ -16,6 +16,8 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
+use stagedoor_filter_core::config::RevocationConfig;
+
 use crate::registry::Registry;
 
 pub use any::to_any;
@@ -27,6 +29,9 @@ pub struct TranslateOptions {
     pub listen: SocketAddr,
     /// Path of the compiled filter as Envoy sees it.
     pub wasm_path: String,
+    /// The control plane's HTTP address as Envoy reaches it, for the revocation feed;
+    /// None turns revocation off.
+    pub control_plane_http: Option<SocketAddr>,
 }
 
 /// One full set of resources for every Envoy: the four xDS types.
@@ -45,12 +50,22 @@ pub enum TranslateError {
 }
 
 pub fn translate(registry: &Registry, options: &TranslateOptions) -> Result<Resources, TranslateError> {
-    let config = filter_config(registry);
+    let revocation = options.control_plane_http.map(|_| RevocationConfig {
+        cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
+        authority: String::from("stagedoor-control-plane"),
+        path: String::from(names::REVOCATION_FEED_PATH),
+        poll_interval_ms: 250,
+    });
+    let config = filter_config(registry, revocation);
     // Check before publish: the filter would refuse this config in on_configure, so the
     // control plane refuses it first and keeps the last good snapshot.
     stagedoor_filter_core::Policy::compile(&config)?;
+    let mut clusters: Vec<_> = registry.services.values().map(cluster::cluster).collect();
+    if let Some(addr) = options.control_plane_http {
+        clusters.push(cluster::control_plane(addr));
+    }
     Ok(Resources {
-        clusters: registry.services.values().map(cluster::cluster).collect(),
+        clusters,
         endpoints: registry.services.values().map(cluster::load_assignment).collect(),
         listeners: vec![listener::http_listener(options, &config)],
         routes: vec![route::route_configuration(registry)],

@@ -10,3 +10,7 @@ pub const WASM_VM_ID: &str = "stagedoor";
 pub fn cluster(service: &str) -> String {
     format!("svc_{service}")
 }
+
+/// The static cluster through which filters poll the control plane's revocation feed.
+pub const CONTROL_PLANE_CLUSTER: &str = "stagedoor_control_plane";
+pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";

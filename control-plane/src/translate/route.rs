@@ -35,6 +35,12 @@ pub fn route_configuration(registry: &Registry) -> RouteConfiguration {
             name: names::VIRTUAL_HOST.to_owned(),
             domains: vec![String::from("*")],
             routes,
+            // Set by Envoy from what it saw, replacing any client copy (the filter removes
+            // those too): cheaper here than as host calls from the filter.
+            request_headers_to_add: vec![
+                overwrite("x-gateway-forwarded", "true"),
+                overwrite("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+            ],
             ..Default::default()
         }],
         ..Default::default()
@@ -80,12 +86,12 @@ fn health_route() -> Route {
 }
 
 pub fn json_content_type() -> HeaderValueOption {
+    overwrite("content-type", "application/json")
+}
+
+fn overwrite(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
-        header: Some(HeaderValue {
-            key: String::from("content-type"),
-            value: String::from("application/json"),
-            ..Default::default()
-        }),
+        header: Some(HeaderValue { key: key.to_owned(), value: value.to_owned(), ..Default::default() }),
         append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
     }

@@ -14,7 +14,7 @@ use stagedoor_filter_core::config::FilterConfig;
 
 use super::*;
 
-const REGISTRY: &str = r#"
+const SERVICES: &str = r#"
 services:
   - name: venue
     routes: [{ prefix: /api/v1/venues }]
@@ -29,11 +29,15 @@ services:
 "#;
 
 fn options() -> TranslateOptions {
-    TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/x/f.wasm".into() }
+    TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        wasm_path: "/x/f.wasm".into(),
+        control_plane_http: Some(SocketAddr::from(([127, 0, 0, 1], 18080))),
+    }
 }
 
 fn resources() -> Resources {
-    translate(&Registry::parse("r", REGISTRY).unwrap(), &options()).unwrap()
+    translate(&Registry::parse("r", &crate::test_support::registry_yaml(SERVICES)).unwrap(), &options()).unwrap()
 }
 
 fn hcm(resources: &Resources) -> HttpConnectionManager {
@@ -48,7 +52,7 @@ fn hcm(resources: &Resources) -> HttpConnectionManager {
 fn one_eds_cluster_and_one_load_assignment_per_service() {
     let r = resources();
     let clusters: Vec<_> = r.clusters.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(clusters, ["svc_payment", "svc_venue", "svc_venue-admin"]);
+    assert_eq!(clusters, ["svc_payment", "svc_venue", "svc_venue-admin", "stagedoor_control_plane"]);
     let venue = r.endpoints.iter().find(|e| e.cluster_name == "svc_venue").unwrap();
     let ports: Vec<_> = venue.endpoints[0]
         .lb_endpoints
@@ -127,4 +131,36 @@ fn the_filter_gets_the_shared_config_type_for_every_service() {
 #[test]
 fn translation_is_deterministic() {
     assert_eq!(resources(), resources());
+}
+
+#[test]
+fn the_filter_polls_revocations_through_the_control_plane_cluster() {
+    let hcm = hcm(&resources());
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[0].config_type else { panic!() };
+    let plugin = Wasm::decode(any.value.as_slice()).unwrap().config.unwrap();
+    let json = StringValue::decode(plugin.configuration.unwrap().value.as_slice()).unwrap().value;
+    let revocation = FilterConfig::from_json(json.as_bytes()).unwrap().revocation.unwrap();
+    assert_eq!(revocation.cluster, "stagedoor_control_plane");
+    assert_eq!(revocation.path, "/v1/revocations");
+}
+
+#[test]
+fn gateway_headers_are_set_by_envoy_from_what_it_saw() {
+    let r = resources();
+    let added: Vec<_> = r.routes[0].virtual_hosts[0]
+        .request_headers_to_add
+        .iter()
+        .map(|h| {
+            let hv = h.header.as_ref().unwrap();
+            (hv.key.as_str(), hv.value.as_str(), h.append_action)
+        })
+        .collect();
+    assert_eq!(
+        added,
+        [
+            ("x-gateway-forwarded", "true", 2),
+            ("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", 2),
+        ],
+        "overwrite any client copy"
+    );
 }

@@ -9,10 +9,14 @@ use crate::registry::Registry;
 use crate::translate::TranslateOptions;
 
 fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
-    let yaml = format!(
+    let yaml = crate::test_support::AUTH.to_owned() + &format!(
         "services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n  - name: b\n    routes: [{{prefix: /b}}]\n"
     );
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into() };
+    let options = TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        wasm_path: "/f.wasm".into(),
+        control_plane_http: None,
+    };
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &options, previous).unwrap()
 }
 

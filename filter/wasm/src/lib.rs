@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod http;
+mod metrics;
 mod root;
 
 proxy_wasm::main! {{

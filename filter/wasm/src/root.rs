@@ -1,20 +1,63 @@
-//! The root context: parses and compiles the config once, hands it to each request.
+//! The root context: parses and compiles the config once, owns the per-VM state (token
+//! cache, revocation list) and keeps the revocation list fresh in the background, so no
+//! request ever waits on a callout.
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
+use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
-use stagedoor_filter_core::Policy;
+use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
+use stagedoor_filter_core::{FilterState, Policy};
 
 use crate::http::StagedoorHttp;
+use crate::metrics::Metrics;
+
+const CALLOUT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 pub struct StagedoorRoot {
     policy: Option<Rc<Policy>>,
+    state: Option<Rc<RefCell<FilterState>>>,
+    metrics: Option<Rc<Metrics>>,
+    revocation_call: Option<u32>,
+    last_revocation_sync_ms: Option<u64>,
 }
 
-impl Context for StagedoorRoot {}
+fn now_ms(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Context for StagedoorRoot {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.revocation_call != Some(token_id) {
+            return;
+        }
+        self.revocation_call = None;
+        let status = self.get_http_call_response_header(":status");
+        let update = self
+            .get_http_call_response_body(0, body_size)
+            .filter(|_| status.as_deref() == Some("200"))
+            .and_then(|body| serde_json::from_slice::<RevocationUpdate>(&body).ok());
+        let (Some(update), Some(state)) = (update, &self.state) else {
+            // The last list stays in force; the staleness gauge shows for how long.
+            if let Some(m) = &self.metrics {
+                m.bump(m.revocation_sync_failures);
+            }
+            return;
+        };
+        let mut state = state.borrow_mut();
+        state.revocations.apply(update);
+        self.last_revocation_sync_ms = Some(now_ms(self));
+        if let Some(m) = &self.metrics {
+            m.set(m.revocation_entries, state.revocations.len() as u64);
+            m.set(m.revocation_staleness_ms, 0);
+        }
+    }
+}
 
 impl RootContext for StagedoorRoot {
     /// Refusing a bad config (returning false) makes Envoy reject the listener update, so
@@ -31,22 +74,65 @@ impl RootContext for StagedoorRoot {
                 return false;
             }
         };
-        match Policy::compile(&config) {
-            Ok(policy) => {
-                log::info!("stagedoor: config {} loaded", policy.config_version);
-                self.policy = Some(Rc::new(policy));
-                true
-            }
+        let policy = match Policy::compile(&config) {
+            Ok(policy) => policy,
             Err(e) => {
                 log::error!("stagedoor: config refused: {e}");
-                false
+                return false;
+            }
+        };
+        log::info!("stagedoor: config {} loaded", policy.config_version);
+        // A new config may carry new keys or roles: cached identities start over, the
+        // revocation list carries on.
+        let revocations = self
+            .state
+            .take()
+            .and_then(|s| Rc::try_unwrap(s).ok())
+            .map(|s| s.into_inner().revocations)
+            .unwrap_or_else(RevocationList::default);
+        self.state = Some(Rc::new(RefCell::new(FilterState {
+            cache: TokenCache::new(policy.token_cache_entries),
+            revocations,
+        })));
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
+        if let Some(rev) = &policy.revocation {
+            self.set_tick_period(Duration::from_millis(rev.poll_interval_ms));
+        }
+        self.policy = Some(Rc::new(policy));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
+        let now = now_ms(self);
+        if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {
+            m.set(m.revocation_staleness_ms, now.saturating_sub(last));
+        }
+        if self.revocation_call.is_some() {
+            return; // one callout at a time; a slow control plane is not piled onto
+        }
+        let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
+        let path = format!("{}?since={cursor}", rev.path);
+        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
+        match self.dispatch_http_call(&rev.cluster, headers, None, vec![], CALLOUT_TIMEOUT) {
+            Ok(token) => self.revocation_call = Some(token),
+            Err(e) => {
+                log::warn!("stagedoor: revocation poll not sent: {e:?}");
+                if let Some(m) = &self.metrics {
+                    m.bump(m.revocation_sync_failures);
+                }
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let policy = self.policy.clone()?;
-        Some(Box::new(StagedoorHttp::new(policy)))
+        Some(Box::new(StagedoorHttp::new(
+            self.policy.clone()?,
+            self.state.clone()?,
+            self.metrics.clone()?,
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {
