@@ -9,6 +9,8 @@ scripts/bootstrap.sh
 echo "test: building"
 cargo build --all-targets
 scripts/build-filter.sh -q
+echo "test: clippy"
+cargo clippy --all-targets -q -- -D warnings
 echo "test: docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
 echo "test: unit and end-to-end tests"

@@ -41,8 +41,7 @@ pub fn mint(registry: &Registry, request: &MintRequest, now: i64) -> anyhow::Res
     if let Some(permissions) = &request.permissions {
         claims["permissions"] = json!(permissions);
     }
-    let mut header = Header::default();
-    header.kid = kid;
+    let header = Header { kid, ..Header::default() };
     Ok(encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 

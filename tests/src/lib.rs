@@ -3,7 +3,9 @@
 //! processes when dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fixtures;
 pub mod ports;
+pub mod raw;
 pub mod stack;
 
 pub use stack::{Stack, StackOptions};

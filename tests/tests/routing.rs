@@ -1,16 +1,25 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The walking skeleton end to end: registry -> control plane -> Envoy -> echo upstream.
 
 use std::time::Duration;
 
+use serde_json::json;
+use stagedoor_e2e::fixtures::{auth_yaml, bearer, SECRET};
+use stagedoor_e2e::raw;
 use stagedoor_e2e::stack::{time_until, workspace_root};
 use stagedoor_e2e::{Stack, StackOptions};
 
+/// The shipped registry, with its development secret swapped for the tests' own.
 fn tickettoken_registry() -> String {
-    std::fs::read_to_string(workspace_root().join("registry/tickettoken.yaml")).unwrap()
+    let yaml = std::fs::read_to_string(workspace_root().join("registry/tickettoken.yaml")).unwrap();
+    let dev_secret = "stagedoor-dev-secret-change-me-0123456789";
+    assert!(yaml.contains(dev_secret));
+    yaml.replace(dev_secret, SECRET)
 }
 
 fn small_registry() -> String {
-    r#"
+    auth_yaml()
+        + r#"
 services:
   - name: venue
     routes: [{ prefix: /api/v1/venues }]
@@ -22,7 +31,13 @@ services:
     instances: [{ address: 127.0.0.1, port: 1 }]
     public_paths: ["/webhooks/*"]
 "#
-    .to_owned()
+}
+
+/// GET through the gateway as an admin.
+fn get_as_admin(stack: &Stack, path: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
+    let r = raw::request(stack.gateway_port, "GET", path, &[&auth], "");
+    (r.status, r.json())
 }
 
 #[test]
@@ -35,7 +50,7 @@ fn every_tickettoken_service_reaches_its_echo_upstream_with_the_promised_path() 
     for svc in services {
         let name = svc["name"].as_str().unwrap();
         let prefix = svc["routes"][0]["prefix"].as_str().unwrap();
-        let (status, echo) = stack.get(&format!("{prefix}/some/thing?q=1"));
+        let (status, echo) = get_as_admin(&stack, &format!("{prefix}/some/thing?q=1"));
         assert_eq!(status, 200, "{name}: {echo}");
         assert_eq!(echo["service"], name);
         assert_eq!(echo["path"], format!("{prefix}/some/thing?q=1"));
@@ -52,9 +67,9 @@ fn prefix_rewrite_and_whole_segment_matching() {
     assert_eq!(echo["service"], "payment");
     assert_eq!(echo["path"], "/api/v1/webhooks/stripe");
 
-    let (status, echo) = stack.get("/api/v1/venues");
+    let (status, echo) = get_as_admin(&stack, "/api/v1/venues");
     assert_eq!((status, echo["path"].as_str()), (200, Some("/api/v1/venues")));
-    let (status, body) = stack.get("/api/v1/venuesX/1");
+    let (status, body) = get_as_admin(&stack, "/api/v1/venuesX/1");
     assert_eq!(status, 404, "a prefix matches whole segments only: {body}");
 }
 
@@ -88,7 +103,7 @@ fn registry_edits_reach_envoy_within_two_seconds_without_a_restart() {
     let added = stack.add_service(&format!(
         "{{ name: extra, routes: [{{ prefix: /api/v1/extra }}], instances: [{{ address: 127.0.0.1, port: {extra_port} }}] }}"
     ));
-    let took = time_until(Duration::from_secs(2), || stack.get("/api/v1/extra/1").0 == 200);
+    let took = time_until(Duration::from_secs(2), || get_as_admin(&stack, "/api/v1/extra/1").0 == 200);
     assert!(took.is_some(), "added service not served within 2 s");
     eprintln!("service added -> served in {:?}", took.unwrap());
     assert!(stack.config_dump(0).contains("svc_extra"), "config_dump shows the new cluster");
@@ -96,11 +111,11 @@ fn registry_edits_reach_envoy_within_two_seconds_without_a_restart() {
     // Its prefix changes: the new one routes, the old one no longer does.
     stack.write_registry(&added.replace("/api/v1/extra", "/api/v2/extra"));
     let took = time_until(Duration::from_secs(2), || {
-        stack.get("/api/v2/extra/1").0 == 200 && stack.get("/api/v1/extra/1").0 == 404
+        get_as_admin(&stack, "/api/v2/extra/1").0 == 200 && get_as_admin(&stack, "/api/v1/extra/1").0 == 404
     });
     assert!(took.is_some(), "changed prefix not served within 2 s");
     eprintln!("prefix changed -> served in {:?}", took.unwrap());
-    let (_, echo) = stack.get("/api/v2/extra/1");
+    let (_, echo) = get_as_admin(&stack, "/api/v2/extra/1");
     assert_eq!(echo["service"], "extra");
 }
 
@@ -119,13 +134,13 @@ fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
     assert!(logged.is_some(), "the refusal names the file, service and field:\n{}", stack.control_plane_log());
     assert_eq!(stack.control_plane_status()["registry_version"], good_version);
     for _ in 0..20 {
-        assert_eq!(stack.get("/api/v1/venues/1").0, 200, "traffic keeps flowing");
+        assert_eq!(get_as_admin(&stack, "/api/v1/venues/1").0, 200, "traffic keeps flowing");
     }
 
-    stack.write_registry("services: [ {name: venue, routes: [");
+    stack.write_registry(&(auth_yaml() + "services: [ {name: venue, routes: ["));
     let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().matches("keeping last good config").count() >= 2);
     assert!(logged.is_some(), "a syntax error is refused too:\n{}", stack.control_plane_log());
-    assert_eq!(stack.get("/api/v1/venues/1").0, 200);
+    assert_eq!(get_as_admin(&stack, "/api/v1/venues/1").0, 200);
 }
 
 #[test]

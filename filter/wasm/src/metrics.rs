@@ -1,5 +1,5 @@
 //! The filter's counters and gauges, visible at Envoy's /stats/prometheus as
-//! `envoy_wasmcustom_stagedoor_*`.
+//! `stagedoor_*` (and at /stats as `wasmcustom.stagedoor_*`).
 
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
@@ -18,14 +18,21 @@ pub struct Metrics {
     pub revocation_sync_failures: u32,
 }
 
-fn counter(name: &str) -> u32 {
+fn define(kind: MetricType, name: &str) -> u32 {
     // A metric that cannot be defined is not worth failing requests over: id 0 makes the
     // increments no-ops that the host rejects.
-    define_metric(MetricType::Counter, name).unwrap_or(0)
+    define_metric(kind, name).unwrap_or_else(|e| {
+        log::warn!("stagedoor: metric {name} not defined: {e:?}");
+        0
+    })
+}
+
+fn counter(name: &str) -> u32 {
+    define(MetricType::Counter, name)
 }
 
 fn gauge(name: &str) -> u32 {
-    define_metric(MetricType::Gauge, name).unwrap_or(0)
+    define(MetricType::Gauge, name)
 }
 
 impl Metrics {

@@ -13,7 +13,7 @@ fn jwks() -> Value {
 
 fn verifier() -> Verifier {
     let jwks = jwks();
-    let keys = vec![
+    let keys = [
         KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None },
         KeyConfig { kid: Some("hs-2".into()), algorithms: vec!["HS256".into()], secret: Some(format!("{SECRET}-2")), jwk: None },
         KeyConfig { kid: Some("rsa-1".into()), algorithms: vec!["RS256".into()], secret: None, jwk: Some(jwks["keys"][0].clone()) },
@@ -89,8 +89,7 @@ fn rs256_and_es256_keys_are_chosen_by_kid() {
 
 #[test]
 fn rotated_keys_are_live_at_once() {
-    let mut h = Header::default();
-    h.kid = Some("hs-2".into());
+    let h = Header { kid: Some("hs-2".into()), ..Header::default() };
     let t = encode(&h, &claims(), &EncodingKey::from_secret(format!("{SECRET}-2").as_bytes())).unwrap();
     assert!(verifier().verify(&t, NOW).is_ok());
     // Signed with the other live key but naming this one: bad signature.
@@ -109,8 +108,7 @@ fn alg_none_in_any_spelling_and_algorithm_confusion_are_refused() {
         }
     }
     // HS256 signed with the RSA public key's bytes, naming the RSA key.
-    let mut h = Header::default();
-    h.kid = Some("rsa-1".into());
+    let h = Header { kid: Some("rsa-1".into()), ..Header::default() };
     let t = encode(&h, &claims(), &EncodingKey::from_secret(jwks()["keys"][0]["n"].as_str().unwrap().as_bytes())).unwrap();
     assert_eq!(err(&t), TokenError::AlgorithmNotAllowed);
     // RS256 against the HMAC key.

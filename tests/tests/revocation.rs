@@ -1,0 +1,111 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Revocation reaches every connected Envoy within a second; a bad key never reaches one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use stagedoor_e2e::fixtures::{auth_yaml, bearer};
+use stagedoor_e2e::raw;
+use stagedoor_e2e::stack::{client, stagedoor_bin, time_until};
+use stagedoor_e2e::{Stack, StackOptions};
+
+fn registry() -> String {
+    auth_yaml()
+        + r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+"#
+}
+
+fn counter(admin_port: u16, name: &str) -> Option<u64> {
+    gauge(admin_port, name)
+}
+
+fn gauge(admin_port: u16, name: &str) -> Option<u64> {
+    let stats = client().get(format!("http://127.0.0.1:{admin_port}/stats?filter={name}")).send().ok()?.text().ok()?;
+    stats.lines().find_map(|l| l.strip_prefix(&format!("wasmcustom.{name}: ")).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn a_revoked_token_is_refused_by_every_envoy_within_a_second() {
+    let stack = Stack::start(StackOptions { registry_yaml: registry(), envoys: 2, ..Default::default() });
+    stack.wait_ready();
+    // Both Envoys listen on the gateway port (SO_REUSEPORT); wait until both have the config.
+    for (i, envoy) in stack.envoys.iter().enumerate() {
+        let ready = time_until(Duration::from_secs(20), || stack.config_dump(i).contains("stagedoor_routes"));
+        assert!(ready.is_some(), "envoy {} never got its routes", envoy.node_id);
+    }
+    let auth = bearer(json!({"jti": "revoke-me", "role": "admin"}));
+    let header = format!("Authorization: {auth}");
+    assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&header], "").status, 200);
+
+    let out = Command::new(stagedoor_bin())
+        .args(["token", "revoke", "--jti", "revoke-me", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let revoked_at = std::time::Instant::now();
+
+    // Both Envoys share the port (SO_REUSEPORT) and the kernel spreads fresh connections
+    // over them, so "20 fresh connections in a row refused" covers both.
+    let all_refused = time_until(Duration::from_secs(3), || {
+        (0..20).all(|_| raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&header], "").json()["code"] == "TOKEN_REVOKED")
+    });
+    let took = all_refused.map(|_| revoked_at.elapsed());
+    eprintln!("revoked -> refused everywhere after {took:?}");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "took {took:?}");
+    for envoy in &stack.envoys {
+        let refused_here = counter(envoy.admin_port, "stagedoor_revoked_hits").unwrap_or(0);
+        assert!(refused_here > 0, "envoy {} never refused the revoked token", envoy.node_id);
+        assert_eq!(gauge(envoy.admin_port, "stagedoor_revocation_entries"), Some(1));
+    }
+    // Revoking by the whole token works too (its jti is the key).
+    let other = bearer(json!({"jti": "second", "role": "admin"}));
+    let out = Command::new(stagedoor_bin())
+        .args(["token", "revoke", "--token", other.trim_start_matches("Bearer "), "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked second"), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = time_until(Duration::from_secs(1), || {
+        raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&format!("Authorization: {other}")], "").status == 401
+    });
+    assert!(refused.is_some());
+}
+
+#[test]
+fn the_last_list_stays_in_force_while_the_control_plane_is_away() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    stack.wait_ready();
+    let auth = format!("Authorization: {}", bearer(json!({"jti": "gone", "role": "admin"})));
+    let out = Command::new(stagedoor_bin())
+        .args(["token", "revoke", "--jti", "gone", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let admin = stack.envoys[0].admin_port;
+    assert!(time_until(Duration::from_secs(2), || gauge(admin, "stagedoor_revocation_entries") == Some(1)).is_some());
+    stack.stop_control_plane();
+    std::thread::sleep(Duration::from_millis(800));
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "");
+    assert_eq!(r.json()["code"], "TOKEN_REVOKED", "still refused with the control plane down");
+    let stale = time_until(Duration::from_secs(3), || gauge(admin, "stagedoor_revocation_staleness_ms").is_some_and(|ms| ms >= 500));
+    assert!(stale.is_some(), "the staleness gauge grows while the feed is unreachable");
+}
+
+#[test]
+fn a_registry_with_a_bad_key_is_refused_and_traffic_keeps_flowing() {
+    let stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    stack.wait_ready();
+    let good_version = stack.control_plane_status()["registry_version"].clone();
+    let bad = stack.registry().replace(stagedoor_e2e::fixtures::SECRET, "too-short");
+    assert_ne!(bad, stack.registry(), "edit applied");
+    stack.write_registry(&bad);
+    let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().contains("auth.keys[0]: secret: must be at least 32 bytes"));
+    assert!(logged.is_some(), "{}", stack.control_plane_log());
+    assert_eq!(stack.control_plane_status()["registry_version"], good_version);
+    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
+    assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "").status, 200);
+}
