@@ -42,6 +42,11 @@ enum Command {
         #[command(flatten)]
         mint: MintArgs,
     },
+    /// Print the filter config (JSON) the control plane would push for a registry.
+    FilterConfig {
+        #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
+        registry: PathBuf,
+    },
     /// Show connected Envoys and the versions they run (asks a running control plane).
     Status {
         #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
@@ -131,6 +136,9 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run_async(crate::serve::serve(args)),
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
+        Command::FilterConfig { registry: file } => registry::load(&file).map_err(anyhow::Error::from).map(|registry| {
+            println!("{}", crate::translate::filter_config(&registry, None).to_json());
+        }),
         Command::Token { action: None, mint } => mint_token(&mint),
         Command::Token { action: Some(TokenAction::Revoke { token, jti, server }), .. } => {
             run_async(revoke(server, token.unwrap_or_default(), jti.unwrap_or_default()))

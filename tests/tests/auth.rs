@@ -254,12 +254,20 @@ fn the_filter_reports_metrics_through_envoy() {
         assert_eq!(with_token(&stack, "GET", "/api/v1/venues/v1", json!({"jti": "metrics"})).status, 200);
     }
     assert_eq!(send(&stack, "GET", "/api/v1/venues/v1", &[]).status, 401);
-    let stats = stagedoor_e2e::stack::client()
-        .get(format!("http://127.0.0.1:{}/stats/prometheus", stack.envoys[0].admin_port))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let fetch = || {
+        stagedoor_e2e::stack::client()
+            .get(format!("http://127.0.0.1:{}/stats/prometheus", stack.envoys[0].admin_port))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    // Counters reach Envoy on the filter's tick (at most 500 ms later).
+    let flushed = stagedoor_e2e::stack::time_until(std::time::Duration::from_secs(3), || {
+        fetch().lines().any(|l| l.starts_with("stagedoor_authn_ok") && l.ends_with(" 3"))
+    });
+    assert!(flushed.is_some(), "{}", fetch());
+    let stats = fetch();
     let value = |name: &str| -> u64 {
         stats
             .lines()

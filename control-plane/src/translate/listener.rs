@@ -24,7 +24,7 @@ pub fn http_listener(options: &TranslateOptions, config: &FilterConfig) -> Liste
             config_source: Some(ads_source()),
             route_config_name: names::ROUTE_CONFIG.to_owned(),
         })),
-        http_filters: vec![stagedoor_filter(options, config), router_filter()],
+        http_filters: vec![stagedoor_filter(options, config), response_header_filter(), router_filter()],
         // Public-path and service matching in the filter rely on Envoy handing it a
         // canonical path: RFC 3986 normalization (dot segments, backslashes), merged
         // slashes, and escaped slashes refused rather than guessed at.
@@ -83,6 +83,36 @@ fn stagedoor_filter(options: &TranslateOptions, config: &FilterConfig) -> HttpFi
     HttpFilter {
         name: String::from("envoy.filters.http.wasm"),
         config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&wasm))),
+        ..Default::default()
+    }
+}
+
+/// Strips internal headers from upstream responses natively: cheaper than reading every
+/// response's headers into the wasm VM. The lists are the filter core's.
+fn response_header_filter() -> HttpFilter {
+    use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation as Mutation};
+    use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
+    use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
+    use stagedoor_filter_core::headers::{RESPONSE_REMOVED_HEADERS, RESPONSE_REMOVED_PREFIX};
+
+    let mut response_mutations = vec![Mutation {
+        action: Some(header_mutation::Action::RemoveOnMatch(header_mutation::RemoveOnMatch {
+            key_matcher: Some(StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Prefix(RESPONSE_REMOVED_PREFIX.to_owned())),
+                ignore_case: true,
+            }),
+        })),
+    }];
+    response_mutations.extend(RESPONSE_REMOVED_HEADERS.iter().map(|name| Mutation {
+        action: Some(header_mutation::Action::Remove((*name).to_owned())),
+    }));
+    let config = HeaderMutation {
+        mutations: Some(Mutations { response_mutations, ..Default::default() }),
+        ..Default::default()
+    };
+    HttpFilter {
+        name: String::from("envoy.filters.http.header_mutation"),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&config))),
         ..Default::default()
     }
 }

@@ -110,7 +110,11 @@ fn the_connection_manager_normalizes_paths_and_drops_underscore_headers() {
     assert_eq!(hcm.use_remote_address.map(|b| b.value), Some(true));
     assert!(hcm.always_set_request_id_in_response);
     let filters: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(filters, ["envoy.filters.http.wasm", "envoy.filters.http.router"], "auth runs before routing");
+    assert_eq!(
+        filters,
+        ["envoy.filters.http.wasm", "envoy.filters.http.header_mutation", "envoy.filters.http.router"],
+        "auth runs before routing; internal response headers are stripped natively"
+    );
 }
 
 #[test]

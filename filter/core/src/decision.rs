@@ -22,13 +22,33 @@ pub struct RequestView<'a> {
     pub headers: &'a [(String, String)],
 }
 
-/// What the filter must do with a request.
+/// What the filter must do with a request. Borrows from the request and the cache, so the
+/// hot path copies no header value it does not have to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// Remove these headers (every copy), then set these (each replaces every copy).
-    Forward { remove: Vec<String>, set: Vec<(&'static str, String)> },
+pub enum Decision<'r> {
+    /// Remove `remove` (every copy), then set the identity's headers and the signed
+    /// statement (each replaces every copy). No identity: a public or unrouted path.
+    Forward { remove: Vec<&'r str>, identity: Option<Rc<Identity>>, statement: Option<Rc<str>> },
     Deny(Denial),
 }
+
+impl Decision<'_> {
+    /// The headers a forwarded request gets, in the order they are set.
+    pub fn headers_to_set(&self) -> Vec<(&'static str, String)> {
+        let Decision::Forward { identity, statement, .. } = self else { return Vec::new() };
+        let mut set: Vec<(&'static str, String)> = identity
+            .iter()
+            .flat_map(|id| id.header_values().map(|(n, v)| (n, v.to_owned())).collect::<Vec<_>>())
+            .collect();
+        if let Some(statement) = statement {
+            set.push((STATEMENT_HEADER, statement.to_string()));
+        }
+        set
+    }
+}
+
+/// The signed statement's header.
+pub const STATEMENT_HEADER: &str = "x-stagedoor-identity";
 
 /// What happened, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,8 +59,8 @@ pub struct Observed {
     pub rbac_denied: bool,
 }
 
-pub struct Outcome {
-    pub decision: Decision,
+pub struct Outcome<'r> {
+    pub decision: Decision<'r>,
     pub observed: Observed,
 }
 
@@ -50,41 +70,42 @@ pub struct FilterState {
     pub revocations: RevocationList,
 }
 
-pub fn decide(policy: &Policy, request: &RequestView<'_>, now: i64, state: &mut FilterState) -> Outcome {
+pub fn decide<'r>(policy: &Policy, request: &RequestView<'r>, now: i64, state: &mut FilterState) -> Outcome<'r> {
     let mut observed = Observed::default();
     let decision = decide_inner(policy, request, now, state, &mut observed);
     Outcome { decision, observed }
 }
 
-fn decide_inner(
+fn decide_inner<'r>(
     policy: &Policy,
-    request: &RequestView<'_>,
+    request: &RequestView<'r>,
     now: i64,
     state: &mut FilterState,
     observed: &mut Observed,
-) -> Decision {
+) -> Decision<'r> {
     let path = strip_query(request.path);
     let service = policy.service_for(path);
     let header_policy = service.map(|s| &s.headers).unwrap_or(&policy.unrouted_headers);
 
-    let mut remove: Vec<String> = Vec::new();
+    let mut remove: Vec<&'r str> = Vec::new();
     let mut authorization: Vec<&str> = Vec::new();
     let mut venue_headers: Vec<&str> = Vec::new();
-    for (name, value) in request.headers {
+    let headers: &'r [(String, String)] = request.headers;
+    for (name, value) in headers {
         match name.as_str() {
             "authorization" => authorization.push(value),
             "x-venue-id" => venue_headers.push(value),
             _ => {}
         }
-        if header_policy.removes_request_header(name) && !remove.contains(name) {
-            remove.push(name.clone());
+        if header_policy.removes_request_header(name) && !remove.contains(&name.as_str()) {
+            remove.push(name.as_str());
         }
     }
 
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
         // No service (Envoy will 404) or a public path: no identity is asserted, and
         // every client copy of an identity header is already in `remove`.
-        return Decision::Forward { remove, set: Vec::new() };
+        return Decision::Forward { remove, identity: None, statement: None };
     };
 
     let identity = match authenticate(policy, &authorization, now, state, observed) {
@@ -125,13 +146,12 @@ fn decide_inner(
         }
     }
 
-    let mut set = identity.headers();
-    if let Some(key) = &policy.identity_key {
-        set.push(("x-stagedoor-identity", identity.signed_statement(key, now)));
-    }
+    let statement = policy.identity_key.as_ref().map(|key| identity.signed_statement(key, now));
     // A header we set replaces every copy; removing it first would be a wasted host call.
-    remove.retain(|name| !set.iter().any(|(s, _)| s == name));
-    Decision::Forward { remove, set }
+    remove.retain(|name| {
+        !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
+    });
+    Decision::Forward { remove, identity: Some(identity), statement }
 }
 
 fn authenticate(

@@ -78,9 +78,11 @@ impl Harness {
         }
     }
 
-    fn run(&mut self, method: &str, path: &str, headers: &[(&str, &str)]) -> Outcome {
-        let headers: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-        decide(&self.policy, &RequestView { method, path, headers: &headers }, NOW, &mut self.state)
+    fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
+        // Leaked so the decision can borrow from them for the rest of the test.
+        let headers: &'static [(String, String)] =
+            Box::leak(headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_boxed_slice());
+        decide(&self.policy, &RequestView { method, path, headers }, NOW, &mut self.state)
     }
 }
 
@@ -93,7 +95,9 @@ fn denial(outcome: &Outcome) -> (u16, &'static str) {
 
 fn forwarded(outcome: &Outcome) -> (Vec<String>, Vec<(&'static str, String)>) {
     match &outcome.decision {
-        Decision::Forward { remove, set } => (remove.clone(), set.clone()),
+        Decision::Forward { remove, .. } => {
+            (remove.iter().map(|s| (*s).to_owned()).collect(), outcome.decision.headers_to_set())
+        }
         other => panic!("expected forward, got {other:?}"),
     }
 }
@@ -250,6 +254,17 @@ fn the_identity_statement_is_signed_when_a_key_is_configured() {
     assert_eq!(json["tenant_id"], "t1");
     assert_eq!(json["ts"], NOW);
     assert!(crate::identity::verify_statement(b"other-key-other-key-other-key-00", statement).is_none());
+
+    // Reused while fresh (no HMAC per request), re-signed once stale.
+    let again = |h: &mut Harness, now: i64| {
+        let headers = vec![("authorization".to_owned(), auth.clone())];
+        let out = decide(&h.policy, &RequestView { method: "GET", path: "/api/v1/events", headers: &headers }, now, &mut h.state);
+        let (_, set) = forwarded(&out);
+        set.into_iter().find(|(n, _)| *n == "x-stagedoor-identity").unwrap().1
+    };
+    assert_eq!(&again(&mut h, NOW + 5), statement);
+    let later = again(&mut h, NOW + 11);
+    assert_eq!(crate::identity::verify_statement(key.as_bytes(), &later).unwrap()["ts"], NOW + 11);
 }
 
 #[test]
@@ -283,7 +298,9 @@ mod properties {
             let auth = bearer(&token(json!({})));
             let mut headers: Vec<(&str, &str)> = names.iter().map(|n| (*n, "spoof")).collect();
             if with_token { headers.push(("authorization", &auth)); }
-            if let Decision::Forward { remove, set } = h.run("GET", path, &headers).decision {
+            let out = h.run("GET", path, &headers);
+            let set = out.decision.headers_to_set();
+            if let Decision::Forward { remove, .. } = &out.decision {
                 for name in &names {
                     if crate::headers::is_blocked(name) {
                         let replaced = set.iter().any(|(s, v)| s == name && v != "spoof");

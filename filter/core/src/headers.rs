@@ -79,10 +79,36 @@ pub fn is_blocked(name: &str) -> bool {
     IDENTITY_HEADERS.contains(&name) || BLOCKED_HEADERS.contains(&name) || name.starts_with(INTERNAL_PREFIX)
 }
 
-/// Removed from upstream responses: internal headers and the block list.
+/// Removed from upstream responses: internal headers and the block list. Envoy does this
+/// natively (the control plane turns these two lists into a header_mutation filter), so the
+/// wasm filter never reads response headers.
 pub fn removes_response_header(name: &str) -> bool {
-    name.starts_with(INTERNAL_PREFIX) || BLOCKED_HEADERS.contains(&name)
+    name.starts_with(RESPONSE_REMOVED_PREFIX) || RESPONSE_REMOVED_HEADERS.contains(&name)
 }
+
+/// Response headers removed by prefix.
+pub const RESPONSE_REMOVED_PREFIX: &str = INTERNAL_PREFIX;
+
+/// Response headers removed by name: the block list, except `www-authenticate`, which the
+/// gateway's own 401s carry (Envoy's native removal cannot tell those from an upstream's).
+pub const RESPONSE_REMOVED_HEADERS: &[&str] = &[
+    "x-internal-service",
+    "x-internal-signature",
+    "x-internal-key",
+    "x-admin-token",
+    "x-privileged",
+    "x-forwarded-host",
+    "x-real-ip",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-ip",
+    "x-gateway-forwarded",
+];
 
 #[cfg(test)]
 mod tests {
@@ -140,7 +166,8 @@ mod tests {
     fn responses_lose_internal_headers() {
         assert!(removes_response_header("x-internal-secret"));
         assert!(removes_response_header("x-internal-debug"));
-        assert!(removes_response_header("www-authenticate"));
+        assert!(removes_response_header("x-admin-token"));
+        assert!(!removes_response_header("www-authenticate"), "the gateway's 401s carry it");
         assert!(!removes_response_header("x-echo-marker"));
         assert!(!removes_response_header("content-length"));
     }

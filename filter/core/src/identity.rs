@@ -1,6 +1,9 @@
 //! The caller's identity as upstreams receive it: exactly one of each identity header, from
 //! the verified token only, and optionally a signed statement of them.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -19,7 +22,13 @@ pub struct Identity {
     /// `x-user-permissions` and `x-venue-ids`, joined once.
     pub permissions_header: String,
     pub venues_header: Option<String>,
+    /// The last signed statement and its `ts`, reused while fresh so the hot path does
+    /// not compute an HMAC per request.
+    statement: RefCell<Option<(i64, Rc<str>)>>,
 }
+
+/// How long a signed statement is reused; its `ts` is at most this old when sent.
+pub const STATEMENT_REUSE_SECS: i64 = 10;
 
 /// Tokens without a `role` act as customers, as the original gateway's default user did.
 pub const DEFAULT_ROLE: &str = "customer";
@@ -39,28 +48,38 @@ impl Identity {
             venue_scoped: role_config.venue_scoped,
             role,
             token,
+            statement: RefCell::new(None),
         })
     }
 
-    /// The header values to set (each replaces every client copy).
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![
-            ("x-tenant-id", self.token.tenant.clone()),
-            ("x-tenant-source", String::from("jwt")),
-            ("x-user-id", self.token.subject.clone()),
-            ("x-user-role", self.role.clone()),
-            ("x-user-permissions", self.permissions_header.clone()),
-        ];
-        if let Some(venues) = &self.venues_header {
-            headers.push(("x-venue-ids", venues.clone()));
-        }
-        headers
+    /// The header values to set (each replaces every client copy), borrowed.
+    pub fn header_values(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("x-tenant-id", self.token.tenant.as_str()),
+            ("x-tenant-source", "jwt"),
+            ("x-user-id", self.token.subject.as_str()),
+            ("x-user-role", self.role.as_str()),
+            ("x-user-permissions", self.permissions_header.as_str()),
+        ]
+        .into_iter()
+        .chain(self.venues_header.as_deref().map(|v| ("x-venue-ids", v)))
     }
 
     /// `x-stagedoor-identity`: `v1.<base64url(JSON)>.<base64url(HMAC-SHA256)>`, the MAC over
     /// `v1.<base64url(JSON)>`. The JSON holds the identity header values and `ts`, the unix
     /// time the gateway vouched for them. Backends verify the MAC and bound `ts`.
-    pub fn signed_statement(&self, key: &[u8], now: i64) -> String {
+    pub fn signed_statement(&self, key: &[u8], now: i64) -> Rc<str> {
+        if let Some((ts, statement)) = &*self.statement.borrow() {
+            if (0..STATEMENT_REUSE_SECS).contains(&(now - ts)) {
+                return statement.clone();
+            }
+        }
+        let signed: Rc<str> = self.sign_statement(key, now).into();
+        *self.statement.borrow_mut() = Some((now, signed.clone()));
+        signed
+    }
+
+    fn sign_statement(&self, key: &[u8], now: i64) -> String {
         let statement = serde_json::json!({
             "tenant_id": self.token.tenant,
             "tenant_source": "jwt",

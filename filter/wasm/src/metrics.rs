@@ -1,18 +1,44 @@
 //! The filter's counters and gauges, visible at Envoy's /stats/prometheus as
 //! `stagedoor_*` (and at /stats as `wasmcustom.stagedoor_*`).
 
+use std::cell::Cell;
+
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 use stagedoor_filter_core::token::TokenError;
 use stagedoor_filter_core::Observed;
 
+/// A counter counted in VM memory and handed to Envoy on the root context's tick: a host
+/// call per request per counter would cost more than the counting.
+struct Counter {
+    id: u32,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn new(name: &str) -> Self {
+        Self { id: counter(name), pending: Cell::new(0) }
+    }
+
+    fn add(&self) {
+        self.pending.set(self.pending.get() + 1);
+    }
+
+    fn flush(&self) {
+        let n = self.pending.replace(0);
+        if n > 0 {
+            let _ = increment_metric(self.id, i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+}
+
 pub struct Metrics {
-    authn_ok: u32,
-    authn_failed: Vec<u32>,
-    rbac_denied: u32,
-    revoked_hits: u32,
-    cache_hits: u32,
-    cache_misses: u32,
+    authn_ok: Counter,
+    authn_failed: Vec<Counter>,
+    rbac_denied: Counter,
+    revoked_hits: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
@@ -38,43 +64,51 @@ fn gauge(name: &str) -> u32 {
 impl Metrics {
     pub fn define() -> Self {
         Self {
-            authn_ok: counter("stagedoor_authn_ok"),
+            authn_ok: Counter::new("stagedoor_authn_ok"),
             authn_failed: TokenError::ALL_CODES
                 .iter()
-                .map(|code| counter(&format!("stagedoor_authn_failed_{}", code.to_ascii_lowercase())))
+                .map(|code| Counter::new(&format!("stagedoor_authn_failed_{}", code.to_ascii_lowercase())))
                 .collect(),
-            rbac_denied: counter("stagedoor_rbac_denied"),
-            revoked_hits: counter("stagedoor_revoked_hits"),
-            cache_hits: counter("stagedoor_token_cache_hits"),
-            cache_misses: counter("stagedoor_token_cache_misses"),
+            rbac_denied: Counter::new("stagedoor_rbac_denied"),
+            revoked_hits: Counter::new("stagedoor_revoked_hits"),
+            cache_hits: Counter::new("stagedoor_token_cache_hits"),
+            cache_misses: Counter::new("stagedoor_token_cache_misses"),
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
         }
     }
 
+    /// Counts one request (in VM memory; see [`Metrics::flush`]).
     pub fn observe(&self, observed: &Observed) {
-        let bump = |id: u32| {
-            let _ = increment_metric(id, 1);
-        };
         if observed.authenticated {
-            bump(self.authn_ok);
+            self.authn_ok.add();
         }
         if let Some(e) = observed.token_error {
-            if let Some(id) = self.authn_failed.get(e.index()) {
-                bump(*id);
+            if let Some(counter) = self.authn_failed.get(e.index()) {
+                counter.add();
             }
             if e == TokenError::Revoked {
-                bump(self.revoked_hits);
+                self.revoked_hits.add();
             }
         }
         match observed.cache_hit {
-            Some(true) => bump(self.cache_hits),
-            Some(false) => bump(self.cache_misses),
+            Some(true) => self.cache_hits.add(),
+            Some(false) => self.cache_misses.add(),
             None => {}
         }
         if observed.rbac_denied {
-            bump(self.rbac_denied);
+            self.rbac_denied.add();
+        }
+    }
+
+    /// Hands the counts to Envoy; called from the root context's tick.
+    pub fn flush(&self) {
+        for counter in [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses]
+            .into_iter()
+            .chain(&self.authn_failed)
+        {
+            counter.flush();
         }
     }
 

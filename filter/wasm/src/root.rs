@@ -17,6 +17,8 @@ use crate::http::StagedoorHttp;
 use crate::metrics::Metrics;
 
 const CALLOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Metrics are handed to Envoy this often at the latest.
+const METRICS_FLUSH: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 pub struct StagedoorRoot {
@@ -97,14 +99,16 @@ impl RootContext for StagedoorRoot {
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
-        if let Some(rev) = &policy.revocation {
-            self.set_tick_period(Duration::from_millis(rev.poll_interval_ms));
-        }
+        let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
+        self.set_tick_period(poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH)));
         self.policy = Some(Rc::new(policy));
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.flush();
+        }
         let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
         let now = now_ms(self);
         if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {
