@@ -1,4 +1,5 @@
 //! Rough per-call cost of `decide` natively (cache hit path), for profiling the filter.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 use std::time::Instant;
 
 use stagedoor_filter_core::cache::TokenCache;
