@@ -5,9 +5,10 @@
 //! service and the field.
 
 mod model;
+pub mod traffic;
 mod validate;
 
-pub use model::{InstanceSpec, ServiceSpec};
+pub use model::{CorsSpec, InstanceSpec, ServiceSpec};
 pub use validate::{Registry, RegistryError};
 
 use std::path::Path;

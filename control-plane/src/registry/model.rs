@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig};
 
+use super::traffic::TrafficSpec;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryFile {
@@ -16,7 +18,47 @@ pub struct RegistryFile {
     /// Replaces the default roles (the original gateway's six) when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<BTreeMap<String, RoleConfig>>,
+    /// Browser cross-origin policy, answered by Envoy at the edge; absent: no CORS headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
     pub services: Vec<ServiceSpec>,
+}
+
+/// The original gateway's CORS middleware, as Envoy's CORS filter does it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// Exact origins (`https://app.tickettoken.com`). Any other origin gets no CORS headers.
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    #[serde(default = "cors_methods")]
+    pub allowed_methods: Vec<String>,
+    #[serde(default = "cors_allowed_headers")]
+    pub allowed_headers: Vec<String>,
+    #[serde(default = "cors_exposed_headers")]
+    pub exposed_headers: Vec<String>,
+    #[serde(default = "cors_max_age")]
+    pub max_age_secs: u64,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+fn cors_methods() -> Vec<String> {
+    strings(&["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+}
+fn cors_allowed_headers() -> Vec<String> {
+    strings(&[
+        "Content-Type", "Authorization", "X-API-Key", "X-Request-ID", "X-Venue-ID", "X-Venue-Tier", "X-Idempotency-Key",
+        "Idempotency-Key",
+    ])
+}
+fn cors_exposed_headers() -> Vec<String> {
+    strings(&["X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "Location"])
+}
+fn cors_max_age() -> u64 {
+    86_400
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +118,13 @@ pub struct ServiceSpec {
     pub rules: Vec<RuleConfig>,
     #[serde(default, skip_serializing_if = "is_default_headers")]
     pub request_headers: HeaderPolicyConfig,
+    /// Timeouts, retries, circuit breaking, load balancing, health checks.
+    #[serde(default, skip_serializing_if = "is_default_traffic")]
+    pub traffic: TrafficSpec,
+}
+
+fn is_default_traffic(t: &TrafficSpec) -> bool {
+    *t == TrafficSpec::default()
 }
 
 fn is_default_headers(h: &HeaderPolicyConfig) -> bool {

@@ -8,7 +8,7 @@ use stagedoor_filter_core::path::is_normalized;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
-use super::model::{AuthSpec, IdentitySpec, RegistryFile, ServiceSpec};
+use super::model::{AuthSpec, CorsSpec, IdentitySpec, RegistryFile, ServiceSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,7 @@ pub struct Registry {
     pub roles: BTreeMap<String, RoleConfig>,
     /// Whether the file replaced the default roles (kept to write the file back as it was).
     pub custom_roles: bool,
+    pub cors: Option<CorsSpec>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -113,6 +114,14 @@ impl Registry {
                     return Err(invalid(&label, format!("instances[{i}].port"), "must be 1-65535".into()));
                 }
             }
+            super::traffic::check(&svc.traffic).map_err(|(field, reason)| invalid(&label, field, reason))?;
+            for (i, rt) in svc.traffic.route_timeouts.iter().enumerate() {
+                let field = format!("traffic.route_timeouts[{i}].prefix");
+                check_prefix(&rt.prefix).map_err(|r| invalid(&label, field.clone(), r))?;
+                if !svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&rt.prefix, &r.prefix)) {
+                    return Err(invalid(&label, field, "must be under one of the service's route prefixes".into()));
+                }
+            }
             for (i, public) in svc.public_paths.iter().enumerate() {
                 stagedoor_filter_core::path::PathPattern::parse(public)
                     .map_err(|e| invalid(&label, format!("public_paths[{i}]"), e.to_string()))?;
@@ -144,9 +153,17 @@ impl Registry {
             })?),
             Some(_) => return Err(field_error("identity", "signing_key".into(), "give exactly one of `signing_key` or `signing_key_env`".into())),
         };
+        if let Some(cors) = &parsed.cors {
+            if cors.allowed_origins.is_empty() {
+                return Err(field_error("cors", "allowed_origins".into(), "list at least one origin".into()));
+            }
+            if let Some(bad) = cors.allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
+                return Err(field_error("cors", "allowed_origins".into(), format!("{bad:?} is not an origin like https://app.example.com")));
+            }
+        }
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles));
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors));
         let registry = Self {
             services,
             auth: parsed.auth,
@@ -155,6 +172,7 @@ impl Registry {
             identity_signing_key,
             roles,
             custom_roles,
+            cors: parsed.cors,
             version,
         };
         // The filter's own compiler is the one place that knows what a good key, rule or
@@ -178,6 +196,7 @@ impl Registry {
             auth,
             identity: self.identity.clone(),
             roles: self.custom_roles.then(|| self.roles.clone()),
+            cors: self.cors.clone(),
             services: self.services.values().cloned().collect(),
         }
     }

@@ -1,7 +1,9 @@
 //! CDS and EDS: one EDS cluster per service, its instances as one locality.
 
-use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
-use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{self, ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
+use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, CircuitBreakers, Cluster, OutlierDetection};
+use envoy_types::pb::envoy::config::core::v3::{health_check, HealthCheck};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
 };
@@ -12,6 +14,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 
 use super::names;
+use crate::registry::traffic::{CircuitBreakerSpec, HealthCheckSpec, LbPolicy};
 use crate::registry::{InstanceSpec, ServiceSpec};
 
 pub fn ads_source() -> ConfigSource {
@@ -24,13 +27,76 @@ pub fn ads_source() -> ConfigSource {
 
 pub fn cluster(service: &ServiceSpec) -> Cluster {
     let name = names::cluster(&service.name);
+    let traffic = service.traffic.resolve(&service.name);
+    let cb = &traffic.circuit_breaker;
+    let (lb_policy, lb_config) = lb_policy(&traffic.load_balancing.policy);
     Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig { eds_config: Some(ads_source()), service_name: name }),
         connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
+        lb_policy: lb_policy as i32,
+        lb_config,
+        circuit_breakers: Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_connections: Some(UInt32Value { value: cb.max_connections }),
+                max_pending_requests: Some(UInt32Value { value: cb.max_pending_requests }),
+                max_requests: Some(UInt32Value { value: cb.max_requests }),
+                max_retries: Some(UInt32Value { value: cb.max_retries }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        outlier_detection: Some(outlier_detection(cb)),
+        health_checks: traffic.health_check.iter().map(health_check).collect(),
         ..Default::default()
     }
+}
+
+/// The original's breaker (error percentage over a 10 s rolling window with a volume
+/// threshold, reset after a timeout) as Envoy's outlier detection, per instance: an
+/// instance that fails is ejected for `reset_timeout_ms` while the others keep serving.
+fn outlier_detection(cb: &CircuitBreakerSpec) -> OutlierDetection {
+    OutlierDetection {
+        interval: Some(millis(10_000)),
+        consecutive_5xx: Some(UInt32Value { value: cb.consecutive_5xx }),
+        failure_percentage_threshold: Some(UInt32Value { value: cb.error_threshold_percentage }),
+        failure_percentage_request_volume: Some(UInt32Value { value: cb.volume_threshold }),
+        failure_percentage_minimum_hosts: Some(UInt32Value { value: 1 }),
+        enforcing_failure_percentage: Some(UInt32Value { value: 100 }),
+        base_ejection_time: Some(millis(cb.reset_timeout_ms)),
+        // With few instances Envoy's default 10 % would never eject one; half may go.
+        max_ejection_percent: Some(UInt32Value { value: 50 }),
+        ..Default::default()
+    }
+}
+
+fn health_check(hc: &HealthCheckSpec) -> HealthCheck {
+    HealthCheck {
+        timeout: Some(millis(hc.timeout_ms)),
+        interval: Some(millis(hc.interval_ms)),
+        healthy_threshold: Some(UInt32Value { value: hc.healthy_threshold }),
+        unhealthy_threshold: Some(UInt32Value { value: hc.unhealthy_threshold }),
+        health_checker: Some(health_check::HealthChecker::HttpHealthCheck(health_check::HttpHealthCheck {
+            path: hc.path.clone(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn lb_policy(policy: &LbPolicy) -> (cluster::LbPolicy, Option<cluster::LbConfig>) {
+    match policy {
+        LbPolicy::RoundRobin => (cluster::LbPolicy::RoundRobin, None),
+        LbPolicy::LeastRequest => (cluster::LbPolicy::LeastRequest, None),
+        LbPolicy::Random => (cluster::LbPolicy::Random, None),
+        LbPolicy::RingHash => (cluster::LbPolicy::RingHash, None),
+        LbPolicy::Maglev => (cluster::LbPolicy::Maglev, None),
+    }
+}
+
+pub fn millis(ms: u64) -> Duration {
+    Duration { seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX), nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
 
 pub fn load_assignment(service: &ServiceSpec) -> ClusterLoadAssignment {

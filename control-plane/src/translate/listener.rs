@@ -17,14 +17,19 @@ use stagedoor_filter_core::config::FilterConfig;
 use super::cluster::{ads_source, socket};
 use super::{local_reply, names, to_any, TranslateOptions};
 
-pub fn http_listener(options: &TranslateOptions, config: &FilterConfig) -> Listener {
+pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, cors: bool) -> Listener {
+    let mut http_filters = Vec::new();
+    if cors {
+        http_filters.push(super::cors::filter());
+    }
+    http_filters.extend([stagedoor_filter(options, config), response_header_filter(), router_filter()]);
     let hcm = HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
             route_config_name: names::ROUTE_CONFIG.to_owned(),
         })),
-        http_filters: vec![stagedoor_filter(options, config), response_header_filter(), router_filter()],
+        http_filters,
         // Public-path and service matching in the filter rely on Envoy handing it a
         // canonical path: RFC 3986 normalization (dot segments, backslashes), merged
         // slashes, and escaped slashes refused rather than guessed at.

@@ -4,44 +4,53 @@
 use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, AccessLogFilter, ResponseFlagFilter};
 use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string, DataSource, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{LocalReplyConfig, ResponseMapper};
+use envoy_types::pb::google::protobuf::UInt32Value;
+
+/// The route's service name and timeout, from the route metadata `route.rs` writes.
+const SERVICE: &str = "%METADATA(ROUTE:stagedoor:service)%";
+const TIMEOUT_MS: &str = "%METADATA(ROUTE:stagedoor:timeout_ms)%";
 
 pub fn json_errors() -> LocalReplyConfig {
     LocalReplyConfig {
-        mappers: vec![mapper(&["NR"], "Not Found", "ROUTE_NOT_FOUND", "No route matches this path")],
+        mappers: vec![
+            mapper(&["NR"], None, "Not Found", "ROUTE_NOT_FOUND", "No route matches this path"),
+            mapper(&["UT"], Some(504), "Gateway Timeout", "GATEWAY_TIMEOUT", &format!("{SERVICE} service timeout after {TIMEOUT_MS}ms")),
+            mapper(&["UH", "UF", "NC", "UO"], Some(503), "Service Unavailable", "SERVICE_UNAVAILABLE", &format!("{SERVICE} service is down")),
+            mapper(&["UC", "UR", "UMSDR", "DPE", "UPE"], Some(502), "Bad Gateway", "BAD_GATEWAY", &format!("{SERVICE} service error")),
+        ],
         ..Default::default()
     }
 }
 
 /// A mapper for replies carrying one of `flags`. Replies it does not match (the filter's
 /// own JSON errors, `/health`) keep their body: there is deliberately no top-level format.
-fn mapper(flags: &[&str], error: &str, code: &str, message: &str) -> ResponseMapper {
+fn mapper(flags: &[&str], status: Option<u32>, error: &str, code: &str, message: &str) -> ResponseMapper {
     ResponseMapper {
         filter: Some(AccessLogFilter {
             filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
                 flags: flags.iter().map(|f| (*f).to_owned()).collect(),
             })),
         }),
-        body: Some(DataSource {
-            specifier: Some(data_source::Specifier::InlineString(message.to_owned())),
-            ..Default::default()
-        }),
-        body_format_override: Some(json_format(error, code)),
+        status_code: status.map(|value| UInt32Value { value }),
+        body_format_override: Some(json_format(error, code, message)),
         ..Default::default()
     }
 }
 
 /// The body is a text template rather than a `Struct`: a protobuf map encodes in hash
 /// order, which would make the listener's bytes, and so its version, differ run to run.
-/// Every substituted value is JSON-safe: a status code, our own message, a timestamp and
-/// the request id, which Envoy always generates itself at the edge (see `listener.rs`).
-fn json_format(error: &str, code: &str) -> SubstitutionFormatString {
+/// Every substituted value is JSON-safe: a status code, our own message with the route's
+/// service name and timeout (registry-validated), a timestamp and the request id, which
+/// Envoy always generates itself at the edge (see `listener.rs`).
+fn json_format(error: &str, code: &str, message: &str) -> SubstitutionFormatString {
     let template = format!(
         concat!(
-            r#"{{"statusCode":%RESPONSE_CODE%,"error":"{error}","message":"%LOCAL_REPLY_BODY%","#,
+            r#"{{"statusCode":%RESPONSE_CODE%,"error":"{error}","message":"{message}","#,
             r#""code":"{code}","requestId":"%REQ(X-REQUEST-ID)%","timestamp":"%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"}}"#
         ),
         error = error,
-        code = code
+        code = code,
+        message = message
     );
     SubstitutionFormatString {
         format: Some(substitution_format_string::Format::TextFormatSource(DataSource {

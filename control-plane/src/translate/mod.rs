@@ -3,6 +3,7 @@
 
 mod any;
 mod cluster;
+mod cors;
 mod filter_config;
 mod listener;
 mod local_reply;
@@ -67,8 +68,8 @@ pub fn translate(registry: &Registry, options: &TranslateOptions) -> Result<Reso
     Ok(Resources {
         clusters,
         endpoints: registry.services.values().map(cluster::load_assignment).collect(),
-        listeners: vec![listener::http_listener(options, &config)],
-        routes: vec![route::route_configuration(registry)],
+        listeners: vec![listener::http_listener(options, &config, registry.cors.is_some())],
+        routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
     })
 }
 

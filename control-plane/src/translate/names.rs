@@ -14,3 +14,7 @@ pub fn cluster(service: &str) -> String {
 /// The static cluster through which filters poll the control plane's revocation feed.
 pub const CONTROL_PLANE_CLUSTER: &str = "stagedoor_control_plane";
 pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";
+
+/// Route metadata namespace the local-reply formats read (`%METADATA(ROUTE:stagedoor:...)%`).
+pub const METADATA_NAMESPACE: &str = "stagedoor";
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";

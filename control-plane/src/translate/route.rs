@@ -3,32 +3,60 @@
 //! Envoy's 404, which the local-reply config turns into the JSON error shape.
 
 use envoy_types::pb::envoy::config::core::v3::{data_source, header_value_option, DataSource, HeaderValue, HeaderValueOption};
+use envoy_types::pb::envoy::config::core::v3::Metadata;
 use envoy_types::pb::envoy::config::route::v3::{
-    route, route_action, route_match, DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost,
+    header_matcher, retry_policy, route, route_action, route_match, DirectResponseAction, HeaderMatcher, RetryPolicy,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
+use envoy_types::pb::google::protobuf::{value, Any, Struct, UInt32Value, Value};
+use stagedoor_filter_core::path::is_under_prefix;
 
+use super::cluster::millis;
 use super::names;
-use crate::registry::Registry;
+use crate::registry::traffic::{LbPolicy, LoadBalancingSpec, Traffic};
+use crate::registry::{Registry, ServiceSpec};
 
-pub fn route_configuration(registry: &Registry) -> RouteConfiguration {
-    let mut service_routes: Vec<(&str, Option<&str>, &str)> = registry
-        .services
-        .values()
-        .flat_map(|svc| {
-            svc.routes
-                .iter()
-                .map(move |r| (r.prefix.as_str(), r.upstream_prefix.as_deref(), svc.name.as_str()))
-        })
-        .collect();
-    service_routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(b.0)));
+/// One place traffic for a prefix goes, with the policy that applies there.
+struct Target<'a> {
+    prefix: String,
+    upstream_prefix: Option<String>,
+    service: &'a ServiceSpec,
+    traffic: Traffic,
+    timeout_ms: u64,
+}
+
+pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfiguration {
+    let mut targets: Vec<Target<'_>> = Vec::new();
+    for svc in registry.services.values() {
+        let traffic = svc.traffic.resolve(&svc.name);
+        for route in &svc.routes {
+            targets.push(Target {
+                prefix: route.prefix.clone(),
+                upstream_prefix: route.upstream_prefix.clone(),
+                service: svc,
+                traffic: traffic.clone(),
+                timeout_ms: traffic.timeout_ms,
+            });
+            // Per-prefix timeout overrides become more specific routes of their own.
+            for rt in traffic.route_timeouts.iter().filter(|rt| is_under_prefix(&rt.prefix, &route.prefix)) {
+                targets.push(Target {
+                    prefix: rt.prefix.clone(),
+                    upstream_prefix: route
+                        .upstream_prefix
+                        .as_ref()
+                        .map(|up| format!("{up}{}", &rt.prefix[route.prefix.len()..])),
+                    service: svc,
+                    traffic: traffic.clone(),
+                    timeout_ms: rt.timeout_ms,
+                });
+            }
+        }
+    }
+    targets.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then_with(|| a.prefix.cmp(&b.prefix)));
 
     let mut routes = vec![health_route()];
-    routes.extend(
-        service_routes
-            .into_iter()
-            .map(|(prefix, upstream_prefix, service)| service_route(prefix, upstream_prefix, service)),
-    );
+    routes.extend(targets.iter().flat_map(service_routes));
     RouteConfiguration {
         name: names::ROUTE_CONFIG.to_owned(),
         virtual_hosts: vec![VirtualHost {
@@ -41,26 +69,113 @@ pub fn route_configuration(registry: &Registry) -> RouteConfiguration {
                 overwrite("x-gateway-forwarded", "true"),
                 overwrite("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
             ],
+            typed_per_filter_config: cors.map(|c| (String::from(names::CORS_FILTER), c)).into_iter().collect(),
             ..Default::default()
         }],
         ..Default::default()
     }
 }
 
-fn service_route(prefix: &str, upstream_prefix: Option<&str>, service: &str) -> Route {
+/// Methods a retry cannot make happen twice (RFC 9110 9.2.2).
+const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE|TRACE";
+
+/// Three routes per target, first match wins: a request with an Idempotency-Key, an
+/// idempotent method, and the rest. Only the first two retry after the request may have
+/// reached the upstream (5xx, resets, timeouts); the rest retry only when the connection
+/// never opened, so a payment is never sent twice because of a gateway retry.
+fn service_routes(target: &Target<'_>) -> Vec<Route> {
+    let idempotency_key = HeaderMatcher {
+        name: String::from("idempotency-key"),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),
+        ..Default::default()
+    };
+    let idempotent_method = HeaderMatcher {
+        name: String::from(":method"),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::SafeRegex(RegexMatcher {
+                regex: IDEMPOTENT_METHODS.to_owned(),
+                ..Default::default()
+            })),
+            ignore_case: false,
+        })),
+        ..Default::default()
+    };
+    vec![
+        route(target, "idempotency-key", vec![idempotency_key], true),
+        route(target, "idempotent", vec![idempotent_method], true),
+        route(target, "other", vec![], false),
+    ]
+}
+
+fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_after_send: bool) -> Route {
+    let retries = &target.traffic.retries;
+    let retry_on = if retry_after_send {
+        "5xx,gateway-error,reset,connect-failure,refused-stream"
+    } else {
+        "connect-failure,refused-stream"
+    };
+    let service = target.service.name.as_str();
     Route {
-        name: format!("{service}:{prefix}"),
+        name: format!("{service}:{}:{kind}", target.prefix),
         r#match: Some(RouteMatch {
-            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(prefix.to_owned())),
+            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(target.prefix.clone())),
+            headers,
             ..Default::default()
         }),
         action: Some(route::Action::Route(RouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(service))),
-            prefix_rewrite: upstream_prefix.map(str::to_owned).unwrap_or_default(),
+            prefix_rewrite: target.upstream_prefix.clone().unwrap_or_default(),
+            timeout: Some(millis(target.timeout_ms)),
+            retry_policy: Some(RetryPolicy {
+                retry_on: retry_on.to_owned(),
+                num_retries: Some(UInt32Value { value: retries.attempts }),
+                per_try_timeout: retries.per_try_timeout_ms.map(millis),
+                retry_back_off: Some(retry_policy::RetryBackOff {
+                    base_interval: Some(millis(retries.base_interval_ms)),
+                    max_interval: Some(millis(retries.max_interval_ms)),
+                }),
+                ..Default::default()
+            }),
+            hash_policy: hash_policy(&target.traffic.load_balancing),
             ..Default::default()
         })),
+        // Read by the local-reply formats: "<service> service is down", "... after <N>ms".
+        metadata: Some(Metadata {
+            filter_metadata: [(
+                String::from(names::METADATA_NAMESPACE),
+                Struct {
+                    fields: [
+                        (String::from("service"), string_value(service)),
+                        (String::from("timeout_ms"), string_value(&target.timeout_ms.to_string())),
+                    ]
+                    .into_iter()
+                    .collect(),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
+}
+
+fn string_value(s: &str) -> Value {
+    Value { kind: Some(value::Kind::StringValue(s.to_owned())) }
+}
+
+fn hash_policy(lb: &LoadBalancingSpec) -> Vec<route_action::HashPolicy> {
+    use route_action::hash_policy::{Cookie, Header, PolicySpecifier};
+    if !matches!(lb.policy, LbPolicy::RingHash | LbPolicy::Maglev) {
+        return Vec::new();
+    }
+    let header = lb.hash_header.as_ref().map(|h| PolicySpecifier::Header(Header { header_name: h.clone(), ..Default::default() }));
+    let cookie = lb.hash_cookie.as_ref().map(|c| PolicySpecifier::Cookie(Cookie { name: c.clone(), ..Default::default() }));
+    header
+        .into_iter()
+        .chain(cookie)
+        .map(|p| route_action::HashPolicy { policy_specifier: Some(p), ..Default::default() })
+        .collect()
 }
 
 fn health_route() -> Route {

@@ -89,7 +89,10 @@ fn routes_are_longest_prefix_first_after_health_on_whole_segments() {
             other => panic!("unexpected matcher {other:?}"),
         })
         .collect();
-    assert_eq!(matches, ["=/health", "/api/v1/venues/admin", "/api/v1/payments", "/api/v1/venues", "/webhooks"]);
+    let mut distinct = matches.clone();
+    distinct.dedup();
+    assert_eq!(distinct, ["=/health", "/api/v1/venues/admin", "/api/v1/payments", "/api/v1/venues", "/webhooks"]);
+    assert_eq!(matches.len(), 1 + 4 * 3, "three routes per prefix (retry classes)");
     let webhook = routes.last().unwrap();
     let Some(route::Action::Route(action)) = &webhook.action else { panic!() };
     assert_eq!(action.prefix_rewrite, "/api/v1/webhooks");
@@ -167,4 +170,133 @@ fn gateway_headers_are_set_by_envoy_from_what_it_saw() {
         ],
         "overwrite any client copy"
     );
+}
+
+fn route_named<'a>(r: &'a Resources, name: &str) -> &'a envoy_types::pb::envoy::config::route::v3::Route {
+    r.routes[0].virtual_hosts[0].routes.iter().find(|rt| rt.name == name).unwrap_or_else(|| panic!("no route {name}"))
+}
+
+fn action(route: &envoy_types::pb::envoy::config::route::v3::Route) -> &envoy_types::pb::envoy::config::route::v3::RouteAction {
+    match &route.action {
+        Some(route::Action::Route(a)) => a,
+        _ => panic!("not a proxied route"),
+    }
+}
+
+#[test]
+fn only_idempotent_requests_are_retried_after_they_may_have_reached_the_upstream() {
+    let r = resources();
+    let keyed = route_named(&r, "payment:/api/v1/payments:idempotency-key");
+    assert_eq!(keyed.r#match.as_ref().unwrap().headers[0].name, "idempotency-key");
+    let idempotent = route_named(&r, "payment:/api/v1/payments:idempotent");
+    assert_eq!(idempotent.r#match.as_ref().unwrap().headers[0].name, ":method");
+    let other = route_named(&r, "payment:/api/v1/payments:other");
+    assert!(other.r#match.as_ref().unwrap().headers.is_empty(), "the fallback takes everything else");
+    for route in [keyed, idempotent] {
+        let retry = action(route).retry_policy.as_ref().unwrap();
+        assert!(retry.retry_on.contains("5xx") && retry.retry_on.contains("reset"));
+    }
+    let retry = action(other).retry_policy.as_ref().unwrap();
+    assert_eq!(retry.retry_on, "connect-failure,refused-stream", "a POST is retried only if it never left");
+    // The original's payment settings: 3 retries, 2 s base, 60 s cap, 30 s timeout.
+    assert_eq!(retry.num_retries.as_ref().unwrap().value, 3);
+    let backoff = retry.retry_back_off.as_ref().unwrap();
+    assert_eq!(backoff.base_interval.as_ref().unwrap().seconds, 2);
+    assert_eq!(backoff.max_interval.as_ref().unwrap().seconds, 60);
+    assert_eq!(action(other).timeout.as_ref().unwrap().seconds, 30);
+    let venue = route_named(&r, "venue:/api/v1/venues:other");
+    assert_eq!(action(venue).timeout.as_ref().unwrap().seconds, 5, "the original's proxy default");
+}
+
+const TRAFFIC: &str = r#"
+services:
+  - name: minting
+    routes: [{ prefix: /api/v1/minting, upstream_prefix: /mint-api }]
+    traffic:
+      timeout_ms: 10000
+      route_timeouts: [{ prefix: /api/v1/minting/mint, timeout_ms: 120000 }]
+      retries: { attempts: 2, base_interval_ms: 100, max_interval_ms: 1000, per_try_timeout_ms: 3000 }
+      circuit_breaker: { error_threshold_percentage: 40, volume_threshold: 20, reset_timeout_ms: 15000, max_connections: 10 }
+      load_balancing: { policy: ring_hash, hash_header: x-user-id }
+      health_check: { path: /healthz, interval_ms: 5000 }
+  - name: search
+    routes: [{ prefix: /api/v1/search }]
+    traffic:
+      load_balancing: { policy: least_request }
+      health_check: { enabled: false }
+cors:
+  allowed_origins: [https://app.tickettoken.com]
+  allow_credentials: true
+"#;
+
+fn traffic_resources() -> Resources {
+    translate(&Registry::parse("r", &crate::test_support::registry_yaml(TRAFFIC)).unwrap(), &options()).unwrap()
+}
+
+#[test]
+fn route_timeouts_become_more_specific_routes_with_the_rewrite_carried_over() {
+    let r = traffic_resources();
+    let mint = route_named(&r, "minting:/api/v1/minting/mint:other");
+    assert_eq!(action(mint).timeout.as_ref().unwrap().seconds, 120);
+    assert_eq!(action(mint).prefix_rewrite, "/mint-api/mint");
+    let rest = route_named(&r, "minting:/api/v1/minting:other");
+    assert_eq!(action(rest).timeout.as_ref().unwrap().seconds, 10);
+    let names: Vec<_> = r.routes[0].virtual_hosts[0].routes.iter().map(|r| r.name.as_str()).collect();
+    let mint_at = names.iter().position(|n| n.starts_with("minting:/api/v1/minting/mint:")).unwrap();
+    let rest_at = names.iter().position(|n| n.starts_with("minting:/api/v1/minting:")).unwrap();
+    assert!(mint_at < rest_at, "the longer prefix is matched first");
+    let retry = action(mint).retry_policy.as_ref().unwrap();
+    assert_eq!(retry.per_try_timeout.as_ref().unwrap().seconds, 3);
+    assert_eq!(action(mint).hash_policy.len(), 1, "ring hash on x-user-id");
+}
+
+#[test]
+fn clusters_carry_breakers_outlier_detection_health_checks_and_lb_policy() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    let r = traffic_resources();
+    let minting = r.clusters.iter().find(|c| c.name == "svc_minting").unwrap();
+    assert_eq!(minting.lb_policy, LbPolicy::RingHash as i32);
+    let od = minting.outlier_detection.as_ref().unwrap();
+    assert_eq!(od.failure_percentage_threshold.as_ref().unwrap().value, 40);
+    assert_eq!(od.failure_percentage_request_volume.as_ref().unwrap().value, 20);
+    assert_eq!(od.base_ejection_time.as_ref().unwrap().seconds, 15);
+    assert_eq!(od.consecutive_5xx.as_ref().unwrap().value, 5);
+    let thresholds = &minting.circuit_breakers.as_ref().unwrap().thresholds[0];
+    assert_eq!(thresholds.max_connections.as_ref().unwrap().value, 10);
+    assert_eq!(thresholds.max_requests.as_ref().unwrap().value, 1024);
+    assert_eq!(minting.health_checks.len(), 1);
+    assert_eq!(minting.health_checks[0].interval.as_ref().unwrap().seconds, 5);
+    let search = r.clusters.iter().find(|c| c.name == "svc_search").unwrap();
+    assert_eq!(search.lb_policy, LbPolicy::LeastRequest as i32);
+    assert!(search.health_checks.is_empty(), "health checks can be turned off");
+}
+
+#[test]
+fn cors_runs_before_authentication_with_the_policy_on_the_virtual_host() {
+    let r = traffic_resources();
+    let filters: Vec<_> = hcm(&r).http_filters.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(filters[0], "envoy.filters.http.cors", "preflights never need a token");
+    let vh = &r.routes[0].virtual_hosts[0];
+    let policy = &vh.typed_per_filter_config["envoy.filters.http.cors"];
+    let policy = envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy::decode(policy.value.as_slice()).unwrap();
+    assert_eq!(policy.allow_origin_string_match.len(), 1);
+    assert_eq!(policy.allow_methods, "GET,POST,PUT,PATCH,DELETE,OPTIONS");
+    assert_eq!(policy.forward_not_matching_preflights.unwrap().value, false);
+    assert!(!hcm(&resources()).http_filters.iter().any(|f| f.name == "envoy.filters.http.cors"), "no CORS unless configured");
+}
+
+#[test]
+fn bad_traffic_policy_is_refused_naming_the_field() {
+    let bad = [
+        ("timeout_ms: 10000", "timeout_ms: 0", "traffic.timeout_ms"),
+        ("policy: ring_hash, hash_header: x-user-id", "policy: ring_hash", "traffic.load_balancing"),
+        ("{ prefix: /api/v1/minting/mint, timeout_ms: 120000 }", "{ prefix: /api/v1/other, timeout_ms: 1 }", "traffic.route_timeouts[0].prefix"),
+        ("error_threshold_percentage: 40", "error_threshold_percentage: 140", "traffic.circuit_breaker.error_threshold_percentage"),
+        ("https://app.tickettoken.com", "app.tickettoken.com", "cors: allowed_origins"),
+    ];
+    for (from, to, field) in bad {
+        let yaml = crate::test_support::registry_yaml(&TRAFFIC.replace(from, to));
+        let e = Registry::parse("r", &yaml).unwrap_err().to_string();
+        assert!(e.contains(field), "{to}: {e}");
+    }
 }
