@@ -5,7 +5,9 @@
 //! be able to see. It keeps the raw target, every header in order and case, and the body.
 //!
 //! Control headers: `x-echo-status: NNN` answers that status, `x-echo-delay-ms: N` waits
-//! first, `x-echo-set-internal: 1` adds response headers the gateway must strip.
+//! first, `x-echo-set-internal: 1` adds response headers the gateway must strip, and
+//! `x-echo-key: K` counts the request under K; `GET /__echo/count/K` (sent to the echo
+//! itself) answers `{"key": K, "count": N}`, which is how tests see retries.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,14 +33,18 @@ pub struct Echo {
     pub body: String,
 }
 
+type Counts = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u64>>>;
+
 pub async fn serve(listen: SocketAddr, service: String) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     tracing::info!(%listen, %service, "echo upstream listening");
+    let counts = Counts::default();
     loop {
         let (socket, _) = listener.accept().await?;
         let service = service.clone();
+        let counts = counts.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(socket, &service).await {
+            if let Err(e) = connection(socket, &service, &counts).await {
                 tracing::debug!(error = %e, "echo connection ended");
             }
         });
@@ -78,7 +84,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
     }
 }
 
-async fn connection(mut socket: TcpStream, service: &str) -> std::io::Result<()> {
+async fn connection(mut socket: TcpStream, service: &str, counts: &Counts) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     loop {
         let head = loop {
@@ -114,6 +120,18 @@ async fn connection(mut socket: TcpStream, service: &str) -> std::io::Result<()>
             }
             buf.drain(..length).collect()
         };
+        if let Some(key) = head.target.strip_prefix("/__echo/count/") {
+            let count = counts.lock().map(|c| c.get(key).copied().unwrap_or(0)).unwrap_or(0);
+            let json = serde_json::json!({"key": key, "count": count}).to_string();
+            let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{json}", json.len());
+            socket.write_all(response.as_bytes()).await?;
+            continue;
+        }
+        if let Some(key) = header("x-echo-key") {
+            if let Ok(mut c) = counts.lock() {
+                *c.entry(key.to_owned()).or_default() += 1;
+            }
+        }
         let status: u16 = header("x-echo-status").and_then(|v| v.parse().ok()).filter(|s| (200..600).contains(s)).unwrap_or(200);
         if let Some(ms) = header("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
             tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;

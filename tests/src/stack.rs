@@ -99,8 +99,9 @@ impl Stack {
         stack
     }
 
-    /// Starts one echo upstream per service in the registry, rewriting its instances to
-    /// point at it. Returns the rewritten registry.
+    /// Starts one echo upstream per instance in the registry, rewriting the instance to
+    /// point at it; instances at 127.0.0.2 are left alone (tests use them as unreachable
+    /// instances). Returns the rewritten registry.
     fn start_echoes_for(&mut self, yaml: &str) -> String {
         let mut doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("registry yaml");
         if let Some(services) = doc.get_mut("services").and_then(|s| s.as_sequence_mut()) {
@@ -108,6 +109,9 @@ impl Stack {
                 let name = svc["name"].as_str().unwrap_or("unnamed").to_owned();
                 let Some(instances) = svc.get_mut("instances").and_then(|i| i.as_sequence_mut()) else { continue };
                 for inst in instances {
+                    if inst["address"].as_str() == Some("127.0.0.2") {
+                        continue;
+                    }
                     let port = self.start_echo(&name);
                     inst["address"] = serde_yaml::Value::from("127.0.0.1");
                     inst["port"] = serde_yaml::Value::from(port);
@@ -241,6 +245,23 @@ impl Stack {
         let yaml = serde_yaml::to_string(&doc).expect("registry yaml");
         self.write_registry(&yaml);
         yaml
+    }
+
+    /// How many requests carrying `x-echo-key: key` the service's echo upstreams received.
+    pub fn echo_count(&self, service: &str, key: &str) -> u64 {
+        self.echoes
+            .iter()
+            .filter(|(name, _, _)| name == service)
+            .map(|(_, port, _)| {
+                client()
+                    .get(format!("http://127.0.0.1:{port}/__echo/count/{key}"))
+                    .send()
+                    .and_then(|r| r.json::<Value>())
+                    .ok()
+                    .and_then(|v| v["count"].as_u64())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     pub fn registry(&self) -> String {

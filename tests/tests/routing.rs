@@ -91,6 +91,14 @@ fn health_is_answered_by_the_gateway_and_unknown_paths_get_a_json_404() {
     assert_eq!(body["code"], "ROUTE_NOT_FOUND");
     assert_eq!(body["requestId"], request_id.as_str());
     assert!(body["timestamp"].as_str().unwrap().ends_with('Z'), "{body}");
+
+    // A client's request id never reaches the JSON templates: Envoy makes its own.
+    let r = raw::request(stack.gateway_port, "GET", "/no/such/thing", &["X-Request-ID: a\"b,\"evil\":\"1"], "");
+    assert_eq!(r.status, 404);
+    let body = r.json();
+    assert!(body.is_object(), "still valid JSON: {}", r.body);
+    assert!(body.get("evil").is_none());
+    assert_ne!(body["requestId"], "a\"b,\"evil\":\"1");
 }
 
 #[test]

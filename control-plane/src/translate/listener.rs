@@ -11,7 +11,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource};
 use envoy_types::pb::envoy::extensions::wasm::v3::{PluginConfig, VmConfig};
-use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
+use envoy_types::pb::envoy::config::core::v3::CidrRange;
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue, UInt32Value};
 use stagedoor_filter_core::config::FilterConfig;
 
 use super::cluster::{ads_source, socket};
@@ -46,7 +47,12 @@ pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, cors: bo
         // with no address counted as internal, every request is an edge request: Envoy
         // strips client x-envoy-* headers and generates x-request-id itself.
         use_remote_address: Some(BoolValue { value: true }),
-        internal_address_config: Some(InternalAddressConfig { unix_sockets: false, cidr_ranges: vec![] }),
+        // An empty list would mean Envoy's defaults (private and loopback ranges), so it
+        // names one address no peer can have.
+        internal_address_config: Some(InternalAddressConfig {
+            unix_sockets: false,
+            cidr_ranges: vec![CidrRange { address_prefix: String::from("255.255.255.255"), prefix_len: Some(UInt32Value { value: 32 }) }],
+        }),
         always_set_request_id_in_response: true,
         local_reply_config: Some(local_reply::json_errors()),
         ..Default::default()

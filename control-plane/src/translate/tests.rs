@@ -281,7 +281,7 @@ fn cors_runs_before_authentication_with_the_policy_on_the_virtual_host() {
     let policy = envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy::decode(policy.value.as_slice()).unwrap();
     assert_eq!(policy.allow_origin_string_match.len(), 1);
     assert_eq!(policy.allow_methods, "GET,POST,PUT,PATCH,DELETE,OPTIONS");
-    assert_eq!(policy.forward_not_matching_preflights.unwrap().value, false);
+    assert!(!policy.forward_not_matching_preflights.unwrap().value);
     assert!(!hcm(&resources()).http_filters.iter().any(|f| f.name == "envoy.filters.http.cors"), "no CORS unless configured");
 }
 

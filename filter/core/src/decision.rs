@@ -28,8 +28,31 @@ pub struct RequestView<'a> {
 pub enum Decision<'r> {
     /// Remove `remove` (every copy), then set the identity's headers and the signed
     /// statement (each replaces every copy). No identity: a public or unrouted path.
-    Forward { remove: Vec<&'r str>, identity: Option<Rc<Identity>>, statement: Option<Rc<str>> },
+    ///
+    /// `request_id` replaces an `x-request-id` that is not a plain token: Envoy's JSON error
+    /// templates insert the header as it is, so a quote in it would break them.
+    Forward {
+        remove: Vec<&'r str>,
+        identity: Option<Rc<Identity>>,
+        statement: Option<Rc<str>>,
+        request_id: Option<String>,
+    },
     Deny(Denial),
+}
+
+/// An `x-request-id` safe to put in JSON and logs as it is.
+pub fn is_plain_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The plain characters of a request id (never empty).
+pub fn plain_request_id(id: &str) -> String {
+    let plain: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        .take(128)
+        .collect();
+    if plain.is_empty() { String::from("invalid") } else { plain }
 }
 
 impl Decision<'_> {
@@ -90,11 +113,13 @@ fn decide_inner<'r>(
     let mut remove: Vec<&'r str> = Vec::new();
     let mut authorization: Vec<&str> = Vec::new();
     let mut venue_headers: Vec<&str> = Vec::new();
+    let mut request_id = None;
     let headers: &'r [(String, String)] = request.headers;
     for (name, value) in headers {
         match name.as_str() {
             "authorization" => authorization.push(value),
             "x-venue-id" => venue_headers.push(value),
+            "x-request-id" if !is_plain_request_id(value) => request_id = Some(plain_request_id(value)),
             _ => {}
         }
         if header_policy.removes_request_header(name) && !remove.contains(&name.as_str()) {
@@ -105,7 +130,7 @@ fn decide_inner<'r>(
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
         // No service (Envoy will 404) or a public path: no identity is asserted, and
         // every client copy of an identity header is already in `remove`.
-        return Decision::Forward { remove, identity: None, statement: None };
+        return Decision::Forward { remove, identity: None, statement: None, request_id };
     };
 
     let identity = match authenticate(policy, &authorization, now, state, observed) {
@@ -151,7 +176,7 @@ fn decide_inner<'r>(
     remove.retain(|name| {
         !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
     });
-    Decision::Forward { remove, identity: Some(identity), statement }
+    Decision::Forward { remove, identity: Some(identity), statement, request_id }
 }
 
 fn authenticate(

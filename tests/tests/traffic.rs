@@ -1,0 +1,190 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Traffic policy through a real Envoy: retries that never repeat a payment, timeouts and
+//! failures in the gateway's JSON shape, outlier ejection, CORS at the edge, raw webhooks.
+
+use std::time::Duration;
+
+use serde_json::json;
+use stagedoor_e2e::fixtures::{auth_yaml, bearer};
+use stagedoor_e2e::raw;
+use stagedoor_e2e::stack::{client, time_until};
+use stagedoor_e2e::ports::free_port;
+use stagedoor_e2e::{Stack, StackOptions};
+
+fn registry(dead_port: u16) -> String {
+    auth_yaml()
+        + &r#"
+cors:
+  allowed_origins: [https://app.tickettoken.com]
+  allow_credentials: true
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+    request_headers: { allow: ["x-echo-*"] }
+    traffic:
+      timeout_ms: 400
+      retries: { attempts: 3, base_interval_ms: 10, max_interval_ms: 50 }
+  - name: payment
+    routes:
+      - { prefix: /api/v1/payments }
+      - { prefix: /webhooks, upstream_prefix: /api/v1/webhooks }
+    instances: [{ address: 127.0.0.1, port: 1 }]
+    public_paths: ["/webhooks/*"]
+    request_headers: { allow: ["x-echo-*", stripe-signature] }
+    traffic:
+      retries: { attempts: 3, base_interval_ms: 10, max_interval_ms: 50 }
+  - name: ticket
+    routes: [{ prefix: /api/v1/tickets }]
+    instances: [{ address: 127.0.0.1, port: 1 }, { address: 127.0.0.1, port: 1 }]
+    request_headers: { allow: ["x-echo-*"] }
+    traffic:
+      retries: { attempts: 2, base_interval_ms: 10, max_interval_ms: 50 }
+      health_check: { enabled: false }
+  - name: search
+    routes: [{ prefix: /api/v1/search }]
+    instances: []
+    traffic:
+      retries: { attempts: 1, base_interval_ms: 10, max_interval_ms: 20 }
+"#
+            .replace("instances: []", &format!("instances: [{{ address: 127.0.0.2, port: {dead_port} }}]"))
+}
+
+fn start() -> Stack {
+    // A port nothing listens on: connections to it are refused.
+    let dead = free_port();
+    let stack = Stack::start(StackOptions { registry_yaml: registry(dead), ..Default::default() });
+    stack.wait_ready();
+    stack
+}
+
+fn auth() -> String {
+    format!("Authorization: {}", bearer(json!({"role": "admin"})))
+}
+
+#[test]
+fn idempotent_requests_are_retried_and_a_post_only_with_an_idempotency_key() {
+    let stack = start();
+    let a = auth();
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/payments/1", &[&a, "x-echo-status: 503", "x-echo-key: get"], "");
+    assert_eq!(r.status, 503);
+    assert_eq!(stack.echo_count("payment", "get"), 4, "a GET is tried once and retried 3 times");
+
+    let r = raw::request(stack.gateway_port, "POST", "/api/v1/payments/process", &[&a, "x-echo-status: 503", "x-echo-key: post"], "{}");
+    assert_eq!(r.status, 503);
+    assert_eq!(stack.echo_count("payment", "post"), 1, "a payment is never sent twice by the gateway");
+
+    let r = raw::request(
+        stack.gateway_port,
+        "POST",
+        "/api/v1/payments/process",
+        &[&a, "x-echo-status: 503", "x-echo-key: keyed", "Idempotency-Key: pay-123"],
+        "{}",
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(stack.echo_count("payment", "keyed"), 4, "with an Idempotency-Key the upstream can dedupe, so it is retried");
+}
+
+#[test]
+fn a_slow_upstream_gets_a_json_504_naming_the_service_and_timeout() {
+    let stack = start();
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth(), "x-echo-delay-ms: 2000"], "");
+    assert_eq!(r.status, 504, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["statusCode"], 504);
+    assert_eq!(body["code"], "GATEWAY_TIMEOUT");
+    assert_eq!(body["message"], "venue service timeout after 400ms");
+    assert_eq!(body["requestId"], r.header("x-request-id").unwrap());
+}
+
+#[test]
+fn a_service_with_no_reachable_instance_is_a_json_503() {
+    let stack = start();
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/search?q=x", &[&auth()], "");
+    assert_eq!(r.status, 503, "{}", r.body);
+    let body = r.json();
+    assert_eq!(body["code"], "SERVICE_UNAVAILABLE");
+    assert_eq!(body["message"], "search service is down");
+    assert_eq!(body["requestId"], r.header("x-request-id").unwrap());
+}
+
+#[test]
+fn a_failing_instance_is_ejected_and_traffic_goes_to_the_healthy_one() {
+    // Two ticket instances; stop one so connections to it are refused.
+    let mut stack = start();
+    let (idx, port) = stack
+        .echoes
+        .iter()
+        .enumerate()
+        .find(|(_, (name, _, _))| name == "ticket")
+        .map(|(i, (_, port, _))| (i, *port))
+        .unwrap();
+    let _ = stack.echoes[idx].2.kill();
+    let _ = stack.echoes[idx].2.wait();
+    let a = auth();
+    let mut statuses = Vec::new();
+    for _ in 0..30 {
+        statuses.push(raw::request(stack.gateway_port, "GET", "/api/v1/tickets/1", &[&a], "").status);
+    }
+    assert!(statuses.iter().all(|s| *s == 200), "connect failures are retried on the other instance: {statuses:?}");
+    let admin = stack.envoys[0].admin_port;
+    let ejected = time_until(Duration::from_secs(5), || {
+        let clusters = client().get(format!("http://127.0.0.1:{admin}/clusters")).send().unwrap().text().unwrap();
+        clusters.lines().any(|l| l.contains(&format!("svc_ticket::127.0.0.1:{port}::health_flags::")) && l.contains("failed_outlier_check"))
+    });
+    assert!(ejected.is_some(), "the dead instance is ejected by outlier detection");
+}
+
+#[test]
+fn cors_preflights_are_answered_at_the_edge_and_unknown_origins_get_nothing() {
+    let stack = start();
+    let allowed = raw::request(
+        stack.gateway_port,
+        "OPTIONS",
+        "/api/v1/venues/1",
+        &["Origin: https://app.tickettoken.com", "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: authorization"],
+        "",
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://app.tickettoken.com"));
+    assert_eq!(allowed.header("access-control-allow-credentials"), Some("true"));
+    assert!(allowed.header("access-control-allow-methods").unwrap().contains("POST"));
+
+    let refused = raw::request(
+        stack.gateway_port,
+        "OPTIONS",
+        "/api/v1/venues/1",
+        &["Origin: https://evil.example", "Access-Control-Request-Method: POST"],
+        "",
+    );
+    assert!(refused.header("access-control-allow-origin").is_none(), "{:?}", refused.headers);
+    assert_ne!(refused.status, 401, "a preflight is never sent to authentication");
+
+    // Actual requests: the allowed origin sees the exposed headers, others see no CORS.
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth(), "Origin: https://app.tickettoken.com"], "");
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.tickettoken.com"));
+    assert!(r.header("access-control-expose-headers").unwrap().contains("X-Request-ID"));
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth(), "Origin: https://evil.example"], "");
+    assert!(r.header("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn stripe_webhooks_reach_the_payment_service_byte_for_byte_without_a_token() {
+    let stack = start();
+    // Re-serializing this JSON would change it (spacing, key order, number forms).
+    let body = "{\"type\":  \"charge.succeeded\", \"b\":1.50, \"a\":[1e3, 2.0],\n \"z\":\"\\u00e9\"}";
+    let r = raw::request(
+        stack.gateway_port,
+        "POST",
+        "/webhooks/stripe",
+        &["Content-Type: application/json", "Stripe-Signature: t=1,v1=abc"],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo = r.json();
+    assert_eq!(echo["service"], "payment");
+    assert_eq!(echo["path"], "/api/v1/webhooks/stripe");
+    assert_eq!(echo["body"], body, "the body arrives byte for byte");
+    assert_eq!(echo["headers"]["stripe-signature"], json!(["t=1,v1=abc"]));
+    assert!(echo["headers"].get("x-tenant-id").is_none());
+}
