@@ -42,6 +42,20 @@ enum Command {
         #[command(flatten)]
         mint: MintArgs,
     },
+    /// Register a live instance in Redis (with a TTL; --heartbeat keeps it alive until Ctrl-C).
+    Register {
+        #[command(flatten)]
+        instance: InstanceArgs,
+        #[arg(long, default_value = "30s", value_parser = crate::token::parse_ttl)]
+        ttl: std::time::Duration,
+        #[arg(long)]
+        heartbeat: bool,
+    },
+    /// Remove a live instance from Redis.
+    Deregister {
+        #[command(flatten)]
+        instance: InstanceArgs,
+    },
     /// Print the filter config (JSON) the control plane would push for a registry.
     FilterConfig {
         #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
@@ -67,6 +81,19 @@ enum TokenAction {
         #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
         server: String,
     },
+}
+
+#[derive(clap::Args)]
+struct InstanceArgs {
+    #[arg(long)]
+    service: String,
+    /// The instance's IP address as Envoy reaches it.
+    #[arg(long)]
+    address: std::net::IpAddr,
+    #[arg(long)]
+    port: u16,
+    #[arg(long, env = "STAGEDOOR_REDIS", default_value = "redis://127.0.0.1:6379")]
+    redis: String,
 }
 
 #[derive(clap::Args)]
@@ -109,6 +136,9 @@ pub struct ServeArgs {
     /// unspecified IP read as 127.0.0.1. `none` turns revocation off.
     #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP")]
     pub advertise_http: Option<String>,
+    /// Redis with live instances (`stagedoor register`); absent: static instances only.
+    #[arg(long, env = "STAGEDOOR_REDIS")]
+    pub redis: Option<String>,
     /// Path of the compiled filter, as Envoy sees it.
     #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
     pub wasm: PathBuf,
@@ -136,6 +166,18 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run_async(crate::serve::serve(args)),
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
+        Command::Register { instance: i, ttl, heartbeat } => run_async(async move {
+            let address = i.address.to_string();
+            crate::discovery::redis_source::register(&i.redis, &i.service, &address, i.port, ttl, heartbeat).await?;
+            println!("registered {}:{}:{}", i.service, address, i.port);
+            Ok(())
+        }),
+        Command::Deregister { instance: i } => run_async(async move {
+            let address = i.address.to_string();
+            crate::discovery::redis_source::deregister(&i.redis, &i.service, &address, i.port).await?;
+            println!("deregistered {}:{}:{}", i.service, address, i.port);
+            Ok(())
+        }),
         Command::FilterConfig { registry: file } => registry::load(&file).map_err(anyhow::Error::from).map(|registry| {
             println!("{}", crate::translate::filter_config(&registry, None).to_json());
         }),
@@ -197,7 +239,7 @@ fn validate(file: &std::path::Path) -> anyhow::Result<()> {
         wasm_path: String::from("/stagedoor.wasm"),
         control_plane_http: Some(SocketAddr::from(([127, 0, 0, 1], 18080))),
     };
-    crate::publish::build_snapshot(&registry, &options, None)?;
+    crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
     Ok(())
 }

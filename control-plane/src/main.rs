@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod discovery;
 mod echo;
 mod hash;
 mod publish;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::discovery::LiveInstances;
 use crate::registry::Registry;
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
 use crate::translate::{translate, TranslateError, TranslateOptions};
@@ -20,11 +21,12 @@ pub enum PublishError {
 /// Builds a snapshot; `previous` lets unchanged types keep their versions.
 pub fn build_snapshot(
     registry: &Registry,
+    live: &LiveInstances,
     options: &TranslateOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
-    let resources = translate(registry, options)?;
-    let inputs_version = crate::hash::short_hash(format!("{}|{:?}", registry.version, options).as_bytes());
+    let resources = translate(registry, live, options)?;
+    let inputs_version = crate::hash::short_hash(format!("{}|{:?}|{:?}", registry.version, live, options).as_bytes());
     Ok(Snapshot::build(resources, &registry.version, &inputs_version, previous)?)
 }
 
@@ -32,14 +34,16 @@ pub fn build_snapshot(
 pub struct Publisher {
     options: TranslateOptions,
     registry: Registry,
+    live: LiveInstances,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
 impl Publisher {
     pub fn new(registry: Registry, options: TranslateOptions) -> Result<(Self, watch::Receiver<Arc<Snapshot>>), PublishError> {
-        let snapshot = build_snapshot(&registry, &options, None)?;
+        let live = LiveInstances::new();
+        let snapshot = build_snapshot(&registry, &live, &options, None)?;
         let (tx, rx) = watch::channel(Arc::new(snapshot));
-        Ok((Self { options, registry, tx }, rx))
+        Ok((Self { options, registry, live, tx }, rx))
     }
 
     pub fn options(&self) -> &TranslateOptions {
@@ -54,11 +58,30 @@ impl Publisher {
         self.tx.borrow().clone()
     }
 
+    pub fn live(&self) -> &LiveInstances {
+        &self.live
+    }
+
     /// Replaces the registry if it makes a good snapshot. Returns whether anything changed.
     pub fn apply(&mut self, registry: Registry) -> Result<bool, PublishError> {
         let current = self.current();
-        let snapshot = build_snapshot(&registry, &self.options, Some(&current))?;
+        let snapshot = build_snapshot(&registry, &self.live, &self.options, Some(&current))?;
         self.registry = registry;
+        self.publish(snapshot, &current)
+    }
+
+    /// Replaces the live instances (from Redis). Returns whether anything changed.
+    pub fn set_live_instances(&mut self, live: LiveInstances) -> Result<bool, PublishError> {
+        if live == self.live {
+            return Ok(false);
+        }
+        let current = self.current();
+        let snapshot = build_snapshot(&self.registry, &live, &self.options, Some(&current))?;
+        self.live = live;
+        self.publish(snapshot, &current)
+    }
+
+    fn publish(&mut self, snapshot: Snapshot, current: &Snapshot) -> Result<bool, PublishError> {
         if snapshot.version == current.version {
             return Ok(false);
         }

@@ -12,6 +12,7 @@ use crate::api::ControlPlaneApi;
 use crate::cli::ServeArgs;
 use crate::publish::Publisher;
 use crate::revocations::RevocationStore;
+use crate::discovery::redis_source::SharedStatus;
 use crate::status_http::AppState;
 use crate::xds::server::AdsServer;
 use crate::xds::status::EnvoyRegistry;
@@ -33,7 +34,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(collect_expired_revocations(revocations.clone()));
 
     tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
-    let http_state = AppState { publisher: publisher.clone(), envoys: envoys.clone(), revocations: revocations.clone() };
+    let discovery = SharedStatus::default();
+    if let Some(url) = args.redis.clone() {
+        tokio::spawn(crate::discovery::redis_source::follow(url, publisher.clone(), discovery.clone()));
+    }
+    let http_state = AppState {
+        publisher: publisher.clone(),
+        envoys: envoys.clone(),
+        revocations: revocations.clone(),
+        discovery: args.redis.is_some().then_some(discovery),
+    };
     let http = tokio::spawn(crate::status_http::serve(args.http, http_state));
 
     let api = ControlPlaneApi { publisher, envoys: envoys.clone(), registry_file: args.registry.clone(), revocations };

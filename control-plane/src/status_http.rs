@@ -18,6 +18,8 @@ pub struct AppState {
     pub publisher: Arc<Mutex<Publisher>>,
     pub envoys: EnvoyRegistry,
     pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
+    /// None when the control plane runs without Redis.
+    pub discovery: Option<crate::discovery::redis_source::SharedStatus>,
 }
 
 pub async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
@@ -55,6 +57,7 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
                 "name": s.name,
                 "prefixes": s.routes.iter().map(|r| r.prefix.clone()).collect::<Vec<_>>(),
                 "instances": s.instances,
+                "live_instances": publisher.live().get(&s.name).map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default(),
             })
         })
         .collect();
@@ -70,8 +73,10 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .max_by_key(|(_, _, n)| n.at_unix_ms)
         .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
     let revoked = state.revocations.lock().map(|r| r.len()).unwrap_or(0);
+    let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
     Json(json!({
         "registry_version": publisher.registry().version,
+        "discovery": discovery,
         "revoked_tokens": revoked,
         "snapshot_version": snapshot.version,
         "type_versions": types,

@@ -48,6 +48,8 @@ pub struct StackOptions {
     pub wasm_override: Option<String>,
     /// Extra `stagedoor serve` arguments.
     pub serve_args: Vec<String>,
+    /// Start a private redis-server and point the control plane at it.
+    pub redis: bool,
 }
 
 pub struct Envoy {
@@ -65,6 +67,8 @@ pub struct Stack {
     pub control_plane: Option<Child>,
     pub envoys: Vec<Envoy>,
     pub echoes: Vec<(String, u16, Child)>,
+    /// The private Redis (process, port), when asked for.
+    pub redis: Option<(Option<Child>, u16)>,
     serve_args: Vec<String>,
     wasm: String,
 }
@@ -87,11 +91,16 @@ impl Stack {
             control_plane: None,
             envoys: Vec::new(),
             echoes: Vec::new(),
+            redis: None,
             serve_args: options.serve_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
         };
         let registry = stack.start_echoes_for(&options.registry_yaml);
         fs::write(&stack.registry_path, registry).expect("write registry");
+        if options.redis {
+            stack.redis = Some((None, free_port()));
+            stack.start_redis();
+        }
         stack.start_control_plane();
         for i in 0..options.envoys.max(1) {
             stack.start_envoy(&format!("e2e-{n}-{i}"));
@@ -139,6 +148,33 @@ impl Stack {
         fs::File::create(self.dir.join(name)).expect("log file")
     }
 
+    pub fn redis_url(&self) -> Option<String> {
+        self.redis.as_ref().map(|(_, port)| format!("redis://127.0.0.1:{port}"))
+    }
+
+    /// (Re)starts the private Redis on its port, with no persistence.
+    pub fn start_redis(&mut self) {
+        let Some((slot, port)) = self.redis.as_mut() else { return };
+        let port = *port;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (is it installed? scripts/bootstrap.sh)");
+        *slot = Some(child);
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    }
+
+    pub fn stop_redis(&mut self) {
+        if let Some((slot, _)) = self.redis.as_mut() {
+            if let Some(mut child) = slot.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
     pub fn start_control_plane(&mut self) {
         let log = self.log_file("control-plane.log");
         let mut cmd = Command::new(stagedoor_bin());
@@ -149,6 +185,7 @@ impl Stack {
             .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--wasm", &self.wasm])
             .args(&self.serve_args)
+            .args(self.redis_url().map(|url| vec![String::from("--redis"), url]).unwrap_or_default())
             .env("STAGEDOOR_LOG", "info,stagedoor=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -276,6 +313,7 @@ impl Drop for Stack {
             let _ = envoy.child.wait();
         }
         self.stop_control_plane();
+        self.stop_redis();
         for (_, _, child) in &mut self.echoes {
             let _ = child.kill();
             let _ = child.wait();

@@ -11,6 +11,8 @@ use envoy_types::pb::envoy::config::core::v3::Address;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     lb_endpoint, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
 };
+use std::collections::BTreeSet;
+
 use envoy_types::pb::google::protobuf::Duration;
 
 use super::names;
@@ -99,11 +101,13 @@ pub fn millis(ms: u64) -> Duration {
     Duration { seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX), nanos: ((ms % 1000) * 1_000_000) as i32 }
 }
 
-pub fn load_assignment(service: &ServiceSpec) -> ClusterLoadAssignment {
+/// The registry's static instances plus the live ones, each once, in a stable order.
+pub fn load_assignment(service: &ServiceSpec, live: Option<&BTreeSet<InstanceSpec>>) -> ClusterLoadAssignment {
+    let instances: BTreeSet<&InstanceSpec> = service.instances.iter().chain(live.into_iter().flatten()).collect();
     ClusterLoadAssignment {
         cluster_name: names::cluster(&service.name),
         endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: service.instances.iter().map(lb_endpoint).collect(),
+            lb_endpoints: instances.into_iter().map(lb_endpoint).collect(),
             ..Default::default()
         }],
         ..Default::default()

@@ -19,6 +19,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 
 use stagedoor_filter_core::config::RevocationConfig;
 
+use crate::discovery::LiveInstances;
 use crate::registry::Registry;
 
 pub use any::to_any;
@@ -50,7 +51,8 @@ pub enum TranslateError {
     FilterConfig(#[from] stagedoor_filter_core::CompileError),
 }
 
-pub fn translate(registry: &Registry, options: &TranslateOptions) -> Result<Resources, TranslateError> {
+/// `live` adds instances registered in Redis to each service's static ones.
+pub fn translate(registry: &Registry, live: &LiveInstances, options: &TranslateOptions) -> Result<Resources, TranslateError> {
     let revocation = options.control_plane_http.map(|_| RevocationConfig {
         cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
         authority: String::from("stagedoor-control-plane"),
@@ -67,7 +69,7 @@ pub fn translate(registry: &Registry, options: &TranslateOptions) -> Result<Reso
     }
     Ok(Resources {
         clusters,
-        endpoints: registry.services.values().map(cluster::load_assignment).collect(),
+        endpoints: registry.services.values().map(|svc| cluster::load_assignment(svc, live.get(&svc.name))).collect(),
         listeners: vec![listener::http_listener(options, &config, registry.cors.is_some())],
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
     })

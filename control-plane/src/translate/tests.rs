@@ -14,6 +14,10 @@ use stagedoor_filter_core::config::FilterConfig;
 
 use super::*;
 
+fn translate_static(registry: &Registry, options: &TranslateOptions) -> Result<Resources, TranslateError> {
+    translate(registry, &crate::discovery::LiveInstances::new(), options)
+}
+
 const SERVICES: &str = r#"
 services:
   - name: venue
@@ -37,7 +41,7 @@ fn options() -> TranslateOptions {
 }
 
 fn resources() -> Resources {
-    translate(&Registry::parse("r", &crate::test_support::registry_yaml(SERVICES)).unwrap(), &options()).unwrap()
+    translate_static(&Registry::parse("r", &crate::test_support::registry_yaml(SERVICES)).unwrap(), &options()).unwrap()
 }
 
 fn hcm(resources: &Resources) -> HttpConnectionManager {
@@ -230,7 +234,7 @@ cors:
 "#;
 
 fn traffic_resources() -> Resources {
-    translate(&Registry::parse("r", &crate::test_support::registry_yaml(TRAFFIC)).unwrap(), &options()).unwrap()
+    translate_static(&Registry::parse("r", &crate::test_support::registry_yaml(TRAFFIC)).unwrap(), &options()).unwrap()
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
     };
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &options, previous).unwrap()
 }
 
 fn request(type_url: &str, nonce: &str, version: &str, names: &[&str]) -> DiscoveryRequest {

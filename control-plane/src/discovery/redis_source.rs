@@ -1,0 +1,178 @@
+//! Follows live instances in Redis and hands them to the publisher. The only I/O here.
+//!
+//! Redis down: the last known instances stay in EDS, the condition is logged and counted in
+//! /status, and the loop reconnects with backoff; on reconnect a full rescan catches up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::{collect, LiveInstances, CHANNEL, KEY_PREFIX};
+use crate::publish::Publisher;
+
+/// Full rescan interval: the safety net under notifications.
+const RESYNC: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscoveryStatus {
+    pub redis_url: String,
+    pub connected: bool,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub last_sync_unix_ms: Option<u128>,
+    pub live_instances: usize,
+}
+
+pub type SharedStatus = Arc<std::sync::Mutex<DiscoveryStatus>>;
+
+pub async fn follow(url: String, publisher: Arc<Mutex<Publisher>>, status: SharedStatus) {
+    if let Ok(mut s) = status.lock() {
+        s.redis_url = redact(&url);
+    }
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let error = match run(&url, &publisher, &status).await {
+            Ok(()) => String::from("connection closed"),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(redis = %redact(&url), %error, "redis unavailable; keeping the last known instances");
+        if let Ok(mut s) = status.lock() {
+            s.connected = false;
+            s.errors += 1;
+            s.last_error = Some(error);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        if status.lock().map(|s| s.connected).unwrap_or(false) {
+            backoff = Duration::from_millis(200);
+        }
+    }
+}
+
+async fn run(url: &str, publisher: &Arc<Mutex<Publisher>>, status: &SharedStatus) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    // Expiry and deletion events let the control plane see an instance that stopped
+    // heartbeating right away. Managed Redis may refuse CONFIG; the rescan still works.
+    let notify: redis::RedisResult<()> =
+        redis::cmd("CONFIG").arg("SET").arg("notify-keyspace-events").arg("Egx").query_async(&mut conn).await;
+    if let Err(e) = notify {
+        tracing::warn!(error = %e, "cannot enable keyspace events; relying on the channel and the 10 s rescan");
+    }
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(CHANNEL).await?;
+    pubsub.psubscribe("__keyevent@*__:expired").await?;
+    pubsub.psubscribe("__keyevent@*__:del").await?;
+    let mut messages = pubsub.on_message();
+    tracing::info!(redis = %redact(url), "following live instances");
+    resync(&mut conn, publisher, status).await?;
+    let mut ticker = tokio::time::interval(RESYNC);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return Ok(()) };
+                let relevant = message.get_channel_name() == CHANNEL
+                    || message.get_payload::<String>().is_ok_and(|key| key.starts_with(KEY_PREFIX));
+                if relevant {
+                    resync(&mut conn, publisher, status).await?;
+                }
+            }
+            _ = ticker.tick() => resync(&mut conn, publisher, status).await?,
+        }
+    }
+}
+
+async fn resync(
+    conn: &mut redis::aio::MultiplexedConnection,
+    publisher: &Arc<Mutex<Publisher>>,
+    status: &SharedStatus,
+) -> redis::RedisResult<()> {
+    let live = scan(conn).await?;
+    let count = live.values().map(|s| s.len()).sum();
+    if let Ok(mut s) = status.lock() {
+        s.connected = true;
+        s.last_sync_unix_ms = Some(crate::xds::status::unix_ms());
+        s.live_instances = count;
+    }
+    let mut publisher = publisher.lock().await;
+    match publisher.set_live_instances(live) {
+        Ok(true) => tracing::info!(instances = count, "live instances changed; pushing EDS"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "live instances rejected; keeping the last snapshot"),
+    }
+    Ok(())
+}
+
+async fn scan(conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<LiveInstances> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{KEY_PREFIX}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(collect(keys));
+        }
+        cursor = next;
+    }
+}
+
+/// A Redis URL without its password, for logs and status.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// `stagedoor register`: sets the instance key with a TTL and announces it; with
+/// `heartbeat`, refreshes it every third of the TTL until stopped, then removes it.
+pub async fn register(url: &str, service: &str, address: &str, port: u16, ttl: Duration, heartbeat: bool) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let key = super::instance_key(service, address, port);
+    let value = serde_json::json!({
+        "service": service, "address": address, "port": port,
+        "registered_at": crate::xds::status::unix_ms() / 1000,
+    })
+    .to_string();
+    let ttl_secs = ttl.as_secs().max(1);
+    let set = |conn: &mut redis::aio::MultiplexedConnection| {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&key).arg(&value).arg("EX").arg(ttl_secs).ignore();
+        pipe.cmd("PUBLISH").arg(CHANNEL).arg(service).ignore();
+        let mut conn = conn.clone();
+        async move { pipe.query_async::<()>(&mut conn).await }
+    };
+    set(&mut conn).await?;
+    if !heartbeat {
+        return Ok(());
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs((ttl_secs / 3).max(1)));
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => set(&mut conn).await?,
+            _ = tokio::signal::ctrl_c() => return deregister(url, service, address, port).await,
+        }
+    }
+}
+
+pub async fn deregister(url: &str, service: &str, address: &str, port: u16) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut pipe = redis::pipe();
+    pipe.cmd("DEL").arg(super::instance_key(service, address, port)).ignore();
+    pipe.cmd("PUBLISH").arg(CHANNEL).arg(service).ignore();
+    pipe.query_async::<()>(&mut conn).await
+}
