@@ -6,6 +6,7 @@
 # Ports (override with the environment variables):
 #   GATEWAY_PORT=8080  the gateway (Envoy listener)     ADMIN_PORT=9901  Envoy admin
 #   XDS_PORT=18000     xDS + stagedoor.v1 gRPC           HTTP_PORT=18080  control-plane /status
+#   REDIS_PORT=6379    live instances (a Redis already listening there is used as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ GATEWAY_PORT=${GATEWAY_PORT:-8080}
 ADMIN_PORT=${ADMIN_PORT:-9901}
 XDS_PORT=${XDS_PORT:-18000}
 HTTP_PORT=${HTTP_PORT:-18080}
+REDIS_PORT=${REDIS_PORT:-6379}
 REGISTRY=${REGISTRY:-registry/tickettoken.yaml}
 STATE=.stagedoor
 mkdir -p "$STATE"
@@ -32,9 +34,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$STATE/redis.log" 2>&1 & pids+=($!)
+fi
 "$BIN" echo --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
 "$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --listen "127.0.0.1:$GATEWAY_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
+  --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
 
 sed -e "s/\${NODE_ID}/local-$(hostname)/" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" \
     -e "s/\${XDS_HOST}/127.0.0.1/" -e "s/\${XDS_PORT}/$XDS_PORT/" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
@@ -54,11 +59,12 @@ fi
 cat <<MSG
 
 Stagedoor is up.
-  gateway         http://127.0.0.1:$GATEWAY_PORT   (try: curl http://127.0.0.1:$GATEWAY_PORT/api/v1/venues/1)
+  gateway         http://127.0.0.1:$GATEWAY_PORT   (try: curl -H "Authorization: Bearer $($BIN token)" http://127.0.0.1:$GATEWAY_PORT/api/v1/venues/1)
   envoy admin     http://127.0.0.1:$ADMIN_PORT/config_dump
   control plane   http://127.0.0.1:$HTTP_PORT/status   and   $BIN status --server http://127.0.0.1:$XDS_PORT
   registry        $REGISTRY  (edit and save: every Envoy gets the change)
   logs            $STATE/*.log
+  redis           redis://127.0.0.1:$REDIS_PORT  (live instances: $BIN register --service venue --address 127.0.0.1 --port 4002 --heartbeat)
   dev token       $BIN token --registry $REGISTRY --sub u1 --tenant t1 --role customer
 
 Ctrl-C stops everything.

@@ -132,8 +132,8 @@ pub struct ServeArgs {
     /// Where Envoy's gateway listener binds.
     #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// The HTTP address as Envoy reaches it (revocation feed); default: --http, with an
-    /// unspecified IP read as 127.0.0.1. `none` turns revocation off.
+    /// The HTTP address as Envoy reaches it (revocation feed), `host:port`; default: --http,
+    /// with an unspecified IP read as 127.0.0.1. `none` turns revocation off.
     #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP")]
     pub advertise_http: Option<String>,
     /// Redis with live instances (`stagedoor register`); absent: static instances only.
@@ -150,9 +150,9 @@ impl ServeArgs {
         let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
         let control_plane_http = match self.advertise_http.as_deref() {
             Some("none") => None,
-            Some(addr) => addr.parse().ok(),
-            None if self.http.ip().is_unspecified() => Some(SocketAddr::from(([127, 0, 0, 1], self.http.port()))),
-            None => Some(self.http),
+            Some(addr) => addr.rsplit_once(':').and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?))),
+            None if self.http.ip().is_unspecified() => Some((String::from("127.0.0.1"), self.http.port())),
+            None => Some((self.http.ip().to_string(), self.http.port())),
         };
         TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http }
     }
@@ -237,7 +237,7 @@ fn validate(file: &std::path::Path) -> anyhow::Result<()> {
     let options = TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: String::from("/stagedoor.wasm"),
-        control_plane_http: Some(SocketAddr::from(([127, 0, 0, 1], 18080))),
+        control_plane_http: Some((String::from("127.0.0.1"), 18080)),
     };
     crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);

@@ -134,17 +134,19 @@ pub fn socket(address: &str, port: u16) -> Address {
     }
 }
 
-/// A static cluster to the control plane's HTTP side (the revocation feed).
-pub fn control_plane(addr: std::net::SocketAddr) -> Cluster {
+/// A cluster to the control plane's HTTP side (the revocation feed): static for an IP,
+/// DNS-resolved for a name (a compose or Kubernetes service).
+pub fn control_plane(host: &str, port: u16) -> Cluster {
     let name = names::CONTROL_PLANE_CLUSTER.to_owned();
+    let kind = if host.parse::<std::net::IpAddr>().is_ok() { DiscoveryType::Static } else { DiscoveryType::StrictDns };
     Cluster {
         name: name.clone(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
         connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name,
             endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![lb_endpoint(&InstanceSpec { address: addr.ip().to_string(), port: addr.port() })],
+                lb_endpoints: vec![lb_endpoint(&InstanceSpec { address: host.to_owned(), port })],
                 ..Default::default()
             }],
             ..Default::default()

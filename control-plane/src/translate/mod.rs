@@ -31,9 +31,9 @@ pub struct TranslateOptions {
     pub listen: SocketAddr,
     /// Path of the compiled filter as Envoy sees it.
     pub wasm_path: String,
-    /// The control plane's HTTP address as Envoy reaches it, for the revocation feed;
-    /// None turns revocation off.
-    pub control_plane_http: Option<SocketAddr>,
+    /// The control plane's HTTP address as Envoy reaches it (host, port), for the
+    /// revocation feed; None turns revocation off.
+    pub control_plane_http: Option<(String, u16)>,
 }
 
 /// One full set of resources for every Envoy: the four xDS types.
@@ -53,7 +53,7 @@ pub enum TranslateError {
 
 /// `live` adds instances registered in Redis to each service's static ones.
 pub fn translate(registry: &Registry, live: &LiveInstances, options: &TranslateOptions) -> Result<Resources, TranslateError> {
-    let revocation = options.control_plane_http.map(|_| RevocationConfig {
+    let revocation = options.control_plane_http.as_ref().map(|_| RevocationConfig {
         cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
         authority: String::from("stagedoor-control-plane"),
         path: String::from(names::REVOCATION_FEED_PATH),
@@ -64,8 +64,8 @@ pub fn translate(registry: &Registry, live: &LiveInstances, options: &TranslateO
     // control plane refuses it first and keeps the last good snapshot.
     stagedoor_filter_core::Policy::compile(&config)?;
     let mut clusters: Vec<_> = registry.services.values().map(cluster::cluster).collect();
-    if let Some(addr) = options.control_plane_http {
-        clusters.push(cluster::control_plane(addr));
+    if let Some((host, port)) = &options.control_plane_http {
+        clusters.push(cluster::control_plane(host, *port));
     }
     Ok(Resources {
         clusters,

@@ -36,7 +36,7 @@ fn options() -> TranslateOptions {
     TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: "/x/f.wasm".into(),
-        control_plane_http: Some(SocketAddr::from(([127, 0, 0, 1], 18080))),
+        control_plane_http: Some((String::from("127.0.0.1"), 18080)),
     }
 }
 
