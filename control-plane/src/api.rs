@@ -50,7 +50,7 @@ impl ControlPlane for ControlPlaneApi {
         let previous_version = publisher.registry().version.clone();
         let version = registry.version.clone();
         if request.dry_run {
-            crate::publish::build_snapshot(&registry, publisher.live(), publisher.options(), Some(&publisher.current()))
+            crate::publish::build_snapshot(&registry, publisher.live(), &[], publisher.options(), Some(&publisher.current()))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             return Ok(Response::new(ApplyRegistryResponse {
                 changed: previous_version != version,

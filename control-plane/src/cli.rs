@@ -239,7 +239,7 @@ fn validate(file: &std::path::Path) -> anyhow::Result<()> {
         wasm_path: String::from("/stagedoor.wasm"),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
     };
-    crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &options, None)?;
+    crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &[], &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
     Ok(())
 }

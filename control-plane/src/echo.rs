@@ -41,6 +41,7 @@ pub async fn serve(listen: SocketAddr, service: String) -> std::io::Result<()> {
     let counts = Counts::default();
     loop {
         let (socket, _) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
         let service = service.clone();
         let counts = counts.clone();
         tokio::spawn(async move {
@@ -152,8 +153,10 @@ async fn connection(mut socket: TcpStream, service: &str, counts: &Counts) -> st
             response.push_str("connection: close\r\n");
         }
         response.push_str("\r\n");
-        socket.write_all(response.as_bytes()).await?;
-        socket.write_all(&json).await?;
+        // One write: a head and a body in two small writes meet Nagle and delayed ACKs.
+        let mut bytes = response.into_bytes();
+        bytes.extend_from_slice(&json);
+        socket.write_all(&bytes).await?;
         if close {
             return socket.shutdown().await;
         }

@@ -1,12 +1,14 @@
 //! Registry in, snapshot out: translate, check, version, publish. Only a registry that makes
 //! a consistent snapshot replaces the one Envoys are being served.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::discovery::LiveInstances;
-use crate::registry::Registry;
+use crate::registry::{Registry, ServiceSpec};
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
 use crate::translate::{translate, TranslateError, TranslateOptions};
 
@@ -22,28 +24,37 @@ pub enum PublishError {
 pub fn build_snapshot(
     registry: &Registry,
     live: &LiveInstances,
+    retired: &[&ServiceSpec],
     options: &TranslateOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
-    let resources = translate(registry, live, options)?;
-    let inputs_version = crate::hash::short_hash(format!("{}|{:?}|{:?}", registry.version, live, options).as_bytes());
+    let resources = translate(registry, live, retired, options)?;
+    let retired_names: Vec<&str> = retired.iter().map(|s| s.name.as_str()).collect();
+    let inputs_version =
+        crate::hash::short_hash(format!("{}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes());
     Ok(Snapshot::build(resources, &registry.version, &inputs_version, previous)?)
 }
 
 /// Holds the current registry and publishes snapshots to every stream.
+/// How long a removed service's cluster outlives its routes (make before break: Envoy
+/// drops the routes first, then, once nothing can be routed there, the cluster).
+pub const RETIRE_AFTER: Duration = Duration::from_secs(5);
+
 pub struct Publisher {
     options: TranslateOptions,
     registry: Registry,
     live: LiveInstances,
+    /// Services removed from the registry, kept as clusters until the instant given.
+    retired: BTreeMap<String, (ServiceSpec, Instant)>,
     tx: watch::Sender<Arc<Snapshot>>,
 }
 
 impl Publisher {
     pub fn new(registry: Registry, options: TranslateOptions) -> Result<(Self, watch::Receiver<Arc<Snapshot>>), PublishError> {
         let live = LiveInstances::new();
-        let snapshot = build_snapshot(&registry, &live, &options, None)?;
+        let snapshot = build_snapshot(&registry, &live, &[], &options, None)?;
         let (tx, rx) = watch::channel(Arc::new(snapshot));
-        Ok((Self { options, registry, live, tx }, rx))
+        Ok((Self { options, registry, live, retired: BTreeMap::new(), tx }, rx))
     }
 
     pub fn options(&self) -> &TranslateOptions {
@@ -64,9 +75,30 @@ impl Publisher {
 
     /// Replaces the registry if it makes a good snapshot. Returns whether anything changed.
     pub fn apply(&mut self, registry: Registry) -> Result<bool, PublishError> {
+        let mut retired = self.retired.clone();
+        let until = Instant::now() + RETIRE_AFTER;
+        for (name, spec) in &self.registry.services {
+            if !registry.services.contains_key(name) {
+                retired.insert(name.clone(), (spec.clone(), until));
+            }
+        }
+        retired.retain(|name, _| !registry.services.contains_key(name));
         let current = self.current();
-        let snapshot = build_snapshot(&registry, &self.live, &self.options, Some(&current))?;
+        let snapshot = build_snapshot(&registry, &self.live, &retired_specs(&retired), &self.options, Some(&current))?;
         self.registry = registry;
+        self.retired = retired;
+        self.publish(snapshot, &current)
+    }
+
+    /// Drops retired clusters whose time is up. Called every second.
+    pub fn expire_retired(&mut self, now: Instant) -> Result<bool, PublishError> {
+        let before = self.retired.len();
+        self.retired.retain(|_, (_, until)| *until > now);
+        if self.retired.len() == before {
+            return Ok(false);
+        }
+        let current = self.current();
+        let snapshot = build_snapshot(&self.registry, &self.live, &retired_specs(&self.retired), &self.options, Some(&current))?;
         self.publish(snapshot, &current)
     }
 
@@ -76,7 +108,7 @@ impl Publisher {
             return Ok(false);
         }
         let current = self.current();
-        let snapshot = build_snapshot(&self.registry, &live, &self.options, Some(&current))?;
+        let snapshot = build_snapshot(&self.registry, &live, &retired_specs(&self.retired), &self.options, Some(&current))?;
         self.live = live;
         self.publish(snapshot, &current)
     }
@@ -91,5 +123,55 @@ impl Publisher {
         );
         self.tx.send_replace(Arc::new(snapshot));
         Ok(true)
+    }
+}
+
+fn retired_specs(retired: &BTreeMap<String, (ServiceSpec, Instant)>) -> Vec<&ServiceSpec> {
+    retired.values().map(|(spec, _)| spec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    fn registry(services: &str) -> Registry {
+        Registry::parse("r", &crate::test_support::registry_yaml(services)).unwrap()
+    }
+
+    fn cluster_names(snapshot: &Snapshot) -> Vec<String> {
+        snapshot.types[crate::xds::type_url::CLUSTER].resources.keys().cloned().collect()
+    }
+
+    fn route_names(p: &Publisher) -> Vec<String> {
+        translate(&p.registry, &p.live, &[], &p.options).unwrap().routes[0].virtual_hosts[0]
+            .routes
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_service_loses_its_routes_at_once_and_its_cluster_later() {
+        let both = "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n";
+        let only_a = "services:\n  - name: a\n    routes: [{prefix: /a}]\n";
+        let options = TranslateOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            wasm_path: "/f.wasm".into(),
+            control_plane_http: None,
+        };
+        let (mut p, rx) = Publisher::new(registry(both), options).unwrap();
+        assert!(p.apply(registry(only_a)).unwrap());
+        assert!(!route_names(&p).iter().any(|n| n.starts_with("b:")), "routes to b are gone");
+        assert_eq!(cluster_names(&rx.borrow()), ["svc_a", "svc_b"], "b's cluster lingers");
+        assert!(!p.expire_retired(Instant::now()).unwrap(), "not yet");
+        assert!(p.expire_retired(Instant::now() + RETIRE_AFTER + Duration::from_millis(1)).unwrap());
+        assert_eq!(cluster_names(&rx.borrow()), ["svc_a"]);
+        // Coming back before expiry cancels the retirement.
+        p.apply(registry(both)).unwrap();
+        p.apply(registry(only_a)).unwrap();
+        p.apply(registry(both)).unwrap();
+        assert!(p.retired.is_empty());
     }
 }

@@ -34,6 +34,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(collect_expired_revocations(revocations.clone()));
 
     tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
+    tokio::spawn(expire_retired_clusters(publisher.clone()));
     let discovery = SharedStatus::default();
     if let Some(url) = args.redis.clone() {
         tokio::spawn(crate::discovery::redis_source::follow(url, publisher.clone(), discovery.clone()));
@@ -58,6 +59,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn expire_retired_clusters(publisher: Arc<Mutex<Publisher>>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticker.tick().await;
+        if let Err(e) = publisher.lock().await.expire_retired(std::time::Instant::now()) {
+            tracing::error!(error = %e, "could not drop retired clusters");
+        }
+    }
 }
 
 async fn collect_expired_revocations(store: Arc<std::sync::Mutex<RevocationStore>>) {

@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use stagedoor_filter_core::config::RevocationConfig;
 
 use crate::discovery::LiveInstances;
-use crate::registry::Registry;
+use crate::registry::{Registry, ServiceSpec};
 
 pub use any::to_any;
 pub use filter_config::filter_config;
@@ -51,8 +51,15 @@ pub enum TranslateError {
     FilterConfig(#[from] stagedoor_filter_core::CompileError),
 }
 
-/// `live` adds instances registered in Redis to each service's static ones.
-pub fn translate(registry: &Registry, live: &LiveInstances, options: &TranslateOptions) -> Result<Resources, TranslateError> {
+/// `live` adds instances registered in Redis to each service's static ones. `retired`
+/// services were just removed from the registry: their routes are gone but their clusters
+/// stay a little longer, so no request already routed to one finds it missing.
+pub fn translate(
+    registry: &Registry,
+    live: &LiveInstances,
+    retired: &[&ServiceSpec],
+    options: &TranslateOptions,
+) -> Result<Resources, TranslateError> {
     let revocation = options.control_plane_http.as_ref().map(|_| RevocationConfig {
         cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
         authority: String::from("stagedoor-control-plane"),
@@ -63,13 +70,19 @@ pub fn translate(registry: &Registry, live: &LiveInstances, options: &TranslateO
     // Check before publish: the filter would refuse this config in on_configure, so the
     // control plane refuses it first and keeps the last good snapshot.
     stagedoor_filter_core::Policy::compile(&config)?;
-    let mut clusters: Vec<_> = registry.services.values().map(cluster::cluster).collect();
+    let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
+    let mut clusters: Vec<_> = registry.services.values().chain(retired.iter().copied()).map(cluster::cluster).collect();
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port));
     }
     Ok(Resources {
         clusters,
-        endpoints: registry.services.values().map(|svc| cluster::load_assignment(svc, live.get(&svc.name))).collect(),
+        endpoints: registry
+            .services
+            .values()
+            .chain(retired.iter().copied())
+            .map(|svc| cluster::load_assignment(svc, live.get(&svc.name)))
+            .collect(),
         listeners: vec![listener::http_listener(options, &config, registry.cors.is_some())],
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
     })

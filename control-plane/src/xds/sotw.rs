@@ -8,7 +8,10 @@
 //!   sent again to this stream (it would be NACKed again), only a newer snapshot is;
 //! - a request with the current nonce and no error is an ACK; if it names other resources
 //!   (EDS/RDS subscriptions change as clusters and listeners come and go), they are sent;
-//! - types go out in CDS, EDS, LDS, RDS order.
+//! - types go out in CDS, EDS, LDS, RDS order, and a new LDS/RDS waits until this Envoy has
+//!   ACKed the snapshot's clusters and the endpoints of every one of them (make before
+//!   break: a route never points at a cluster still warming). Removed services keep their
+//!   clusters a few seconds after their routes go (see `publish.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +26,9 @@ struct TypeState {
     names: BTreeSet<String>,
     sent_version: Option<String>,
     sent_nonce: Option<String>,
+    acked_version: Option<String>,
+    /// The resource names the last response carried (for EDS: which endpoints Envoy has).
+    sent_names: BTreeSet<String>,
 }
 
 /// What happened on the stream that the operator should know.
@@ -68,7 +74,10 @@ impl SotwStream {
                 type_url: request.type_url.clone(),
                 version: request.version_info.clone(),
             });
+            state.acked_version = state.sent_version.clone();
             if state.names == names {
+                // An ACK may be what held routes were waiting for.
+                step.responses.extend(self.push_routes_if_ready(snapshot));
                 return step;
             }
         }
@@ -79,11 +88,45 @@ impl SotwStream {
         step
     }
 
-    /// A new snapshot: send every subscribed type whose version differs from what this
-    /// stream was last sent, in push order.
+    /// Whether this Envoy has the snapshot's clusters, and endpoints for each of them.
+    fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
+        let acked = |type_url: &str| {
+            let version = snapshot.types.get(type_url).map(|t| t.version.as_str());
+            self.types.get(type_url).is_some_and(|s| s.acked_version.as_deref() == version)
+        };
+        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.sent_names);
+        let all_endpoints = snapshot
+            .types
+            .get(type_url::ENDPOINT)
+            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains(name))));
+        acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
+    }
+
+    /// Sends LDS and RDS whose versions differ from what was sent, once clusters are ready.
+    fn push_routes_if_ready(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
+        if !self.clusters_ready(snapshot) {
+            return Vec::new();
+        }
+        let mut responses = Vec::new();
+        for type_url in [type_url::LISTENER, type_url::ROUTE] {
+            let Some(state) = self.types.get(type_url) else { continue };
+            let Some(typed) = snapshot.types.get(type_url) else { continue };
+            if state.sent_version.as_deref() == Some(typed.version.as_str()) {
+                continue;
+            }
+            if let Some(response) = self.respond(type_url, snapshot) {
+                responses.push(response);
+            }
+        }
+        responses
+    }
+
+    /// A new snapshot: send every subscribed cluster and endpoint type whose version
+    /// differs from what this stream was last sent; listeners and routes follow once the
+    /// clusters are ready (now, or on a later ACK).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step {
         let mut step = Step::default();
-        for type_url in type_url::PUSH_ORDER {
+        for type_url in [type_url::CLUSTER, type_url::ENDPOINT] {
             let Some(state) = self.types.get(type_url) else { continue };
             let Some(typed) = snapshot.types.get(type_url) else { continue };
             if state.sent_version.as_deref() == Some(typed.version.as_str()) {
@@ -93,6 +136,7 @@ impl SotwStream {
                 step.responses.push(response);
             }
         }
+        step.responses.extend(self.push_routes_if_ready(snapshot));
         step
     }
 
@@ -101,12 +145,9 @@ impl SotwStream {
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let resources = typed
-            .resources
-            .iter()
-            .filter(|(name, _)| state.names.is_empty() || state.names.contains("*") || state.names.contains(*name))
-            .map(|(_, any)| any.clone())
-            .collect();
+        let wanted = |name: &String| state.names.is_empty() || state.names.contains("*") || state.names.contains(name);
+        let resources = typed.resources.iter().filter(|(name, _)| wanted(name)).map(|(_, any)| any.clone()).collect();
+        state.sent_names = typed.resources.keys().filter(|name| wanted(name)).cloned().collect();
         state.sent_version = Some(typed.version.clone());
         state.sent_nonce = Some(nonce.clone());
         Some(DiscoveryResponse {

@@ -17,7 +17,7 @@ fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
     };
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 fn request(type_url: &str, nonce: &str, version: &str, names: &[&str]) -> DiscoveryRequest {
@@ -103,4 +103,40 @@ fn a_new_snapshot_pushes_only_changed_types_in_push_order() {
 
     let same = snapshot(2, Some(&second));
     assert_eq!(same.version, second.version, "an unchanged registry keeps its version");
+}
+
+#[test]
+fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
+    let first = snapshot(1, None);
+    let mut stream = SotwStream::default();
+    // Subscribe to everything and ACK the first snapshot.
+    let mut sent = std::collections::BTreeMap::new();
+    for (t, names) in [
+        (type_url::CLUSTER, vec![]),
+        (type_url::ENDPOINT, vec!["svc_a", "svc_b"]),
+        (type_url::LISTENER, vec![]),
+        (type_url::ROUTE, vec!["stagedoor_routes"]),
+    ] {
+        let r = stream.on_request(&request(t, "", "", &names), &first).responses.remove(0);
+        stream.on_request(&request(t, &r.nonce, &r.version_info, &names), &first);
+        sent.insert(t, names);
+    }
+    // A new service: clusters first, routes held.
+    let yaml = crate::test_support::AUTH.to_owned()
+        + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
+    let step = stream.on_snapshot(&second);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert!(!types.contains(&type_url::ROUTE) && !types.contains(&type_url::LISTENER), "routes wait: {types:?}");
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap().clone();
+    // Envoy ACKs CDS and asks for the new cluster's endpoints.
+    assert!(stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &second).responses.is_empty());
+    let eds_names = ["svc_a", "svc_b", "svc_c"];
+    let eds = stream.on_request(&request(type_url::ENDPOINT, "", &cds.version_info, &eds_names), &second).responses.remove(0);
+    assert_eq!(eds.resources.len(), 3);
+    // Only the ACK of those endpoints releases the routes.
+    let step = stream.on_request(&request(type_url::ENDPOINT, &eds.nonce, &eds.version_info, &eds_names), &second);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert!(types.contains(&type_url::ROUTE), "{types:?}");
 }

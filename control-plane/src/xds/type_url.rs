@@ -7,10 +7,6 @@ pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfigur
 pub const HTTP_CONNECTION_MANAGER: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
-/// The order ADS pushes types in, so a cluster and its endpoints exist before any
-/// listener or route refers to them.
-pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
-
 /// Short name for logs and status.
 pub fn short(type_url: &str) -> &str {
     match type_url {

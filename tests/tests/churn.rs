@@ -1,0 +1,91 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Config churn never drops a request: continuous traffic while services are added,
+//! removed and changed gets no 5xx from a missing cluster or route.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stagedoor_e2e::fixtures::{auth_yaml, bearer};
+use stagedoor_e2e::raw;
+use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::{Stack, StackOptions};
+
+fn registry() -> String {
+    auth_yaml()
+        + r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+  - name: event
+    routes: [{ prefix: /api/v1/events }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+"#
+}
+
+/// Sends requests to `path` until `stop`, at most 20 s; returns every status seen.
+fn hammer(port: u16, path: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u16>> {
+    std::thread::spawn(move || {
+        let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
+        let started = Instant::now();
+        let mut statuses = Vec::new();
+        while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(20) {
+            statuses.push(raw::request(port, "GET", path, &[&auth], "").status);
+        }
+        statuses
+    })
+}
+
+#[test]
+fn services_added_removed_and_changed_under_load_cause_no_5xx() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    stack.wait_ready();
+    let extra_port = stack.start_echo("extra");
+    let base = stack.registry();
+    let with_extra = |prefix: &str| {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&base).unwrap();
+        let svc: serde_yaml::Value = serde_yaml::from_str(&format!(
+            "{{ name: extra, routes: [{{ prefix: {prefix} }}], instances: [{{ address: 127.0.0.1, port: {extra_port} }}] }}"
+        ))
+        .unwrap();
+        doc["services"].as_sequence_mut().unwrap().push(svc);
+        serde_yaml::to_string(&doc).unwrap()
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let steady = hammer(stack.gateway_port, "/api/v1/venues/1", stop.clone());
+    let churned = hammer(stack.gateway_port, "/api/v1/extra/1", stop.clone());
+    for round in 0..6 {
+        stack.write_registry(&with_extra("/api/v1/extra"));
+        std::thread::sleep(Duration::from_millis(400));
+        stack.write_registry(&with_extra(&format!("/api/v1/extra-{round}")));
+        std::thread::sleep(Duration::from_millis(400));
+        stack.write_registry(&base);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let steady = steady.join().unwrap();
+    let churned = churned.join().unwrap();
+    eprintln!("steady: {} requests, churned: {} requests", steady.len(), churned.len());
+    assert!(steady.len() > 50 && churned.len() > 50, "enough traffic to mean something");
+    assert!(steady.iter().all(|s| *s == 200), "a service nobody touched kept answering: {:?}", count(&steady));
+    assert!(
+        churned.iter().all(|s| *s == 200 || *s == 404),
+        "a service coming and going is 200 or 404, never 5xx: {:?}",
+        count(&churned)
+    );
+    assert!(churned.contains(&200) && churned.contains(&404), "it really came and went: {:?}", count(&churned));
+    // The retired cluster is dropped after its routes.
+    let gone = time_until(Duration::from_secs(10), || !stack.config_dump(0).contains("svc_extra"));
+    assert!(gone.is_some(), "a removed service's cluster leaves once nothing routes to it");
+}
+
+fn count(statuses: &[u16]) -> std::collections::BTreeMap<u16, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in statuses {
+        *counts.entry(*s).or_insert(0) += 1;
+    }
+    counts
+}
