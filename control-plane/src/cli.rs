@@ -34,6 +34,17 @@ enum Command {
     },
     /// Validate a registry file, including the filter config it produces.
     Validate { file: PathBuf },
+    /// Validate a registry file, show what it changes against the running control plane,
+    /// and push it (the control plane writes it to its registry file).
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
+        server: String,
+        /// Show the changes only.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a development token signed with the registry's dev key, or revoke a token.
     #[command(args_conflicts_with_subcommands = true)]
     Token {
@@ -166,6 +177,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run_async(crate::serve::serve(args)),
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
+        Command::Apply { file, server, dry_run } => run_async(apply(file, server, dry_run)),
         Command::Register { instance: i, ttl, heartbeat } => run_async(async move {
             let address = i.address.to_string();
             crate::discovery::redis_source::register(&i.redis, &i.service, &address, i.port, ttl, heartbeat).await?;
@@ -268,6 +280,33 @@ async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()
         .await?
         .into_inner();
     println!("revoked {} (cursor {})", reply.key, reply.cursor);
+    Ok(())
+}
+
+async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<()> {
+    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
+    use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};
+    let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let proposed = registry::Registry::parse(&file.display().to_string(), &text)?;
+    let mut client = ControlPlaneClient::connect(server).await?;
+    let current = client.get_registry(GetRegistryRequest {}).await?.into_inner();
+    // The served registry comes back with literal secrets redacted; compare services and
+    // sections, and let the control plane judge the rest.
+    // Placeholders stand in for the redacted and environment secrets: the diff compares
+    // services and where secrets come from, never their values.
+    let placeholder = "x".repeat(32);
+    let served_yaml = current.yaml.replace(registry::REDACTED, &placeholder);
+    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|_| Some(placeholder.clone()))?;
+    let changes = crate::diff::diff(&served, &proposed);
+    print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
+    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await?.into_inner();
+    if dry_run {
+        println!("dry run: nothing pushed (registry {} -> {})", reply.previous_version, reply.version);
+    } else if reply.changed {
+        println!("applied: registry {} -> {}, snapshot {}", reply.previous_version, reply.version, reply.snapshot_version);
+    } else {
+        println!("nothing to push: Envoys already run registry {}", reply.version);
+    }
     Ok(())
 }
 

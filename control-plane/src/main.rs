@@ -3,9 +3,11 @@
 
 mod api;
 mod cli;
+mod diff;
 mod discovery;
 mod echo;
 mod hash;
+mod metrics;
 mod publish;
 mod registry;
 mod revocations;

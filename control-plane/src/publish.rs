@@ -121,6 +121,7 @@ impl Publisher {
             registry = %snapshot.registry_version, snapshot = %snapshot.version,
             "publishing new snapshot to every connected Envoy"
         );
+        crate::metrics::bump(&crate::metrics::SNAPSHOTS_PUBLISHED);
         self.tx.send_replace(Arc::new(snapshot));
         Ok(true)
     }

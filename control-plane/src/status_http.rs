@@ -26,11 +26,42 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route(crate::translate::names::REVOCATION_FEED_PATH, get(revocation_feed))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "status HTTP listening");
     axum::serve(listener, app).await
+}
+
+async fn metrics(State(state): State<AppState>) -> String {
+    use crate::metrics::{counter_value, write, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED};
+    let (registry_version, snapshot_version, live) = {
+        let p = state.publisher.lock().await;
+        (p.registry().version.clone(), p.current().version.clone(), p.live().values().map(|s| s.len()).sum::<usize>())
+    };
+    let envoys = state.envoys.list();
+    let revoked = state.revocations.lock().map(|r| r.len()).unwrap_or(0);
+    let mut out = String::new();
+    let info = format!("{{registry=\"{registry_version}\",snapshot=\"{snapshot_version}\"}}");
+    write(&mut out, "stagedoor_config_info", "gauge", "The registry and snapshot versions served.", &[(&info, 1.0)]);
+    write(&mut out, "stagedoor_connected_envoys", "gauge", "Envoys with an open ADS stream.", &[("", envoys.len() as f64)]);
+    let behind = envoys
+        .iter()
+        .filter(|e| e.types.values().any(|t| t.acked_version.is_none()))
+        .count();
+    write(&mut out, "stagedoor_envoys_without_full_ack", "gauge", "Envoys that have not ACKed every type yet.", &[("", behind as f64)]);
+    write(&mut out, "stagedoor_nacks_total", "counter", "Responses Envoys rejected.", &[("", counter_value(&NACKS))]);
+    write(&mut out, "stagedoor_snapshots_published_total", "counter", "Snapshots pushed.", &[("", counter_value(&SNAPSHOTS_PUBLISHED))]);
+    write(&mut out, "stagedoor_registry_edits_applied_total", "counter", "Registry file edits applied.", &[("", counter_value(&REGISTRY_EDITS_APPLIED))]);
+    write(&mut out, "stagedoor_registry_edits_rejected_total", "counter", "Registry file edits refused.", &[("", counter_value(&REGISTRY_EDITS_REJECTED))]);
+    write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
+    write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
+    if let Some(d) = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone())) {
+        write(&mut out, "stagedoor_redis_connected", "gauge", "1 while Redis is reachable.", &[("", if d.connected { 1.0 } else { 0.0 })]);
+        write(&mut out, "stagedoor_redis_errors_total", "counter", "Redis connection losses.", &[("", d.errors as f64)]);
+    }
+    out
 }
 
 #[derive(serde::Deserialize)]

@@ -38,15 +38,22 @@ pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>
         let registry = match Registry::parse(&path.display().to_string(), &text) {
             Ok(registry) => registry,
             Err(e) => {
+                crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
                 tracing::error!(error = %e, "registry edit rejected; keeping last good config");
                 continue;
             }
         };
         let version = registry.version.clone();
         match publisher.lock().await.apply(registry) {
-            Ok(true) => tracing::info!(file = %path.display(), registry = %version, "registry edit applied"),
+            Ok(true) => {
+                crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_APPLIED);
+                tracing::info!(file = %path.display(), registry = %version, "registry edit applied");
+            }
             Ok(false) => tracing::info!(file = %path.display(), "registry edit changes nothing Envoy sees"),
-            Err(e) => tracing::error!(error = %e, "registry edit rejected; keeping last good config"),
+            Err(e) => {
+                crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
+                tracing::error!(error = %e, "registry edit rejected; keeping last good config");
+            }
         }
     }
 }

@@ -171,3 +171,48 @@ fn envoy_rejecting_a_config_is_reported_as_a_nack() {
     let envoy = &status["envoys"][0];
     assert!(envoy["types"]["CDS"]["acked_version"].is_string(), "{status}");
 }
+
+#[test]
+fn apply_shows_the_diff_pushes_the_change_and_metrics_count_it() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: small_registry(), ..Default::default() });
+    stack.wait_ready();
+    let extra_port = stack.start_echo("extra");
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
+    let svc: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "{{ name: extra, routes: [{{ prefix: /api/v1/extra }}], instances: [{{ address: 127.0.0.1, port: {extra_port} }}] }}"
+    ))
+    .unwrap();
+    doc["services"].as_sequence_mut().unwrap().push(svc);
+    let proposed = stack.dir.join("proposed.yaml");
+    std::fs::write(&proposed, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let server = format!("http://127.0.0.1:{}", stack.xds_port);
+    let apply = |extra: &[&str]| {
+        let out = std::process::Command::new(stagedoor_e2e::stack::stagedoor_bin())
+            .args(["apply", "-f", &proposed.display().to_string(), "--server", &server])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let dry = apply(&["--dry-run"]);
+    assert!(dry.contains("+ service extra") && dry.contains("dry run"), "{dry}");
+    assert_eq!(get_as_admin(&stack, "/api/v1/extra/1").0, 404, "a dry run pushes nothing");
+    let out = apply(&[]);
+    assert!(out.contains("+ service extra") && out.contains("applied"), "{out}");
+    let took = time_until(Duration::from_secs(2), || get_as_admin(&stack, "/api/v1/extra/1").0 == 200);
+    assert!(took.is_some(), "applied registry served within 2 s");
+    assert!(stack.registry().contains("/api/v1/extra"), "the control plane wrote its registry file");
+    assert!(apply(&[]).contains("no changes"), "applying it again changes nothing");
+
+    let metrics = stagedoor_e2e::stack::client()
+        .get(format!("http://127.0.0.1:{}/metrics", stack.http_port))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("stagedoor_connected_envoys 1"), "{metrics}");
+    assert!(metrics.contains("stagedoor_config_info{registry=\""), "{metrics}");
+    assert!(metrics.contains("stagedoor_nacks_total 0"), "{metrics}");
+    stack.stop_control_plane();
+}

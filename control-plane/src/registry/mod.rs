@@ -9,7 +9,7 @@ pub mod traffic;
 mod validate;
 
 pub use model::{CorsSpec, InstanceSpec, ServiceSpec};
-pub use validate::{Registry, RegistryError};
+pub use validate::{Registry, RegistryError, REDACTED};
 
 use std::path::Path;
 

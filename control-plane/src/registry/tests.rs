@@ -127,4 +127,7 @@ fn secrets_come_from_the_environment_and_are_never_written_back() {
     let written = serde_yaml::to_string(&literal.to_file(true)).unwrap();
     assert!(!written.contains("unit-test-secret"), "{written}");
     assert!(written.contains("<redacted>"));
+    let with_identity = good().replace("services:", "identity: { signing_key: identity-key-identity-key-identity-key }\nservices:");
+    let written = serde_yaml::to_string(&Registry::parse("reg.yaml", &with_identity).unwrap().to_file(true)).unwrap();
+    assert!(!written.contains("identity-key-identity"), "{written}");
 }

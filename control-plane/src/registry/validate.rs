@@ -185,16 +185,20 @@ impl Registry {
     /// The file as it was written (secrets by variable name, literal secrets redacted).
     pub fn to_file(&self, redact: bool) -> RegistryFile {
         let mut auth = self.auth.clone();
+        let mut identity = self.identity.clone();
         if redact {
             for key in &mut auth.keys {
                 if key.secret.is_some() {
-                    key.secret = Some(String::from("<redacted>"));
+                    key.secret = Some(String::from(REDACTED));
                 }
+            }
+            if let Some(id) = identity.as_mut().filter(|id| id.signing_key.is_some()) {
+                id.signing_key = Some(String::from(REDACTED));
             }
         }
         RegistryFile {
             auth,
-            identity: self.identity.clone(),
+            identity,
             roles: self.custom_roles.then(|| self.roles.clone()),
             cors: self.cors.clone(),
             services: self.services.values().cloned().collect(),
@@ -211,6 +215,9 @@ impl Registry {
             .and_then(|(_, key)| key.secret.clone().map(|s| (key.kid.clone(), s)))
     }
 }
+
+/// What literal secrets read as in a registry the control plane hands out.
+pub const REDACTED: &str = "<redacted>";
 
 fn check_prefix(prefix: &str) -> Result<(), String> {
     if !prefix.starts_with('/') {

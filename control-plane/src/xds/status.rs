@@ -77,6 +77,7 @@ impl EnvoyRegistry {
                 entry.acked_version = Some(version.clone());
             }
             StreamEvent::Nack { type_url, version, nonce, detail } => {
+                crate::metrics::bump(&crate::metrics::NACKS);
                 let entry = status.types.entry(type_url::short(type_url).to_owned()).or_default();
                 entry.last_nack = Some(Nack {
                     version: version.clone(),

@@ -1,0 +1,24 @@
+//! Control-plane counters for /metrics (Prometheus text format).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub static NACKS: AtomicU64 = AtomicU64::new(0);
+pub static REGISTRY_EDITS_APPLIED: AtomicU64 = AtomicU64::new(0);
+pub static REGISTRY_EDITS_REJECTED: AtomicU64 = AtomicU64::new(0);
+pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
+
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One metric in the text format, with its HELP and TYPE lines.
+pub fn write(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    for (labels, value) in samples {
+        out.push_str(&format!("{name}{labels} {value}\n"));
+    }
+}
+
+pub fn counter_value(counter: &AtomicU64) -> f64 {
+    counter.load(Ordering::Relaxed) as f64
+}
