@@ -67,6 +67,14 @@ enum Command {
         #[command(flatten)]
         instance: InstanceArgs,
     },
+    /// Benchmark: translate synthetic registries of the given sizes (see bench/README.md).
+    #[command(hide = true)]
+    BenchTranslate {
+        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+        services: Vec<usize>,
+        #[arg(long, default_value = "5")]
+        instances: usize,
+    },
     /// Print the filter config (JSON) the control plane would push for a registry.
     FilterConfig {
         #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
@@ -190,6 +198,7 @@ pub fn main() -> ExitCode {
             println!("deregistered {}:{}:{}", i.service, address, i.port);
             Ok(())
         }),
+        Command::BenchTranslate { services, instances } => crate::scale::run(&services, instances),
         Command::FilterConfig { registry: file } => registry::load(&file).map_err(anyhow::Error::from).map(|registry| {
             println!("{}", crate::translate::filter_config(&registry, None).to_json());
         }),

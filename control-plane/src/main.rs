@@ -11,6 +11,7 @@ mod metrics;
 mod publish;
 mod registry;
 mod revocations;
+mod scale;
 mod serve;
 mod snapshot;
 mod status_http;
