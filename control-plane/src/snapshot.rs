@@ -20,6 +20,15 @@ use crate::xds::type_url;
 pub struct TypedResources {
     pub version: String,
     pub resources: BTreeMap<String, Any>,
+    /// A content hash per resource: what delta xDS compares with what an Envoy holds.
+    pub hashes: BTreeMap<String, String>,
+}
+
+impl TypedResources {
+    fn new(version: String, resources: BTreeMap<String, Any>) -> Self {
+        let hashes = resources.iter().map(|(name, any)| (name.clone(), crate::hash::short_hash(&any.value))).collect();
+        Self { version, resources, hashes }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -64,31 +73,31 @@ impl Snapshot {
         let mut types = BTreeMap::new();
         types.insert(
             type_url::CLUSTER,
-            TypedResources {
-                version: version_of(prev.is_some_and(|p| p.clusters == resources.clusters), type_url::CLUSTER),
-                resources: resources.clusters.iter().map(|c| (c.name.clone(), to_any(c))).collect(),
-            },
+            TypedResources::new(
+                version_of(prev.is_some_and(|p| p.clusters == resources.clusters), type_url::CLUSTER),
+                resources.clusters.iter().map(|c| (c.name.clone(), to_any(c))).collect(),
+            ),
         );
         types.insert(
             type_url::ENDPOINT,
-            TypedResources {
-                version: version_of(prev.is_some_and(|p| p.endpoints == resources.endpoints), type_url::ENDPOINT),
-                resources: resources.endpoints.iter().map(|e| (e.cluster_name.clone(), to_any(e))).collect(),
-            },
+            TypedResources::new(
+                version_of(prev.is_some_and(|p| p.endpoints == resources.endpoints), type_url::ENDPOINT),
+                resources.endpoints.iter().map(|e| (e.cluster_name.clone(), to_any(e))).collect(),
+            ),
         );
         types.insert(
             type_url::LISTENER,
-            TypedResources {
-                version: version_of(prev.is_some_and(|p| p.listeners == resources.listeners), type_url::LISTENER),
-                resources: resources.listeners.iter().map(|l| (l.name.clone(), to_any(l))).collect(),
-            },
+            TypedResources::new(
+                version_of(prev.is_some_and(|p| p.listeners == resources.listeners), type_url::LISTENER),
+                resources.listeners.iter().map(|l| (l.name.clone(), to_any(l))).collect(),
+            ),
         );
         types.insert(
             type_url::ROUTE,
-            TypedResources {
-                version: version_of(prev.is_some_and(|p| p.routes == resources.routes), type_url::ROUTE),
-                resources: resources.routes.iter().map(|r| (r.name.clone(), to_any(r))).collect(),
-            },
+            TypedResources::new(
+                version_of(prev.is_some_and(|p| p.routes == resources.routes), type_url::ROUTE),
+                resources.routes.iter().map(|r| (r.name.clone(), to_any(r))).collect(),
+            ),
         );
         let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
         let version = crate::hash::short_hash(joined.join(",").as_bytes());

@@ -50,6 +50,8 @@ pub struct StackOptions {
     pub serve_args: Vec<String>,
     /// Start a private redis-server and point the control plane at it.
     pub redis: bool,
+    /// Envoys use incremental (delta) xDS instead of state of the world.
+    pub delta: bool,
 }
 
 pub struct Envoy {
@@ -69,6 +71,7 @@ pub struct Stack {
     pub echoes: Vec<(String, u16, Child)>,
     /// The private Redis (process, port), when asked for.
     pub redis: Option<(Option<Child>, u16)>,
+    xds_api_type: &'static str,
     serve_args: Vec<String>,
     wasm: String,
 }
@@ -92,6 +95,7 @@ impl Stack {
             envoys: Vec::new(),
             echoes: Vec::new(),
             redis: None,
+            xds_api_type: if options.delta { "DELTA_GRPC" } else { "GRPC" },
             serve_args: options.serve_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
         };
@@ -210,7 +214,7 @@ impl Stack {
             .replace("${ADMIN_PORT}", &admin_port.to_string())
             .replace("${XDS_HOST}", "127.0.0.1")
             .replace("${XDS_PORT}", &self.xds_port.to_string())
-            .replace("${XDS_API_TYPE}", "GRPC");
+            .replace("${XDS_API_TYPE}", self.xds_api_type);
         let path = self.dir.join(format!("bootstrap-{node_id}.yaml"));
         fs::write(&path, bootstrap).expect("write bootstrap");
         let log = self.log_file(&format!("envoy-{node_id}.log"));

@@ -40,7 +40,16 @@ fn hammer(port: u16, path: &'static str, stop: Arc<AtomicBool>) -> std::thread::
 
 #[test]
 fn services_added_removed_and_changed_under_load_cause_no_5xx() {
-    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    churn(false);
+}
+
+#[test]
+fn the_same_holds_over_delta_xds() {
+    churn(true);
+}
+
+fn churn(delta: bool) {
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), delta, ..Default::default() });
     stack.wait_ready();
     let extra_port = stack.start_echo("extra");
     let base = stack.registry();

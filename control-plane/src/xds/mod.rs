@@ -1,6 +1,7 @@
 //! The xDS server: a pure per-stream protocol state machine (`sotw`), the record of which
 //! Envoy runs which version (`status`), and the tonic service that does the I/O (`server`).
 
+pub mod delta;
 pub mod server;
 pub mod sotw;
 pub mod status;

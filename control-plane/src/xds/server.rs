@@ -1,5 +1,6 @@
-//! The ADS gRPC service: the only place xDS does I/O. Each stream runs the pure
-//! [`SotwStream`] state machine against the latest snapshot.
+//! The ADS gRPC service: the only place xDS does I/O. Each stream runs a pure state machine
+//! ([`SotwStream`] or [`DeltaStream`], as the Envoy's bootstrap chose) against the latest
+//! snapshot.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use envoy_types::pb::envoy::config::core::v3::Node;
+
+use super::delta::DeltaStream;
 use super::sotw::{SotwStream, StreamEvent};
 use super::status::EnvoyRegistry;
 use super::type_url;
@@ -35,6 +39,57 @@ impl AdsServer {
     }
 }
 
+/// What the stream loop needs from a protocol state machine (state of the world or delta).
+trait Protocol: Default + Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + std::fmt::Debug + 'static;
+    const NAME: &'static str;
+    fn node(request: &Self::Request) -> Option<&Node>;
+    fn on_request(&mut self, request: &Self::Request, snapshot: &Snapshot) -> (Vec<Self::Response>, Vec<StreamEvent>);
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<Self::Response>, Vec<StreamEvent>);
+    fn describe(response: &Self::Response) -> (&str, &str, &str, usize);
+}
+
+impl Protocol for SotwStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "sotw";
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+    fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<StreamEvent>) {
+        let step = SotwStream::on_request(self, request, snapshot);
+        (step.responses, step.events)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<StreamEvent>) {
+        let step = SotwStream::on_snapshot(self, snapshot);
+        (step.responses, step.events)
+    }
+    fn describe(r: &DiscoveryResponse) -> (&str, &str, &str, usize) {
+        (&r.type_url, &r.version_info, &r.nonce, r.resources.len())
+    }
+}
+
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+    fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> (Vec<DeltaDiscoveryResponse>, Vec<StreamEvent>) {
+        let step = DeltaStream::on_request(self, request, snapshot);
+        (step.responses, step.events)
+    }
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<DeltaDiscoveryResponse>, Vec<StreamEvent>) {
+        let step = DeltaStream::on_snapshot(self, snapshot);
+        (step.responses, step.events)
+    }
+    fn describe(r: &DeltaDiscoveryResponse) -> (&str, &str, &str, usize) {
+        (&r.type_url, &r.system_version_info, &r.nonce, r.resources.len() + r.removed_resources.len())
+    }
+}
+
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for AdsServer {
     type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
@@ -44,39 +99,49 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(32);
-        let stream_id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(run_sotw_stream(stream_id, inbound, self.snapshots.clone(), self.envoys.clone(), tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Response::new(self.start::<SotwStream>(request.into_inner())))
     }
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented("incremental xDS is not served yet; use api_type GRPC"))
+        Ok(Response::new(self.start::<DeltaStream>(request.into_inner())))
     }
 }
 
-async fn run_sotw_stream(
+impl AdsServer {
+    fn start<P: Protocol>(&self, inbound: Streaming<P::Request>) -> ResponseStream<P::Response>
+    where
+        P::Request: prost::Message + Default,
+    {
+        let (tx, rx) = mpsc::channel(32);
+        let stream_id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(run_stream::<P>(stream_id, inbound, self.snapshots.clone(), self.envoys.clone(), tx));
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+async fn run_stream<P: Protocol>(
     stream_id: u64,
-    mut inbound: Streaming<DiscoveryRequest>,
+    mut inbound: Streaming<P::Request>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     envoys: EnvoyRegistry,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-) {
-    let mut stream = SotwStream::default();
+    tx: mpsc::Sender<Result<P::Response, Status>>,
+) where
+    P::Request: prost::Message + Default,
+{
+    let mut stream = P::default();
     let mut node_id = String::new();
     loop {
-        let step = tokio::select! {
+        let (responses, events) = tokio::select! {
             request = inbound.next() => match request {
                 Some(Ok(request)) => {
                     if node_id.is_empty() {
-                        if let Some(node) = &request.node {
+                        if let Some(node) = P::node(&request) {
                             node_id = node.id.clone();
-                            envoys.connect(stream_id, &node.id, &node.cluster, "sotw");
-                            tracing::info!(stream_id, node = %node.id, "envoy connected");
+                            envoys.connect(stream_id, &node.id, &node.cluster, P::NAME);
+                            tracing::info!(stream_id, node = %node.id, protocol = P::NAME, "envoy connected");
                         }
                     }
                     let snapshot = snapshots.borrow().clone();
@@ -96,15 +161,14 @@ async fn run_sotw_stream(
                 stream.on_snapshot(&snapshot)
             }
         };
-        for event in &step.events {
+        for event in &events {
             log_event(stream_id, &node_id, event);
             envoys.record(stream_id, event);
         }
-        for response in step.responses {
+        for response in responses {
+            let (type_url, version, nonce, resources) = P::describe(&response);
             tracing::debug!(
-                stream_id, node = %node_id, r#type = type_url::short(&response.type_url),
-                version = %response.version_info, nonce = %response.nonce,
-                resources = response.resources.len(), "sending"
+                stream_id, node = %node_id, r#type = type_url::short(type_url), %version, %nonce, resources, "sending"
             );
             if tx.send(Ok(response)).await.is_err() {
                 envoys.disconnect(stream_id);

@@ -1,0 +1,93 @@
+use std::net::SocketAddr;
+
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+
+use super::*;
+use crate::publish::build_snapshot;
+use crate::registry::Registry;
+use crate::translate::TranslateOptions;
+
+fn snapshot(services: &[(&str, u16)], previous: Option<&Snapshot>) -> Snapshot {
+    let mut yaml = crate::test_support::AUTH.to_owned() + "services:\n";
+    for (name, port) in services {
+        yaml += &format!("  - name: {name}\n    routes: [{{prefix: /{name}}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n");
+    }
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+fn subscribe(t: &str, names: &[&str]) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        type_url: t.to_owned(),
+        resource_names_subscribe: names.iter().map(|n| (*n).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+fn ack(t: &str, nonce: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest { type_url: t.to_owned(), response_nonce: nonce.to_owned(), ..Default::default() }
+}
+
+/// Subscribes to everything and ACKs every response, as a healthy Envoy does.
+fn settle(stream: &mut DeltaStream, snap: &Snapshot, mut pending: Vec<DeltaDiscoveryResponse>) -> Vec<DeltaDiscoveryResponse> {
+    let mut seen = Vec::new();
+    while let Some(r) = pending.pop() {
+        let step = stream.on_request(&ack(&r.type_url, &r.nonce), snap);
+        pending.extend(step.responses);
+        seen.push(r);
+    }
+    seen
+}
+
+#[test]
+fn only_changed_resources_are_sent_and_removals_are_named() {
+    let first = snapshot(&[("a", 1), ("b", 1)], None);
+    let mut stream = DeltaStream::default();
+    let mut sent = Vec::new();
+    sent.extend(stream.on_request(&subscribe(type_url::CLUSTER, &[]), &first).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_a", "svc_b"]), &first).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::LISTENER, &[]), &first).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::ROUTE, &["stagedoor_routes"]), &first).responses);
+    let seen = settle(&mut stream, &first, sent);
+    assert!(seen.iter().any(|r| r.type_url == type_url::ROUTE), "routes follow once clusters are ACKed");
+
+    // One instance changes: one EDS resource goes, nothing else.
+    let second = snapshot(&[("a", 2), ("b", 1)], Some(&first));
+    let step = stream.on_snapshot(&second);
+    assert_eq!(step.responses.len(), 1);
+    assert_eq!(step.responses[0].type_url, type_url::ENDPOINT);
+    let names: Vec<_> = step.responses[0].resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_a"]);
+    settle(&mut stream, &second, step.responses);
+
+    // A service goes: its cluster and endpoints are named as removed.
+    let third = snapshot(&[("a", 2)], Some(&second));
+    let step = stream.on_snapshot(&third);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap();
+    assert_eq!(cds.removed_resources, ["svc_b"]);
+    assert!(cds.resources.is_empty());
+}
+
+#[test]
+fn a_nack_is_reported_and_not_answered_with_the_same_content() {
+    let first = snapshot(&[("a", 1)], None);
+    let mut stream = DeltaStream::default();
+    let r = stream.on_request(&subscribe(type_url::CLUSTER, &[]), &first).responses.remove(0);
+    let mut nack = ack(type_url::CLUSTER, &r.nonce);
+    nack.error_detail = Some(RpcStatus { code: 3, message: "bad cluster".into(), details: vec![] });
+    let step = stream.on_request(&nack, &first);
+    assert!(step.responses.is_empty());
+    assert!(matches!(&step.events[0], StreamEvent::Nack { detail, .. } if detail == "bad cluster"));
+    assert!(stream.on_snapshot(&first).responses.is_empty(), "same snapshot, nothing resent");
+}
+
+#[test]
+fn a_reconnecting_envoy_gets_its_subscriptions_answered() {
+    let first = snapshot(&[("a", 1)], None);
+    let mut stream = DeltaStream::default();
+    let mut req = subscribe(type_url::CLUSTER, &[]);
+    req.initial_resource_versions.insert("svc_a".into(), "old".into());
+    let step = stream.on_request(&req, &first);
+    assert_eq!(step.responses[0].resources.len(), 1, "what it held is refreshed");
+}
