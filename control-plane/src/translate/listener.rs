@@ -104,7 +104,7 @@ fn response_header_filter() -> HttpFilter {
     use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation as Mutation};
     use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
     use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
-    use stagedoor_filter_core::headers::{RESPONSE_REMOVED_HEADERS, RESPONSE_REMOVED_PREFIX};
+    use stagedoor_filter_core::headers::{response_removed_headers, RESPONSE_REMOVED_PREFIX};
 
     let mut response_mutations = vec![Mutation {
         action: Some(header_mutation::Action::RemoveOnMatch(header_mutation::RemoveOnMatch {
@@ -114,8 +114,8 @@ fn response_header_filter() -> HttpFilter {
             }),
         })),
     }];
-    response_mutations.extend(RESPONSE_REMOVED_HEADERS.iter().map(|name| Mutation {
-        action: Some(header_mutation::Action::Remove((*name).to_owned())),
+    response_mutations.extend(response_removed_headers().map(|name| Mutation {
+        action: Some(header_mutation::Action::Remove(name.to_owned())),
     }));
     let config = HeaderMutation {
         mutations: Some(Mutations { response_mutations, ..Default::default() }),

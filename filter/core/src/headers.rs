@@ -80,10 +80,11 @@ pub fn is_blocked(name: &str) -> bool {
 }
 
 /// Removed from upstream responses: internal headers and the block list. Envoy does this
-/// natively (the control plane turns these two lists into a header_mutation filter), so the
-/// wasm filter never reads response headers.
+/// natively (the control plane turns [`RESPONSE_REMOVED_PREFIX`] and
+/// [`response_removed_headers`] into a header_mutation filter), so the wasm filter never
+/// reads response headers.
 pub fn removes_response_header(name: &str) -> bool {
-    name.starts_with(RESPONSE_REMOVED_PREFIX) || RESPONSE_REMOVED_HEADERS.contains(&name)
+    name.starts_with(RESPONSE_REMOVED_PREFIX) || response_removed_headers().any(|h| h == name)
 }
 
 /// Response headers removed by prefix.
@@ -91,24 +92,9 @@ pub const RESPONSE_REMOVED_PREFIX: &str = INTERNAL_PREFIX;
 
 /// Response headers removed by name: the block list, except `www-authenticate`, which the
 /// gateway's own 401s carry (Envoy's native removal cannot tell those from an upstream's).
-pub const RESPONSE_REMOVED_HEADERS: &[&str] = &[
-    "x-internal-service",
-    "x-internal-signature",
-    "x-internal-key",
-    "x-admin-token",
-    "x-privileged",
-    "x-forwarded-host",
-    "x-real-ip",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-original-ip",
-    "x-gateway-forwarded",
-];
+pub fn response_removed_headers() -> impl Iterator<Item = &'static str> {
+    BLOCKED_HEADERS.iter().copied().filter(|h| *h != "www-authenticate")
+}
 
 #[cfg(test)]
 mod tests {
