@@ -33,6 +33,7 @@ fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
         identity_signing_key: None,
         revocation: None,
         token_cache_entries: 8,
+        webhooks: vec![],
     };
     let policy = Policy::compile(&config).expect("policy");
     let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default() };

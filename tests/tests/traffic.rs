@@ -17,6 +17,8 @@ fn registry(dead_port: u16) -> String {
 cors:
   allowed_origins: [https://app.tickettoken.com]
   allow_credentials: true
+webhooks:
+  - { path: /webhooks/stripe, stripe_secret: whsec_e2e_test }
 services:
   - name: venue
     routes: [{ prefix: /api/v1/venues }]
@@ -169,22 +171,45 @@ fn cors_preflights_are_answered_at_the_edge_and_unknown_origins_get_nothing() {
 }
 
 #[test]
-fn stripe_webhooks_reach_the_payment_service_byte_for_byte_without_a_token() {
+fn stripe_webhooks_are_verified_at_the_edge_and_reach_the_payment_service_byte_for_byte() {
     let stack = start();
     // Re-serializing this JSON would change it (spacing, key order, number forms).
     let body = "{\"type\":  \"charge.succeeded\", \"b\":1.50, \"a\":[1e3, 2.0],\n \"z\":\"\\u00e9\"}";
-    let r = raw::request(
-        stack.gateway_port,
-        "POST",
-        "/webhooks/stripe",
-        &["Content-Type: application/json", "Stripe-Signature: t=1,v1=abc"],
-        body,
-    );
+    let now = stagedoor_e2e::fixtures::now();
+    let signature = stagedoor_filter_core::webhook::sign_stripe(b"whsec_e2e_test", body.as_bytes(), now);
+    let send = |sig: &str, key: &str| {
+        raw::request(
+            stack.gateway_port,
+            "POST",
+            "/webhooks/stripe",
+            &["Content-Type: application/json", &format!("Stripe-Signature: {sig}"), &format!("x-echo-key: {key}")],
+            body,
+        )
+    };
+    let r = send(&signature, "good");
     assert_eq!(r.status, 200, "{}", r.body);
     let echo = r.json();
     assert_eq!(echo["service"], "payment");
     assert_eq!(echo["path"], "/api/v1/webhooks/stripe");
     assert_eq!(echo["body"], body, "the body arrives byte for byte");
-    assert_eq!(echo["headers"]["stripe-signature"], json!(["t=1,v1=abc"]));
+    assert_eq!(echo["headers"]["stripe-signature"], json!([signature]));
     assert!(echo["headers"].get("x-tenant-id").is_none());
+
+    let forged = stagedoor_filter_core::webhook::sign_stripe(b"not-the-secret", body.as_bytes(), now);
+    let stale = stagedoor_filter_core::webhook::sign_stripe(b"whsec_e2e_test", body.as_bytes(), now - 600);
+    for (sig, code) in [
+        (forged.as_str(), "WEBHOOK_SIGNATURE_INVALID"),
+        (stale.as_str(), "WEBHOOK_SIGNATURE_EXPIRED"),
+        ("garbage", "WEBHOOK_SIGNATURE_MALFORMED"),
+    ] {
+        let r = send(sig, "bad");
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert_eq!(r.json()["code"], code);
+        assert_eq!(r.json()["requestId"], r.header("x-request-id").unwrap());
+    }
+    let r = raw::request(stack.gateway_port, "POST", "/webhooks/stripe", &["x-echo-key: bad"], body);
+    assert_eq!(r.json()["code"], "WEBHOOK_SIGNATURE_MISSING");
+    assert_eq!(stack.echo_count("payment", "bad"), 0, "no forgery reached the payment service");
+    // Other webhooks are not Stripe's and pass as before.
+    assert_eq!(raw::request(stack.gateway_port, "POST", "/webhooks/other", &[], "{}").status, 200);
 }

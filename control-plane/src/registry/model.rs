@@ -21,7 +21,23 @@ pub struct RegistryFile {
     /// Browser cross-origin policy, answered by Envoy at the edge; absent: no CORS headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// Webhook endpoints whose Stripe signatures the edge checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookSpec>,
     pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// The exact path Stripe posts to, e.g. /webhooks/stripe.
+    pub path: String,
+    /// The endpoint's signing secret (`whsec_...`): literal (development only) or from the
+    /// control plane's environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_secret_env: Option<String>,
 }
 
 /// The original gateway's CORS middleware, as Envoy's CORS filter does it.

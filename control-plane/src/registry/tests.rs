@@ -131,3 +131,16 @@ fn secrets_come_from_the_environment_and_are_never_written_back() {
     let written = serde_yaml::to_string(&Registry::parse("reg.yaml", &with_identity).unwrap().to_file(true)).unwrap();
     assert!(!written.contains("identity-key-identity"), "{written}");
 }
+
+#[test]
+fn webhook_secrets_resolve_and_their_paths_must_be_routed() {
+    let with_hook = good().replace("services:", "webhooks: [{ path: /webhooks/stripe, stripe_secret_env: STRIPE_SECRET }]\nservices:");
+    let env = |name: &str| (name == "STRIPE_SECRET").then(|| "whsec_from_env".to_owned());
+    let registry = Registry::parse_with_env("reg.yaml", &with_hook, &env).unwrap();
+    assert_eq!(registry.webhooks[0].stripe_secret, "whsec_from_env");
+    let unrouted = with_hook.replace("/webhooks/stripe", "/nowhere/stripe");
+    let e = Registry::parse_with_env("reg.yaml", &unrouted, &env).unwrap_err().to_string();
+    assert_eq!(e, "reg.yaml: webhooks[0]: path: /nowhere/stripe is not routed to any service");
+    let e = Registry::parse_with_env("reg.yaml", &with_hook, &|_| None).unwrap_err().to_string();
+    assert!(e.contains("webhooks[0]: stripe_secret_env: STRIPE_SECRET is not set"), "{e}");
+}

@@ -8,7 +8,7 @@ use stagedoor_filter_core::path::is_normalized;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
-use super::model::{AuthSpec, CorsSpec, IdentitySpec, RegistryFile, ServiceSpec};
+use super::model::{AuthSpec, CorsSpec, IdentitySpec, RegistryFile, ServiceSpec, WebhookSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub struct Registry {
     /// Whether the file replaced the default roles (kept to write the file back as it was).
     pub custom_roles: bool,
     pub cors: Option<CorsSpec>,
+    /// As written, and with secrets resolved for the filter.
+    pub webhook_specs: Vec<WebhookSpec>,
+    pub webhooks: Vec<stagedoor_filter_core::config::WebhookConfig>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -161,9 +164,24 @@ impl Registry {
                 return Err(field_error("cors", "allowed_origins".into(), format!("{bad:?} is not an origin like https://app.example.com")));
             }
         }
+        let mut webhooks = Vec::new();
+        for (i, hook) in parsed.webhooks.iter().enumerate() {
+            let item = format!("webhooks[{i}]");
+            let secret = match (&hook.stripe_secret, &hook.stripe_secret_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => env(var).ok_or_else(|| {
+                    field_error(&item, "stripe_secret_env".into(), format!("{var} is not set in the control plane's environment"))
+                })?,
+                _ => return Err(field_error(&item, "stripe_secret".into(), "give exactly one of `stripe_secret` or `stripe_secret_env`".into())),
+            };
+            if !services.values().any(|s| s.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&hook.path, &r.prefix))) {
+                return Err(field_error(&item, "path".into(), format!("{} is not routed to any service", hook.path)));
+            }
+            webhooks.push(stagedoor_filter_core::config::WebhookConfig { path: hook.path.clone(), stripe_secret: secret });
+        }
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors));
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &webhooks));
         let registry = Self {
             services,
             auth: parsed.auth,
@@ -173,6 +191,8 @@ impl Registry {
             roles,
             custom_roles,
             cors: parsed.cors,
+            webhook_specs: parsed.webhooks,
+            webhooks,
             version,
         };
         // The filter's own compiler is the one place that knows what a good key, rule or
@@ -201,6 +221,14 @@ impl Registry {
             identity,
             roles: self.custom_roles.then(|| self.roles.clone()),
             cors: self.cors.clone(),
+            webhooks: self
+                .webhook_specs
+                .iter()
+                .map(|w| WebhookSpec {
+                    stripe_secret: w.stripe_secret.as_ref().map(|s| if redact { String::from(REDACTED) } else { s.clone() }),
+                    ..w.clone()
+                })
+                .collect(),
             services: self.services.values().cloned().collect(),
         }
     }

@@ -30,6 +30,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
         identity_signing_key: registry.identity_signing_key.clone(),
         revocation,
         token_cache_entries: 4096,
+        webhooks: registry.webhooks.clone(),
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config

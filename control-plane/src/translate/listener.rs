@@ -88,6 +88,10 @@ fn stagedoor_filter(options: &TranslateOptions, config: &FilterConfig) -> HttpFi
                 ..Default::default()
             })),
             configuration: Some(to_any(&StringValue { value: config.to_json() })),
+            // A webhook is held at the headers (StopIteration) while its body arrives for
+            // the signature check; without this Envoy would stop all iteration and never
+            // hand the filter the body.
+            allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
             ..Default::default()
         }),
     };

@@ -32,6 +32,17 @@ pub struct FilterConfig {
     /// How many verified tokens each filter instance remembers.
     #[serde(default = "default_cache_entries")]
     pub token_cache_entries: usize,
+    /// Webhook endpoints whose signatures the edge checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// A Stripe webhook endpoint: the exact path it is posted to and its signing secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub path: String,
+    pub stripe_secret: String,
 }
 
 fn default_cache_entries() -> usize {

@@ -31,11 +31,15 @@ pub enum Decision<'r> {
     ///
     /// `request_id` replaces an `x-request-id` that is not a plain token: Envoy's JSON error
     /// templates insert the header as it is, so a quote in it would break them.
+    ///
+    /// `webhook` is the index of a webhook in the policy whose signature must be checked
+    /// against the body before the request goes on (see [`crate::webhook`]).
     Forward {
         remove: Vec<&'r str>,
         identity: Option<Rc<Identity>>,
         statement: Option<Rc<str>>,
         request_id: Option<String>,
+        webhook: Option<usize>,
     },
     Deny(Denial),
 }
@@ -127,10 +131,11 @@ fn decide_inner<'r>(
         }
     }
 
+    let webhook = policy.webhooks.iter().position(|(hook_path, _)| hook_path == path);
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
         // No service (Envoy will 404) or a public path: no identity is asserted, and
         // every client copy of an identity header is already in `remove`.
-        return Decision::Forward { remove, identity: None, statement: None, request_id };
+        return Decision::Forward { remove, identity: None, statement: None, request_id, webhook };
     };
 
     let identity = match authenticate(policy, &authorization, now, state, observed) {
@@ -176,7 +181,7 @@ fn decide_inner<'r>(
     remove.retain(|name| {
         !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
     });
-    Decision::Forward { remove, identity: Some(identity), statement, request_id }
+    Decision::Forward { remove, identity: Some(identity), statement, request_id, webhook }
 }
 
 fn authenticate(

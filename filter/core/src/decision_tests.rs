@@ -47,6 +47,7 @@ fn config() -> FilterConfig {
         identity_signing_key: None,
         revocation: None,
         token_cache_entries: 16,
+        webhooks: vec![crate::config::WebhookConfig { path: "/api/v1/auth/public/stripe".into(), stripe_secret: "whsec".into() }],
     }
 }
 
@@ -322,4 +323,13 @@ fn a_request_id_that_is_not_a_plain_token_is_replaced() {
     let Decision::Forward { request_id, .. } = &out.decision else { panic!() };
     assert_eq!(request_id, &None, "Envoy's own ids pass untouched");
     assert_eq!(plain_request_id("\"\""), "invalid");
+}
+
+#[test]
+fn a_webhook_path_asks_for_its_signature_to_be_checked() {
+    let mut h = Harness::new();
+    let Decision::Forward { webhook, .. } = h.run("POST", "/api/v1/auth/public/stripe", &[]).decision else { panic!() };
+    assert_eq!(webhook, Some(0));
+    let Decision::Forward { webhook, .. } = h.run("POST", "/api/v1/auth/public/other", &[]).decision else { panic!() };
+    assert_eq!(webhook, None);
 }

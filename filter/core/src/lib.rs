@@ -14,6 +14,7 @@ pub mod rbac;
 pub mod reply;
 pub mod revocation;
 pub mod token;
+pub mod webhook;
 pub mod decision;
 pub mod path;
 pub mod policy;

@@ -24,6 +24,8 @@ pub struct Policy {
     pub token_cache_entries: usize,
     /// Header policy for paths no service owns (Envoy answers them with a 404).
     pub unrouted_headers: HeaderPolicy,
+    /// (exact path, Stripe signing secret) of webhook endpoints checked at the edge.
+    pub webhooks: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +99,19 @@ impl Policy {
                 return Err(CompileError::new("revocation", "", "needs a cluster, an absolute path and a poll interval"));
             }
         }
+        let mut webhooks = Vec::new();
+        for (i, hook) in config.webhooks.iter().enumerate() {
+            let item = format!("webhooks[{i}]");
+            if !is_normalized(&hook.path) {
+                return Err(CompileError::new(&item, "path", PatternError::NotNormalized));
+            }
+            if hook.stripe_secret.is_empty() {
+                return Err(CompileError::new(&item, "stripe_secret", "must not be empty"));
+            }
+            webhooks.push((hook.path.clone(), hook.stripe_secret.as_bytes().to_vec()));
+        }
         Ok(Self {
+            webhooks,
             config_version: config.config_version.clone(),
             services,
             prefixes,

@@ -9,6 +9,8 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use stagedoor_filter_core::decision::{is_plain_request_id, plain_request_id, STATEMENT_HEADER};
+use stagedoor_filter_core::reply::Denial;
+use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
 
 use crate::metrics::Metrics;
@@ -17,18 +19,51 @@ pub struct StagedoorHttp {
     policy: Rc<Policy>,
     state: Rc<RefCell<FilterState>>,
     metrics: Rc<Metrics>,
+    /// A webhook whose signature is checked once the whole body is here: (index into the
+    /// policy's webhooks, the Stripe-Signature header, the request id for a refusal).
+    pending_webhook: Option<(usize, Option<String>, String)>,
 }
 
 impl StagedoorHttp {
     pub fn new(policy: Rc<Policy>, state: Rc<RefCell<FilterState>>, metrics: Rc<Metrics>) -> Self {
-        Self { policy, state, metrics }
+        Self { policy, state, metrics, pending_webhook: None }
+    }
+}
+
+impl StagedoorHttp {
+    fn now_ms(&self) -> i64 {
+        self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+
+    fn refuse(&self, denial: &Denial, request_id: &str, now_ms: i64) {
+        let body = denial.body(request_id, now_ms);
+        let mut reply_headers = denial.headers();
+        reply_headers.push(("content-type", "application/json"));
+        self.send_http_response(u32::from(denial.status), reply_headers, Some(body.as_bytes()));
+    }
+
+    /// Verifies the pending webhook against the raw body: passes it on, or answers 400.
+    fn check_webhook(&mut self, body: &[u8]) -> Action {
+        let Some((index, signature, request_id)) = self.pending_webhook.take() else { return Action::Continue };
+        let now_ms = self.now_ms();
+        // A webhook index always comes from this policy; a missing one refuses (fail closed).
+        let secret = self.policy.webhooks.get(index).map(|(_, secret)| secret.as_slice()).unwrap_or_default();
+        match verify_stripe(secret, signature.as_deref(), body, now_ms / 1000) {
+            Ok(()) if !secret.is_empty() => Action::Continue,
+            result => {
+                let error = result.err().unwrap_or(WebhookError::BadSignature);
+                let denial = Denial { status: 400, code: error.code(), message: error.message().to_owned() };
+                self.refuse(&denial, &request_id, now_ms);
+                Action::Pause
+            }
+        }
     }
 }
 
 impl Context for StagedoorHttp {}
 
 impl HttpContext for StagedoorHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One read of the whole map (cheaper than several single reads, and the only way
         // to see repeated headers).
         let headers = self.get_http_request_headers();
@@ -41,7 +76,7 @@ impl HttpContext for StagedoorHttp {
         };
         self.metrics.observe(&outcome.observed);
         match outcome.decision {
-            Decision::Forward { remove, identity, statement, request_id } => {
+            Decision::Forward { remove, identity, statement, request_id, webhook } => {
                 if let Some(id) = &request_id {
                     self.set_http_request_header("x-request-id", Some(id));
                 }
@@ -58,18 +93,36 @@ impl HttpContext for StagedoorHttp {
                 if let Some(statement) = &statement {
                     self.set_http_request_header(STATEMENT_HEADER, Some(statement));
                 }
+                if let Some(index) = webhook {
+                    let signature = headers.iter().find(|(n, _)| n == "stripe-signature").map(|(_, v)| v.clone());
+                    let id = request_id.unwrap_or_else(|| pseudo("x-request-id").to_owned());
+                    self.pending_webhook = Some((index, signature, id));
+                    if end_of_stream {
+                        return self.check_webhook(&[]);
+                    }
+                    // Hold the request (headers included) until the body is verified.
+                    return Action::Pause;
+                }
                 Action::Continue
             }
             Decision::Deny(denial) => {
                 let raw_id = pseudo("x-request-id");
                 let request_id = if is_plain_request_id(raw_id) { raw_id.to_owned() } else { plain_request_id(raw_id) };
-                let body = denial.body(&request_id, now_ms);
-                let mut reply_headers = denial.headers();
-                reply_headers.push(("content-type", "application/json"));
-                self.send_http_response(u32::from(denial.status), reply_headers, Some(body.as_bytes()));
+                self.refuse(&denial, &request_id, now_ms);
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.pending_webhook.is_none() {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers until the whole body is here
+        }
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.check_webhook(&body)
     }
 
 }
