@@ -6,7 +6,8 @@ use std::sync::Arc;
 use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, EnvoyStatus, GetRegistryRequest, GetRegistryResponse,
-    ListEnvoysRequest, ListEnvoysResponse, Nack, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
+    DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack,
+    RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
 };
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
@@ -22,6 +23,18 @@ pub struct ControlPlaneApi {
     /// Where an applied registry is written, so the file stays the source of truth.
     pub registry_file: PathBuf,
     pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
+    /// Where live instances are registered; None without --redis.
+    pub redis_url: Option<String>,
+}
+
+/// Checks an instance the way the registry checks its static ones.
+fn instance(service: &str, address: &str, port: u32) -> Result<(String, u16), Status> {
+    let port = u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| Status::invalid_argument("port: must be 1-65535"))?;
+    let ip: std::net::IpAddr = address.parse().map_err(|_| Status::invalid_argument("address: must be an IP address"))?;
+    if service.is_empty() || !service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(Status::invalid_argument("service: must match [a-z][a-z0-9-]*"));
+    }
+    Ok((ip.to_string(), port))
 }
 
 pub fn registry_yaml(registry: &Registry) -> String {
@@ -80,6 +93,33 @@ impl ControlPlane for ControlPlaneApi {
             .revoke(key.clone(), expires_at);
         tracing::info!(%key, expires_at, "token revoked");
         Ok(Response::new(RevokeTokenResponse { key, cursor }))
+    }
+
+    async fn register_instance(
+        &self,
+        request: Request<RegisterInstanceRequest>,
+    ) -> Result<Response<RegisterInstanceResponse>, Status> {
+        let r = request.into_inner();
+        let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
+        let (address, port) = instance(&r.service, &r.address, r.port)?;
+        let ttl = std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }));
+        crate::discovery::redis_source::register(url, &r.service, &address, port, ttl, false)
+            .await
+            .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
+        Ok(Response::new(RegisterInstanceResponse {}))
+    }
+
+    async fn deregister_instance(
+        &self,
+        request: Request<DeregisterInstanceRequest>,
+    ) -> Result<Response<DeregisterInstanceResponse>, Status> {
+        let r = request.into_inner();
+        let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
+        let (address, port) = instance(&r.service, &r.address, r.port)?;
+        crate::discovery::redis_source::deregister(url, &r.service, &address, port)
+            .await
+            .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
+        Ok(Response::new(DeregisterInstanceResponse {}))
     }
 
     async fn list_envoys(&self, _: Request<ListEnvoysRequest>) -> Result<Response<ListEnvoysResponse>, Status> {

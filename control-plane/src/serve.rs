@@ -47,7 +47,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let http = tokio::spawn(crate::status_http::serve(args.http, http_state));
 
-    let api = ControlPlaneApi { publisher, envoys: envoys.clone(), registry_file: args.registry.clone(), revocations };
+    let api = ControlPlaneApi {
+        publisher,
+        envoys: envoys.clone(),
+        registry_file: args.registry.clone(),
+        revocations,
+        redis_url: args.redis.clone(),
+    };
     tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
     let grpc = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys)))

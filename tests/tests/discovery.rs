@@ -119,3 +119,28 @@ fn envoy_keeps_serving_while_the_control_plane_restarts_and_resyncs_after() {
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &port.to_string()]);
     assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
 }
+
+#[test]
+fn instances_can_be_registered_over_the_grpc_api() {
+    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
+    use stagedoor_proto::v1::{DeregisterInstanceRequest, RegisterInstanceRequest};
+    let mut stack = start();
+    let port = stack.start_echo("live");
+    let server = format!("http://127.0.0.1:{}", stack.xds_port);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(server).await.unwrap();
+        let bad = RegisterInstanceRequest { service: "live".into(), address: "not-an-ip".into(), port: 1, ttl_seconds: 0 };
+        let e = client.register_instance(bad).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        let good = RegisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: u32::from(port), ttl_seconds: 60 };
+        client.register_instance(good).await.unwrap();
+    });
+    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
+    runtime.block_on(async {
+        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{}", stack.xds_port)).await.unwrap();
+        let req = DeregisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: u32::from(port) };
+        client.deregister_instance(req).await.unwrap();
+    });
+    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 503).is_some());
+}
