@@ -91,6 +91,13 @@ impl ControlPlane for ControlPlaneApi {
             .lock()
             .map_err(|_| Status::internal("revocation store unavailable"))?
             .revoke(key.clone(), expires_at);
+        if let Some(url) = &self.redis_url {
+            // In force here already; Redis makes it outlive a restart and reach every
+            // control plane. A Redis failure is reported, not hidden.
+            crate::discovery::revocation_sync::store(url, &key, expires_at, now)
+                .await
+                .map_err(|e| Status::unavailable(format!("revoked here, but not stored in redis: {e}")))?;
+        }
         tracing::info!(%key, expires_at, "token revoked");
         Ok(Response::new(RevokeTokenResponse { key, cursor }))
     }

@@ -48,6 +48,16 @@ impl RevocationStore {
         self.cursor()
     }
 
+    /// Adds a key learned from elsewhere (Redis, another control plane) unless it is known:
+    /// a reload of the same list sends filters nothing new.
+    pub fn learn(&mut self, key: String, expires_at: i64) -> bool {
+        if self.entries.iter().any(|e| e.key == key) {
+            return false;
+        }
+        self.revoke(key, expires_at);
+        true
+    }
+
     /// What a filter holding `since` needs.
     pub fn feed(&self, since: u64) -> RevocationUpdate {
         let (epoch, seq) = ((since >> 32) as u32, since as u32);
@@ -78,6 +88,15 @@ impl RevocationStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learning_a_known_key_changes_nothing() {
+        let mut store = RevocationStore::new(1);
+        assert!(store.learn("a".into(), 100));
+        let cursor = store.feed(0).cursor;
+        assert!(!store.learn("a".into(), 100));
+        assert_eq!(store.feed(cursor).revoked, Vec::<String>::new());
+    }
 
     #[test]
     fn a_new_filter_gets_everything_then_only_changes() {

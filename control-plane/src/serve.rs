@@ -37,7 +37,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(expire_retired_clusters(publisher.clone()));
     let discovery = SharedStatus::default();
     if let Some(url) = args.redis.clone() {
-        tokio::spawn(crate::discovery::redis_source::follow(url, publisher.clone(), discovery.clone()));
+        tokio::spawn(crate::discovery::redis_source::follow(url.clone(), publisher.clone(), discovery.clone()));
+        tokio::spawn(crate::discovery::revocation_sync::follow(url, revocations.clone()));
     }
     let http_state = AppState {
         publisher: publisher.clone(),

@@ -118,3 +118,24 @@ fn a_registry_with_a_bad_key_is_refused_and_traffic_keeps_flowing() {
     let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
     assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "").status, 200);
 }
+
+#[test]
+fn with_redis_a_revocation_outlives_a_control_plane_restart() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), redis: true, ..Default::default() });
+    stack.wait_ready();
+    let auth = format!("Authorization: {}", bearer(json!({"jti": "kept", "role": "admin"})));
+    let out = Command::new(stagedoor_bin())
+        .args(["token", "revoke", "--jti", "kept", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stack.stop_control_plane();
+    stack.start_control_plane();
+    // The new process has a new epoch: filters resync the whole list, loaded from Redis.
+    let loaded = time_until(Duration::from_secs(5), || stack.control_plane_status()["revoked_tokens"] == 1);
+    assert!(loaded.is_some(), "{}", stack.control_plane_status());
+    let refused = time_until(Duration::from_secs(5), || {
+        raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "").json()["code"] == "TOKEN_REVOKED"
+    });
+    assert!(refused.is_some());
+}

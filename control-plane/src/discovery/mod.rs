@@ -10,6 +10,7 @@
 //!   cover instances that stop heartbeating; a full rescan every 10 s is the safety net.
 
 pub mod redis_source;
+pub mod revocation_sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 
