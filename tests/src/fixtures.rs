@@ -55,3 +55,12 @@ pub fn token_with_secret(patch: Value, secret: &str) -> String {
 pub fn bearer(patch: Value) -> String {
     format!("Bearer {}", token(patch))
 }
+
+/// The venue service every e2e registry has, its instance rewritten to an echo upstream.
+pub const VENUE_SERVICE: &str = "  - name: venue\n    routes: [{ prefix: /api/v1/venues }]\n    instances: [{ address: 127.0.0.1, port: 1 }]\n";
+
+/// A registry: the test auth section, the venue service, then `more_services` (YAML list
+/// items, indented like `VENUE_SERVICE`).
+pub fn registry_with(more_services: &str) -> String {
+    format!("{}services:\n{VENUE_SERVICE}{more_services}", auth_yaml())
+}

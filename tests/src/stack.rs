@@ -250,6 +250,13 @@ impl Stack {
         (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
     }
 
+    /// GET through the gateway with an admin token: (status, JSON body or Null).
+    pub fn get_as_admin(&self, path: &str) -> (u16, Value) {
+        let auth = format!("Authorization: {}", crate::fixtures::bearer(serde_json::json!({"role": "admin"})));
+        let r = crate::raw::request(self.gateway_port, "GET", path, &[&auth], "");
+        (r.status, r.json())
+    }
+
     pub fn control_plane_status(&self) -> Value {
         client()
             .get(format!("http://127.0.0.1:{}/status", self.http_port))

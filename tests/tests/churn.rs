@@ -7,22 +7,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stagedoor_e2e::fixtures::{auth_yaml, bearer};
+use stagedoor_e2e::fixtures::{bearer, registry_with};
 use stagedoor_e2e::raw;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
 
 fn registry() -> String {
-    auth_yaml()
-        + r#"
-services:
-  - name: venue
-    routes: [{ prefix: /api/v1/venues }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-  - name: event
+    registry_with(
+        r#"  - name: event
     routes: [{ prefix: /api/v1/events }]
     instances: [{ address: 127.0.0.1, port: 1 }]
-"#
+"#,
+    )
 }
 
 /// Sends requests to `path` until `stop`, at most 20 s; returns every status seen.

@@ -4,17 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-use stagedoor_e2e::fixtures::{auth_yaml, bearer};
-use stagedoor_e2e::raw;
+use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
-
-fn get(stack: &Stack, path: &str) -> (u16, serde_json::Value) {
-    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
-    let r = raw::request(stack.gateway_port, "GET", path, &[&auth], "");
-    (r.status, r.json())
-}
 
 #[test]
 fn a_delta_envoy_routes_follows_edits_and_drops_removed_services() {
@@ -27,13 +19,13 @@ services:
 "#;
     let mut stack = Stack::start(StackOptions { registry_yaml: registry, delta: true, redis: true, ..Default::default() });
     stack.wait_ready();
-    assert_eq!(get(&stack, "/api/v1/venues/1").1["service"], "venue");
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").1["service"], "venue");
     let status = stack.control_plane_status();
     assert_eq!(status["envoys"][0]["protocol"], "delta", "{status}");
 
     let extra = stack.start_echo("extra");
     stack.add_service(&format!("{{ name: extra, routes: [{{ prefix: /api/v1/extra }}], instances: [{{ address: 127.0.0.1, port: {extra} }}] }}"));
-    assert!(time_until(Duration::from_secs(2), || get(&stack, "/api/v1/extra/1").0 == 200).is_some(), "added over delta");
+    assert!(time_until(Duration::from_secs(2), || stack.get_as_admin("/api/v1/extra/1").0 == 200).is_some(), "added over delta");
 
     // A live instance arrives as one EDS resource.
     let live = stack.start_echo("venue");
@@ -54,7 +46,7 @@ services:
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&without_extra).unwrap();
     doc["services"].as_sequence_mut().unwrap().retain(|s| s["name"] != "extra");
     stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
-    assert!(time_until(Duration::from_secs(2), || get(&stack, "/api/v1/extra/1").0 == 404).is_some(), "route removed");
+    assert!(time_until(Duration::from_secs(2), || stack.get_as_admin("/api/v1/extra/1").0 == 404).is_some(), "route removed");
     let gone = time_until(Duration::from_secs(10), || !stack.config_dump(0).contains("svc_extra"));
     assert!(gone.is_some(), "the cluster is named in removed_resources after its routes");
     let status = stack.control_plane_status();

@@ -5,25 +5,19 @@
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::json;
-use stagedoor_e2e::fixtures::{auth_yaml, bearer};
-use stagedoor_e2e::raw;
+use stagedoor_e2e::fixtures::registry_with;
 use stagedoor_e2e::stack::{stagedoor_bin, time_until};
 use stagedoor_e2e::{Stack, StackOptions};
 
 fn registry() -> String {
-    auth_yaml()
-        + r#"
-services:
-  - name: venue
-    routes: [{ prefix: /api/v1/venues }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-  - name: live
+    registry_with(
+        r#"  - name: live
     routes: [{ prefix: /api/v1/live }]
     traffic:
       retries: { attempts: 1, base_interval_ms: 10, max_interval_ms: 20 }
       health_check: { enabled: false }
-"#
+"#,
+    )
 }
 
 fn start() -> Stack {
@@ -41,35 +35,29 @@ fn stagedoor(stack: &Stack, args: &[&str]) {
     assert!(out.status.success(), "stagedoor {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn get(stack: &Stack, path: &str) -> (u16, serde_json::Value) {
-    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
-    let r = raw::request(stack.gateway_port, "GET", path, &[&auth], "");
-    (r.status, r.json())
-}
-
 #[test]
 fn an_instance_registered_in_redis_gets_traffic_and_leaves_when_deregistered_or_expired() {
     let mut stack = start();
-    assert_eq!(get(&stack, "/api/v1/live/1").0, 503, "no instance yet");
+    assert_eq!(stack.get_as_admin("/api/v1/live/1").0, 503, "no instance yet");
     let port = stack.start_echo("live");
     let p = port.to_string();
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &p, "--ttl", "60s"]);
-    let took = time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200);
+    let took = time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200);
     eprintln!("redis register -> routed in {took:?}");
     assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}");
-    assert_eq!(get(&stack, "/api/v1/live/1").1["service"], "live");
+    assert_eq!(stack.get_as_admin("/api/v1/live/1").1["service"], "live");
     let status = stack.control_plane_status();
     assert_eq!(status["discovery"]["connected"], true, "{status}");
 
     stagedoor(&stack, &["deregister", "--service", "live", "--address", "127.0.0.1", "--port", &p]);
-    let took = time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 503);
+    let took = time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 503);
     eprintln!("redis deregister -> gone in {took:?}");
     assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "{took:?}");
 
     // An instance that stops heartbeating leaves when its key expires.
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &p, "--ttl", "1s"]);
-    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
-    let took = time_until(Duration::from_secs(5), || get(&stack, "/api/v1/live/1").0 == 503);
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some());
+    let took = time_until(Duration::from_secs(5), || stack.get_as_admin("/api/v1/live/1").0 == 503);
     eprintln!("redis ttl 1 s -> gone after {took:?}");
     assert!(took.is_some(), "an expired instance leaves EDS");
 }
@@ -80,13 +68,13 @@ fn redis_going_away_keeps_the_last_instances_and_the_control_plane_catches_up() 
     let port = stack.start_echo("live");
     let p = port.to_string();
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &p, "--ttl", "60s"]);
-    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some());
 
     stack.stop_redis();
     let noticed = time_until(Duration::from_secs(5), || stack.control_plane_status()["discovery"]["connected"] == false);
     assert!(noticed.is_some(), "status shows Redis down");
     for _ in 0..10 {
-        assert_eq!(get(&stack, "/api/v1/live/1").0, 200, "the last known instances keep serving");
+        assert_eq!(stack.get_as_admin("/api/v1/live/1").0, 200, "the last known instances keep serving");
     }
     assert!(stack.control_plane_status()["discovery"]["errors"].as_u64().unwrap() >= 1);
 
@@ -95,16 +83,16 @@ fn redis_going_away_keeps_the_last_instances_and_the_control_plane_catches_up() 
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &p, "--ttl", "60s"]);
     let caught_up = time_until(Duration::from_secs(10), || stack.control_plane_status()["discovery"]["connected"] == true);
     assert!(caught_up.is_some());
-    assert_eq!(get(&stack, "/api/v1/live/1").0, 200);
+    assert_eq!(stack.get_as_admin("/api/v1/live/1").0, 200);
 }
 
 #[test]
 fn envoy_keeps_serving_while_the_control_plane_restarts_and_resyncs_after() {
     let mut stack = start();
-    assert_eq!(get(&stack, "/api/v1/venues/1").0, 200);
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200);
     stack.stop_control_plane();
     for _ in 0..20 {
-        assert_eq!(get(&stack, "/api/v1/venues/1").0, 200, "Envoy serves its last config");
+        assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200, "Envoy serves its last config");
     }
     stack.start_control_plane();
     let reconnected = time_until(Duration::from_secs(20), || {
@@ -112,12 +100,12 @@ fn envoy_keeps_serving_while_the_control_plane_restarts_and_resyncs_after() {
     });
     assert!(reconnected.is_some(), "Envoy re-syncs with the new control plane");
     for _ in 0..20 {
-        assert_eq!(get(&stack, "/api/v1/venues/1").0, 200);
+        assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200);
     }
     // And the new control plane's changes reach it.
     let port = stack.start_echo("live");
     stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &port.to_string()]);
-    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some());
 }
 
 #[test]
@@ -136,11 +124,11 @@ fn instances_can_be_registered_over_the_grpc_api() {
         let good = RegisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: u32::from(port), ttl_seconds: 60 };
         client.register_instance(good).await.unwrap();
     });
-    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 200).is_some());
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some());
     runtime.block_on(async {
         let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{}", stack.xds_port)).await.unwrap();
         let req = DeregisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: u32::from(port) };
         client.deregister_instance(req).await.unwrap();
     });
-    assert!(time_until(Duration::from_secs(3), || get(&stack, "/api/v1/live/1").0 == 503).is_some());
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 503).is_some());
 }

@@ -5,19 +5,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use stagedoor_e2e::fixtures::{auth_yaml, bearer};
+use stagedoor_e2e::fixtures::{bearer, registry_with};
 use stagedoor_e2e::raw;
 use stagedoor_e2e::stack::{client, stagedoor_bin, time_until};
 use stagedoor_e2e::{Stack, StackOptions};
 
 fn registry() -> String {
-    auth_yaml()
-        + r#"
-services:
-  - name: venue
-    routes: [{ prefix: /api/v1/venues }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-"#
+    registry_with("")
 }
 
 fn counter(admin_port: u16, name: &str) -> Option<u64> {

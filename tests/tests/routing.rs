@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-use stagedoor_e2e::fixtures::{auth_yaml, bearer, SECRET};
+use stagedoor_e2e::fixtures::{auth_yaml, SECRET};
 use stagedoor_e2e::raw;
 use stagedoor_e2e::stack::{time_until, workspace_root};
 use stagedoor_e2e::{Stack, StackOptions};
@@ -33,12 +32,6 @@ services:
 "#
 }
 
-/// GET through the gateway as an admin.
-fn get_as_admin(stack: &Stack, path: &str) -> (u16, serde_json::Value) {
-    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
-    let r = raw::request(stack.gateway_port, "GET", path, &[&auth], "");
-    (r.status, r.json())
-}
 
 #[test]
 fn every_tickettoken_service_reaches_its_echo_upstream_with_the_promised_path() {
@@ -50,7 +43,7 @@ fn every_tickettoken_service_reaches_its_echo_upstream_with_the_promised_path() 
     for svc in services {
         let name = svc["name"].as_str().unwrap();
         let prefix = svc["routes"][0]["prefix"].as_str().unwrap();
-        let (status, echo) = get_as_admin(&stack, &format!("{prefix}/some/thing?q=1"));
+        let (status, echo) = stack.get_as_admin(&format!("{prefix}/some/thing?q=1"));
         assert_eq!(status, 200, "{name}: {echo}");
         assert_eq!(echo["service"], name);
         assert_eq!(echo["path"], format!("{prefix}/some/thing?q=1"));
@@ -67,9 +60,9 @@ fn prefix_rewrite_and_whole_segment_matching() {
     assert_eq!(echo["service"], "payment");
     assert_eq!(echo["path"], "/api/v1/webhooks/stripe");
 
-    let (status, echo) = get_as_admin(&stack, "/api/v1/venues");
+    let (status, echo) = stack.get_as_admin("/api/v1/venues");
     assert_eq!((status, echo["path"].as_str()), (200, Some("/api/v1/venues")));
-    let (status, body) = get_as_admin(&stack, "/api/v1/venuesX/1");
+    let (status, body) = stack.get_as_admin("/api/v1/venuesX/1");
     assert_eq!(status, 404, "a prefix matches whole segments only: {body}");
 }
 
@@ -111,7 +104,7 @@ fn registry_edits_reach_envoy_within_two_seconds_without_a_restart() {
     let added = stack.add_service(&format!(
         "{{ name: extra, routes: [{{ prefix: /api/v1/extra }}], instances: [{{ address: 127.0.0.1, port: {extra_port} }}] }}"
     ));
-    let took = time_until(Duration::from_secs(2), || get_as_admin(&stack, "/api/v1/extra/1").0 == 200);
+    let took = time_until(Duration::from_secs(2), || stack.get_as_admin("/api/v1/extra/1").0 == 200);
     assert!(took.is_some(), "added service not served within 2 s");
     eprintln!("service added -> served in {:?}", took.unwrap());
     assert!(stack.config_dump(0).contains("svc_extra"), "config_dump shows the new cluster");
@@ -119,11 +112,11 @@ fn registry_edits_reach_envoy_within_two_seconds_without_a_restart() {
     // Its prefix changes: the new one routes, the old one no longer does.
     stack.write_registry(&added.replace("/api/v1/extra", "/api/v2/extra"));
     let took = time_until(Duration::from_secs(2), || {
-        get_as_admin(&stack, "/api/v2/extra/1").0 == 200 && get_as_admin(&stack, "/api/v1/extra/1").0 == 404
+        stack.get_as_admin("/api/v2/extra/1").0 == 200 && stack.get_as_admin("/api/v1/extra/1").0 == 404
     });
     assert!(took.is_some(), "changed prefix not served within 2 s");
     eprintln!("prefix changed -> served in {:?}", took.unwrap());
-    let (_, echo) = get_as_admin(&stack, "/api/v2/extra/1");
+    let (_, echo) = stack.get_as_admin("/api/v2/extra/1");
     assert_eq!(echo["service"], "extra");
 }
 
@@ -142,13 +135,13 @@ fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
     assert!(logged.is_some(), "the refusal names the file, service and field:\n{}", stack.control_plane_log());
     assert_eq!(stack.control_plane_status()["registry_version"], good_version);
     for _ in 0..20 {
-        assert_eq!(get_as_admin(&stack, "/api/v1/venues/1").0, 200, "traffic keeps flowing");
+        assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200, "traffic keeps flowing");
     }
 
     stack.write_registry(&(auth_yaml() + "services: [ {name: venue, routes: ["));
     let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().matches("keeping last good config").count() >= 2);
     assert!(logged.is_some(), "a syntax error is refused too:\n{}", stack.control_plane_log());
-    assert_eq!(get_as_admin(&stack, "/api/v1/venues/1").0, 200);
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200);
 }
 
 #[test]
@@ -197,10 +190,10 @@ fn apply_shows_the_diff_pushes_the_change_and_metrics_count_it() {
     };
     let dry = apply(&["--dry-run"]);
     assert!(dry.contains("+ service extra") && dry.contains("dry run"), "{dry}");
-    assert_eq!(get_as_admin(&stack, "/api/v1/extra/1").0, 404, "a dry run pushes nothing");
+    assert_eq!(stack.get_as_admin("/api/v1/extra/1").0, 404, "a dry run pushes nothing");
     let out = apply(&[]);
     assert!(out.contains("+ service extra") && out.contains("applied"), "{out}");
-    let took = time_until(Duration::from_secs(2), || get_as_admin(&stack, "/api/v1/extra/1").0 == 200);
+    let took = time_until(Duration::from_secs(2), || stack.get_as_admin("/api/v1/extra/1").0 == 200);
     assert!(took.is_some(), "applied registry served within 2 s");
     assert!(stack.registry().contains("/api/v1/extra"), "the control plane wrote its registry file");
     assert!(apply(&[]).contains("no changes"), "applying it again changes nothing");
