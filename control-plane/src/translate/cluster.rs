@@ -31,14 +31,13 @@ pub fn cluster(service: &ServiceSpec) -> Cluster {
     let name = names::cluster(&service.name);
     let traffic = service.traffic.resolve(&service.name);
     let cb = &traffic.circuit_breaker;
-    let (lb_policy, lb_config) = lb_policy(&traffic.load_balancing.policy);
+    let lb_policy = lb_policy(&traffic.load_balancing.policy);
     Cluster {
         name: name.clone(),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
         eds_cluster_config: Some(EdsClusterConfig { eds_config: Some(ads_source()), service_name: name }),
         connect_timeout: Some(Duration { seconds: 1, nanos: 0 }),
         lb_policy: lb_policy as i32,
-        lb_config,
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![circuit_breakers::Thresholds {
                 max_connections: Some(UInt32Value { value: cb.max_connections }),
@@ -87,13 +86,13 @@ fn health_check(hc: &HealthCheckSpec) -> HealthCheck {
     }
 }
 
-fn lb_policy(policy: &LbPolicy) -> (cluster::LbPolicy, Option<cluster::LbConfig>) {
+fn lb_policy(policy: &LbPolicy) -> cluster::LbPolicy {
     match policy {
-        LbPolicy::RoundRobin => (cluster::LbPolicy::RoundRobin, None),
-        LbPolicy::LeastRequest => (cluster::LbPolicy::LeastRequest, None),
-        LbPolicy::Random => (cluster::LbPolicy::Random, None),
-        LbPolicy::RingHash => (cluster::LbPolicy::RingHash, None),
-        LbPolicy::Maglev => (cluster::LbPolicy::Maglev, None),
+        LbPolicy::RoundRobin => cluster::LbPolicy::RoundRobin,
+        LbPolicy::LeastRequest => cluster::LbPolicy::LeastRequest,
+        LbPolicy::Random => cluster::LbPolicy::Random,
+        LbPolicy::RingHash => cluster::LbPolicy::RingHash,
+        LbPolicy::Maglev => cluster::LbPolicy::Maglev,
     }
 }
 
