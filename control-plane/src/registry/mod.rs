@@ -8,7 +8,7 @@ mod model;
 pub mod traffic;
 mod validate;
 
-pub use model::{CorsSpec, InstanceSpec, ServiceSpec};
+pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
 pub use validate::{Registry, RegistryError, REDACTED};
 
 use std::path::Path;

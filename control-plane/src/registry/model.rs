@@ -21,10 +21,29 @@ pub struct RegistryFile {
     /// Browser cross-origin policy, answered by Envoy at the edge; absent: no CORS headers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsSpec>,
+    /// Requests each client address may make per window; absent: no rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
     /// Webhook endpoints whose Stripe signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookSpec>,
     pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Requests per window per client address (the original: 100)...
+    pub requests: u32,
+    /// ...per this window (the original: 60000).
+    pub window_ms: u64,
+    /// How many client addresses each Envoy tracks at once (least recently seen dropped).
+    #[serde(default = "default_max_clients")]
+    pub max_clients: u32,
+}
+
+fn default_max_clients() -> u32 {
+    10_000
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

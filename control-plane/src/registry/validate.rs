@@ -8,7 +8,7 @@ use stagedoor_filter_core::path::is_normalized;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
-use super::model::{AuthSpec, CorsSpec, IdentitySpec, RegistryFile, ServiceSpec, WebhookSpec};
+use super::model::{AuthSpec, CorsSpec, IdentitySpec, RateLimitSpec, RegistryFile, ServiceSpec, WebhookSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,7 @@ pub struct Registry {
     /// Whether the file replaced the default roles (kept to write the file back as it was).
     pub custom_roles: bool,
     pub cors: Option<CorsSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
     /// As written, and with secrets resolved for the filter.
     pub webhook_specs: Vec<WebhookSpec>,
     pub webhooks: Vec<stagedoor_filter_core::config::WebhookConfig>,
@@ -164,6 +165,17 @@ impl Registry {
                 return Err(field_error("cors", "allowed_origins".into(), format!("{bad:?} is not an origin like https://app.example.com")));
             }
         }
+        if let Some(rl) = &parsed.rate_limit {
+            if rl.requests == 0 {
+                return Err(field_error("rate_limit", "requests".into(), "must be positive".into()));
+            }
+            if rl.window_ms < 50 {
+                return Err(field_error("rate_limit", "window_ms".into(), "must be at least 50".into()));
+            }
+            if rl.max_clients == 0 {
+                return Err(field_error("rate_limit", "max_clients".into(), "must be positive".into()));
+            }
+        }
         let mut webhooks = Vec::new();
         for (i, hook) in parsed.webhooks.iter().enumerate() {
             let item = format!("webhooks[{i}]");
@@ -181,7 +193,7 @@ impl Registry {
         }
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &webhooks));
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks));
         let registry = Self {
             services,
             auth: parsed.auth,
@@ -191,6 +203,7 @@ impl Registry {
             roles,
             custom_roles,
             cors: parsed.cors,
+            rate_limit: parsed.rate_limit,
             webhook_specs: parsed.webhooks,
             webhooks,
             version,
@@ -221,6 +234,7 @@ impl Registry {
             identity,
             roles: self.custom_roles.then(|| self.roles.clone()),
             cors: self.cors.clone(),
+            rate_limit: self.rate_limit.clone(),
             webhooks: self
                 .webhook_specs
                 .iter()

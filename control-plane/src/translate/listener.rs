@@ -16,12 +16,18 @@ use envoy_types::pb::google::protobuf::{BoolValue, StringValue, UInt32Value};
 use stagedoor_filter_core::config::FilterConfig;
 
 use super::cluster::{ads_source, socket};
+use crate::registry::Registry;
 use super::{local_reply, names, to_any, TranslateOptions};
 
-pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, cors: bool) -> Listener {
+/// Filter order: CORS answers preflights before anything else; the rate limit refuses a
+/// flood before a token is checked; then Stagedoor, response stripping, the router.
+pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, registry: &Registry) -> Listener {
     let mut http_filters = Vec::new();
-    if cors {
+    if registry.cors.is_some() {
         http_filters.push(super::cors::filter());
+    }
+    if let Some(spec) = &registry.rate_limit {
+        http_filters.push(super::rate_limit::filter(spec));
     }
     http_filters.extend([stagedoor_filter(options, config), response_header_filter(), router_filter()]);
     let hcm = HttpConnectionManager {

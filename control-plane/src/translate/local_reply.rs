@@ -1,7 +1,10 @@
 //! Envoy's own error replies (no route, and later upstream failures) in the gateway's JSON
 //! error shape: {statusCode, error, message, code, requestId, timestamp}.
 
-use envoy_types::pb::envoy::config::accesslog::v3::{access_log_filter, AccessLogFilter, ResponseFlagFilter};
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    access_log_filter, comparison_filter, AccessLogFilter, ComparisonFilter, ResponseFlagFilter, StatusCodeFilter,
+};
+use envoy_types::pb::envoy::config::core::v3::RuntimeUInt32;
 use envoy_types::pb::envoy::config::core::v3::{data_source, substitution_format_string, DataSource, SubstitutionFormatString};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{LocalReplyConfig, ResponseMapper};
 use envoy_types::pb::google::protobuf::UInt32Value;
@@ -14,6 +17,15 @@ pub fn json_errors() -> LocalReplyConfig {
     LocalReplyConfig {
         mappers: vec![
             mapper(&["NR"], None, "Not Found", "ROUTE_NOT_FOUND", "No route matches this path"),
+            // The local rate limit's replies carry no response flag a mapper can match;
+            // 429 is theirs alone (the Stagedoor filter never answers 429).
+            with_filter(
+                status_code_is(429),
+                None,
+                "Too Many Requests",
+                "RATE_LIMITED",
+                "Too many requests from this client; slow down",
+            ),
             mapper(&["UT"], Some(504), "Gateway Timeout", "GATEWAY_TIMEOUT", &format!("{SERVICE} service timeout after {TIMEOUT_MS}ms")),
             mapper(&["UH", "UF", "NC", "UO"], Some(503), "Service Unavailable", "SERVICE_UNAVAILABLE", &format!("{SERVICE} service is down")),
             mapper(&["UC", "UR", "UMSDR", "DPE", "UPE"], Some(502), "Bad Gateway", "BAD_GATEWAY", &format!("{SERVICE} service error")),
@@ -25,12 +37,28 @@ pub fn json_errors() -> LocalReplyConfig {
 /// A mapper for replies carrying one of `flags`. Replies it does not match (the filter's
 /// own JSON errors, `/health`) keep their body: there is deliberately no top-level format.
 fn mapper(flags: &[&str], status: Option<u32>, error: &str, code: &str, message: &str) -> ResponseMapper {
+    let filter = AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+        })),
+    };
+    with_filter(filter, status, error, code, message)
+}
+
+fn status_code_is(code: u32) -> AccessLogFilter {
+    AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::StatusCodeFilter(StatusCodeFilter {
+            comparison: Some(ComparisonFilter {
+                op: comparison_filter::Op::Eq as i32,
+                value: Some(RuntimeUInt32 { default_value: code, runtime_key: String::from("stagedoor.local_reply.status") }),
+            }),
+        })),
+    }
+}
+
+fn with_filter(filter: AccessLogFilter, status: Option<u32>, error: &str, code: &str, message: &str) -> ResponseMapper {
     ResponseMapper {
-        filter: Some(AccessLogFilter {
-            filter_specifier: Some(access_log_filter::FilterSpecifier::ResponseFlagFilter(ResponseFlagFilter {
-                flags: flags.iter().map(|f| (*f).to_owned()).collect(),
-            })),
-        }),
+        filter: Some(filter),
         status_code: status.map(|value| UInt32Value { value }),
         body_format_override: Some(json_format(error, code, message)),
         ..Default::default()

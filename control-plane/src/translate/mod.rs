@@ -7,6 +7,7 @@ mod cors;
 mod filter_config;
 mod listener;
 mod local_reply;
+mod rate_limit;
 pub mod names;
 mod route;
 
@@ -83,7 +84,7 @@ pub fn translate(
             .chain(retired.iter().copied())
             .map(|svc| cluster::load_assignment(svc, live.get(&svc.name)))
             .collect(),
-        listeners: vec![listener::http_listener(options, &config, registry.cors.is_some())],
+        listeners: vec![listener::http_listener(options, &config, registry)],
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
     })
 }

@@ -231,6 +231,7 @@ services:
 cors:
   allowed_origins: [https://app.tickettoken.com]
   allow_credentials: true
+rate_limit: { requests: 100, window_ms: 60000 }
 "#;
 
 fn traffic_resources() -> Resources {
@@ -280,6 +281,8 @@ fn cors_runs_before_authentication_with_the_policy_on_the_virtual_host() {
     let r = traffic_resources();
     let filters: Vec<_> = hcm(&r).http_filters.iter().map(|f| f.name.clone()).collect();
     assert_eq!(filters[0], "envoy.filters.http.cors", "preflights never need a token");
+    assert_eq!(filters[1], "envoy.filters.http.local_ratelimit", "floods are refused before any token check");
+    assert_eq!(filters[2], "envoy.filters.http.wasm");
     let vh = &r.routes[0].virtual_hosts[0];
     let policy = &vh.typed_per_filter_config["envoy.filters.http.cors"];
     let policy = envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy::decode(policy.value.as_slice()).unwrap();
