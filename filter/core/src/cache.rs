@@ -1,11 +1,15 @@
 //! A bounded per-VM cache of verified tokens, so the hot path skips signature checks.
 //!
-//! Keyed by the token through the map's keyed hash (SipHash with a per-VM random key) and
-//! compared in full on lookup, so no crafted token can collide into another's entry. Only
-//! tokens that verified are stored, so the cache cannot be filled with garbage. Entries are
-//! re-checked for time (exp, nbf) and revocation on every hit by the caller.
+//! Entries are found by a keyed hash (SipHash with a per-VM random key) of the token's last
+//! 64 bytes, its signature, which differs between any two tokens, and then compared in
+//! full: a lookup hashes 64 bytes instead of the whole token, and no crafted token can take
+//! another's entry. Only tokens that verified are stored, so the cache cannot be filled with
+//! garbage. Entries are re-checked for time (exp, nbf) and revocation on every hit by the
+//! caller.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::identity::Identity;
@@ -13,44 +17,119 @@ use crate::identity::Identity;
 /// Tokens longer than this are verified every time rather than cached, bounding memory.
 pub const MAX_CACHED_TOKEN_BYTES: usize = 2048;
 
+/// How many trailing bytes of a token are hashed.
+const HASHED_TAIL: usize = 64;
+
 pub struct TokenCache {
-    entries: HashMap<Box<str>, Rc<Identity>>,
+    keys: RandomState,
+    /// Hash of the token's tail -> the tokens with that hash (almost always one).
+    entries: HashMap<u64, Vec<(Box<str>, Rc<Identity>)>>,
+    len: usize,
     capacity: usize,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        Self { entries: HashMap::with_capacity(capacity.min(1024)), capacity }
+        Self { keys: RandomState::new(), entries: HashMap::with_capacity(capacity.min(1024)), len: 0, capacity }
+    }
+
+    fn slot(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.keys.hash_one(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..])
     }
 
     pub fn get(&self, token: &str) -> Option<Rc<Identity>> {
-        self.entries.get(token).cloned()
+        let bucket = self.entries.get(&self.slot(token))?;
+        bucket.iter().find(|(t, _)| &**t == token).map(|(_, id)| id.clone())
     }
 
     pub fn remove(&mut self, token: &str) {
-        self.entries.remove(token);
+        let slot = self.slot(token);
+        if let Some(bucket) = self.entries.get_mut(&slot) {
+            let before = bucket.len();
+            bucket.retain(|(t, _)| &**t != token);
+            self.len -= before - bucket.len();
+            if bucket.is_empty() {
+                self.entries.remove(&slot);
+            }
+        }
     }
 
     /// Stores a verified identity. When full, expired entries go first; if none had
     /// expired the cache starts over, which costs one verification per live token.
     pub fn insert(&mut self, token: &str, identity: Rc<Identity>, now: i64) {
-        if self.capacity == 0 || token.len() > MAX_CACHED_TOKEN_BYTES {
+        if self.capacity == 0 || token.len() > MAX_CACHED_TOKEN_BYTES || self.get(token).is_some() {
             return;
         }
-        if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, id| id.token.exp > now);
-            if self.entries.len() >= self.capacity {
+        if self.len >= self.capacity {
+            for bucket in self.entries.values_mut() {
+                bucket.retain(|(_, id)| id.token.exp > now);
+            }
+            self.entries.retain(|_, bucket| !bucket.is_empty());
+            self.len = self.entries.values().map(Vec::len).sum();
+            if self.len >= self.capacity {
                 self.entries.clear();
+                self.len = 0;
             }
         }
-        self.entries.insert(token.into(), identity);
+        let slot = self.slot(token);
+        self.entries.entry(slot).or_default().push((token.into(), identity));
+        self.len += 1;
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::VerifiedToken;
+
+    fn identity(exp: i64) -> Rc<Identity> {
+        let token = VerifiedToken {
+            subject: "u".into(),
+            tenant: "t".into(),
+            role: None,
+            permissions: None,
+            venues: None,
+            exp,
+            nbf: None,
+            revocation_key: "k".into(),
+        };
+        Rc::new(Identity::resolve(token, &crate::defaults::roles()).unwrap())
+    }
+
+    #[test]
+    fn tokens_sharing_a_signature_tail_are_still_told_apart() {
+        let mut cache = TokenCache::new(8);
+        let tail = "s".repeat(80);
+        let a = format!("aaa.{tail}");
+        let b = format!("bbb.{tail}");
+        cache.insert(&a, identity(10), 0);
+        assert!(cache.get(&a).is_some());
+        assert!(cache.get(&b).is_none(), "same tail, different token: no hit");
+        cache.insert(&b, identity(10), 0);
+        assert_eq!(cache.len(), 2);
+        cache.remove(&a);
+        assert!(cache.get(&a).is_none() && cache.get(&b).is_some());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let mut cache = TokenCache::new(3);
+        for i in 0..10 {
+            cache.insert(&format!("token-{i}"), identity(if i < 2 { 1 } else { 100 }), 50);
+            assert!(cache.len() <= 3);
+        }
+        let huge = "x".repeat(MAX_CACHED_TOKEN_BYTES + 1);
+        cache.insert(&huge, identity(100), 0);
+        assert!(cache.get(&huge).is_none(), "oversized tokens are not cached");
     }
 }

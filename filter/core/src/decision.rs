@@ -10,7 +10,7 @@ use crate::policy::Policy;
 use crate::rbac::{has_permission, Params};
 use crate::reply::Denial;
 use crate::revocation::RevocationList;
-use crate::token::{bearer_token, TokenError};
+use crate::token::{bearer_candidate, check_token_chars, TokenError};
 
 /// What the filter read from the request.
 #[derive(Debug, Clone, Copy)]
@@ -191,7 +191,7 @@ fn authenticate(
     state: &mut FilterState,
     observed: &mut Observed,
 ) -> Result<Rc<Identity>, TokenError> {
-    let token = bearer_token(authorization)?;
+    let token = bearer_candidate(authorization)?;
     let identity = match state.cache.get(token) {
         Some(identity) => {
             observed.cache_hit = Some(true);
@@ -203,6 +203,7 @@ fn authenticate(
         }
         None => {
             observed.cache_hit = Some(false);
+            check_token_chars(token)?;
             let verified = policy.verifier.verify(token, now)?;
             let identity = Rc::new(Identity::resolve(verified, &policy.roles)?);
             state.cache.insert(token, identity.clone(), now);

@@ -29,6 +29,15 @@ pub struct Verifier {
 
 /// The one bearer token of a request, from every Authorization value it carried.
 pub fn bearer_token<'a>(authorization: &[&'a str]) -> Result<&'a str, TokenError> {
+    let token = bearer_candidate(authorization)?;
+    check_token_chars(token)?;
+    Ok(token)
+}
+
+/// The token part of the one `Bearer` Authorization value, checked for count, scheme and
+/// size but not yet for its characters: an exact match in the cache of verified tokens
+/// needs no further check (only tokens that passed every check are ever cached).
+pub fn bearer_candidate<'a>(authorization: &[&'a str]) -> Result<&'a str, TokenError> {
     let value = match authorization {
         [] => return Err(TokenError::Missing),
         [one] => *one,
@@ -44,12 +53,17 @@ pub fn bearer_token<'a>(authorization: &[&'a str]) -> Result<&'a str, TokenError
     if token.is_empty() {
         return Err(TokenError::Missing);
     }
-    // Only base64url and the two dots: this refuses a second token, commas, spaces and
-    // anything else that could smuggle a second credential.
-    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
-        return Err(TokenError::Malformed("the token has characters a JWT cannot have"));
-    }
     Ok(token)
+}
+
+/// Only base64url and the two dots: this refuses a second token, commas, spaces and
+/// anything else that could smuggle a second credential.
+pub fn check_token_chars(token: &str) -> Result<(), TokenError> {
+    if token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        Ok(())
+    } else {
+        Err(TokenError::Malformed("the token has characters a JWT cannot have"))
+    }
 }
 
 #[derive(Deserialize)]
