@@ -20,10 +20,13 @@ pub const MAX_CACHED_TOKEN_BYTES: usize = 2048;
 /// How many trailing bytes of a token are hashed.
 const HASHED_TAIL: usize = 64;
 
+/// The tokens whose tails hash alike (almost always one), with their identities.
+type Bucket = Vec<(Box<str>, Rc<Identity>)>;
+
 pub struct TokenCache {
     keys: RandomState,
-    /// Hash of the token's tail -> the tokens with that hash (almost always one).
-    entries: HashMap<u64, Vec<(Box<str>, Rc<Identity>)>>,
+    /// Hash of the token's tail -> its bucket.
+    entries: HashMap<u64, Bucket>,
     len: usize,
     capacity: usize,
 }
