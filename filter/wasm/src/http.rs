@@ -85,13 +85,23 @@ impl HttpContext for StagedoorHttp {
                 for name in &remove {
                     self.set_http_request_header(name, None);
                 }
+                // A header the client did not send is added (no search for copies to
+                // replace); one it did send is replaced, every copy at once.
+                let sent = |name: &str| headers.iter().any(|(n, _)| n == name);
+                let put = |name: &str, value: &str| {
+                    if sent(name) {
+                        self.set_http_request_header(name, Some(value));
+                    } else {
+                        self.add_http_request_header(name, value);
+                    }
+                };
                 if let Some(identity) = &identity {
                     for (name, value) in identity.header_values() {
-                        self.set_http_request_header(name, Some(value));
+                        put(name, value);
                     }
                 }
                 if let Some(statement) = &statement {
-                    self.set_http_request_header(STATEMENT_HEADER, Some(statement));
+                    put(STATEMENT_HEADER, statement);
                 }
                 if let Some(index) = webhook {
                     let signature = headers.iter().find(|(n, _)| n == "stripe-signature").map(|(_, v)| v.clone());
