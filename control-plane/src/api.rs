@@ -31,8 +31,8 @@ pub struct ControlPlaneApi {
 fn instance(service: &str, address: &str, port: u32) -> Result<(String, u16), Status> {
     let port = u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| Status::invalid_argument("port: must be 1-65535"))?;
     let ip: std::net::IpAddr = address.parse().map_err(|_| Status::invalid_argument("address: must be an IP address"))?;
-    if service.is_empty() || !service.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-        return Err(Status::invalid_argument("service: must match [a-z][a-z0-9-]*"));
+    if !crate::registry::is_service_name(service) {
+        return Err(Status::invalid_argument("service: must match [a-z][a-z0-9-]{0,39}"));
     }
     Ok((ip.to_string(), port))
 }

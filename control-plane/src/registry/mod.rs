@@ -9,7 +9,7 @@ pub mod traffic;
 mod validate;
 
 pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
-pub use validate::{Registry, RegistryError, REDACTED};
+pub use validate::{is_service_name, Registry, RegistryError, REDACTED};
 
 use std::path::Path;
 

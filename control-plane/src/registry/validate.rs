@@ -274,7 +274,8 @@ fn check_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn is_service_name(name: &str) -> bool {
+/// `[a-z][a-z0-9-]{0,39}`: a registry service name (also checked for live instances).
+pub fn is_service_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && name.len() <= 40

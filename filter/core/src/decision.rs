@@ -29,16 +29,12 @@ pub enum Decision<'r> {
     /// Remove `remove` (every copy), then set the identity's headers and the signed
     /// statement (each replaces every copy). No identity: a public or unrouted path.
     ///
-    /// `request_id` replaces an `x-request-id` that is not a plain token: Envoy's JSON error
-    /// templates insert the header as it is, so a quote in it would break them.
-    ///
     /// `webhook` is the index of a webhook in the policy whose signature must be checked
     /// against the body before the request goes on (see [`crate::webhook`]).
     Forward {
         remove: Vec<&'r str>,
         identity: Option<Rc<Identity>>,
         statement: Option<Rc<str>>,
-        request_id: Option<String>,
         webhook: Option<usize>,
     },
     Deny(Denial),
@@ -89,6 +85,26 @@ pub struct Observed {
 pub struct Outcome<'r> {
     pub decision: Decision<'r>,
     pub observed: Observed,
+    /// The request id for replies, bodies and the upstream, whatever the decision.
+    pub request_id: RequestId<'r>,
+}
+
+/// The request's `x-request-id`, or a plain replacement for one that is not a plain token:
+/// Envoy's JSON error templates insert the header as it is, so a quote in it would break
+/// them. A replacement must also replace the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId<'r> {
+    Kept(&'r str),
+    Replaced(String),
+}
+
+impl RequestId<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::Kept(id) => id,
+            RequestId::Replaced(id) => id,
+        }
+    }
 }
 
 /// Per-VM state the decision reads and updates.
@@ -99,8 +115,9 @@ pub struct FilterState {
 
 pub fn decide<'r>(policy: &Policy, request: &RequestView<'r>, now: i64, state: &mut FilterState) -> Outcome<'r> {
     let mut observed = Observed::default();
-    let decision = decide_inner(policy, request, now, state, &mut observed);
-    Outcome { decision, observed }
+    let mut request_id = RequestId::Kept("");
+    let decision = decide_inner(policy, request, now, state, &mut observed, &mut request_id);
+    Outcome { decision, observed, request_id }
 }
 
 fn decide_inner<'r>(
@@ -109,6 +126,7 @@ fn decide_inner<'r>(
     now: i64,
     state: &mut FilterState,
     observed: &mut Observed,
+    request_id: &mut RequestId<'r>,
 ) -> Decision<'r> {
     let path = strip_query(request.path);
     let service = policy.service_for(path);
@@ -117,13 +135,13 @@ fn decide_inner<'r>(
     let mut remove: Vec<&'r str> = Vec::new();
     let mut authorization: Vec<&str> = Vec::new();
     let mut venue_headers: Vec<&str> = Vec::new();
-    let mut request_id = None;
     let headers: &'r [(String, String)] = request.headers;
     for (name, value) in headers {
         match name.as_str() {
             "authorization" => authorization.push(value),
             "x-venue-id" => venue_headers.push(value),
-            "x-request-id" if !is_plain_request_id(value) => request_id = Some(plain_request_id(value)),
+            "x-request-id" if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
+            "x-request-id" => *request_id = RequestId::Replaced(plain_request_id(value)),
             _ => {}
         }
         if header_policy.removes_request_header(name) && !remove.contains(&name.as_str()) {
@@ -135,7 +153,7 @@ fn decide_inner<'r>(
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
         // No service (Envoy will 404) or a public path: no identity is asserted, and
         // every client copy of an identity header is already in `remove`.
-        return Decision::Forward { remove, identity: None, statement: None, request_id, webhook };
+        return Decision::Forward { remove, identity: None, statement: None, webhook };
     };
 
     let identity = match authenticate(policy, &authorization, now, state, observed) {
@@ -181,7 +199,7 @@ fn decide_inner<'r>(
     remove.retain(|name| {
         !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
     });
-    Decision::Forward { remove, identity: Some(identity), statement, request_id, webhook }
+    Decision::Forward { remove, identity: Some(identity), statement, webhook }
 }
 
 fn authenticate(

@@ -317,11 +317,11 @@ mod properties {
 fn a_request_id_that_is_not_a_plain_token_is_replaced() {
     let mut h = Harness::new();
     let out = h.run("GET", "/nope", &[("x-request-id", "a\"b,\"evil\":\"1")]);
-    let Decision::Forward { request_id, .. } = &out.decision else { panic!() };
-    assert_eq!(request_id.as_deref(), Some("abevil:1"));
+    assert_eq!(out.request_id, RequestId::Replaced("abevil:1".into()));
+    let out = h.run("GET", "/api/v1/events", &[("x-request-id", "a\"b")]);
+    assert_eq!(out.request_id.as_str(), "ab", "a refusal's body gets the plain id too");
     let out = h.run("GET", "/nope", &[("x-request-id", "5f1c7a9e-3b7c-4a59-9b1f-2f0f3f1b7a11")]);
-    let Decision::Forward { request_id, .. } = &out.decision else { panic!() };
-    assert_eq!(request_id, &None, "Envoy's own ids pass untouched");
+    assert_eq!(out.request_id, RequestId::Kept("5f1c7a9e-3b7c-4a59-9b1f-2f0f3f1b7a11"), "Envoy's own ids pass untouched");
     assert_eq!(plain_request_id("\"\""), "invalid");
 }
 

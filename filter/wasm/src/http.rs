@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use stagedoor_filter_core::decision::{is_plain_request_id, plain_request_id, STATEMENT_HEADER};
+use stagedoor_filter_core::decision::{RequestId, STATEMENT_HEADER};
 use stagedoor_filter_core::reply::Denial;
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
@@ -75,11 +75,12 @@ impl HttpContext for StagedoorHttp {
             decide(&self.policy, &request, now_ms / 1000, &mut state)
         };
         self.metrics.observe(&outcome.observed);
+        if let RequestId::Replaced(id) = &outcome.request_id {
+            self.set_http_request_header("x-request-id", Some(id));
+        }
+        let request_id = outcome.request_id.as_str();
         match outcome.decision {
-            Decision::Forward { remove, identity, statement, request_id, webhook } => {
-                if let Some(id) = &request_id {
-                    self.set_http_request_header("x-request-id", Some(id));
-                }
+            Decision::Forward { remove, identity, statement, webhook } => {
                 // One call per header (about 0.4 µs each) measured cheaper than replacing
                 // the whole map (about 5 µs with a token-sized Authorization in it).
                 for name in &remove {
@@ -105,8 +106,7 @@ impl HttpContext for StagedoorHttp {
                 }
                 if let Some(index) = webhook {
                     let signature = headers.iter().find(|(n, _)| n == "stripe-signature").map(|(_, v)| v.clone());
-                    let id = request_id.unwrap_or_else(|| pseudo("x-request-id").to_owned());
-                    self.pending_webhook = Some((index, signature, id));
+                    self.pending_webhook = Some((index, signature, request_id.to_owned()));
                     if end_of_stream {
                         return self.check_webhook(&[]);
                     }
@@ -116,9 +116,7 @@ impl HttpContext for StagedoorHttp {
                 Action::Continue
             }
             Decision::Deny(denial) => {
-                let raw_id = pseudo("x-request-id");
-                let request_id = if is_plain_request_id(raw_id) { raw_id.to_owned() } else { plain_request_id(raw_id) };
-                self.refuse(&denial, &request_id, now_ms);
+                self.refuse(&denial, request_id, now_ms);
                 Action::Pause
             }
         }
