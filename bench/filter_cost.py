@@ -2,14 +2,17 @@
 """What the Stagedoor filter costs Envoy, against plain Envoy and Envoy's native
 jwt_authn + rbac + header_mutation (JWT cache on), in one run on this machine.
 
-Each configuration: one Envoy (--concurrency 1) pinned to core 0; the upstream (a second
-Envoy answering 200 directly) and wrk pinned to core 1. Envoy's CPU time per request is
-utime+stime from /proc/<pid>/stat over the run divided by the requests wrk completed.
+Each configuration: one Envoy (--concurrency 1) pinned to core 0, all started at once and
+left idle but the one under load; the upstream (a further Envoy answering 200 directly)
+and wrk pinned to core 1. Envoy's CPU time per request is utime+stime from
+/proc/<pid>/stat over a burst divided by the requests wrk completed in it. Bursts of
+--seconds rotate through the configurations for --rounds rounds, so a drift in the
+machine's speed (these VMs drift by a third within minutes) hits all alike; the added
+cost of a configuration is taken against plain Envoy in the same round, then the median.
 Workload: GET /api/v1/venues/v1 with one HS256 bearer token (so both caches hit) and a
-spoofed x-tenant-id that must be replaced. Medians over --reps repetitions; ratios are
-against plain Envoy measured in the same run. Bounded: each run lasts --seconds.
+spoofed x-tenant-id that must be replaced. Bounded: rounds x configurations bursts.
 
-Usage: bench/filter_cost.py [--seconds 10] [--reps 3] [--out bench/results-filter.md]
+Usage: bench/filter_cost.py [--seconds 2] [--rounds 15] [--module LABEL=PATH] [--out bench/results-filter.md]
 """
 
 import argparse
@@ -111,7 +114,7 @@ RESPONSE_STRIP = """
                           - remove: www-authenticate"""
 
 
-def stagedoor_filters():
+def stagedoor_filters(wasm=WASM):
     config = subprocess.run([BIN, "filter-config", "--registry", REGISTRY], check=True, capture_output=True, text=True).stdout.strip()
     return f"""                  - name: envoy.filters.http.wasm
                     typed_config:
@@ -122,7 +125,7 @@ def stagedoor_filters():
                         vm_config:
                           vm_id: stagedoor
                           runtime: envoy.wasm.runtime.v8
-                          code: {{ local: {{ filename: {WASM} }} }}
+                          code: {{ local: {{ filename: {wasm} }} }}
                         configuration:
                           "@type": type.googleapis.com/google.protobuf.StringValue
                           value: {json.dumps(config)}""" + RESPONSE_STRIP
@@ -210,36 +213,56 @@ def parse_latency(text, label):
     return value * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
-def run_once(name, filters, seconds, token, workdir):
-    upstream_port, gw_port = free_port(), free_port()
-    upstream = start_envoy(UPSTREAM.format(admin=free_port(), port=upstream_port), 1, workdir, f"{name}-upstream")
-    gateway = start_envoy(
-        BOOTSTRAP.format(admin=free_port(), port=gw_port, upstream=upstream_port, hcm=HCM_COMMON.format(filters=filters)),
-        0, workdir, name)
-    try:
-        wait_ok(gw_port, token)
-        # Warm up (caches, connections), then measure.
-        subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d2s", "-H", f"Authorization: Bearer {token}",
-                        "-H", "x-tenant-id: evil", f"http://127.0.0.1:{gw_port}/api/v1/venues/v1"], capture_output=True, check=True)
-        before = cpu_ticks(gateway.pid)
-        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
-                              "-H", f"Authorization: Bearer {token}", "-H", "x-tenant-id: evil",
-                              f"http://127.0.0.1:{gw_port}/api/v1/venues/v1"], capture_output=True, text=True, check=True).stdout
-        after = cpu_ticks(gateway.pid)
-        requests = int(re.search(r"(\d+) requests in", out).group(1))
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if non2xx:
-            raise SystemExit(f"{name}: {non2xx.group(1)} non-2xx responses; the configuration is wrong")
-        return {
-            "cpu_us": (after - before) * 1_000_000 / CLK_TCK / requests,
-            "rps": requests / seconds,
-            "p50": parse_latency(out, "50%"),
-            "p99": parse_latency(out, "99%"),
-        }
-    finally:
-        for p in (gateway, upstream):
-            p.terminate()
-            p.wait(timeout=10)
+def wrk(port, seconds, token):
+    return subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
+                           "-H", f"Authorization: Bearer {token}", "-H", "x-tenant-id: evil",
+                           f"http://127.0.0.1:{port}/api/v1/venues/v1"], capture_output=True, text=True, check=True).stdout
+
+
+def wrk_start(port, seconds, token):
+    return subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
+                             "-H", f"Authorization: Bearer {token}", "-H", "x-tenant-id: evil",
+                             f"http://127.0.0.1:{port}/api/v1/venues/v1"], stdout=subprocess.PIPE, text=True)
+
+
+def summarize(name, out, ticks, seconds):
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{name}: {non2xx.group(1)} non-2xx responses; the configuration is wrong")
+    return {
+        "cpu_us": ticks * 1_000_000 / CLK_TCK / requests,
+        "rps": requests / seconds,
+        "p50": parse_latency(out, "50%"),
+        "p99": parse_latency(out, "99%"),
+    }
+
+
+def together(gateways, seconds, token):
+    """One burst against every gateway at once: they share core 0, so whatever the machine
+    does during the burst it does to all of them."""
+    before = [cpu_ticks(g.pid) for _, g, _ in gateways]
+    loads = [wrk_start(port, seconds, token) for _, _, port in gateways]
+    outs = [load.communicate()[0] for load in loads]
+    after = [cpu_ticks(g.pid) for _, g, _ in gateways]
+    return [summarize(name, out, a - b, seconds) for (name, _, _), out, a, b in zip(gateways, outs, after, before)]
+
+
+def burst(name, gateway, port, seconds, token):
+    """One measured burst against one gateway: its CPU per request over the burst."""
+    before = cpu_ticks(gateway.pid)
+    out = wrk(port, seconds, token)
+    after = cpu_ticks(gateway.pid)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"{name}: {non2xx.group(1)} non-2xx responses; the configuration is wrong")
+    return {
+        "cpu_us": (after - before) * 1_000_000 / CLK_TCK / requests,
+        "rps": requests / seconds,
+        "p50": parse_latency(out, "50%"),
+        "p99": parse_latency(out, "99%"),
+    }
 
 
 def registry_secret():
@@ -249,10 +272,13 @@ def registry_secret():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=2, help="length of one measured burst")
+    ap.add_argument("--rounds", type=int, default=15, help="bursts per configuration")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-filter.md"))
     ap.add_argument("--only", help="comma-separated first words of configs to run (plain,stagedoor,native)")
+    ap.add_argument("--together", action="store_true", help="load every configuration at once, sharing core 0")
+    ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH",
+                    help="also run the Stagedoor filter built as PATH (e.g. an earlier build), labelled LABEL")
     args = ap.parse_args()
     token = subprocess.run([BIN, "token", "--registry", REGISTRY, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", "1h"],
                            check=True, capture_output=True, text=True).stdout.strip()
@@ -261,38 +287,77 @@ def main():
         ("Stagedoor filter", stagedoor_filters()),
         ("native jwt_authn + rbac + header_mutation (JWT cache on)", native_filters(registry_secret())),
     ]
+    for module in args.module:
+        label, path = module.split("=", 1)
+        configs.insert(2, (f"Stagedoor filter ({label})", stagedoor_filters(os.path.abspath(path))))
     if args.only:
         wanted = args.only.split(",")
         configs = [c for c in configs if c[0].split()[0].lower() in wanted]
     results = {name: [] for name, _ in configs}
+    processes = []
     with tempfile.TemporaryDirectory(prefix="stagedoor-bench-") as workdir:
-        for rep in range(args.reps):
-            for name, filters in configs:  # interleaved, so drift hits every config alike
-                r = run_once(name.split()[0].lower(), filters, args.seconds, token, workdir)
-                results[name].append(r)
-                print(f"rep {rep + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
+        try:
+            upstream_port = free_port()
+            processes.append(start_envoy(UPSTREAM.format(admin=free_port(), port=upstream_port), 1, workdir, "upstream"))
+            gateways = []
+            for name, filters in configs:
+                port = free_port()
+                label = re.sub(r"\W+", "-", name.lower()).strip("-")
+                yaml_text = BOOTSTRAP.format(admin=free_port(), port=port, upstream=upstream_port, hcm=HCM_COMMON.format(filters=filters))
+                gateway = start_envoy(yaml_text, 0, workdir, label)
+                processes.append(gateway)
+                gateways.append((name, gateway, port))
+            for name, gateway, port in gateways:
+                wait_ok(port, token)
+                wrk(port, 2, token)  # warm up: caches, connections, JIT
+            # All gateways stay up, idle but one; short bursts rotate through them, so a
+            # drift in the machine's speed hits every configuration alike.
+            for round_no in range(args.rounds if args.together else 0):
+                for (name, _, _), r in zip(gateways, together(gateways, args.seconds, token)):
+                    results[name].append(r)
+                    print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
+            for round_no in range(0 if args.together else args.rounds):
+                shift = round_no % len(gateways)
+                for name, gateway, port in gateways[shift:] + gateways[:shift]:
+                    r = burst(name, gateway, port, args.seconds, token)
+                    results[name].append(r)
+                    print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
+        finally:
+            for p in processes:
+                p.terminate()
+                p.wait(timeout=10)
     med = {name: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for name, runs in results.items()}
     if "plain Envoy" not in med:
         print(json.dumps(med, indent=1))
         return
     plain = med["plain Envoy"]
+    # Added cost is paired by round (each configuration against plain Envoy measured
+    # moments apart), then the median over rounds is taken.
+    added = {name: [r["cpu_us"] - p["cpu_us"] for r, p in zip(runs, results["plain Envoy"])] for name, runs in results.items()}
     lines = [
-        f"Envoy 1.40, --concurrency 1 on one core; wrk -t1 -c32, {args.seconds} s x {args.reps} reps (medians), "
-        f"{time.strftime('%Y-%m-%d')} on {os.uname().nodename}, {os.cpu_count()} cores.",
+        f"Envoy 1.40, --concurrency 1 on one core; wrk -t1 -c32; {args.rounds} rounds of {args.seconds} s bursts per "
+        f"configuration, rotated (medians); {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, {os.cpu_count()} cores.",
         "",
         "| Envoy with ... | CPU µs/req | added over plain | CPU x plain | rps | rps x plain | p50 µs | p99 µs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, m in med.items():
         lines.append(
-            f"| {name} | {m['cpu_us']:.1f} | {m['cpu_us'] - plain['cpu_us']:+.1f} | {m['cpu_us'] / plain['cpu_us']:.2f} | "
+            f"| {name} | {m['cpu_us']:.1f} | {statistics.median(added[name]):+.1f} | {m['cpu_us'] / plain['cpu_us']:.2f} | "
             f"{m['rps']:.0f} | {m['rps'] / plain['rps']:.2f} | {m['p50']:.0f} | {m['p99']:.0f} |")
     native_name = "native jwt_authn + rbac + header_mutation (JWT cache on)"
-    if "Stagedoor filter" in med and native_name in med:
-        sd = med["Stagedoor filter"]["cpu_us"] - plain["cpu_us"]
-        nat = med[native_name]["cpu_us"] - plain["cpu_us"]
-        lines += ["", f"Stagedoor adds {sd:.1f} µs/req; the native pair adds {nat:.1f} µs/req "
-                  f"(Stagedoor / native added cost = {sd / nat:.2f})." if nat > 0 else ""]
+    if native_name in med:
+        lines.append("")
+        nat = statistics.median(added[native_name])
+        for name in (n for n in med if n.startswith("Stagedoor filter")):
+            ratios = sorted(a / b for a, b in zip(added[name], added[native_name]) if b > 0)
+            if not ratios:
+                continue
+            quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+            lines.append(
+                f"{name} adds {statistics.median(added[name]):.1f} µs/req; the native pair adds {nat:.1f} µs/req "
+                f"(Stagedoor / native added cost, per round: median {statistics.median(ratios):.2f}, "
+                f"middle half {quartiles[0]:.2f}-{quartiles[2]:.2f}).")
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:

@@ -29,19 +29,26 @@ impl RawResponse {
 
 /// Sends `GET`-style request with the given target and raw header lines; returns the reply.
 pub fn request(port: u16, method: &str, target: &str, header_lines: &[&str], body: &str) -> RawResponse {
+    let lines: Vec<&[u8]> = header_lines.iter().map(|l| l.as_bytes()).collect();
+    request_bytes(port, method, target, &lines, body)
+}
+
+/// [`request`] with header lines given as bytes, for bytes that are not UTF-8 (HTTP/1
+/// allows them in values).
+pub fn request_bytes(port: u16, method: &str, target: &str, header_lines: &[&[u8]], body: &str) -> RawResponse {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut text = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n").into_bytes();
     for line in header_lines {
-        text.push_str(line);
-        text.push_str("\r\n");
+        bytes.extend_from_slice(line);
+        bytes.extend_from_slice(b"\r\n");
     }
     if !body.is_empty() || method == "POST" {
-        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        bytes.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
-    text.push_str("\r\n");
-    text.push_str(body);
-    stream.write_all(text.as_bytes()).expect("write");
+    bytes.extend_from_slice(b"\r\n");
+    bytes.extend_from_slice(body.as_bytes());
+    stream.write_all(&bytes).expect("write");
     parse(&read_response(&mut stream))
 }
 

@@ -159,6 +159,36 @@ fn the_upstream_sees_exactly_one_identity_taken_from_the_token() {
 }
 
 #[test]
+fn header_bytes_that_are_not_utf8_are_handled_and_never_stop_the_filter() {
+    // HTTP/1 allows such bytes in values; the proxy-wasm SDK's own header reader panics on
+    // them, which killed the VM and failed every later request on the worker.
+    let stack = start();
+    let auth = format!("Authorization: {}", bearer(json!({})));
+    for _ in 0..3 {
+        let r = raw::request_bytes(
+            stack.gateway_port,
+            "GET",
+            "/api/v1/venues/v1",
+            &[auth.as_bytes(), b"X-Echo-Note: caf\xe9 \xff", b"X-Tenant-ID: \xfe\xff", b"X-Request-ID: \xff"],
+            "",
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let h = &r.json()["headers"];
+        assert_eq!(h["x-tenant-id"], json!(["t1"]), "the spoofed copy is still replaced: {h}");
+        assert_eq!(h["x-echo-note"].as_array().map(Vec::len), Some(1), "an allowed header passes as it came");
+        // Envoy may already replace such an id with its own; either way a plain one arrives.
+        let id = h["x-request-id"][0].as_str().unwrap_or_default();
+        assert!(stagedoor_filter_core::decision::is_plain_request_id(id), "{id}");
+    }
+    let bad_token = raw::request_bytes(stack.gateway_port, "GET", "/api/v1/venues/v1", &[b"Authorization: Bearer \xff\xfe"], "");
+    assert_error(&bad_token, 401, "TOKEN_MALFORMED");
+    let bad_venue =
+        raw::request_bytes(stack.gateway_port, "GET", "/api/v1/venues/v1", &[auth.as_bytes(), b"X-Venue-ID: v1\xff"], "");
+    assert_error(&bad_venue, 403, "VENUE_ACCESS_DENIED");
+    assert_eq!(with_token(&stack, "GET", "/api/v1/venues/v1", json!({})).status, 200, "the filter still serves");
+}
+
+#[test]
 fn public_paths_cannot_be_used_to_reach_protected_ones() {
     let stack = start();
     // The public path itself works without a token and asserts no identity.

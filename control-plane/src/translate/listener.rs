@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     http_connection_manager::InternalAddressConfig,
 };
 use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource};
-use envoy_types::pb::envoy::extensions::wasm::v3::{PluginConfig, VmConfig};
+use envoy_types::pb::envoy::extensions::wasm::v3::{FailurePolicy, PluginConfig, VmConfig};
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue, UInt32Value};
 use stagedoor_filter_core::config::FilterConfig;
@@ -98,6 +98,10 @@ fn stagedoor_filter(options: &TranslateOptions, config: &FilterConfig) -> HttpFi
             // the signature check; without this Envoy would stop all iteration and never
             // hand the filter the body.
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+            // If the VM ever fails at run time, the request at hand gets a 503 and the next
+            // one a fresh VM (after Envoy's reload backoff), instead of every request on the
+            // worker failing until Envoy restarts (FAIL_CLOSED, the default).
+            failure_policy: FailurePolicy::FailReload as i32,
             ..Default::default()
         }),
     };

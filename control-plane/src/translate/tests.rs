@@ -130,6 +130,11 @@ fn the_filter_gets_the_shared_config_type_for_every_service() {
     let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[0].config_type else { panic!() };
     let wasm = Wasm::decode(any.value.as_slice()).unwrap();
     let plugin = wasm.config.unwrap();
+    assert_eq!(
+        plugin.failure_policy,
+        envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
+        "a VM failure costs one request, not the worker"
+    );
     let json = StringValue::decode(plugin.configuration.unwrap().value.as_slice()).unwrap().value;
     let config = FilterConfig::from_json(json.as_bytes()).unwrap();
     let names: Vec<_> = config.services.iter().map(|s| s.name.as_str()).collect();

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::cache::TokenCache;
+use crate::header_map::NOT_UTF8;
 use crate::identity::Identity;
 use crate::path::strip_query;
 use crate::policy::Policy;
@@ -18,8 +19,9 @@ pub struct RequestView<'a> {
     pub method: &'a str,
     /// `:path` as Envoy hands it over (after its normalization), query included.
     pub path: &'a str,
-    /// Every header, in order, names lower-cased, duplicates kept.
-    pub headers: &'a [(String, String)],
+    /// Every header, in order, names lower-cased, duplicates kept; a name or value that is
+    /// not UTF-8 reads as [`crate::header_map::NOT_UTF8`].
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// What the filter must do with a request. Borrows from the request and the cache, so the
@@ -135,18 +137,27 @@ fn decide_inner<'r>(
     let mut remove: Vec<&'r str> = Vec::new();
     let mut authorization: Vec<&str> = Vec::new();
     let mut venue_headers: Vec<&str> = Vec::new();
-    let headers: &'r [(String, String)] = request.headers;
-    for (name, value) in headers {
-        match name.as_str() {
+    let mut unreadable_name = false;
+    for &(name, value) in request.headers {
+        match name {
             "authorization" => authorization.push(value),
             "x-venue-id" => venue_headers.push(value),
             "x-request-id" if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
             "x-request-id" => *request_id = RequestId::Replaced(plain_request_id(value)),
+            NOT_UTF8 => unreadable_name = true,
             _ => {}
         }
-        if header_policy.removes_request_header(name) && !remove.contains(&name.as_str()) {
-            remove.push(name.as_str());
+        if header_policy.removes_request_header(name) && !remove.contains(&name) {
+            remove.push(name);
         }
+    }
+    if unreadable_name {
+        // A header the policy cannot name is one it cannot strip.
+        return Decision::Deny(Denial {
+            status: 400,
+            code: "MALFORMED_HEADER",
+            message: String::from("A request header name is not valid UTF-8"),
+        });
     }
 
     let webhook = policy.webhooks.iter().position(|(hook_path, _)| hook_path == path);

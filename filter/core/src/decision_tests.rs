@@ -81,8 +81,9 @@ impl Harness {
 
     fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
         // Leaked so the decision can borrow from them for the rest of the test.
-        let headers: &'static [(String, String)] =
-            Box::leak(headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect::<Vec<_>>().into_boxed_slice());
+        let headers: &'static [(&'static str, &'static str)] = Box::leak(
+            headers.iter().map(|(n, v)| (&*Box::leak((*n).into()), &*Box::leak((*v).into()))).collect::<Vec<_>>().into_boxed_slice(),
+        );
         decide(&self.policy, &RequestView { method, path, headers }, NOW, &mut self.state)
     }
 }
@@ -232,8 +233,7 @@ fn the_cache_serves_repeats_and_still_honours_exp_and_revocation() {
     assert_eq!(h.run("GET", "/api/v1/events", &[("authorization", &auth)]).observed.cache_hit, Some(true));
     let headers = [("authorization", auth.as_str())];
     let path = "/api/v1/events";
-    let later: Vec<(String, String)> = headers.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-    let out = decide(&h.policy, &RequestView { method: "GET", path, headers: &later }, NOW + 41, &mut h.state);
+    let out = decide(&h.policy, &RequestView { method: "GET", path, headers: &headers }, NOW + 41, &mut h.state);
     assert_eq!(denial(&out), (401, "TOKEN_EXPIRED"));
 
     let auth = bearer(&token(json!({"jti": "rev-me"})));
@@ -258,7 +258,7 @@ fn the_identity_statement_is_signed_when_a_key_is_configured() {
 
     // Reused while fresh (no HMAC per request), re-signed once stale.
     let again = |h: &mut Harness, now: i64| {
-        let headers = vec![("authorization".to_owned(), auth.clone())];
+        let headers = [("authorization", auth.as_str())];
         let out = decide(&h.policy, &RequestView { method: "GET", path: "/api/v1/events", headers: &headers }, now, &mut h.state);
         let (_, set) = forwarded(&out);
         set.into_iter().find(|(n, _)| *n == "x-stagedoor-identity").unwrap().1
@@ -323,6 +323,24 @@ fn a_request_id_that_is_not_a_plain_token_is_replaced() {
     let out = h.run("GET", "/nope", &[("x-request-id", "5f1c7a9e-3b7c-4a59-9b1f-2f0f3f1b7a11")]);
     assert_eq!(out.request_id, RequestId::Kept("5f1c7a9e-3b7c-4a59-9b1f-2f0f3f1b7a11"), "Envoy's own ids pass untouched");
     assert_eq!(plain_request_id("\"\""), "invalid");
+}
+
+#[test]
+fn headers_that_are_not_utf8_fail_closed() {
+    // How crate::header_map hands over bytes that are not UTF-8.
+    let mut h = Harness::new();
+    let manager = bearer(&token(json!({})));
+    let (remove, _) = forwarded(&h.run("GET", "/api/v1/events", &[("authorization", &manager), ("x-custom-a", NOT_UTF8)]));
+    assert!(remove.is_empty(), "an allowed header with an unreadable value passes untouched");
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", NOT_UTF8)])), (401, "TOKEN_MALFORMED"));
+    assert_eq!(
+        denial(&h.run("GET", "/api/v1/events/1", &[("authorization", &manager), ("x-venue-id", NOT_UTF8)])),
+        (403, "VENUE_ACCESS_DENIED")
+    );
+    assert_eq!(h.run("GET", "/nope", &[("x-request-id", NOT_UTF8)]).request_id, RequestId::Replaced("invalid".into()));
+    let out = h.run("GET", "/api/v1/public/x", &[(NOT_UTF8, "v"), ("x-request-id", "r1")]);
+    assert_eq!(denial(&out), (400, "MALFORMED_HEADER"), "a name the policy cannot read is one it cannot strip");
+    assert_eq!(out.request_id.as_str(), "r1");
 }
 
 #[test]

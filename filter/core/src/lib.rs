@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod config;
 pub mod defaults;
+pub mod header_map;
 pub mod headers;
 pub mod identity;
 pub mod rbac;

@@ -11,7 +11,7 @@ use proxy_wasm::types::Action;
 use stagedoor_filter_core::decision::{RequestId, STATEMENT_HEADER};
 use stagedoor_filter_core::reply::Denial;
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
-use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
+use stagedoor_filter_core::{decide, header_map, Decision, FilterState, Policy, RequestView};
 
 use crate::metrics::Metrics;
 
@@ -65,10 +65,15 @@ impl Context for StagedoorHttp {}
 impl HttpContext for StagedoorHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One read of the whole map (cheaper than several single reads, and the only way
-        // to see repeated headers).
-        let headers = self.get_http_request_headers();
-        let pseudo = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("");
-        let now_ms = self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        // to see repeated headers), kept as the host wrote it and read in place.
+        let raw = crate::host::request_header_bytes();
+        let Some(headers) = raw.as_deref().and_then(|raw| header_map::parse(raw).ok()) else {
+            // A host failure, never a client's doing; refused so nothing unchecked passes.
+            self.refuse(&header_map::unreadable(), "unavailable", self.now_ms());
+            return Action::Pause;
+        };
+        let pseudo = |name: &str| headers.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
+        let now_ms = self.now_ms();
         let request = RequestView { method: pseudo(":method"), path: pseudo(":path"), headers: &headers };
         let outcome = {
             let mut state = self.state.borrow_mut();
@@ -88,7 +93,7 @@ impl HttpContext for StagedoorHttp {
                 }
                 // A header the client did not send is added (no search for copies to
                 // replace); one it did send is replaced, every copy at once.
-                let sent = |name: &str| headers.iter().any(|(n, _)| n == name);
+                let sent = |name: &str| headers.iter().any(|(n, _)| *n == name);
                 let put = |name: &str, value: &str| {
                     if sent(name) {
                         self.set_http_request_header(name, Some(value));
@@ -105,7 +110,7 @@ impl HttpContext for StagedoorHttp {
                     put(STATEMENT_HEADER, statement);
                 }
                 if let Some(index) = webhook {
-                    let signature = headers.iter().find(|(n, _)| n == "stripe-signature").map(|(_, v)| v.clone());
+                    let signature = headers.iter().find(|(n, _)| *n == "stripe-signature").map(|(_, v)| (*v).to_owned());
                     self.pending_webhook = Some((index, signature, request_id.to_owned()));
                     if end_of_stream {
                         return self.check_webhook(&[]);
