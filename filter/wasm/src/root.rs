@@ -61,6 +61,31 @@ impl Context for StagedoorRoot {
     }
 }
 
+impl StagedoorRoot {
+    /// Asks the control plane for the revocations since the list's cursor (one callout at
+    /// a time; a slow control plane is not piled onto). `early`: a try before the cluster
+    /// may exist (Envoy still starting), whose failure is neither logged nor counted.
+    fn poll_revocations(&mut self, early: bool) {
+        let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
+        if self.revocation_call.is_some() {
+            return;
+        }
+        let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
+        let path = format!("{}?since={cursor}", rev.path);
+        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
+        match self.dispatch_http_call(&rev.cluster, headers, None, vec![], CALLOUT_TIMEOUT) {
+            Ok(token) => self.revocation_call = Some(token),
+            Err(_) if early => {}
+            Err(e) => {
+                log::warn!("stagedoor: revocation poll not sent: {e:?}");
+                if let Some(m) = &self.metrics {
+                    m.bump(m.revocation_sync_failures);
+                }
+            }
+        }
+    }
+}
+
 impl RootContext for StagedoorRoot {
     /// Refusing a bad config (returning false) makes Envoy reject the listener update, so
     /// the control plane sees a NACK and the last good config keeps serving.
@@ -102,6 +127,10 @@ impl RootContext for StagedoorRoot {
         let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
         self.set_tick_period(poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH)));
         self.policy = Some(Rc::new(policy));
+        // A new VM (Envoy starting, or reloading a failed one) knows no revocations yet:
+        // ask at once rather than a tick from now. If the cluster is not there yet, the
+        // tick retries.
+        self.poll_revocations(true);
         true
     }
 
@@ -109,26 +138,10 @@ impl RootContext for StagedoorRoot {
         if let Some(m) = &self.metrics {
             m.flush();
         }
-        let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
-        let now = now_ms(self);
         if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {
-            m.set(m.revocation_staleness_ms, now.saturating_sub(last));
+            m.set(m.revocation_staleness_ms, now_ms(self).saturating_sub(last));
         }
-        if self.revocation_call.is_some() {
-            return; // one callout at a time; a slow control plane is not piled onto
-        }
-        let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
-        let path = format!("{}?since={cursor}", rev.path);
-        let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
-        match self.dispatch_http_call(&rev.cluster, headers, None, vec![], CALLOUT_TIMEOUT) {
-            Ok(token) => self.revocation_call = Some(token),
-            Err(e) => {
-                log::warn!("stagedoor: revocation poll not sent: {e:?}");
-                if let Some(m) = &self.metrics {
-                    m.bump(m.revocation_sync_failures);
-                }
-            }
-        }
+        self.poll_revocations(false);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
