@@ -2,17 +2,19 @@
 """What the Stagedoor filter costs Envoy, against plain Envoy and Envoy's native
 jwt_authn + rbac + header_mutation (JWT cache on), in one run on this machine.
 
-Each configuration: one Envoy (--concurrency 1) pinned to core 0, all started at once and
-left idle but the one under load; the upstream (a further Envoy answering 200 directly)
-and wrk pinned to core 1. Envoy's CPU time per request is utime+stime from
-/proc/<pid>/stat over a burst divided by the requests wrk completed in it. Bursts of
---seconds rotate through the configurations for --rounds rounds, so a drift in the
-machine's speed (these VMs drift by a third within minutes) hits all alike; the added
-cost of a configuration is taken against plain Envoy in the same round, then the median.
+Each configuration is one Envoy (--concurrency 1) pinned to core 0; the upstream (a further
+Envoy answering 200 directly) and one wrk per configuration are pinned to core 1. By
+default every configuration is loaded at the same time for each burst: they share core 0,
+so whatever the machine does during a burst (these VMs drift by a third within seconds) it
+does to all of them, and the ratios hold steady while the absolute figures sit above what
+a lone Envoy shows (the configurations also share the CPU caches). --rotate loads one at a
+time instead, rotating short bursts. Envoy's CPU time per request is utime+stime from
+/proc/<pid>/stat over a burst divided by the requests wrk completed in it; the added cost
+of a configuration is taken against plain Envoy in the same round, then the median.
 Workload: GET /api/v1/venues/v1 with one HS256 bearer token (so both caches hit) and a
 spoofed x-tenant-id that must be replaced. Bounded: rounds x configurations bursts.
 
-Usage: bench/filter_cost.py [--seconds 2] [--rounds 15] [--module LABEL=PATH] [--out bench/results-filter.md]
+Usage: bench/filter_cost.py [--seconds 4] [--rounds 10] [--rotate] [--module LABEL=PATH] [--out bench/results-filter.md]
 """
 
 import argparse
@@ -131,13 +133,39 @@ def stagedoor_filters(wasm=WASM):
                           value: {json.dumps(config)}""" + RESPONSE_STRIP
 
 
-def native_filters(secret):
+# Stagedoor's block list (filter/core/src/defaults.rs), for the native configuration that
+# strips what Stagedoor strips.
+IDENTITY_HEADERS = ["x-tenant-id", "x-tenant-source", "x-user-id", "x-user-role", "x-user-permissions", "x-venue-ids",
+                    "x-stagedoor-identity"]
+BLOCKED_HEADERS = ["x-internal-service", "x-internal-signature", "x-internal-key", "x-admin-token", "x-privileged",
+                   "x-forwarded-host", "x-real-ip", "proxy-authenticate", "proxy-authorization", "www-authenticate",
+                   "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
+                   "x-original-ip", "x-gateway-forwarded"]
+
+
+def native_filters(secret, parity=False):
+    """Envoy's own filters. Minimal: the six identity headers removed, three claims to
+    headers, the two RBAC checks. Parity: also every check and header Stagedoor does that
+    Envoy's filters can express: the whole block list and x-internal-* removed, the venues
+    claim as x-venue-ids, x-tenant-source added. Not expressible natively, so in neither:
+    the per-service allow-list, route rules, venue scope, revocation, the signed statement."""
     k = base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": k}]})
-    removes = "\n".join(
-        f"                          - remove: {h}"
-        for h in ["x-tenant-id", "x-tenant-source", "x-user-id", "x-user-role", "x-user-permissions", "x-venue-ids"]
-    )
+    removed = IDENTITY_HEADERS + BLOCKED_HEADERS if parity else IDENTITY_HEADERS[:6]
+    removes = "\n".join(f"                          - remove: {h}" for h in removed)
+    if parity:
+        removes += "\n                          - remove_on_match: { key_matcher: { prefix: x-internal-, ignore_case: true } }"
+    claims = [("x-tenant-id", "tenant_id"), ("x-user-id", "sub"), ("x-user-role", "role")]
+    if parity:
+        claims += [("x-venue-ids", "venues"), ("x-user-permissions", "permissions")]
+    claim_lines = "\n".join(f"                            - {{ header_name: {h}, claim_name: {c} }}" for h, c in claims)
+    tenant_source = """
+                  - name: envoy.filters.http.header_mutation
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
+                      mutations:
+                        request_mutations:
+                          - append: { header: { key: x-tenant-source, value: jwt }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }""" if parity else ""
     return f"""                  - name: envoy.filters.http.header_mutation
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
@@ -157,9 +185,7 @@ def native_filters(secret):
                           payload_in_metadata: jwt_payload
                           jwt_cache_config: {{ jwt_cache_size: 1000 }}
                           claim_to_headers:
-                            - {{ header_name: x-tenant-id, claim_name: tenant_id }}
-                            - {{ header_name: x-user-id, claim_name: sub }}
-                            - {{ header_name: x-user-role, claim_name: role }}
+{claim_lines}
                       rules: [{{ match: {{ prefix: /api/ }}, requires: {{ provider_name: tt }} }}]
                   - name: envoy.filters.http.rbac
                     typed_config:
@@ -173,7 +199,7 @@ def native_filters(secret):
                               - and_ids:
                                   ids:
                                     - metadata: {{ filter: envoy.filters.http.jwt_authn, path: [{{ key: jwt_payload }}, {{ key: type }}], value: {{ string_match: {{ exact: access }} }} }}
-                                    - metadata: {{ filter: envoy.filters.http.jwt_authn, path: [{{ key: jwt_payload }}, {{ key: tenant_id }}], value: {{ string_match: {{ safe_regex: {{ regex: ".+" }} }} }} }}""" + RESPONSE_STRIP
+                                    - metadata: {{ filter: envoy.filters.http.jwt_authn, path: [{{ key: jwt_payload }}, {{ key: tenant_id }}], value: {{ string_match: {{ safe_regex: {{ regex: ".+" }} }} }} }}""" + tenant_source + RESPONSE_STRIP
 
 
 def start_envoy(yaml_text, cpu, workdir, name):
@@ -272,11 +298,12 @@ def registry_secret():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=int, default=2, help="length of one measured burst")
-    ap.add_argument("--rounds", type=int, default=15, help="bursts per configuration")
+    ap.add_argument("--seconds", type=int, default=4, help="length of one measured burst")
+    ap.add_argument("--rounds", type=int, default=10, help="bursts per configuration")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-filter.md"))
     ap.add_argument("--only", help="comma-separated first words of configs to run (plain,stagedoor,native)")
-    ap.add_argument("--together", action="store_true", help="load every configuration at once, sharing core 0")
+    ap.add_argument("--rotate", action="store_true",
+                    help="load one configuration at a time, rotating bursts (closer to a lone Envoy, far noisier here)")
     ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH",
                     help="also run the Stagedoor filter built as PATH (e.g. an earlier build), labelled LABEL")
     args = ap.parse_args()
@@ -286,6 +313,7 @@ def main():
         ("plain Envoy", ""),
         ("Stagedoor filter", stagedoor_filters()),
         ("native jwt_authn + rbac + header_mutation (JWT cache on)", native_filters(registry_secret())),
+        ("native, parity (also the block list, x-internal-*, venues, x-tenant-source)", native_filters(registry_secret(), parity=True)),
     ]
     for module in args.module:
         label, path = module.split("=", 1)
@@ -310,13 +338,13 @@ def main():
             for name, gateway, port in gateways:
                 wait_ok(port, token)
                 wrk(port, 2, token)  # warm up: caches, connections, JIT
-            # All gateways stay up, idle but one; short bursts rotate through them, so a
-            # drift in the machine's speed hits every configuration alike.
-            for round_no in range(args.rounds if args.together else 0):
+            # Default: every gateway loaded at once, so whatever the machine does during a
+            # burst it does to all of them. --rotate: one at a time, bursts rotating.
+            for round_no in range(0 if args.rotate else args.rounds):
                 for (name, _, _), r in zip(gateways, together(gateways, args.seconds, token)):
                     results[name].append(r)
                     print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
-            for round_no in range(0 if args.together else args.rounds):
+            for round_no in range(args.rounds if args.rotate else 0):
                 shift = round_no % len(gateways)
                 for name, gateway, port in gateways[shift:] + gateways[:shift]:
                     r = burst(name, gateway, port, args.seconds, token)
@@ -335,8 +363,9 @@ def main():
     # moments apart), then the median over rounds is taken.
     added = {name: [r["cpu_us"] - p["cpu_us"] for r, p in zip(runs, results["plain Envoy"])] for name, runs in results.items()}
     lines = [
-        f"Envoy 1.40, --concurrency 1 on one core; wrk -t1 -c32; {args.rounds} rounds of {args.seconds} s bursts per "
-        f"configuration, rotated (medians); {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, {os.cpu_count()} cores.",
+        f"Envoy 1.40, --concurrency 1, every Envoy on core 0; wrk -t1 -c32 per Envoy; {args.rounds} rounds of "
+        f"{args.seconds} s bursts, " + ("one Envoy at a time, rotated" if args.rotate else "all Envoys loaded at once")
+        + f" (medians); {time.strftime('%Y-%m-%d')} on {os.uname().nodename}, {os.cpu_count()} cores.",
         "",
         "| Envoy with ... | CPU µs/req | added over plain | CPU x plain | rps | rps x plain | p50 µs | p99 µs |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -345,8 +374,7 @@ def main():
         lines.append(
             f"| {name} | {m['cpu_us']:.1f} | {statistics.median(added[name]):+.1f} | {m['cpu_us'] / plain['cpu_us']:.2f} | "
             f"{m['rps']:.0f} | {m['rps'] / plain['rps']:.2f} | {m['p50']:.0f} | {m['p99']:.0f} |")
-    native_name = "native jwt_authn + rbac + header_mutation (JWT cache on)"
-    if native_name in med:
+    for native_name in (n for n in med if n.startswith("native")):
         lines.append("")
         nat = statistics.median(added[native_name])
         for name in (n for n in med if n.startswith("Stagedoor filter")):
@@ -355,9 +383,8 @@ def main():
                 continue
             quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
             lines.append(
-                f"{name} adds {statistics.median(added[name]):.1f} µs/req; the native pair adds {nat:.1f} µs/req "
-                f"(Stagedoor / native added cost, per round: median {statistics.median(ratios):.2f}, "
-                f"middle half {quartiles[0]:.2f}-{quartiles[2]:.2f}).")
+                f"{name} adds {statistics.median(added[name]):.1f} µs/req; {native_name} adds {nat:.1f} µs/req "
+                f"(ratio per round: median {statistics.median(ratios):.2f}, middle half {quartiles[0]:.2f}-{quartiles[2]:.2f}).")
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:
