@@ -104,16 +104,22 @@ static_resources:
 """
 
 
-# Both gateways strip internal headers from responses; Stagedoor does it with this native
-# filter (the control plane adds it after the wasm filter), so the native setup gets it too.
-RESPONSE_STRIP = """
+def header_mutation(kind, mutations):
+    """An envoy.filters.http.header_mutation filter; kind is request or response."""
+    lines = "\n".join(f"                          - {m}" for m in mutations)
+    return f"""
                   - name: envoy.filters.http.header_mutation
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
                       mutations:
-                        response_mutations:
-                          - remove_on_match: { key_matcher: { prefix: x-internal-, ignore_case: true } }
-                          - remove: www-authenticate"""
+                        {kind}_mutations:
+{lines}"""
+
+
+# Both gateways strip internal headers from responses; Stagedoor does it with this native
+# filter (the control plane adds it after the wasm filter), so the native setup gets it too.
+RESPONSE_STRIP = header_mutation("response", ["remove_on_match: { key_matcher: { prefix: x-internal-, ignore_case: true } }",
+                                              "remove: www-authenticate"])
 
 
 def stagedoor_filters(wasm=WASM):
@@ -152,26 +158,16 @@ def native_filters(secret, parity=False):
     k = base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")
     jwks = json.dumps({"keys": [{"kty": "oct", "alg": "HS256", "k": k}]})
     removed = IDENTITY_HEADERS + BLOCKED_HEADERS if parity else IDENTITY_HEADERS[:6]
-    removes = "\n".join(f"                          - remove: {h}" for h in removed)
+    removes = [f"remove: {h}" for h in removed]
     if parity:
-        removes += "\n                          - remove_on_match: { key_matcher: { prefix: x-internal-, ignore_case: true } }"
+        removes.append("remove_on_match: { key_matcher: { prefix: x-internal-, ignore_case: true } }")
     claims = [("x-tenant-id", "tenant_id"), ("x-user-id", "sub"), ("x-user-role", "role")]
     if parity:
         claims += [("x-venue-ids", "venues"), ("x-user-permissions", "permissions")]
     claim_lines = "\n".join(f"                            - {{ header_name: {h}, claim_name: {c} }}" for h, c in claims)
-    tenant_source = """
-                  - name: envoy.filters.http.header_mutation
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-                      mutations:
-                        request_mutations:
-                          - append: { header: { key: x-tenant-source, value: jwt }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }""" if parity else ""
-    return f"""                  - name: envoy.filters.http.header_mutation
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-                      mutations:
-                        request_mutations:
-{removes}
+    tenant_source = header_mutation("request", [
+        "append: { header: { key: x-tenant-source, value: jwt }, append_action: OVERWRITE_IF_EXISTS_OR_ADD }"]) if parity else ""
+    return header_mutation("request", removes).lstrip("\n") + f"""
                   - name: envoy.filters.http.jwt_authn
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
@@ -239,16 +235,17 @@ def parse_latency(text, label):
     return value * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
 
 
+def wrk_command(port, seconds, token):
+    return ["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}",
+            "-H", "x-tenant-id: evil", f"http://127.0.0.1:{port}/api/v1/venues/v1"]
+
+
 def wrk(port, seconds, token):
-    return subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
-                           "-H", f"Authorization: Bearer {token}", "-H", "x-tenant-id: evil",
-                           f"http://127.0.0.1:{port}/api/v1/venues/v1"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(wrk_command(port, seconds, token), capture_output=True, text=True, check=True).stdout
 
 
 def wrk_start(port, seconds, token):
-    return subprocess.Popen(["taskset", "-c", "1", "wrk", "-t1", "-c32", f"-d{seconds}s", "--latency",
-                             "-H", f"Authorization: Bearer {token}", "-H", "x-tenant-id: evil",
-                             f"http://127.0.0.1:{port}/api/v1/venues/v1"], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(wrk_command(port, seconds, token), stdout=subprocess.PIPE, text=True)
 
 
 def summarize(name, out, ticks, seconds):
