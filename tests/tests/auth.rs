@@ -186,6 +186,20 @@ fn header_bytes_that_are_not_utf8_are_handled_and_never_stop_the_filter() {
         raw::request_bytes(stack.gateway_port, "GET", "/api/v1/venues/v1", &[auth.as_bytes(), b"X-Venue-ID: v1\xff"], "");
     assert_error(&bad_venue, 403, "VENUE_ACCESS_DENIED");
     assert_eq!(with_token(&stack, "GET", "/api/v1/venues/v1", json!({})).status, 200, "the filter still serves");
+
+    // The same over HTTP/2 (h2c), where the bytes reach the filter the same way.
+    let h2 = reqwest::blocking::Client::builder().http2_prior_knowledge().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{}/api/v1/venues/v1", stack.gateway_port);
+    for _ in 0..3 {
+        let r = h2
+            .get(&url)
+            .header("authorization", bearer(json!({})))
+            .header("x-echo-note", reqwest::header::HeaderValue::from_bytes(b"caf\xe9 \xff").unwrap())
+            .send()
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+    }
 }
 
 #[test]

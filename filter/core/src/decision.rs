@@ -137,26 +137,27 @@ fn decide_inner<'r>(
     let mut remove: Vec<&'r str> = Vec::new();
     let mut authorization: Vec<&str> = Vec::new();
     let mut venue_headers: Vec<&str> = Vec::new();
-    let mut unreadable_name = false;
+    // Names, :method and :path decide what is stripped and checked: one the policy cannot
+    // read fails the request (Envoy's codecs let none through; this is the last line).
+    let mut unreadable = request.method == NOT_UTF8 || request.path == NOT_UTF8;
     for &(name, value) in request.headers {
         match name {
             "authorization" => authorization.push(value),
             "x-venue-id" => venue_headers.push(value),
             "x-request-id" if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
             "x-request-id" => *request_id = RequestId::Replaced(plain_request_id(value)),
-            NOT_UTF8 => unreadable_name = true,
+            NOT_UTF8 => unreadable = true,
             _ => {}
         }
         if header_policy.removes_request_header(name) && !remove.contains(&name) {
             remove.push(name);
         }
     }
-    if unreadable_name {
-        // A header the policy cannot name is one it cannot strip.
+    if unreadable {
         return Decision::Deny(Denial {
             status: 400,
             code: "MALFORMED_HEADER",
-            message: String::from("A request header name is not valid UTF-8"),
+            message: String::from("A request header name, the method or the path is not valid UTF-8"),
         });
     }
 

@@ -341,6 +341,10 @@ fn headers_that_are_not_utf8_fail_closed() {
     let out = h.run("GET", "/api/v1/public/x", &[(NOT_UTF8, "v"), ("x-request-id", "r1")]);
     assert_eq!(denial(&out), (400, "MALFORMED_HEADER"), "a name the policy cannot read is one it cannot strip");
     assert_eq!(out.request_id.as_str(), "r1");
+    // Envoy routes on the real bytes: a path or method the policy cannot read must not pass
+    // as "no service here" or "no rule for this method".
+    assert_eq!(denial(&h.run("GET", NOT_UTF8, &[])), (400, "MALFORMED_HEADER"));
+    assert_eq!(denial(&h.run(NOT_UTF8, "/api/v1/events", &[("authorization", &manager)])), (400, "MALFORMED_HEADER"));
 }
 
 #[test]

@@ -6,8 +6,9 @@
 //! so every later request fails) when a value is not UTF-8, which HTTP/1 allows
 //! (obs-text). Here every name and value borrows from the buffer, and bytes that are not
 //! UTF-8 never stop the request: such a value reads as [`NOT_UTF8`], such a name as
-//! [`NOT_UTF8`] too, which [`crate::decide`] refuses (Envoy's codecs never let one
-//! through, and a name the policy cannot read is a name it cannot strip).
+//! [`NOT_UTF8`] too, which [`crate::decide`] refuses, as it refuses such a `:method` or
+//! `:path` (Envoy's codecs never let one through, and what the policy cannot read it can
+//! neither strip nor route).
 
 /// What a name or value that is not UTF-8 reads as. No policy rule matches it: as an
 /// `authorization` value it is a malformed token, as an `x-venue-id` a venue nobody holds,
