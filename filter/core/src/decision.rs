@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use crate::cache::TokenCache;
+use crate::clock::Clock;
 use crate::header_map::NOT_UTF8;
 use crate::identity::Identity;
 use crate::path::strip_query;
@@ -115,17 +116,24 @@ pub struct FilterState {
     pub revocations: RevocationList,
 }
 
+/// [`decide_at`] with the exact time `now` (unix seconds).
 pub fn decide<'r>(policy: &Policy, request: &RequestView<'r>, now: i64, state: &mut FilterState) -> Outcome<'r> {
+    let mut exact = || now;
+    decide_at(policy, request, &mut Clock::new(now, 0, &mut exact), state)
+}
+
+/// The decision for one request, at the time `clock` gives.
+pub fn decide_at<'r>(policy: &Policy, request: &RequestView<'r>, clock: &mut Clock, state: &mut FilterState) -> Outcome<'r> {
     let mut observed = Observed::default();
     let mut request_id = RequestId::Kept("");
-    let decision = decide_inner(policy, request, now, state, &mut observed, &mut request_id);
+    let decision = decide_inner(policy, request, clock, state, &mut observed, &mut request_id);
     Outcome { decision, observed, request_id }
 }
 
 fn decide_inner<'r>(
     policy: &Policy,
     request: &RequestView<'r>,
-    now: i64,
+    clock: &mut Clock,
     state: &mut FilterState,
     observed: &mut Observed,
     request_id: &mut RequestId<'r>,
@@ -168,7 +176,7 @@ fn decide_inner<'r>(
         return Decision::Forward { remove, identity: None, statement: None, webhook };
     };
 
-    let identity = match authenticate(policy, &authorization, now, state, observed) {
+    let identity = match authenticate(policy, &authorization, clock, state, observed) {
         Ok(identity) => identity,
         Err(e) => {
             observed.token_error = Some(e);
@@ -206,7 +214,9 @@ fn decide_inner<'r>(
         }
     }
 
-    let statement = policy.identity_key.as_ref().map(|key| identity.signed_statement(key, now));
+    // The statement's time may be the coarse one: it says when the gateway vouched, to
+    // within the clock's slack, and is reused for seconds anyway.
+    let statement = policy.identity_key.as_ref().map(|key| identity.signed_statement(key, clock.known()));
     // A header we set replaces every copy; removing it first would be a wasted host call.
     remove.retain(|name| {
         !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
@@ -217,7 +227,7 @@ fn decide_inner<'r>(
 fn authenticate(
     policy: &Policy,
     authorization: &[&str],
-    now: i64,
+    clock: &mut Clock,
     state: &mut FilterState,
     observed: &mut Observed,
 ) -> Result<Rc<Identity>, TokenError> {
@@ -225,7 +235,7 @@ fn authenticate(
     let identity = match state.cache.get(token) {
         Some(identity) => {
             observed.cache_hit = Some(true);
-            if let Err(e) = identity.token.check_time(now, policy.verifier.leeway_secs) {
+            if let Err(e) = clock.settled(|now| identity.token.check_time(now, policy.verifier.leeway_secs)) {
                 state.cache.remove(token);
                 return Err(e);
             }
@@ -234,6 +244,7 @@ fn authenticate(
         None => {
             observed.cache_hit = Some(false);
             check_token_chars(token)?;
+            let now = clock.exact();
             let verified = policy.verifier.verify(token, now)?;
             let identity = Rc::new(Identity::resolve(verified, &policy.roles)?);
             state.cache.insert(token, identity.clone(), now);

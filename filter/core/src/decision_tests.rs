@@ -3,6 +3,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::cache::TokenCache;
+use crate::clock::Clock;
 use crate::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig};
 use crate::revocation::{RevocationList, RevocationUpdate};
 
@@ -242,6 +243,35 @@ fn the_cache_serves_repeats_and_still_honours_exp_and_revocation() {
     let out = h.run("GET", path, &[("authorization", &auth)]);
     assert_eq!(out.observed.cache_hit, Some(true));
     assert_eq!(denial(&out), (401, "TOKEN_REVOKED"));
+}
+
+#[test]
+fn a_cached_token_is_timed_by_the_coarse_clock_unless_its_expiry_is_inside_the_slack() {
+    let mut h = Harness::new();
+    let path = "/api/v1/events";
+    let long = bearer(&token(json!({"exp": NOW + 900, "jti": "long"})));
+    let short = bearer(&token(json!({"exp": NOW + 20, "jti": "short"})));
+    for auth in [&long, &short] {
+        assert!(matches!(h.run("GET", path, &[("authorization", auth)]).decision, Decision::Forward { .. }));
+    }
+    let asked = std::cell::Cell::new(0);
+    // Coarse time NOW + 49, up to 5 s behind; the true time is NOW + 52. With the 30 s
+    // leeway the short token is good until NOW + 50: expired by the true time, not by the
+    // coarse one.
+    let mut host = || {
+        asked.set(asked.get() + 1);
+        NOW + 52
+    };
+    let mut clock = Clock::new(NOW + 49, 5, &mut host);
+    let headers = [("authorization", long.as_str())];
+    let out = decide_at(&h.policy, &RequestView { method: "GET", path, headers: &headers }, &mut clock, &mut h.state);
+    assert!(matches!(out.decision, Decision::Forward { .. }));
+    assert_eq!(asked.get(), 0, "nothing near a boundary: no host call");
+    let mut clock = Clock::new(NOW + 49, 5, &mut host);
+    let headers = [("authorization", short.as_str())];
+    let out = decide_at(&h.policy, &RequestView { method: "GET", path, headers: &headers }, &mut clock, &mut h.state);
+    assert_eq!(denial(&out), (401, "TOKEN_EXPIRED"), "decided at the true time");
+    assert_eq!(asked.get(), 1);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod defaults;
 pub mod header_map;
@@ -20,5 +21,5 @@ pub mod decision;
 pub mod path;
 pub mod policy;
 
-pub use decision::{decide, Decision, FilterState, Observed, Outcome, RequestView};
+pub use decision::{decide, decide_at, Decision, FilterState, Observed, Outcome, RequestView};
 pub use policy::{CompileError, Policy};

@@ -11,11 +11,14 @@ use proxy_wasm::types::Action;
 use stagedoor_filter_core::decision::{RequestId, STATEMENT_HEADER};
 use stagedoor_filter_core::reply::Denial;
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
-use stagedoor_filter_core::{decide, header_map, Decision, FilterState, Policy, RequestView};
+use stagedoor_filter_core::clock::Clock;
+use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
 
 use crate::metrics::Metrics;
+use crate::root::CoarseTime;
 
 pub struct StagedoorHttp {
+    time: Rc<CoarseTime>,
     policy: Rc<Policy>,
     state: Rc<RefCell<FilterState>>,
     metrics: Rc<Metrics>,
@@ -25,8 +28,8 @@ pub struct StagedoorHttp {
 }
 
 impl StagedoorHttp {
-    pub fn new(policy: Rc<Policy>, state: Rc<RefCell<FilterState>>, metrics: Rc<Metrics>) -> Self {
-        Self { policy, state, metrics, pending_webhook: None }
+    pub fn new(time: Rc<CoarseTime>, policy: Rc<Policy>, state: Rc<RefCell<FilterState>>, metrics: Rc<Metrics>) -> Self {
+        Self { time, policy, state, metrics, pending_webhook: None }
     }
 }
 
@@ -73,11 +76,13 @@ impl HttpContext for StagedoorHttp {
             return Action::Pause;
         };
         let pseudo = |name: &str| headers.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
-        let now_ms = self.now_ms();
         let request = RequestView { method: pseudo(":method"), path: pseudo(":path"), headers: &headers };
         let outcome = {
+            let (coarse, slack) = self.time.get();
+            let mut exact = || self.now_ms() / 1000;
+            let mut clock = Clock::new(coarse, slack, &mut exact);
             let mut state = self.state.borrow_mut();
-            decide(&self.policy, &request, now_ms / 1000, &mut state)
+            decide_at(&self.policy, &request, &mut clock, &mut state)
         };
         self.metrics.observe(&outcome.observed);
         if let RequestId::Replaced(id) = &outcome.request_id {
@@ -121,7 +126,7 @@ impl HttpContext for StagedoorHttp {
                 Action::Continue
             }
             Decision::Deny(denial) => {
-                self.refuse(&denial, request_id, now_ms);
+                self.refuse(&denial, request_id, self.now_ms());
                 Action::Pause
             }
         }

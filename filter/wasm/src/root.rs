@@ -2,7 +2,7 @@
 //! cache, revocation list) and keeps the revocation list fresh in the background, so no
 //! request ever waits on a callout.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -25,8 +25,27 @@ pub struct StagedoorRoot {
     policy: Option<Rc<Policy>>,
     state: Option<Rc<RefCell<FilterState>>>,
     metrics: Option<Rc<Metrics>>,
+    time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
     last_revocation_sync_ms: Option<u64>,
+}
+
+/// The time as of the last tick, shared with every request context, so a request does
+/// not read the host's clock (see `stagedoor_filter_core::clock`).
+#[derive(Default)]
+pub struct CoarseTime {
+    /// Unix milliseconds when the root context last looked.
+    ms: Cell<u64>,
+    /// How many seconds the time in whole seconds may be behind: the truncation to
+    /// seconds, plus twice the tick period for a tick that fires late.
+    slack_secs: Cell<i64>,
+}
+
+impl CoarseTime {
+    /// (coarse unix seconds, slack in seconds).
+    pub fn get(&self) -> (i64, i64) {
+        ((self.ms.get() / 1000) as i64, self.slack_secs.get())
+    }
 }
 
 fn now_ms(ctx: &dyn Context) -> u64 {
@@ -125,7 +144,10 @@ impl RootContext for StagedoorRoot {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
         let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
-        self.set_tick_period(poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH)));
+        let tick = poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH));
+        self.set_tick_period(tick);
+        self.time.slack_secs.set(1 + (2 * tick.as_millis() as i64 + 999) / 1000);
+        self.time.ms.set(now_ms(self));
         self.policy = Some(Rc::new(policy));
         // A new VM (Envoy starting, or reloading a failed one) knows no revocations yet:
         // ask at once rather than a tick from now. If the cluster is not there yet, the
@@ -135,6 +157,7 @@ impl RootContext for StagedoorRoot {
     }
 
     fn on_tick(&mut self) {
+        self.time.ms.set(now_ms(self));
         if let Some(m) = &self.metrics {
             m.flush();
         }
@@ -146,6 +169,7 @@ impl RootContext for StagedoorRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(StagedoorHttp::new(
+            self.time.clone(),
             self.policy.clone()?,
             self.state.clone()?,
             self.metrics.clone()?,
