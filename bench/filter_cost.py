@@ -262,30 +262,13 @@ def summarize(name, out, ticks, seconds):
 
 
 def together(gateways, seconds, token):
-    """One burst against every gateway at once: they share core 0, so whatever the machine
-    does during the burst it does to all of them."""
+    """One burst against the given gateways at once (all of them by default: they share
+    core 0, so whatever the machine does during the burst it does to all of them)."""
     before = [cpu_ticks(g.pid) for _, g, _ in gateways]
     loads = [wrk_start(port, seconds, token) for _, _, port in gateways]
     outs = [load.communicate()[0] for load in loads]
     after = [cpu_ticks(g.pid) for _, g, _ in gateways]
     return [summarize(name, out, a - b, seconds) for (name, _, _), out, a, b in zip(gateways, outs, after, before)]
-
-
-def burst(name, gateway, port, seconds, token):
-    """One measured burst against one gateway: its CPU per request over the burst."""
-    before = cpu_ticks(gateway.pid)
-    out = wrk(port, seconds, token)
-    after = cpu_ticks(gateway.pid)
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise SystemExit(f"{name}: {non2xx.group(1)} non-2xx responses; the configuration is wrong")
-    return {
-        "cpu_us": (after - before) * 1_000_000 / CLK_TCK / requests,
-        "rps": requests / seconds,
-        "p50": parse_latency(out, "50%"),
-        "p99": parse_latency(out, "99%"),
-    }
 
 
 def registry_secret():
@@ -337,16 +320,14 @@ def main():
                 wrk(port, 2, token)  # warm up: caches, connections, JIT
             # Default: every gateway loaded at once, so whatever the machine does during a
             # burst it does to all of them. --rotate: one at a time, bursts rotating.
-            for round_no in range(0 if args.rotate else args.rounds):
-                for (name, _, _), r in zip(gateways, together(gateways, args.seconds, token)):
-                    results[name].append(r)
-                    print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
-            for round_no in range(args.rounds if args.rotate else 0):
+            for round_no in range(args.rounds):
                 shift = round_no % len(gateways)
-                for name, gateway, port in gateways[shift:] + gateways[:shift]:
-                    r = burst(name, gateway, port, args.seconds, token)
-                    results[name].append(r)
-                    print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
+                rotated = gateways[shift:] + gateways[:shift]
+                groups = [[g] for g in rotated] if args.rotate else [gateways]
+                for group in groups:
+                    for (name, _, _), r in zip(group, together(group, args.seconds, token)):
+                        results[name].append(r)
+                        print(f"round {round_no + 1} {name}: {r['cpu_us']:.1f} µs/req, {r['rps']:.0f} rps", file=sys.stderr)
         finally:
             for p in processes:
                 p.terminate()

@@ -4,7 +4,6 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -15,7 +14,7 @@ use stagedoor_filter_core::clock::Clock;
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
 
 use crate::metrics::Metrics;
-use crate::root::CoarseTime;
+use crate::time::CoarseTime;
 
 pub struct StagedoorHttp {
     time: Rc<CoarseTime>,
@@ -35,7 +34,7 @@ impl StagedoorHttp {
 
 impl StagedoorHttp {
     fn now_ms(&self) -> i64 {
-        self.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+        crate::time::now_ms(self) as i64
     }
 
     fn refuse(&self, denial: &Denial, request_id: &str, now_ms: i64) {

@@ -2,9 +2,9 @@
 //! cache, revocation list) and keeps the revocation list fresh in the background, so no
 //! request ever waits on a callout.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -15,6 +15,7 @@ use stagedoor_filter_core::{FilterState, Policy};
 
 use crate::http::StagedoorHttp;
 use crate::metrics::Metrics;
+use crate::time::{now_ms, CoarseTime};
 
 const CALLOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Metrics are handed to Envoy this often at the latest.
@@ -28,28 +29,6 @@ pub struct StagedoorRoot {
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
     last_revocation_sync_ms: Option<u64>,
-}
-
-/// The time as of the last tick, shared with every request context, so a request does
-/// not read the host's clock (see `stagedoor_filter_core::clock`).
-#[derive(Default)]
-pub struct CoarseTime {
-    /// Unix milliseconds when the root context last looked.
-    ms: Cell<u64>,
-    /// How many seconds the time in whole seconds may be behind: the truncation to
-    /// seconds, plus twice the tick period for a tick that fires late.
-    slack_secs: Cell<i64>,
-}
-
-impl CoarseTime {
-    /// (coarse unix seconds, slack in seconds).
-    pub fn get(&self) -> (i64, i64) {
-        ((self.ms.get() / 1000) as i64, self.slack_secs.get())
-    }
-}
-
-fn now_ms(ctx: &dyn Context) -> u64 {
-    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Context for StagedoorRoot {
@@ -146,8 +125,8 @@ impl RootContext for StagedoorRoot {
         let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
         let tick = poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH));
         self.set_tick_period(tick);
-        self.time.slack_secs.set(1 + (2 * tick.as_millis() as i64 + 999) / 1000);
-        self.time.ms.set(now_ms(self));
+        self.time.set_tick(tick);
+        self.time.set(now_ms(self));
         self.policy = Some(Rc::new(policy));
         // A new VM (Envoy starting, or reloading a failed one) knows no revocations yet:
         // ask at once rather than a tick from now. If the cluster is not there yet, the
@@ -157,12 +136,13 @@ impl RootContext for StagedoorRoot {
     }
 
     fn on_tick(&mut self) {
-        self.time.ms.set(now_ms(self));
+        let now = now_ms(self);
+        self.time.set(now);
         if let Some(m) = &self.metrics {
             m.flush();
         }
         if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {
-            m.set(m.revocation_staleness_ms, now_ms(self).saturating_sub(last));
+            m.set(m.revocation_staleness_ms, now.saturating_sub(last));
         }
         self.poll_revocations(false);
     }
