@@ -122,8 +122,15 @@ RESPONSE_STRIP = header_mutation("response", ["remove_on_match: { key_matcher: {
                                               "remove: www-authenticate"])
 
 
-def stagedoor_filters(wasm=WASM):
+def stagedoor_filters(wasm=WASM, statement=True):
+    """The wasm filter with the config the control plane renders for REGISTRY; without
+    `statement`, the same config minus the identity-signing key (no x-stagedoor-identity:
+    the output the native configurations can match)."""
     config = subprocess.run([BIN, "filter-config", "--registry", REGISTRY], check=True, capture_output=True, text=True).stdout.strip()
+    if not statement:
+        parsed = json.loads(config)
+        parsed.pop("identity_signing_key", None)
+        config = json.dumps(parsed)
     return f"""                  - name: envoy.filters.http.wasm
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
@@ -196,6 +203,40 @@ def native_filters(secret, parity=False):
                                   ids:
                                     - metadata: {{ filter: envoy.filters.http.jwt_authn, path: [{{ key: jwt_payload }}, {{ key: type }}], value: {{ string_match: {{ exact: access }} }} }}
                                     - metadata: {{ filter: envoy.filters.http.jwt_authn, path: [{{ key: jwt_payload }}, {{ key: tenant_id }}], value: {{ string_match: {{ safe_regex: {{ regex: ".+" }} }} }} }}""" + tenant_source + RESPONSE_STRIP
+
+
+STAGEDOOR = "Stagedoor filter"
+NO_STATEMENT = "Stagedoor filter, no signed statement"
+NATIVE = "native jwt_authn + rbac + header_mutation (JWT cache on)"
+PARITY = "native, parity (also the block list, x-internal-*, venues, x-tenant-source)"
+
+
+def configurations(modules=(), only=None):
+    """(name, http filters) of every configuration measured; `modules` adds builds of the
+    filter (LABEL=PATH), `only` keeps those whose first word is listed (plain,stagedoor,native)."""
+    configs = [
+        ("plain Envoy", ""),
+        (STAGEDOOR, stagedoor_filters()),
+        (NO_STATEMENT, stagedoor_filters(statement=False)),
+        (NATIVE, native_filters(registry_secret())),
+        (PARITY, native_filters(registry_secret(), parity=True)),
+    ]
+    for module in modules:
+        label, path = module.split("=", 1)
+        configs.insert(2, (f"{STAGEDOOR} ({label})", stagedoor_filters(os.path.abspath(path))))
+    if only:
+        wanted = only.split(",")
+        configs = [c for c in configs if c[0].split()[0].lower() in wanted]
+    return configs
+
+
+def gateway_yaml(filters, port, admin, upstream):
+    return BOOTSTRAP.format(admin=admin, port=port, upstream=upstream, hcm=HCM_COMMON.format(filters=filters))
+
+
+def bench_token(ttl="1h"):
+    return subprocess.run([BIN, "token", "--registry", REGISTRY, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", ttl],
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def start_envoy(yaml_text, cpu, workdir, name):
@@ -287,20 +328,8 @@ def main():
     ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH",
                     help="also run the Stagedoor filter built as PATH (e.g. an earlier build), labelled LABEL")
     args = ap.parse_args()
-    token = subprocess.run([BIN, "token", "--registry", REGISTRY, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", "1h"],
-                           check=True, capture_output=True, text=True).stdout.strip()
-    configs = [
-        ("plain Envoy", ""),
-        ("Stagedoor filter", stagedoor_filters()),
-        ("native jwt_authn + rbac + header_mutation (JWT cache on)", native_filters(registry_secret())),
-        ("native, parity (also the block list, x-internal-*, venues, x-tenant-source)", native_filters(registry_secret(), parity=True)),
-    ]
-    for module in args.module:
-        label, path = module.split("=", 1)
-        configs.insert(2, (f"Stagedoor filter ({label})", stagedoor_filters(os.path.abspath(path))))
-    if args.only:
-        wanted = args.only.split(",")
-        configs = [c for c in configs if c[0].split()[0].lower() in wanted]
+    token = bench_token()
+    configs = configurations(args.module, args.only)
     results = {name: [] for name, _ in configs}
     processes = []
     with tempfile.TemporaryDirectory(prefix="stagedoor-bench-") as workdir:
@@ -311,7 +340,7 @@ def main():
             for name, filters in configs:
                 port = free_port()
                 label = re.sub(r"\W+", "-", name.lower()).strip("-")
-                yaml_text = BOOTSTRAP.format(admin=free_port(), port=port, upstream=upstream_port, hcm=HCM_COMMON.format(filters=filters))
+                yaml_text = gateway_yaml(filters, port, free_port(), upstream_port)
                 gateway = start_envoy(yaml_text, 0, workdir, label)
                 processes.append(gateway)
                 gateways.append((name, gateway, port))

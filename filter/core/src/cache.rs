@@ -1,49 +1,48 @@
 //! A bounded per-VM cache of verified tokens, so the hot path skips signature checks.
 //!
-//! Entries are found by a keyed hash (SipHash with a per-VM random key) of the token's last
-//! 64 bytes, its signature, which differs between any two tokens, and then compared in
-//! full: a lookup hashes 64 bytes instead of the whole token, and no crafted token can take
-//! another's entry. Only tokens that verified are stored, so the cache cannot be filled with
-//! garbage. Entries are re-checked for time (exp, nbf) and revocation on every hit by the
-//! caller.
+//! Entries are found by a hash of the token's last 32 bytes, part of its signature, which
+//! differs between any two tokens, and then compared in full, so no crafted token can take
+//! another's entry. The hash is unkeyed (see [`crate::fast_bytes`]): only tokens that
+//! verified are stored, and their signatures are not anyone's choice without the key, so
+//! a client can neither fill the cache nor make its entries collide. Entries are
+//! re-checked for time (exp, nbf) and revocation on every hit by the caller.
 
-use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::rc::Rc;
 
+use crate::fast_bytes::{bytes_eq, hash_bytes, FastMap};
 use crate::identity::Identity;
 
 /// Tokens longer than this are verified every time rather than cached, bounding memory.
 pub const MAX_CACHED_TOKEN_BYTES: usize = 2048;
 
-/// How many trailing bytes of a token are hashed.
-const HASHED_TAIL: usize = 64;
+/// How many trailing bytes of a token are hashed (a base64url signature: 192 bits).
+const HASHED_TAIL: usize = 32;
 
 /// The tokens whose tails hash alike (almost always one), with their identities.
 type Bucket = Vec<(Box<str>, Rc<Identity>)>;
 
 pub struct TokenCache {
-    keys: RandomState,
     /// Hash of the token's tail -> its bucket.
-    entries: HashMap<u64, Bucket>,
+    entries: FastMap<u64, Bucket>,
     len: usize,
     capacity: usize,
 }
 
 impl TokenCache {
     pub fn new(capacity: usize) -> Self {
-        Self { keys: RandomState::new(), entries: HashMap::with_capacity(capacity.min(1024)), len: 0, capacity }
+        let mut entries = FastMap::default();
+        entries.reserve(capacity.min(1024));
+        Self { entries, len: 0, capacity }
     }
 
     fn slot(&self, token: &str) -> u64 {
         let bytes = token.as_bytes();
-        self.keys.hash_one(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..])
+        hash_bytes(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..])
     }
 
     pub fn get(&self, token: &str) -> Option<Rc<Identity>> {
         let bucket = self.entries.get(&self.slot(token))?;
-        bucket.iter().find(|(t, _)| &**t == token).map(|(_, id)| id.clone())
+        bucket.iter().find(|(t, _)| bytes_eq(t.as_bytes(), token.as_bytes())).map(|(_, id)| id.clone())
     }
 
     pub fn remove(&mut self, token: &str) {

@@ -5,8 +5,10 @@ use std::rc::Rc;
 
 use crate::cache::TokenCache;
 use crate::clock::Clock;
+use crate::fast_bytes::bytes_eq;
 use crate::header_map::NOT_UTF8;
-use crate::identity::Identity;
+use crate::headers::Verdict;
+use crate::identity::{Identity, IdentityHeaderSet};
 use crate::path::strip_query;
 use crate::policy::Policy;
 use crate::rbac::{has_permission, Params};
@@ -32,12 +34,16 @@ pub enum Decision<'r> {
     /// Remove `remove` (every copy), then set the identity's headers and the signed
     /// statement (each replaces every copy). No identity: a public or unrouted path.
     ///
+    /// `sent` names the identity headers the client sent: those must be replaced, the
+    /// others can simply be added (cheaper for the host: no search for copies).
+    ///
     /// `webhook` is the index of a webhook in the policy whose signature must be checked
     /// against the body before the request goes on (see [`crate::webhook`]).
     Forward {
         remove: Vec<&'r str>,
         identity: Option<Rc<Identity>>,
         statement: Option<Rc<str>>,
+        sent: IdentityHeaderSet,
         webhook: Option<usize>,
     },
     Deny(Denial),
@@ -142,23 +148,30 @@ fn decide_inner<'r>(
     let service = policy.service_for(path);
     let header_policy = service.map(|s| &s.headers).unwrap_or(&policy.unrouted_headers);
 
+    // Nothing here allocates unless the request needs it: no Vec grows for a request
+    // with one Authorization, no x-venue-id and nothing to strip.
     let mut remove: Vec<&'r str> = Vec::new();
-    let mut authorization: Vec<&str> = Vec::new();
+    let mut authorization = Authorization::default();
     let mut venue_headers: Vec<&str> = Vec::new();
+    let mut sent = IdentityHeaderSet::default();
     // Names, :method and :path decide what is stripped and checked: one the policy cannot
     // read fails the request (Envoy's codecs let none through; this is the last line).
     let mut unreadable = request.method == NOT_UTF8 || request.path == NOT_UTF8;
     for &(name, value) in request.headers {
-        match name {
-            "authorization" => authorization.push(value),
-            "x-venue-id" => venue_headers.push(value),
-            "x-request-id" if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
-            "x-request-id" => *request_id = RequestId::Replaced(plain_request_id(value)),
-            NOT_UTF8 => unreadable = true,
-            _ => {}
+        match read_header(name) {
+            Some(ReadHeader::Authorization) => authorization.add(value),
+            Some(ReadHeader::VenueId) => venue_headers.push(value),
+            Some(ReadHeader::RequestId) if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
+            Some(ReadHeader::RequestId) => *request_id = RequestId::Replaced(plain_request_id(value)),
+            Some(ReadHeader::Unreadable) => unreadable = true,
+            None => {}
         }
-        if header_policy.removes_request_header(name) && !remove.contains(&name) {
-            remove.push(name);
+        match header_policy.request_header(name) {
+            Verdict::Keep => {}
+            Verdict::Remove if !remove.contains(&name) => remove.push(name),
+            Verdict::Remove => {}
+            // Replaced or removed once it is known whether an identity is asserted.
+            Verdict::Identity => sent.insert(name),
         }
     }
     if unreadable {
@@ -171,12 +184,13 @@ fn decide_inner<'r>(
 
     let webhook = policy.webhooks.iter().position(|(hook_path, _)| hook_path == path);
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
-        // No service (Envoy will 404) or a public path: no identity is asserted, and
-        // every client copy of an identity header is already in `remove`.
-        return Decision::Forward { remove, identity: None, statement: None, webhook };
+        // No service (Envoy will 404) or a public path: no identity is asserted, so
+        // every client copy of an identity header goes.
+        remove.extend(sent.without(IdentityHeaderSet::default()).map(|h| -> &'r str { h }));
+        return Decision::Forward { remove, identity: None, statement: None, sent, webhook };
     };
 
-    let identity = match authenticate(policy, &authorization, clock, state, observed) {
+    let identity = match authenticate(policy, authorization.values(), clock, state, observed) {
         Ok(identity) => identity,
         Err(e) => {
             observed.token_error = Some(e);
@@ -217,11 +231,60 @@ fn decide_inner<'r>(
     // The statement's time may be the coarse one: it says when the gateway vouched, to
     // within the clock's slack, and is reused for seconds anyway.
     let statement = policy.identity_key.as_ref().map(|key| identity.signed_statement(key, clock.known()));
-    // A header we set replaces every copy; removing it first would be a wasted host call.
-    remove.retain(|name| {
-        !(identity.header_values().any(|(set, _)| set == *name) || (statement.is_some() && *name == STATEMENT_HEADER))
-    });
-    Decision::Forward { remove, identity: Some(identity), statement, webhook }
+    // A header we set replaces every copy (removing it first would be a wasted host call);
+    // one the client sent that we do not set goes.
+    if !sent.is_empty() {
+        let mut set = identity.header_names();
+        if statement.is_some() {
+            set.insert(STATEMENT_HEADER);
+        }
+        remove.extend(sent.without(set).map(|h| -> &'r str { h }));
+    }
+    Decision::Forward { remove, identity: Some(identity), statement, sent, webhook }
+}
+
+/// The headers the decision reads as well as filters.
+enum ReadHeader {
+    Authorization,
+    VenueId,
+    RequestId,
+    /// A name that is not UTF-8 ([`NOT_UTF8`]).
+    Unreadable,
+}
+
+/// Which header `name` is to the decision, told by length first: every header of every
+/// request comes here, and a string `match` compares same-length names a byte at a time
+/// in wasm.
+fn read_header(name: &str) -> Option<ReadHeader> {
+    let (header, wanted) = match name.len() {
+        13 => (ReadHeader::Authorization, "authorization"),
+        10 => (ReadHeader::VenueId, "x-venue-id"),
+        12 => (ReadHeader::RequestId, "x-request-id"),
+        3 => (ReadHeader::Unreadable, NOT_UTF8),
+        _ => return None,
+    };
+    bytes_eq(name.as_bytes(), wanted.as_bytes()).then_some(header)
+}
+
+/// The request's Authorization values, kept without a list (nearly every request has
+/// exactly one): the first two, which is all [`bearer_candidate`] needs to refuse a repeat.
+#[derive(Default)]
+struct Authorization<'r> {
+    values: [&'r str; 2],
+    count: usize,
+}
+
+impl<'r> Authorization<'r> {
+    fn add(&mut self, value: &'r str) {
+        if let Some(slot) = self.values.get_mut(self.count) {
+            *slot = value;
+        }
+        self.count += 1;
+    }
+
+    fn values(&self) -> &[&'r str] {
+        &self.values[..self.count.min(2)]
+    }
 }
 
 fn authenticate(

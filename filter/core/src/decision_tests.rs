@@ -140,6 +140,27 @@ fn an_authenticated_request_gets_exactly_the_tokens_identity() {
 }
 
 #[test]
+fn spoofed_identity_headers_are_replaced_when_set_and_removed_when_not() {
+    let mut h = Harness::new();
+    // No venues claim and no signing key: x-venue-ids and the statement are not set, so a
+    // client's copies must be removed; x-tenant-id is set, so it is replaced, not removed.
+    let auth = bearer(&token(json!({"venues": null})));
+    let out = h.run("GET", "/api/v1/events/1", &[
+        ("authorization", &auth),
+        ("x-tenant-id", "evil"),
+        ("x-venue-ids", "v9"),
+        ("x-stagedoor-identity", "forged"),
+    ]);
+    let Decision::Forward { remove, sent, .. } = &out.decision else { panic!("{:?}", out.decision) };
+    assert_eq!(remove, &vec!["x-venue-ids", "x-stagedoor-identity"]);
+    assert!(sent.contains("x-tenant-id") && sent.contains("x-venue-ids") && !sent.contains("x-user-id"));
+    // Nothing spoofed: nothing to remove, and every identity header can simply be added.
+    let out = h.run("GET", "/api/v1/events/1", &[("authorization", &auth)]);
+    let Decision::Forward { remove, sent, .. } = &out.decision else { panic!() };
+    assert!(remove.is_empty() && sent.is_empty());
+}
+
+#[test]
 fn public_paths_assert_no_identity_and_strip_spoofed_ones() {
     let mut h = Harness::new();
     let out = h.run("POST", "/api/v1/auth/login?next=/api/v1/events", &[("x-tenant-id", "evil"), ("x-user-id", "u9")]);

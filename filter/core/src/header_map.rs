@@ -42,17 +42,33 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<(&str, &str)>, Truncated> {
         return Err(Truncated);
     }
     let mut pairs = Vec::with_capacity(count);
-    let mut data = 4 + count * 8;
+    let start = 4 + count * 8;
+    // Names and values lie back to back, each followed by a NUL: when the whole stretch is
+    // UTF-8 (nearly always), every piece is, and one check covers them all.
+    let text = bytes.get(start..).and_then(|rest| std::str::from_utf8(rest).ok());
+    let mut data = start;
     for i in 0..count {
         let name_len = read_u32(bytes, 4 + i * 8)? as usize;
         let value_len = read_u32(bytes, 8 + i * 8)? as usize;
-        let name = field(bytes, data, name_len)?;
+        let name = piece(bytes, text, start, data, name_len)?;
         data += name_len + 1;
-        let value = field(bytes, data, value_len)?;
+        let value = piece(bytes, text, start, data, value_len)?;
         data += value_len + 1;
-        pairs.push((as_text(name), as_text(value)));
+        pairs.push((name, value));
     }
     Ok(pairs)
+}
+
+/// The `len` bytes at `at` as text: sliced from `text` (the UTF-8 stretch starting at
+/// `start`) when there is one, else checked on their own.
+fn piece<'a>(bytes: &'a [u8], text: Option<&'a str>, start: usize, at: usize, len: usize) -> Result<&'a str, Truncated> {
+    let raw = field(bytes, at, len)?;
+    Ok(match text {
+        // `field` checked the NUL after the piece; a piece that starts after a NUL (or at
+        // the stretch's start) and ends before one lies on character boundaries.
+        Some(text) => text.get(at - start..at - start + len).ok_or(Truncated)?,
+        None => as_text(raw),
+    })
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Result<u32, Truncated> {

@@ -3,6 +3,7 @@
 
 use crate::config::HeaderPolicyConfig;
 use crate::defaults::{ALLOWED_HEADERS, BLOCKED_HEADERS, ENVOY_MANAGED, IDENTITY_HEADERS, INTERNAL_PREFIX};
+use crate::fast_bytes::{starts_with, StrTable};
 
 /// A compiled name pattern: exact, or a prefix from a trailing `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ impl NamePattern {
         Ok(if prefix { Self::Prefix(body.to_owned()) } else { Self::Exact(body.to_owned()) })
     }
 
+    /// How a pattern reads on its own (the compiled policy does the same with one table).
+    #[cfg(test)]
     fn matches(&self, name: &str) -> bool {
         match self {
             Self::Exact(exact) => name == exact,
@@ -32,46 +35,85 @@ impl NamePattern {
     }
 }
 
-/// Per-service request header policy.
+/// What the policy does with one request header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passes to the upstream as the client sent it.
+    Keep,
+    /// Removed, every copy.
+    Remove,
+    /// An identity header ([`IDENTITY_HEADERS`]): the client's copies never pass; the
+    /// gateway sets it from the verified token, or removes it when it asserts nothing.
+    Identity,
+}
+
+/// Per-service request header policy, compiled so that each header costs one table
+/// lookup: every name with a fixed fate (Envoy's own, blocked, identity, allowed) is in
+/// `names`; only names not listed there look at prefixes.
 #[derive(Debug, Clone)]
 pub struct HeaderPolicy {
-    /// None: no allow-list, everything not blocked passes.
-    allow: Option<Vec<NamePattern>>,
+    names: StrTable<Verdict>,
+    /// Allowed name prefixes (patterns ending in `*`). None: no allow-list, every header
+    /// that is not blocked passes.
+    allow_prefixes: Option<Vec<String>>,
 }
 
 impl HeaderPolicy {
     pub fn compile(config: &HeaderPolicyConfig) -> Result<Self, String> {
         if config.allow_any {
-            return Ok(Self { allow: None });
+            return Ok(Self::open());
         }
-        let allow = ALLOWED_HEADERS
-            .iter()
-            .copied()
-            .chain(config.allow.iter().map(String::as_str))
-            .map(NamePattern::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { allow: Some(allow) })
+        let mut allowed = Vec::new();
+        let mut allow_prefixes = Vec::new();
+        for pattern in ALLOWED_HEADERS.iter().copied().chain(config.allow.iter().map(String::as_str)) {
+            match NamePattern::parse(pattern)? {
+                NamePattern::Exact(name) => allowed.push(name),
+                NamePattern::Prefix(prefix) => allow_prefixes.push(prefix),
+            }
+        }
+        Ok(Self { names: fixed_names(&allowed), allow_prefixes: Some(allow_prefixes) })
     }
 
-    /// Allow-list only, for requests to paths no service owns (Envoy answers 404 itself).
+    /// Block list only, for requests to paths no service owns (Envoy answers 404 itself).
     pub fn open() -> Self {
-        Self { allow: None }
+        Self { names: fixed_names(&[]), allow_prefixes: None }
+    }
+
+    /// What happens to this client header. Precedence: Envoy's own headers and
+    /// pseudo-headers pass, then the block list and identity headers go, then the
+    /// allow-list decides.
+    pub fn request_header(&self, name: &str) -> Verdict {
+        if name.as_bytes().first() == Some(&b':') {
+            return Verdict::Keep;
+        }
+        if let Some(verdict) = self.names.get(name) {
+            return verdict;
+        }
+        if starts_with(name, INTERNAL_PREFIX) {
+            return Verdict::Remove;
+        }
+        match &self.allow_prefixes {
+            Some(prefixes) if !prefixes.iter().any(|p| starts_with(name, p)) => Verdict::Remove,
+            _ => Verdict::Keep,
+        }
     }
 
     /// Must this client header be removed before the request goes upstream? Identity
     /// headers count as removed here; the caller re-adds the verified values.
     pub fn removes_request_header(&self, name: &str) -> bool {
-        if name.starts_with(':') || is_envoy_managed(name) {
-            return false;
-        }
-        if is_blocked(name) {
-            return true;
-        }
-        match &self.allow {
-            None => false,
-            Some(allow) => !allow.iter().any(|p| p.matches(name)),
-        }
+        self.request_header(name) != Verdict::Keep
     }
+}
+
+/// The names whose fate does not depend on prefixes, in order of precedence (a later
+/// insert wins): the allow-list's exact names, then the block list, then identity
+/// headers, then the headers Envoy manages.
+fn fixed_names(allowed: &[String]) -> StrTable<Verdict> {
+    let allowed = allowed.iter().map(|name| (name.as_str(), Verdict::Keep));
+    let blocked = BLOCKED_HEADERS.iter().map(|name| (*name, Verdict::Remove));
+    let identity = IDENTITY_HEADERS.iter().map(|name| (*name, Verdict::Identity));
+    let managed = ENVOY_MANAGED.iter().map(|name| (*name, Verdict::Keep));
+    StrTable::new(allowed.chain(blocked).chain(identity).chain(managed))
 }
 
 /// Blocked in every request, whatever the allow-list says.
@@ -83,10 +125,6 @@ pub fn is_blocked(name: &str) -> bool {
         return matches!(name, "proxy-authenticate" | "proxy-authorization" | "www-authenticate");
     }
     name.starts_with(INTERNAL_PREFIX) || IDENTITY_HEADERS.contains(&name) || BLOCKED_HEADERS.contains(&name)
-}
-
-fn is_envoy_managed(name: &str) -> bool {
-    ENVOY_MANAGED.contains(&name)
 }
 
 /// Removed from upstream responses: internal headers and the block list. Envoy does this
@@ -156,6 +194,42 @@ mod tests {
         assert!(!policy.removes_request_header("x-echo-status"));
         assert!(policy.removes_request_header("x-tenant-id"));
         assert!(policy.removes_request_header("x-internal-key"));
+    }
+
+    /// The policy as written in the issue, one list at a time: what the compiled table
+    /// must agree with.
+    fn reference_removes(allow: Option<&[NamePattern]>, name: &str) -> bool {
+        if name.starts_with(':') || ENVOY_MANAGED.contains(&name) {
+            return false;
+        }
+        if is_blocked(name) {
+            return true;
+        }
+        allow.is_some_and(|allow| !allow.iter().any(|p| p.matches(name)))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_compiled_table_agrees_with_the_lists(
+            extra in proptest::collection::vec("[a-z]{1,3}(-[a-z]{1,3})?\\*?", 0..4),
+            allow_any in proptest::bool::ANY,
+            names in proptest::collection::vec(proptest::prop_oneof![
+                proptest::sample::select(
+                    ALLOWED_HEADERS.iter().chain(BLOCKED_HEADERS).chain(IDENTITY_HEADERS).chain(ENVOY_MANAGED)
+                        .map(|n| n.trim_end_matches('*').to_owned()).collect::<Vec<_>>()),
+                "(x-|x-internal-|x-custom-|:|)[a-z-]{0,8}",
+            ], 1..16),
+        ) {
+            let config = HeaderPolicyConfig { allow: extra.clone(), allow_any };
+            let policy = HeaderPolicy::compile(&config).unwrap();
+            let patterns: Vec<NamePattern> =
+                ALLOWED_HEADERS.iter().copied().chain(extra.iter().map(String::as_str)).map(|p| NamePattern::parse(p).unwrap()).collect();
+            let allow = (!allow_any).then_some(patterns.as_slice());
+            for name in &names {
+                proptest::prop_assert_eq!(policy.removes_request_header(name), reference_removes(allow, name), "{}", name);
+                proptest::prop_assert_eq!(policy.request_header(name) == Verdict::Identity, IDENTITY_HEADERS.contains(&name.as_str()));
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,50 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::RoleConfig;
+use crate::defaults::IDENTITY_HEADERS;
+use crate::fast_bytes::bytes_eq;
 use crate::token::{TokenError, VerifiedToken};
+
+/// A set of identity header names ([`IDENTITY_HEADERS`], one bit each): which ones a client
+/// sent, which ones the gateway sets. Empty for almost every request, and then free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdentityHeaderSet(u8);
+
+const _: () = assert!(IDENTITY_HEADERS.len() <= 8, "IdentityHeaderSet holds one bit per identity header");
+
+impl IdentityHeaderSet {
+    fn bit(name: &str) -> u8 {
+        IDENTITY_HEADERS.iter().position(|h| bytes_eq(h.as_bytes(), name.as_bytes())).map_or(0, |i| 1 << i)
+    }
+
+    /// Adds `name` if it is an identity header (others are ignored).
+    pub fn insert(&mut self, name: &str) {
+        self.0 |= Self::bit(name);
+    }
+
+    pub fn contains(self, name: &str) -> bool {
+        self.0 != 0 && self.0 & Self::bit(name) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    #[cfg(test)]
+    fn all() -> Self {
+        let mut set = Self::default();
+        for name in IDENTITY_HEADERS {
+            set.insert(name);
+        }
+        set
+    }
+
+    /// The names in the set that are not in `other`.
+    pub fn without(self, other: Self) -> impl Iterator<Item = &'static str> {
+        let rest = self.0 & !other.0;
+        IDENTITY_HEADERS.iter().enumerate().filter(move |(i, _)| rest & (1 << i) != 0).map(|(_, h)| *h)
+    }
+}
 
 /// A verified token resolved against the roles table, ready to become headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +108,15 @@ impl Identity {
         .chain(self.venues_header.as_deref().map(|v| ("x-venue-ids", v)))
     }
 
+    /// The names [`Identity::header_values`] sets.
+    pub fn header_names(&self) -> IdentityHeaderSet {
+        let mut set = IdentityHeaderSet::default();
+        for (name, _) in self.header_values() {
+            set.insert(name);
+        }
+        set
+    }
+
     /// `x-stagedoor-identity`: `v1.<base64url(JSON)>.<base64url(HMAC-SHA256)>`, the MAC over
     /// `v1.<base64url(JSON)>`. The JSON holds the identity header values and `ts`, the unix
     /// time the gateway vouched for them. Backends verify the MAC and bound `ts`.
@@ -114,4 +166,38 @@ pub fn verify_statement(key: &[u8], header: &str) -> Option<serde_json::Value> {
     hmac.verify_slice(&URL_SAFE_NO_PAD.decode(mac).ok()?).ok()?;
     let json = URL_SAFE_NO_PAD.decode(body.strip_prefix("v1.")?).ok()?;
     serde_json::from_slice(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(venues: Option<Vec<String>>) -> Identity {
+        let token = VerifiedToken {
+            subject: "u".into(),
+            tenant: "t".into(),
+            role: Some("venue-manager".into()),
+            permissions: None,
+            venues,
+            exp: 10,
+            nbf: None,
+            revocation_key: "k".into(),
+        };
+        Identity::resolve(token, &crate::defaults::roles()).unwrap()
+    }
+
+    #[test]
+    fn header_names_are_the_names_of_the_header_values() {
+        for venues in [None, Some(vec!["v1".to_owned()])] {
+            let id = identity(venues);
+            let names = id.header_names();
+            for header in IDENTITY_HEADERS {
+                assert_eq!(names.contains(header), id.header_values().any(|(n, _)| n == *header), "{header}");
+            }
+            let missing: Vec<_> = IdentityHeaderSet::all().without(names).collect();
+            assert_eq!(missing.contains(&"x-venue-ids"), id.venues_header.is_none());
+        }
+        assert!(!IdentityHeaderSet::default().contains("x-tenant-id"));
+        assert!(!IdentityHeaderSet::all().contains("x-other"));
+    }
 }

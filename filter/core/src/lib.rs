@@ -9,6 +9,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod defaults;
+pub mod fast_bytes;
 pub mod header_map;
 pub mod headers;
 pub mod identity;

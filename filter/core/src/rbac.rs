@@ -62,21 +62,28 @@ impl Rule {
         if self.method.as_deref().is_some_and(|m| m != method) {
             return None;
         }
-        let mut params = Vec::new();
-        let mut parts = path.strip_prefix('/')?.split('/');
-        for segment in &self.segments {
-            let part = parts.next()?;
-            match segment {
-                Segment::Literal(lit) if lit == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param(_) if part.is_empty() => return None,
-                Segment::Param(name) => params.push((name.as_str(), part)),
-            }
-        }
-        if parts.next().is_some() {
+        // Every rule is tried on every request of its service: settle most of them on the
+        // segment count before splitting anything, and allocate only for a match.
+        let rest = path.strip_prefix('/')?;
+        if rest.bytes().filter(|&b| b == b'/').count() + 1 != self.segments.len() {
             return None;
         }
-        Some(params)
+        let parts = || rest.split('/').zip(&self.segments);
+        let fits = parts().all(|(part, segment)| match segment {
+            Segment::Literal(lit) => lit == part,
+            Segment::Param(_) => !part.is_empty(),
+        });
+        if !fits {
+            return None;
+        }
+        Some(
+            parts()
+                .filter_map(|(part, segment)| match segment {
+                    Segment::Param(name) => Some((name.as_str(), part)),
+                    Segment::Literal(_) => None,
+                })
+                .collect(),
+        )
     }
 }
 
@@ -138,6 +145,46 @@ mod tests {
         assert_eq!(r.matches("POST", "/api/v1/venues/v1"), None);
         let any = rule("*", "/api/v1/events", "events:create");
         assert!(any.matches("DELETE", "/api/v1/events").is_some());
+    }
+
+    /// The rule as a plain segment walk: what the pre-checked match must agree with.
+    fn reference_matches<'p>(rule: &'p Rule, method: &str, path: &'p str) -> Option<Params<'p>> {
+        if rule.method.as_deref().is_some_and(|m| m != method) {
+            return None;
+        }
+        let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        if parts.len() != rule.segments.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (part, segment) in parts.iter().zip(&rule.segments) {
+            match segment {
+                Segment::Literal(lit) if lit == part => {}
+                Segment::Param(name) if !part.is_empty() => params.push((name.as_str(), *part)),
+                _ => return None,
+            }
+        }
+        Some(params)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matching_agrees_with_a_plain_segment_walk(
+            pattern in proptest::sample::select(vec![
+                "/api/v1/venues/{venueId}/events", "/api/v1/venues/{venueId}", "/api/v1/users/{userId}/tickets/{ticketId}",
+                "/api/v1/events", "/a",
+            ]),
+            method in proptest::sample::select(vec!["GET", "POST", "*"]),
+            segments in proptest::collection::vec(proptest::sample::select(vec![
+                "api", "v1", "venues", "events", "users", "tickets", "v9", "", "a",
+            ]), 0..7),
+            request_method in proptest::sample::select(vec!["GET", "POST"]),
+        ) {
+            let r = rule(method, pattern, "a:b");
+            let path = format!("/{}", segments.join("/"));
+            proptest::prop_assert_eq!(r.matches(request_method, &path), reference_matches(&r, request_method, &path));
+            proptest::prop_assert_eq!(r.matches(request_method, "no-slash"), None);
+        }
     }
 
     #[test]

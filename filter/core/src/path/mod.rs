@@ -4,9 +4,11 @@
 //! `normalize_path`, `merge_slashes` and rejects escaped slashes), so matching here is plain
 //! byte comparison; the query string never takes part.
 
+use crate::fast_bytes::{bytes_eq, starts_with};
+
 /// The path part of a request target: everything before `?` or `#`.
 pub fn strip_query(target: &str) -> &str {
-    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let end = target.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(target.len());
     &target[..end]
 }
 
@@ -15,10 +17,11 @@ pub fn strip_query(target: &str) -> &str {
 /// service a path belongs to: `/api/v1/venues` matches `/api/v1/venues` and
 /// `/api/v1/venues/1`, never `/api/v1/venuesX`.
 pub fn is_under_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
-        None => false,
+    if !starts_with(path, prefix) {
+        return false;
     }
+    let rest = &path.as_bytes()[prefix.len()..];
+    rest.is_empty() || rest[0] == b'/' || prefix.ends_with('/')
 }
 
 /// A public-path pattern: an exact path, or everything strictly below a prefix (`/x/*`).
@@ -65,8 +68,8 @@ impl PathPattern {
 
     pub fn matches(&self, path: &str) -> bool {
         match self {
-            PathPattern::Exact(exact) => path == exact,
-            PathPattern::Below(prefix) => path.len() > prefix.len() && path.starts_with(prefix.as_str()),
+            PathPattern::Exact(exact) => bytes_eq(path.as_bytes(), exact.as_bytes()),
+            PathPattern::Below(prefix) => path.len() > prefix.len() && starts_with(path, prefix),
         }
     }
 }

@@ -43,7 +43,8 @@ pub fn bearer_candidate<'a>(authorization: &[&'a str]) -> Result<&'a str, TokenE
         [one] => *one,
         _ => return Err(TokenError::Malformed("more than one Authorization header")),
     };
-    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed("Authorization is not 'Bearer <token>'"))?;
+    let space = value.bytes().position(|b| b == b' ').ok_or(TokenError::Malformed("Authorization is not 'Bearer <token>'"))?;
+    let (scheme, token) = (&value[..space], &value[space + 1..]);
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(TokenError::Malformed("Authorization is not 'Bearer <token>'"));
     }
