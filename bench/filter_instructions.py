@@ -21,10 +21,16 @@ Bounded: one gateway at a time, --requests requests each (default 2000), every w
 a deadline. Needs valgrind (scripts/bootstrap.sh installs it).
 
 Usage: bench/filter_instructions.py [--requests 2000] [--module LABEL=PATH] [--only plain,stagedoor,native]
-                                    [--out bench/results-instructions.md]
+                                    [--keep DIR] [--out bench/results-instructions.md]
+
+--keep DIR leaves the configs, logs and callgrind dumps in DIR: `callgrind_annotate
+DIR/<config>.callgrind.1` says which functions the instructions went to (wasm code shows up
+as anonymous addresses above 4 GiB; Envoy's binary is stripped, so its functions show as
+addresses too).
 """
 
 import argparse
+import contextlib
 import http.client
 import os
 import re
@@ -102,6 +108,7 @@ def main():
     ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--only", help="comma-separated first words of configs to run (plain,stagedoor,native)")
     ap.add_argument("--out", default=os.path.join(fc.ROOT, "bench/results-instructions.md"))
+    ap.add_argument("--keep", metavar="DIR", help="keep configs, logs and callgrind dumps in DIR (created, must be empty)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
@@ -109,7 +116,11 @@ def main():
     token = fc.bench_token("4h")
     configs = fc.configurations(args.module, args.only)
     counts = {}
-    with tempfile.TemporaryDirectory(prefix="stagedoor-instr-") as workdir:
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        if os.listdir(args.keep):
+            raise SystemExit(f"--keep {args.keep}: not empty")
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="stagedoor-instr-")) as workdir:
         upstream_port = fc.free_port()
         upstream = fc.start_envoy(fc.UPSTREAM.format(admin=fc.free_port(), port=upstream_port), 1, workdir, "upstream")
         try:

@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
-use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
+use stagedoor_filter_core::revocation::RevocationUpdate;
 use stagedoor_filter_core::{FilterState, Policy};
 
 use crate::http::StagedoorHttp;
@@ -114,7 +114,7 @@ impl RootContext for StagedoorRoot {
             .take()
             .and_then(|s| Rc::try_unwrap(s).ok())
             .map(|s| s.into_inner().revocations)
-            .unwrap_or_else(RevocationList::default);
+            .unwrap_or_default();
         self.state = Some(Rc::new(RefCell::new(FilterState {
             cache: TokenCache::new(policy.token_cache_entries),
             revocations,
