@@ -159,6 +159,20 @@ fn the_upstream_sees_exactly_one_identity_taken_from_the_token() {
 }
 
 #[test]
+fn a_spoofed_identity_header_the_gateway_does_not_set_never_reaches_the_upstream() {
+    // A token without a venues claim gets no x-venue-ids: a client's copies must go, not
+    // pass because nothing replaced them.
+    let stack = start();
+    let auth = format!("Authorization: {}", bearer(json!({"role": "customer", "venues": null})));
+    let r = send(&stack, "GET", "/api/v1/venues/v1", &[&auth, "X-Venue-Ids: v9", "x-venue-ids: v8", "X-Tenant-ID: evil"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = &r.json()["headers"];
+    assert!(h.get("x-venue-ids").is_none(), "x-venue-ids reached the upstream: {h}");
+    assert_eq!(h["x-tenant-id"], json!(["t1"]));
+    assert_eq!(h["x-user-role"], json!(["customer"]));
+}
+
+#[test]
 fn header_bytes_that_are_not_utf8_are_handled_and_never_stop_the_filter() {
     // HTTP/1 allows such bytes in values; the proxy-wasm SDK's own header reader panics on
     // them, which killed the VM and failed every later request on the worker.
