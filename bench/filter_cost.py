@@ -384,7 +384,7 @@ def main():
     for native_name in (n for n in med if n.startswith("native")):
         lines.append("")
         nat = statistics.median(added[native_name])
-        for name in (n for n in med if n.startswith("Stagedoor filter")):
+        for name in (n for n in med if n.startswith(STAGEDOOR)):
             ratios = sorted(a / b for a, b in zip(added[name], added[native_name]) if b > 0)
             if not ratios:
                 continue
@@ -392,9 +392,14 @@ def main():
             lines.append(
                 f"{name} adds {statistics.median(added[name]):.1f} µs/req; {native_name} adds {nat:.1f} µs/req "
                 f"(ratio per round: median {statistics.median(ratios):.2f}, middle half {quartiles[0]:.2f}-{quartiles[2]:.2f}).")
+    write_report(lines, args.out)
+
+
+def write_report(lines, path):
+    """Prints the report and writes it to `path`."""
     text = "\n".join(lines) + "\n"
     print(text)
-    with open(args.out, "w") as f:
+    with open(path, "w") as f:
         f.write(text)
 
 

@@ -149,10 +149,7 @@ def main():
             for name in (n for n in counts if n.startswith(fc.STAGEDOOR)):
                 ratio = (counts[name] - plain) / (counts[native] - plain)
                 lines.append(f"{name} / {native}: {ratio:.2f} (added instructions).")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w") as f:
-        f.write(text)
+    fc.write_report(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ fn decide_inner<'r>(
     let Some(service) = service.filter(|s| !s.is_public(path)) else {
         // No service (Envoy will 404) or a public path: no identity is asserted, so
         // every client copy of an identity header goes.
-        remove.extend(sent.without(IdentityHeaderSet::default()).map(|h| -> &'r str { h }));
+        remove.extend(sent.without(IdentityHeaderSet::default()));
         return Decision::Forward { remove, identity: None, statement: None, sent, webhook };
     };
 
@@ -238,7 +238,7 @@ fn decide_inner<'r>(
         if statement.is_some() {
             set.insert(STATEMENT_HEADER);
         }
-        remove.extend(sent.without(set).map(|h| -> &'r str { h }));
+        remove.extend(sent.without(set));
     }
     Decision::Forward { remove, identity: Some(identity), statement, sent, webhook }
 }

@@ -99,7 +99,9 @@ impl HeaderPolicy {
     }
 
     /// Must this client header be removed before the request goes upstream? Identity
-    /// headers count as removed here; the caller re-adds the verified values.
+    /// headers count as removed here (the caller re-adds the verified values). The yes/no
+    /// view the tests read; the decision uses [`HeaderPolicy::request_header`].
+    #[cfg(test)]
     pub fn removes_request_header(&self, name: &str) -> bool {
         self.request_header(name) != Verdict::Keep
     }

@@ -48,10 +48,10 @@ impl IdentityHeaderSet {
         set
     }
 
-    /// The names in the set that are not in `other`.
-    pub fn without(self, other: Self) -> impl Iterator<Item = &'static str> {
+    /// The names in the set that are not in `other` (static names, so any lifetime).
+    pub fn without<'a>(self, other: Self) -> impl Iterator<Item = &'a str> {
         let rest = self.0 & !other.0;
-        IDENTITY_HEADERS.iter().enumerate().filter(move |(i, _)| rest & (1 << i) != 0).map(|(_, h)| *h)
+        IDENTITY_HEADERS.iter().enumerate().filter(move |(i, _)| rest & (1 << i) != 0).map(|(_, h)| -> &'a str { h })
     }
 }
 
