@@ -171,7 +171,7 @@ fn decide_inner<'r>(
             Verdict::Remove if !remove.contains(&name) => remove.push(name),
             Verdict::Remove => {}
             // Replaced or removed once it is known whether an identity is asserted.
-            Verdict::Identity => sent.insert(name),
+            Verdict::Identity(header) => sent.add(header),
         }
     }
     if unreadable {

@@ -4,6 +4,7 @@
 use crate::config::HeaderPolicyConfig;
 use crate::defaults::{ALLOWED_HEADERS, BLOCKED_HEADERS, ENVOY_MANAGED, IDENTITY_HEADERS, INTERNAL_PREFIX};
 use crate::fast_bytes::{starts_with, StrTable};
+use crate::identity::IdentityHeaderSet;
 
 /// A compiled name pattern: exact, or a prefix from a trailing `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,9 +43,10 @@ pub enum Verdict {
     Keep,
     /// Removed, every copy.
     Remove,
-    /// An identity header ([`IDENTITY_HEADERS`]): the client's copies never pass; the
-    /// gateway sets it from the verified token, or removes it when it asserts nothing.
-    Identity,
+    /// An identity header ([`IDENTITY_HEADERS`]), as a one-name set: the client's copies
+    /// never pass; the gateway sets it from the verified token, or removes it when it
+    /// asserts nothing.
+    Identity(IdentityHeaderSet),
 }
 
 /// Per-service request header policy, compiled so that each header costs one table
@@ -113,7 +115,7 @@ impl HeaderPolicy {
 fn fixed_names(allowed: &[String]) -> StrTable<Verdict> {
     let allowed = allowed.iter().map(|name| (name.as_str(), Verdict::Keep));
     let blocked = BLOCKED_HEADERS.iter().map(|name| (*name, Verdict::Remove));
-    let identity = IDENTITY_HEADERS.iter().map(|name| (*name, Verdict::Identity));
+    let identity = IDENTITY_HEADERS.iter().map(|name| (*name, Verdict::Identity(IdentityHeaderSet::of(name))));
     let managed = ENVOY_MANAGED.iter().map(|name| (*name, Verdict::Keep));
     StrTable::new(allowed.chain(blocked).chain(identity).chain(managed))
 }
@@ -229,7 +231,11 @@ mod tests {
             let allow = (!allow_any).then_some(patterns.as_slice());
             for name in &names {
                 proptest::prop_assert_eq!(policy.removes_request_header(name), reference_removes(allow, name), "{}", name);
-                proptest::prop_assert_eq!(policy.request_header(name) == Verdict::Identity, IDENTITY_HEADERS.contains(&name.as_str()));
+                let identity = match policy.request_header(name) {
+                    Verdict::Identity(set) => set.contains(name),
+                    _ => false,
+                };
+                proptest::prop_assert_eq!(identity, IDENTITY_HEADERS.contains(&name.as_str()));
             }
         }
     }

@@ -26,9 +26,19 @@ impl IdentityHeaderSet {
         IDENTITY_HEADERS.iter().position(|h| bytes_eq(h.as_bytes(), name.as_bytes())).map_or(0, |i| 1 << i)
     }
 
+    /// The set of `name` alone (empty if it is not an identity header).
+    pub fn of(name: &str) -> Self {
+        Self(Self::bit(name))
+    }
+
     /// Adds `name` if it is an identity header (others are ignored).
     pub fn insert(&mut self, name: &str) {
         self.0 |= Self::bit(name);
+    }
+
+    /// Adds every name of `other`.
+    pub fn add(&mut self, other: Self) {
+        self.0 |= other.0;
     }
 
     pub fn contains(self, name: &str) -> bool {
