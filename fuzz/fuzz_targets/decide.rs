@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use stagedoor_filter_core::cache::TokenCache;
-use stagedoor_filter_core::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, ServiceConfig};
+use stagedoor_filter_core::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig, Unmatched};
 use stagedoor_filter_core::revocation::RevocationList;
 use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
 
@@ -15,8 +15,9 @@ fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
             name: "svc".into(),
             prefixes: vec!["/api".into()],
             public_paths: vec!["/api/public/*".into(), "/api/login".into()],
-            rules: vec![],
+            rules: vec![RuleConfig { method: "GET".into(), path: "/api/v/{venueId}/r".into(), permission: "reports:view".into() }],
             request_headers: HeaderPolicyConfig::default(),
+            unmatched: Unmatched::Deny,
         }],
         auth: AuthConfig {
             issuer: "i".into(),

@@ -1,8 +1,9 @@
-//! Path pattern parsing and matching never panic, and a match is always inside the pattern.
+//! Path pattern parsing, matching and the readings of a request path never panic; a match
+//! is always inside the pattern; a reading is a path no further reading changes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stagedoor_filter_core::path::{is_under_prefix, strip_query, PathPattern};
+use stagedoor_filter_core::path::{is_under_prefix, strip_query, PathPattern, PathReadings};
 
 fuzz_target!(|input: (&str, &str)| {
     let (pattern, path) = input;
@@ -17,5 +18,12 @@ fuzz_target!(|input: (&str, &str)| {
     }
     if is_under_prefix(path, pattern) {
         assert!(path.starts_with(pattern));
+    }
+    if let Ok(readings) = PathReadings::read(path) {
+        for reading in readings.each() {
+            assert!(reading.starts_with('/'));
+            let again = PathReadings::read(reading).expect("a reading reads again");
+            assert_eq!(again.canonical(), readings.canonical(), "canonical is a fixed point");
+        }
     }
 });

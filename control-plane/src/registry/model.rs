@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig};
+use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig, Unmatched};
 
 use super::traffic::TrafficSpec;
 
@@ -153,6 +153,10 @@ pub struct ServiceSpec {
     pub rules: Vec<RuleConfig>,
     #[serde(default, skip_serializing_if = "is_default_headers")]
     pub request_headers: HeaderPolicyConfig,
+    /// A protected request no rule covers: `authenticated` (any valid token, the default)
+    /// or `deny` (403 ROUTE_NOT_ALLOWED).
+    #[serde(default, skip_serializing_if = "is_default_unmatched")]
+    pub unmatched: Unmatched,
     /// Timeouts, retries, circuit breaking, load balancing, health checks.
     #[serde(default, skip_serializing_if = "is_default_traffic")]
     pub traffic: TrafficSpec,
@@ -160,6 +164,10 @@ pub struct ServiceSpec {
 
 fn is_default_traffic(t: &TrafficSpec) -> bool {
     *t == TrafficSpec::default()
+}
+
+fn is_default_unmatched(u: &Unmatched) -> bool {
+    *u == Unmatched::default()
 }
 
 fn is_default_headers(h: &HeaderPolicyConfig) -> bool {

@@ -1,6 +1,8 @@
 //! Registry -> the wasm filter's config (the type shared with the filter).
 
-use stagedoor_filter_core::config::{AuthConfig, FilterConfig, RevocationConfig, ServiceConfig};
+use stagedoor_filter_core::config::{
+    AuthConfig, FilterConfig, RevocationConfig, ServiceConfig, DEFAULT_LEEWAY_SECS, DEFAULT_TOKEN_CACHE_ENTRIES,
+};
 
 use crate::registry::Registry;
 
@@ -18,18 +20,19 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
                 public_paths: svc.public_paths.clone(),
                 rules: svc.rules.clone(),
                 request_headers: svc.request_headers.clone(),
+                unmatched: svc.unmatched,
             })
             .collect(),
         auth: AuthConfig {
             issuer: registry.auth.issuer.clone(),
             audience: registry.auth.audience.clone(),
-            leeway_secs: registry.auth.leeway_secs.unwrap_or(30),
+            leeway_secs: registry.auth.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS),
             keys: registry.keys.clone(),
         },
         roles: registry.roles.clone(),
         identity_signing_key: registry.identity_signing_key.clone(),
         revocation,
-        token_cache_entries: 4096,
+        token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
         webhooks: registry.webhooks.clone(),
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());

@@ -65,7 +65,7 @@ pub fn translate(
         cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
         authority: String::from("stagedoor-control-plane"),
         path: String::from(names::REVOCATION_FEED_PATH),
-        poll_interval_ms: 250,
+        poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
     });
     let config = filter_config(registry, revocation);
     // Check before publish: the filter would refuse this config in on_configure, so the

@@ -45,8 +45,15 @@ pub struct WebhookConfig {
     pub stripe_secret: String,
 }
 
+/// The defaults and bounds of the filter's config, in one place: the control plane fills
+/// its configs from these too.
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 4096;
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+pub const MAX_LEEWAY_SECS: i64 = 3600;
+pub const DEFAULT_POLL_INTERVAL_MS: u64 = 250;
+
 fn default_cache_entries() -> usize {
-    4096
+    DEFAULT_TOKEN_CACHE_ENTRIES
 }
 
 /// One upstream service as the filter sees it.
@@ -64,6 +71,21 @@ pub struct ServiceConfig {
     pub rules: Vec<RuleConfig>,
     #[serde(default)]
     pub request_headers: HeaderPolicyConfig,
+    /// What a protected request that no rule covers gets.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+}
+
+/// The default for a protected request no rule covers (Istio users know the second as
+/// deny-by-default: every allowed route is then listed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unmatched {
+    /// Any valid token will do.
+    #[default]
+    Authenticated,
+    /// 403 `ROUTE_NOT_ALLOWED`.
+    Deny,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +129,7 @@ pub struct AuthConfig {
 }
 
 fn default_leeway() -> u64 {
-    30
+    DEFAULT_LEEWAY_SECS
 }
 
 /// A verification key: exactly one of `secret` (HMAC) or `jwk` (RSA or EC public key).
@@ -148,7 +170,7 @@ pub struct RevocationConfig {
 }
 
 fn default_poll_ms() -> u64 {
-    250
+    DEFAULT_POLL_INTERVAL_MS
 }
 
 impl FilterConfig {

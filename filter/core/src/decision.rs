@@ -7,11 +7,12 @@ use crate::cache::TokenCache;
 use crate::clock::Clock;
 use crate::fast_bytes::bytes_eq;
 use crate::header_map::NOT_UTF8;
-use crate::headers::Verdict;
+use crate::config::Unmatched;
+use crate::headers::{HeaderPolicy, Verdict};
 use crate::identity::{Identity, IdentityHeaderSet};
-use crate::path::strip_query;
-use crate::policy::Policy;
-use crate::rbac::{has_permission, Params};
+use crate::path::{strip_query, PathReadings};
+use crate::policy::{Policy, Service};
+use crate::rbac::{has_permission, is_method_token, Params};
 use crate::reply::Denial;
 use crate::revocation::RevocationList;
 use crate::token::{bearer_candidate, check_token_chars, TokenError};
@@ -147,48 +148,41 @@ fn decide_inner<'r>(
     let path = strip_query(request.path);
     let service = policy.service_for(path);
     let header_policy = service.map(|s| &s.headers).unwrap_or(&policy.unrouted_headers);
-
-    // Nothing here allocates unless the request needs it: no Vec grows for a request
-    // with one Authorization, no x-venue-id and nothing to strip.
-    let mut remove: Vec<&'r str> = Vec::new();
-    let mut authorization = Authorization::default();
-    let mut venue_headers: Vec<&str> = Vec::new();
-    let mut sent = IdentityHeaderSet::default();
-    // Names, :method and :path decide what is stripped and checked: one the policy cannot
-    // read fails the request (Envoy's codecs let none through; this is the last line).
-    let mut unreadable = request.method == NOT_UTF8 || request.path == NOT_UTF8;
-    for &(name, value) in request.headers {
-        match read_header(name) {
-            Some(ReadHeader::Authorization) => authorization.add(value),
-            Some(ReadHeader::VenueId) => venue_headers.push(value),
-            Some(ReadHeader::RequestId) if is_plain_request_id(value) => *request_id = RequestId::Kept(value),
-            Some(ReadHeader::RequestId) => *request_id = RequestId::Replaced(plain_request_id(value)),
-            Some(ReadHeader::Unreadable) => unreadable = true,
-            None => {}
-        }
-        match header_policy.request_header(name) {
-            Verdict::Keep => {}
-            Verdict::Remove if !remove.contains(&name) => remove.push(name),
-            Verdict::Remove => {}
-            // Replaced or removed once it is known whether an identity is asserted.
-            Verdict::Identity(header) => sent.add(header),
-        }
+    let mut scan = ScannedHeaders::scan(request, header_policy);
+    if let Some(id) = scan.request_id.take() {
+        *request_id = id;
     }
-    if unreadable {
+    if scan.unreadable {
         return Decision::Deny(Denial {
             status: 400,
             code: "MALFORMED_HEADER",
             message: String::from("A request header name, the method or the path is not valid UTF-8"),
         });
     }
+    if !is_method_token(request.method) {
+        return Decision::Deny(Denial {
+            status: 400,
+            code: "INVALID_METHOD",
+            message: String::from("The request method must be an upper-case token"),
+        });
+    }
+    let ScannedHeaders { mut remove, authorization, venue_headers, sent, .. } = scan;
 
-    let webhook = policy.webhooks.iter().position(|(hook_path, _)| hook_path == path);
-    let Some(service) = service.filter(|s| !s.is_public(path)) else {
-        // No service (Envoy will 404) or a public path: no identity is asserted, so
-        // every client copy of an identity header goes.
+    let Some(service) = service else {
+        // No service: Envoy answers 404, and no identity is asserted, so every client copy
+        // of an identity header goes.
+        remove.extend(sent.without(IdentityHeaderSet::default()));
+        return Decision::Forward { remove, identity: None, statement: None, sent, webhook: None };
+    };
+    let readings = match PathReadings::read(path) {
+        Ok(readings) => readings,
+        Err(refusal) => return Decision::Deny(Denial { status: 400, code: "INVALID_PATH", message: refusal.to_string() }),
+    };
+    let webhook = policy.webhook_for(&readings);
+    if service.is_public(&readings) {
         remove.extend(sent.without(IdentityHeaderSet::default()));
         return Decision::Forward { remove, identity: None, statement: None, sent, webhook };
-    };
+    }
 
     let identity = match authenticate(policy, authorization.values(), clock, state, observed) {
         Ok(identity) => identity,
@@ -198,34 +192,9 @@ fn decide_inner<'r>(
         }
     };
     observed.authenticated = true;
-
-    let (params, required) = match service.rules.iter().find_map(|r| r.matches(request.method, path).map(|p| (p, r))) {
-        Some((params, rule)) => (params, Some(rule.permission.as_str())),
-        None => (Params::new(), None),
-    };
-    if let Some(required) = required {
-        if !has_permission(&identity.permissions, required, &params, &identity.token.subject) {
-            observed.rbac_denied = true;
-            return Decision::Deny(Denial {
-                status: 403,
-                code: "INSUFFICIENT_PERMISSIONS",
-                message: format!("Insufficient permissions: {required} required"),
-            });
-        }
-    }
-    if identity.venue_scoped {
-        let venues = params.iter().filter(|(name, _)| *name == "venueId").map(|(_, v)| *v).chain(venue_headers);
-        let allowed = identity.token.venues.as_deref().unwrap_or(&[]);
-        for venue in venues {
-            if !allowed.iter().any(|v| v == venue) {
-                observed.rbac_denied = true;
-                return Decision::Deny(Denial {
-                    status: 403,
-                    code: "VENUE_ACCESS_DENIED",
-                    message: String::from("Access denied to this venue"),
-                });
-            }
-        }
+    if let Err(denial) = authorize(service, &identity, request.method, &readings, &venue_headers) {
+        observed.rbac_denied = true;
+        return Decision::Deny(denial);
     }
 
     // The statement's time may be the coarse one: it says when the gateway vouched, to
@@ -241,6 +210,97 @@ fn decide_inner<'r>(
         remove.extend(sent.without(set));
     }
     Decision::Forward { remove, identity: Some(identity), statement, sent, webhook }
+}
+
+/// What one pass over the request's headers found.
+#[derive(Default)]
+struct ScannedHeaders<'r> {
+    /// Headers the policy removes, each name once.
+    remove: Vec<&'r str>,
+    authorization: Authorization<'r>,
+    venue_headers: Vec<&'r str>,
+    /// Identity headers the client sent.
+    sent: IdentityHeaderSet,
+    request_id: Option<RequestId<'r>>,
+    /// A name, `:method` or `:path` the policy cannot read: it cannot strip or route what
+    /// it cannot read (Envoy's codecs let none through; this is the last line).
+    unreadable: bool,
+}
+
+impl<'r> ScannedHeaders<'r> {
+    /// Nothing here allocates unless the request needs it: no Vec grows for a request
+    /// with one Authorization, no x-venue-id and nothing to strip.
+    fn scan(request: &RequestView<'r>, header_policy: &HeaderPolicy) -> Self {
+        let mut scan = Self { unreadable: request.method == NOT_UTF8 || request.path == NOT_UTF8, ..Self::default() };
+        for &(name, value) in request.headers {
+            match read_header(name) {
+                Some(ReadHeader::Authorization) => scan.authorization.add(value),
+                Some(ReadHeader::VenueId) => scan.venue_headers.push(value),
+                Some(ReadHeader::RequestId) if is_plain_request_id(value) => scan.request_id = Some(RequestId::Kept(value)),
+                Some(ReadHeader::RequestId) => scan.request_id = Some(RequestId::Replaced(plain_request_id(value))),
+                Some(ReadHeader::Unreadable) => scan.unreadable = true,
+                None => {}
+            }
+            match header_policy.request_header(name) {
+                Verdict::Keep => {}
+                Verdict::Remove if !scan.remove.contains(&name) => scan.remove.push(name),
+                Verdict::Remove => {}
+                // Replaced or removed once it is known whether an identity is asserted.
+                Verdict::Identity(header) => scan.sent.add(header),
+            }
+        }
+        scan
+    }
+}
+
+/// The rules' verdict on an authenticated request. Every reading of the path must pass
+/// (see [`PathReadings`]): a rule that matches any form a backend may serve applies.
+fn authorize(
+    service: &Service,
+    identity: &Identity,
+    method: &str,
+    readings: &PathReadings<'_>,
+    venue_headers: &[&str],
+) -> Result<(), Denial> {
+    for path in readings.each() {
+        let params = match service.rules.iter().find_map(|r| r.matches(method, path).map(|p| (p, r))) {
+            Some((params, rule)) => {
+                if !has_permission(&identity.permissions, &rule.permission, &params, &identity.token.subject) {
+                    return Err(Denial {
+                        status: 403,
+                        code: "INSUFFICIENT_PERMISSIONS",
+                        message: format!("Insufficient permissions: {} required", rule.permission),
+                    });
+                }
+                params
+            }
+            None if service.unmatched == Unmatched::Deny => {
+                return Err(Denial {
+                    status: 403,
+                    code: "ROUTE_NOT_ALLOWED",
+                    message: String::from("No rule allows this method and path"),
+                });
+            }
+            None => Params::new(),
+        };
+        if identity.venue_scoped {
+            check_venue_scope(identity, &params, venue_headers)?;
+        }
+    }
+    Ok(())
+}
+
+/// A venue-scoped identity acts only on the venues its token lists: every `venueId` path
+/// param and every `x-venue-id` header must be one of them.
+fn check_venue_scope(identity: &Identity, params: &Params<'_>, venue_headers: &[&str]) -> Result<(), Denial> {
+    let allowed = identity.token.venues.as_deref().unwrap_or(&[]);
+    let venues = params.iter().filter(|(name, _)| *name == "venueId").map(|(_, v)| *v).chain(venue_headers.iter().copied());
+    for venue in venues {
+        if !allowed.iter().any(|v| v == venue) {
+            return Err(Denial { status: 403, code: "VENUE_ACCESS_DENIED", message: String::from("Access denied to this venue") });
+        }
+    }
+    Ok(())
 }
 
 /// The headers the decision reads as well as filters.
@@ -323,3 +383,7 @@ fn authenticate(
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decision_variant_tests.rs"]
+mod variant_tests;

@@ -4,17 +4,17 @@ use serde_json::{json, Value};
 use super::*;
 use crate::cache::TokenCache;
 use crate::clock::Clock;
-use crate::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig};
+use crate::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig, Unmatched};
 use crate::revocation::{RevocationList, RevocationUpdate};
 
-const SECRET: &str = "decision-secret-decision-secret-0123";
-const NOW: i64 = 1_800_000_000;
+pub(super) const SECRET: &str = "decision-secret-decision-secret-0123";
+pub(super) const NOW: i64 = 1_800_000_000;
 
-fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
+pub(super) fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
     RuleConfig { method: method.into(), path: path.into(), permission: permission.into() }
 }
 
-fn config() -> FilterConfig {
+pub(super) fn config() -> FilterConfig {
     FilterConfig {
         config_version: "test".into(),
         services: vec![
@@ -24,6 +24,7 @@ fn config() -> FilterConfig {
                 public_paths: vec!["/api/v1/auth/login".into(), "/api/v1/auth/public/*".into()],
                 rules: vec![],
                 request_headers: HeaderPolicyConfig::default(),
+                unmatched: Unmatched::Authenticated,
             },
             ServiceConfig {
                 name: "event".into(),
@@ -36,6 +37,7 @@ fn config() -> FilterConfig {
                     rule("POST", "/api/v1/events/validate", "tickets:validate"),
                 ],
                 request_headers: HeaderPolicyConfig { allow: vec!["x-echo-*".into()], allow_any: false },
+                unmatched: Unmatched::Authenticated,
             },
         ],
         auth: AuthConfig {
@@ -52,7 +54,7 @@ fn config() -> FilterConfig {
     }
 }
 
-fn token(patch: Value) -> String {
+pub(super) fn token(patch: Value) -> String {
     let mut claims = json!({
         "sub": "u1", "iss": "tickettoken", "aud": "tickettoken-platform", "type": "access",
         "tenant_id": "t1", "role": "venue-manager", "venues": ["v1", "v2"], "exp": NOW + 900, "jti": "j1"
@@ -63,24 +65,24 @@ fn token(patch: Value) -> String {
     encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
-struct Harness {
-    policy: Policy,
+pub(super) struct Harness {
+    pub(super) policy: Policy,
     state: FilterState,
 }
 
 impl Harness {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with(config())
     }
 
-    fn with(config: FilterConfig) -> Self {
+    pub(super) fn with(config: FilterConfig) -> Self {
         Self {
             policy: Policy::compile(&config).unwrap(),
             state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default() },
         }
     }
 
-    fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
+    pub(super) fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
         // Leaked so the decision can borrow from them for the rest of the test.
         let headers: &'static [(&'static str, &'static str)] = Box::leak(
             headers.iter().map(|(n, v)| (&*Box::leak((*n).into()), &*Box::leak((*v).into()))).collect::<Vec<_>>().into_boxed_slice(),
@@ -89,7 +91,7 @@ impl Harness {
     }
 }
 
-fn denial(outcome: &Outcome) -> (u16, &'static str) {
+pub(super) fn denial(outcome: &Outcome) -> (u16, &'static str) {
     match &outcome.decision {
         Decision::Deny(d) => (d.status, d.code),
         other => panic!("expected a denial, got {other:?}"),
@@ -105,7 +107,7 @@ fn forwarded(outcome: &Outcome) -> (Vec<String>, Vec<(&'static str, String)>) {
     }
 }
 
-fn bearer(t: &str) -> String {
+pub(super) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 

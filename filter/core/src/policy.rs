@@ -2,11 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{FilterConfig, RevocationConfig, RoleConfig};
+use crate::config::{
+    AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
+};
 use crate::headers::HeaderPolicy;
-use crate::path::{is_normalized, is_under_prefix, PathPattern, PatternError};
+use crate::path::{is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
 use crate::rbac::{compile_roles, Rule};
-use crate::token::{compile_key, Verifier};
+use crate::token::{compile_key, Verifier, VerifyingKey};
 
 /// A config the filter can enforce. Only [`Policy::compile`] makes one, so holding a
 /// `Policy` means every rule in it was checked.
@@ -14,9 +16,8 @@ use crate::token::{compile_key, Verifier};
 pub struct Policy {
     pub config_version: String,
     services: Vec<Service>,
-    /// (prefix, index into `services`), longest prefix first, so the first hit is the one
-    /// Envoy's route table picks too.
-    prefixes: Vec<(String, usize)>,
+    /// Longest prefix first, so the first hit is the one Envoy's route table picks too.
+    prefixes: Prefixes,
     pub verifier: Verifier,
     pub roles: BTreeMap<String, RoleConfig>,
     pub identity_key: Option<Vec<u8>>,
@@ -34,6 +35,7 @@ pub struct Service {
     pub public_paths: Vec<PathPattern>,
     pub rules: Vec<Rule>,
     pub headers: HeaderPolicy,
+    pub unmatched: Unmatched,
 }
 
 /// A config error, naming the item and the field at fault.
@@ -53,80 +55,44 @@ impl CompileError {
 
 impl Policy {
     pub fn compile(config: &FilterConfig) -> Result<Self, CompileError> {
-        let mut services = Vec::with_capacity(config.services.len());
-        let mut prefixes: Vec<(String, usize)> = Vec::new();
-        for (index, svc) in config.services.iter().enumerate() {
-            services.push(compile_service(config, index, svc, &mut prefixes)?);
+        // Destructured, so a field added to the config cannot be left out here unnoticed.
+        let FilterConfig {
+            config_version,
+            services: service_configs,
+            auth,
+            roles,
+            identity_signing_key,
+            revocation,
+            token_cache_entries,
+            webhooks,
+        } = config;
+        let (services, prefixes) = compile_services(service_configs)?;
+        let verifier = compile_verifier(auth)?;
+        let roles = compile_roles(roles).map_err(|e| CompileError::new("roles", "", e))?;
+        if identity_signing_key.as_ref().is_some_and(|key| key.len() < 32) {
+            return Err(CompileError::new("identity_signing_key", "", "must be at least 32 bytes"));
         }
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-
-        let auth = &config.auth;
-        if auth.issuer.is_empty() {
-            return Err(CompileError::new("auth", "issuer", "must not be empty"));
-        }
-        if auth.audience.is_empty() {
-            return Err(CompileError::new("auth", "audience", "must not be empty"));
-        }
-        if auth.keys.is_empty() {
-            return Err(CompileError::new("auth", "keys", "needs at least one key"));
-        }
-        let mut keys = Vec::with_capacity(auth.keys.len());
-        for (i, key) in auth.keys.iter().enumerate() {
-            let item = match &key.kid {
-                Some(kid) => format!("auth.keys[{i}] (kid {kid:?})"),
-                None => format!("auth.keys[{i}]"),
-            };
-            if auth.keys[..i].iter().any(|k| k.kid == key.kid) {
-                return Err(CompileError::new(item, "kid", "two keys with the same kid"));
-            }
-            keys.push(compile_key(key).map_err(|reason| {
-                let (field, reason) = reason.split_once(": ").unwrap_or(("key", reason.as_str()));
-                CompileError::new(&item, field, reason)
-            })?);
-        }
-        let leeway_secs = i64::try_from(auth.leeway_secs)
-            .ok()
-            .filter(|l| *l <= 3600)
-            .ok_or_else(|| CompileError::new("auth", "leeway_secs", "must be at most 3600"))?;
-        let roles = compile_roles(&config.roles).map_err(|e| CompileError::new("roles", "", e))?;
-        if let Some(key) = &config.identity_signing_key {
-            if key.len() < 32 {
-                return Err(CompileError::new("identity_signing_key", "", "must be at least 32 bytes"));
-            }
-        }
-        if let Some(rev) = &config.revocation {
-            if rev.cluster.is_empty() || !rev.path.starts_with('/') || rev.poll_interval_ms == 0 {
-                return Err(CompileError::new("revocation", "", "needs a cluster, an absolute path and a poll interval"));
-            }
-        }
-        let mut webhooks = Vec::new();
-        for (i, hook) in config.webhooks.iter().enumerate() {
-            let item = format!("webhooks[{i}]");
-            if !is_normalized(&hook.path) {
-                return Err(CompileError::new(&item, "path", PatternError::NotNormalized));
-            }
-            if hook.stripe_secret.is_empty() {
-                return Err(CompileError::new(&item, "stripe_secret", "must not be empty"));
-            }
-            webhooks.push((hook.path.clone(), hook.stripe_secret.as_bytes().to_vec()));
+        if let Some(rev) = revocation {
+            compile_revocation(rev)?;
         }
         Ok(Self {
-            webhooks,
-            config_version: config.config_version.clone(),
+            config_version: config_version.clone(),
             services,
             prefixes,
-            verifier: Verifier {
-                issuer: auth.issuer.clone(),
-                audience: auth.audience.clone(),
-                leeway_secs,
-                keys,
-            },
+            verifier,
             roles,
-            identity_key: config.identity_signing_key.as_ref().map(|k| k.as_bytes().to_vec()),
-            revocation: config.revocation.clone(),
-            token_cache_entries: config.token_cache_entries,
+            identity_key: identity_signing_key.as_ref().map(|k| k.as_bytes().to_vec()),
+            revocation: revocation.clone(),
+            token_cache_entries: *token_cache_entries,
             unrouted_headers: HeaderPolicy::open(),
+            webhooks: compile_webhooks(webhooks)?,
         })
+    }
+
+    /// The webhook whose signature a request must carry: one whose path any reading of
+    /// the request's path names (so a case or trailing-slash variant is checked too).
+    pub fn webhook_for(&self, readings: &PathReadings<'_>) -> Option<usize> {
+        self.webhooks.iter().position(|(hook_path, _)| readings.each().any(|path| segment_eq(hook_path, path)))
     }
 
     /// The service Envoy routes `path` to, by the longest whole-segment prefix.
@@ -138,25 +104,41 @@ impl Policy {
     }
 }
 
+/// (prefix, index into the services), longest prefix first.
+type Prefixes = Vec<(String, usize)>;
+
+/// The services, and their prefixes longest first, so the first hit is the one Envoy's
+/// route table picks too.
+fn compile_services(configs: &[ServiceConfig]) -> Result<(Vec<Service>, Prefixes), CompileError> {
+    let mut services = Vec::with_capacity(configs.len());
+    let mut prefixes = Prefixes::new();
+    for (index, svc) in configs.iter().enumerate() {
+        services.push(compile_service(configs, index, svc, &mut prefixes)?);
+    }
+    prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
+    Ok((services, prefixes))
+}
+
 fn compile_service(
-    config: &FilterConfig,
+    configs: &[ServiceConfig],
     index: usize,
-    svc: &crate::config::ServiceConfig,
-    prefixes: &mut Vec<(String, usize)>,
+    svc: &ServiceConfig,
+    prefixes: &mut Prefixes,
 ) -> Result<Service, CompileError> {
-    let item = format!("service \"{}\"", svc.name);
-    if svc.name.is_empty() {
+    let ServiceConfig { name, prefixes: own_prefixes, public_paths, rules, request_headers, unmatched } = svc;
+    let item = format!("service \"{name}\"");
+    if name.is_empty() {
         return Err(CompileError::new(format!("services[{index}]"), "name", "must not be empty"));
     }
-    if svc.prefixes.is_empty() {
+    if own_prefixes.is_empty() {
         return Err(CompileError::new(&item, "prefixes", "needs at least one prefix"));
     }
-    for (i, prefix) in svc.prefixes.iter().enumerate() {
+    for (i, prefix) in own_prefixes.iter().enumerate() {
         if !is_normalized(prefix) {
             return Err(CompileError::new(&item, format!("prefixes[{i}]"), PatternError::NotNormalized));
         }
         if let Some((_, other)) = prefixes.iter().find(|(p, _)| p == prefix) {
-            let other_name = &config.services[*other].name;
+            let other_name = &configs[*other].name;
             return Err(CompileError::new(
                 &item,
                 format!("prefixes[{i}]"),
@@ -165,25 +147,84 @@ fn compile_service(
         }
         prefixes.push((prefix.clone(), index));
     }
-    let public_paths = svc
-        .public_paths
+    let public_paths = public_paths
         .iter()
         .enumerate()
         .map(|(i, p)| PathPattern::parse(p).map_err(|e| CompileError::new(&item, format!("public_paths[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let rules = svc
-        .rules
+    let rules = rules
         .iter()
         .enumerate()
         .map(|(i, r)| Rule::compile(r).map_err(|e| CompileError::new(&item, format!("rules[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let headers = HeaderPolicy::compile(&svc.request_headers)
-        .map_err(|e| CompileError::new(&item, "request_headers.allow", e))?;
-    Ok(Service { name: svc.name.clone(), public_paths, rules, headers })
+    let headers =
+        HeaderPolicy::compile(request_headers).map_err(|e| CompileError::new(&item, "request_headers.allow", e))?;
+    Ok(Service { name: name.clone(), public_paths, rules, headers, unmatched: *unmatched })
+}
+
+fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {
+    let AuthConfig { issuer, audience, leeway_secs, keys } = auth;
+    if issuer.is_empty() {
+        return Err(CompileError::new("auth", "issuer", "must not be empty"));
+    }
+    if audience.is_empty() {
+        return Err(CompileError::new("auth", "audience", "must not be empty"));
+    }
+    let leeway_secs = i64::try_from(*leeway_secs)
+        .ok()
+        .filter(|l| *l <= MAX_LEEWAY_SECS)
+        .ok_or_else(|| CompileError::new("auth", "leeway_secs", format!("must be at most {MAX_LEEWAY_SECS}")))?;
+    Ok(Verifier { issuer: issuer.clone(), audience: audience.clone(), leeway_secs, keys: compile_keys(keys)? })
+}
+
+fn compile_keys(configs: &[KeyConfig]) -> Result<Vec<VerifyingKey>, CompileError> {
+    if configs.is_empty() {
+        return Err(CompileError::new("auth", "keys", "needs at least one key"));
+    }
+    let mut keys = Vec::with_capacity(configs.len());
+    for (i, key) in configs.iter().enumerate() {
+        let item = match &key.kid {
+            Some(kid) => format!("auth.keys[{i}] (kid {kid:?})"),
+            None => format!("auth.keys[{i}]"),
+        };
+        if configs[..i].iter().any(|k| k.kid == key.kid) {
+            return Err(CompileError::new(item, "kid", "two keys with the same kid"));
+        }
+        keys.push(compile_key(key).map_err(|reason| {
+            let (field, reason) = reason.split_once(": ").unwrap_or(("key", reason.as_str()));
+            CompileError::new(&item, field, reason)
+        })?);
+    }
+    Ok(keys)
+}
+
+fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {
+    let RevocationConfig { cluster, authority: _, path, poll_interval_ms } = rev;
+    if cluster.is_empty() || !path.starts_with('/') || *poll_interval_ms == 0 {
+        return Err(CompileError::new("revocation", "", "needs a cluster, an absolute path and a poll interval"));
+    }
+    Ok(())
+}
+
+fn compile_webhooks(configs: &[WebhookConfig]) -> Result<Vec<(String, Vec<u8>)>, CompileError> {
+    let mut webhooks = Vec::with_capacity(configs.len());
+    for (i, WebhookConfig { path, stripe_secret }) in configs.iter().enumerate() {
+        let item = format!("webhooks[{i}]");
+        if !is_normalized(path) {
+            return Err(CompileError::new(&item, "path", PatternError::NotNormalized));
+        }
+        if stripe_secret.is_empty() {
+            return Err(CompileError::new(&item, "stripe_secret", "must not be empty"));
+        }
+        webhooks.push((path.clone(), stripe_secret.as_bytes().to_vec()));
+    }
+    Ok(webhooks)
 }
 
 impl Service {
-    pub fn is_public(&self, path: &str) -> bool {
-        self.public_paths.iter().any(|p| p.matches(path))
+    /// Public only if every reading of the path is (a public path's `;params` or escaped
+    /// variant is served as public only where both forms are).
+    pub fn is_public(&self, readings: &PathReadings<'_>) -> bool {
+        readings.each().all(|path| self.public_paths.iter().any(|p| p.matches(path)))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{RoleConfig, RuleConfig};
-use crate::path::is_normalized;
+use crate::path::{is_normalized, segment_eq};
 
 /// A compiled route rule.
 #[derive(Debug, Clone)]
@@ -16,6 +16,7 @@ pub struct Rule {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
+    /// Lower-cased; compared with [`segment_eq`], so case variants of a path still match.
     Literal(String),
     Param(String),
 }
@@ -23,43 +24,72 @@ enum Segment {
 /// Path params captured by a rule, e.g. `venueId -> "v1"`.
 pub type Params<'a> = Vec<(&'a str, &'a str)>;
 
+/// Why a rule (or a roles table) was refused; the caller names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("method {0:?} must be an upper-case HTTP method or '*'")]
+    Method(String),
+    #[error("path {0:?} must start with '/'")]
+    NotAbsolute(String),
+    #[error("path {path:?}: bad parameter segment {segment:?}")]
+    BadParam { path: String, segment: String },
+    #[error("path {path:?}: bad segment {segment:?}")]
+    BadSegment { path: String, segment: String },
+    #[error("path {0:?} is not a normalized path")]
+    NotNormalized(String),
+    #[error("permission {0:?} must be resource:action")]
+    Permission(String),
+    #[error("role {0:?}: name must be lower-case letters and '-'")]
+    RoleName(String),
+    #[error("role {role:?}: permission {permission:?} must be resource:action")]
+    RolePermission { role: String, permission: String },
+}
+
 impl Rule {
-    pub fn compile(config: &RuleConfig) -> Result<Self, String> {
-        let method = match config.method.as_str() {
+    pub fn compile(config: &RuleConfig) -> Result<Self, RuleError> {
+        let RuleConfig { method, path, permission } = config;
+        let method = match method.as_str() {
             "*" => None,
             m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_owned()),
-            m => return Err(format!("method {m:?} must be an upper-case HTTP method or '*'")),
+            m => return Err(RuleError::Method(m.to_owned())),
         };
-        if !config.path.starts_with('/') {
-            return Err(format!("path {:?} must start with '/'", config.path));
-        }
-        let segments = config.path[1..]
+        let Some(body) = path.strip_prefix('/') else { return Err(RuleError::NotAbsolute(path.clone())) };
+        let segments = body
             .split('/')
             .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 Some(name) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
                     Ok(Segment::Param(name.to_owned()))
                 }
-                Some(_) => Err(format!("path {:?}: bad parameter segment {s:?}", config.path)),
-                None if s.contains(['{', '}', '*']) => Err(format!("path {:?}: bad segment {s:?}", config.path)),
-                None => Ok(Segment::Literal(s.to_owned())),
+                Some(_) => Err(RuleError::BadParam { path: path.clone(), segment: s.to_owned() }),
+                None if s.contains(['{', '}', '*']) => Err(RuleError::BadSegment { path: path.clone(), segment: s.to_owned() }),
+                None => Ok(Segment::Literal(s.to_ascii_lowercase())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let literal: String = config.path.replace(['{', '}'], "");
-        if !is_normalized(&literal) {
-            return Err(format!("path {:?} is not a normalized path", config.path));
+        if !is_normalized(&path.replace(['{', '}'], "")) || path.len() > 1 && path.ends_with('/') {
+            return Err(RuleError::NotNormalized(path.clone()));
         }
-        if !is_permission(&config.permission) {
-            return Err(format!("permission {:?} must be resource:action", config.permission));
+        if !is_permission(permission) {
+            return Err(RuleError::Permission(permission.clone()));
         }
-        Ok(Self { method, segments, permission: config.permission.clone() })
+        Ok(Self { method, segments, permission: permission.clone() })
     }
 
-    /// Matches a normalized path (no query); returns the captured params.
+    /// Does the rule cover this method? A GET rule covers HEAD too: every common backend
+    /// framework answers HEAD with the GET handler.
+    fn covers_method(&self, method: &str) -> bool {
+        match self.method.as_deref() {
+            None => true,
+            Some(m) => m == method || (m == "GET" && method == "HEAD"),
+        }
+    }
+
+    /// Matches one reading of a path (see [`crate::path::PathReadings`]); returns the
+    /// captured params.
     pub fn matches<'r, 'p>(&'r self, method: &str, path: &'p str) -> Option<Params<'p>>
     where
         'r: 'p,
     {
-        if self.method.as_deref().is_some_and(|m| m != method) {
+        if !self.covers_method(method) {
             return None;
         }
         // Every rule is tried on every request of its service: settle most of them on the
@@ -70,7 +100,7 @@ impl Rule {
         }
         let parts = || rest.split('/').zip(&self.segments);
         let fits = parts().all(|(part, segment)| match segment {
-            Segment::Literal(lit) => lit == part,
+            Segment::Literal(lit) => segment_eq(lit, part),
             Segment::Param(_) => !part.is_empty(),
         });
         if !fits {
@@ -87,6 +117,14 @@ impl Rule {
     }
 }
 
+/// A request method the policy can judge: an upper-case token, as HTTP/1.1 requires of
+/// every standard and registered method. Envoy's HTTP/1 codec refuses the rest; over HTTP/2
+/// it forwards `post` as it came, which a lenient backend may serve as POST while no POST
+/// rule saw it.
+pub fn is_method_token(method: &str) -> bool {
+    (1..=32).contains(&method.len()) && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
 fn is_permission(p: &str) -> bool {
     p == "*"
         || p.split_once(':').is_some_and(|(resource, action)| {
@@ -96,13 +134,13 @@ fn is_permission(p: &str) -> bool {
 }
 
 /// Checks role and permission names in a roles table.
-pub fn compile_roles(roles: &BTreeMap<String, RoleConfig>) -> Result<BTreeMap<String, RoleConfig>, String> {
+pub fn compile_roles(roles: &BTreeMap<String, RoleConfig>) -> Result<BTreeMap<String, RoleConfig>, RuleError> {
     for (name, role) in roles {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
-            return Err(format!("role {name:?}: name must be lower-case letters and '-'"));
+            return Err(RuleError::RoleName(name.clone()));
         }
         if let Some(bad) = role.permissions.iter().find(|p| !is_permission(p)) {
-            return Err(format!("role {name:?}: permission {bad:?} must be resource:action"));
+            return Err(RuleError::RolePermission { role: name.clone(), permission: bad.clone() });
         }
     }
     Ok(roles.clone())
@@ -147,9 +185,31 @@ mod tests {
         assert!(any.matches("DELETE", "/api/v1/events").is_some());
     }
 
+    #[test]
+    fn rules_cover_head_for_get_and_case_variants_of_literals() {
+        let r = rule("GET", "/api/v1/venues/{venueId}/reports", "reports:view");
+        assert_eq!(r.matches("HEAD", "/api/v1/venues/v2/reports"), Some(vec![("venueId", "v2")]));
+        assert_eq!(r.matches("GET", "/api/v1/venues/V2/REPORTS"), Some(vec![("venueId", "V2")]), "param keeps its case");
+        assert_eq!(r.matches("GET", "/api/v1/venues/v2/reporTs"), Some(vec![("venueId", "v2")]));
+        assert_eq!(r.matches("GET", "/api/v1/venues/v2/report\u{17f}"), Some(vec![("venueId", "v2")]), "long s folds to s");
+        assert_eq!(r.matches("POST", "/api/v1/venues/v2/reports"), None);
+        let head = rule("POST", "/api/v1/events", "events:create");
+        assert_eq!(head.matches("HEAD", "/api/v1/events"), None, "only GET rules cover HEAD");
+    }
+
+    #[test]
+    fn methods_must_be_upper_case_tokens() {
+        for ok in ["GET", "POST", "M-SEARCH", "VERSION-CONTROL"] {
+            assert!(is_method_token(ok), "{ok}");
+        }
+        for bad in ["", "post", "Get", "GET ", "GE\tT", "P0ST", "POST\u{0}", &"A".repeat(33)] {
+            assert!(!is_method_token(bad), "{bad:?}");
+        }
+    }
+
     /// The rule as a plain segment walk: what the pre-checked match must agree with.
     fn reference_matches<'p>(rule: &'p Rule, method: &str, path: &'p str) -> Option<Params<'p>> {
-        if rule.method.as_deref().is_some_and(|m| m != method) {
+        if !rule.covers_method(method) {
             return None;
         }
         let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
@@ -159,7 +219,7 @@ mod tests {
         let mut params = Vec::new();
         for (part, segment) in parts.iter().zip(&rule.segments) {
             match segment {
-                Segment::Literal(lit) if lit == part => {}
+                Segment::Literal(lit) if lit.eq_ignore_ascii_case(part) => {}
                 Segment::Param(name) if !part.is_empty() => params.push((name.as_str(), *part)),
                 _ => return None,
             }
@@ -176,9 +236,9 @@ mod tests {
             ]),
             method in proptest::sample::select(vec!["GET", "POST", "*"]),
             segments in proptest::collection::vec(proptest::sample::select(vec![
-                "api", "v1", "venues", "events", "users", "tickets", "v9", "", "a",
+                "api", "v1", "venues", "events", "users", "tickets", "v9", "", "a", "EVENTS", "Venues", "A",
             ]), 0..7),
-            request_method in proptest::sample::select(vec!["GET", "POST"]),
+            request_method in proptest::sample::select(vec!["GET", "POST", "HEAD"]),
         ) {
             let r = rule(method, pattern, "a:b");
             let path = format!("/{}", segments.join("/"));
@@ -196,6 +256,7 @@ mod tests {
             ("GET", "/x/{a-b}", "a:b"),
             ("GET", "/x/*", "a:b"),
             ("GET", "/x/../y", "a:b"),
+            ("GET", "/x/", "a:b"),
             ("GET", "/x", "ab"),
             ("GET", "/x", ":b"),
         ] {

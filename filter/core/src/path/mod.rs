@@ -1,10 +1,15 @@
 //! Path matching on whole segments, with no regular expressions built from config strings.
 //!
 //! Paths reach the filter after Envoy's own normalization (the control plane turns on
-//! `normalize_path`, `merge_slashes` and rejects escaped slashes), so matching here is plain
-//! byte comparison; the query string never takes part.
+//! `normalize_path`, `merge_slashes` and rejects escaped slashes). Which service a path
+//! belongs to is decided on the path as Envoy routes it ([`is_under_prefix`]); within a
+//! service, rules and public paths judge every reading a backend may make of it
+//! ([`PathReadings`]). The query string never takes part.
 
 use crate::fast_bytes::{bytes_eq, starts_with};
+
+mod readings;
+pub use readings::{segment_eq, PathReadings, PathRefusal};
 
 /// The path part of a request target: everything before `?` or `#`.
 pub fn strip_query(target: &str) -> &str {

@@ -71,3 +71,105 @@ mod properties {
         }
     }
 }
+
+mod readings {
+    use super::super::*;
+
+    fn read(path: &str) -> Result<(String, String), PathRefusal> {
+        PathReadings::read(path).map(|r| (r.as_sent().to_owned(), r.canonical().to_owned()))
+    }
+
+    fn both(path: &str) -> (String, String) {
+        (path.to_owned(), path.to_owned())
+    }
+
+    #[test]
+    fn trailing_slashes_go_from_both_readings() {
+        assert_eq!(read("/api/v1/events/"), Ok(both("/api/v1/events")));
+        assert_eq!(read("/api/v1/events//"), Ok(both("/api/v1/events")));
+        assert_eq!(read("/"), Ok(both("/")));
+        assert_eq!(read("//"), Ok(both("/")));
+    }
+
+    #[test]
+    fn params_and_escapes_go_from_the_canonical_reading() {
+        assert_eq!(read("/a/reports;x=1"), Ok(("/a/reports;x=1".into(), "/a/reports".into())));
+        assert_eq!(read("/a;v=2/b;c/"), Ok(("/a;v=2/b;c".into(), "/a/b".into())));
+        assert_eq!(read("/a/%72eports"), Ok(both("/a/reports")), "an unreserved escape is the character");
+        assert_eq!(read("/a/%7e%2D%5F"), Ok(both("/a/~-_")));
+        assert_eq!(read("/a/x%20y"), Ok(("/a/x%20y".into(), "/a/x y".into())));
+        assert_eq!(read("/a/caf%C3%A9"), Ok(("/a/caf%C3%A9".into(), "/a/café".into())));
+        let plain = PathReadings::read("/a/b").unwrap();
+        assert_eq!(plain.each().count(), 1, "a plain path is read once");
+    }
+
+    #[test]
+    fn ambiguous_forms_are_refused() {
+        for (path, why) in [
+            ("/a/../b", PathRefusal::DotSegment),
+            ("/a/./b", PathRefusal::DotSegment),
+            ("/a/..;/b", PathRefusal::DotSegment),
+            ("/a/%2e%2e/b", PathRefusal::DotSegment),
+            ("/a/.%2E", PathRefusal::DotSegment),
+            ("/a//b", PathRefusal::EmptySegment),
+            ("/a/;x/b", PathRefusal::EmptySegment),
+            ("/a/;x", PathRefusal::EmptySegment),
+            ("/a\\b", PathRefusal::Backslash),
+            ("/a/events\\", PathRefusal::Backslash),
+            ("/a/b%2Fc", PathRefusal::EncodedDelimiter),
+            ("/a/b%5cc", PathRefusal::EncodedDelimiter),
+            ("/a/reports%3F", PathRefusal::EncodedDelimiter),
+            ("/a/reports%23", PathRefusal::EncodedDelimiter),
+            ("/a/reports%3b", PathRefusal::EncodedDelimiter),
+            ("/a/%2565", PathRefusal::EncodedDelimiter),
+            ("/a/b%00", PathRefusal::EncodedDelimiter),
+            ("/a/b%zz", PathRefusal::BadEscape),
+            ("/a/b%4", PathRefusal::BadEscape),
+            ("/a/reports%20", PathRefusal::Whitespace),
+            ("/a/%09reports", PathRefusal::EncodedDelimiter),
+            ("/a/reports ", PathRefusal::Whitespace),
+            ("/a/re\u{85}ports", PathRefusal::Whitespace),
+            ("/a/%C2%85", PathRefusal::Whitespace),
+            ("/a/%FF", PathRefusal::NotUtf8),
+            ("a/b", PathRefusal::NotAbsolute),
+            ("", PathRefusal::NotAbsolute),
+        ] {
+            assert_eq!(read(path), Err(why), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn literal_segments_ignore_case_and_the_letters_that_fold_to_ascii() {
+        assert!(segment_eq("reports", "REPORTS"));
+        assert!(segment_eq("reports", "rePorts"));
+        assert!(segment_eq("reports", "report\u{17f}"), "long s");
+        assert!(segment_eq("kiosk", "\u{212a}\u{131}osk"), "Kelvin sign and dotless i");
+        assert!(segment_eq("item", "\u{130}tem"), "capital I with dot");
+        assert!(!segment_eq("reports", "report"));
+        assert!(!segment_eq("reports", "reportss"));
+        assert!(!segment_eq("reports", "r\u{e9}ports"));
+    }
+
+    mod properties {
+        use super::super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn readings_never_panic_and_the_canonical_reading_is_a_fixed_point(path in "/[a-zA-Z0-9;%./\\\\ =_-]{0,40}") {
+                if let Ok(readings) = PathReadings::read(&path) {
+                    for reading in readings.each() {
+                        let again = PathReadings::read(reading).expect("a reading reads again");
+                        prop_assert_eq!(again.canonical(), readings.canonical());
+                        prop_assert!(!reading.contains("//") && (reading == "/" || !reading.ends_with('/')));
+                    }
+                }
+            }
+
+            #[test]
+            fn segment_eq_agrees_with_lowercase_compare_on_ascii(a in "[a-zA-Z0-9-]{0,8}", b in "[a-zA-Z0-9-]{0,8}") {
+                prop_assert_eq!(segment_eq(&a.to_ascii_lowercase(), &b), a.eq_ignore_ascii_case(&b));
+            }
+        }
+    }
+}
