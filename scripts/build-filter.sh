@@ -10,13 +10,13 @@ RUSTC=/usr/bin/rustc \
 CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS=-L/usr/lib/wasm32-wasi \
   /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
   -p stagedoor-filter-wasm "$@"
-# Request headers and body (webhook signatures), the root context's ticks and callouts,
+# Request headers, body (webhook signatures) and trailers (identity headers stripped), the root context's ticks and callouts,
 # and proxy_on_delete (the SDK frees the context there) stay. proxy_on_done goes: the SDK's
 # answer is always "done", which is what Envoy assumes when the export is missing.
 cargo run -q -p stagedoor-wasm-trim -- \
   target/wasm32-wasip1/release/stagedoor_filter_wasm.wasm \
   target/wasm32-wasip1/release/stagedoor_filter.wasm \
-  proxy_on_request_trailers proxy_on_request_metadata \
+  proxy_on_request_metadata \
   proxy_on_response_headers proxy_on_response_body proxy_on_response_trailers proxy_on_response_metadata \
   proxy_on_log proxy_on_done proxy_on_downstream_data proxy_on_upstream_data proxy_on_new_connection \
   proxy_on_downstream_connection_close proxy_on_upstream_connection_close

@@ -382,7 +382,7 @@ fn authenticate(
 
 #[cfg(test)]
 #[path = "decision_tests.rs"]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 #[path = "decision_variant_tests.rs"]

@@ -7,14 +7,14 @@ use crate::clock::Clock;
 use crate::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig, Unmatched};
 use crate::revocation::{RevocationList, RevocationUpdate};
 
-pub(super) const SECRET: &str = "decision-secret-decision-secret-0123";
-pub(super) const NOW: i64 = 1_800_000_000;
+pub(crate) const SECRET: &str = "decision-secret-decision-secret-0123";
+pub(crate) const NOW: i64 = 1_800_000_000;
 
-pub(super) fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
+pub(crate) fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
     RuleConfig { method: method.into(), path: path.into(), permission: permission.into() }
 }
 
-pub(super) fn config() -> FilterConfig {
+pub(crate) fn config() -> FilterConfig {
     FilterConfig {
         config_version: "test".into(),
         services: vec![
@@ -54,7 +54,7 @@ pub(super) fn config() -> FilterConfig {
     }
 }
 
-pub(super) fn token(patch: Value) -> String {
+pub(crate) fn token(patch: Value) -> String {
     let mut claims = json!({
         "sub": "u1", "iss": "tickettoken", "aud": "tickettoken-platform", "type": "access",
         "tenant_id": "t1", "role": "venue-manager", "venues": ["v1", "v2"], "exp": NOW + 900, "jti": "j1"
@@ -65,24 +65,24 @@ pub(super) fn token(patch: Value) -> String {
     encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
-pub(super) struct Harness {
-    pub(super) policy: Policy,
+pub(crate) struct Harness {
+    pub(crate) policy: Policy,
     state: FilterState,
 }
 
 impl Harness {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(config())
     }
 
-    pub(super) fn with(config: FilterConfig) -> Self {
+    pub(crate) fn with(config: FilterConfig) -> Self {
         Self {
             policy: Policy::compile(&config).unwrap(),
             state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default() },
         }
     }
 
-    pub(super) fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
+    pub(crate) fn run(&mut self, method: &'static str, path: &'static str, headers: &[(&str, &str)]) -> Outcome<'static> {
         // Leaked so the decision can borrow from them for the rest of the test.
         let headers: &'static [(&'static str, &'static str)] = Box::leak(
             headers.iter().map(|(n, v)| (&*Box::leak((*n).into()), &*Box::leak((*v).into()))).collect::<Vec<_>>().into_boxed_slice(),
@@ -91,7 +91,7 @@ impl Harness {
     }
 }
 
-pub(super) fn denial(outcome: &Outcome) -> (u16, &'static str) {
+pub(crate) fn denial(outcome: &Outcome) -> (u16, &'static str) {
     match &outcome.decision {
         Decision::Deny(d) => (d.status, d.code),
         other => panic!("expected a denial, got {other:?}"),
@@ -107,7 +107,7 @@ fn forwarded(outcome: &Outcome) -> (Vec<String>, Vec<(&'static str, String)>) {
     }
 }
 
-pub(super) fn bearer(t: &str) -> String {
+pub(crate) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 

@@ -109,6 +109,21 @@ impl HeaderPolicy {
     }
 }
 
+/// A request trailer that must not reach an upstream: every identity header (the
+/// statement included), every blocked or internal header, and the headers the decision
+/// reads (Authorization, x-venue-id, x-request-id). An upstream that merges trailers into
+/// headers must not find a client's copy of any of them there.
+pub fn is_forbidden_trailer(name: &str) -> bool {
+    matches!(name, "authorization" | "x-venue-id" | "x-request-id")
+        || name.starts_with(':')
+        || OPEN_POLICY.with(|policy| policy.request_header(name) != Verdict::Keep)
+}
+
+thread_local! {
+    // The block list and identity headers only (no allow-list), built once per thread.
+    static OPEN_POLICY: HeaderPolicy = HeaderPolicy::open();
+}
+
 /// The names whose fate does not depend on prefixes, in order of precedence (a later
 /// insert wins): the allow-list's exact names, then the block list, then identity
 /// headers, then the headers Envoy manages.

@@ -5,6 +5,7 @@
 //! same JSON in `on_configure` and asks [`decide`] what to do with each request.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod apply;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod defaults;
 pub mod fast_bytes;
 pub mod header_map;
 pub mod headers;
+pub mod hold;
 pub mod identity;
 pub mod rbac;
 pub mod reply;

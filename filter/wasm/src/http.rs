@@ -1,4 +1,5 @@
-//! The per-request context: read the request once, ask the policy, apply the decision.
+//! The per-request context: read the request once, ask the policy, apply the decision
+//! (`stagedoor_filter_core::apply`), hold it if the revocation list is not known yet.
 //! Response headers are not touched here: Envoy strips internal ones natively (see the
 //! control plane's `translate/listener.rs`).
 
@@ -6,59 +7,84 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
-use stagedoor_filter_core::decision::{RequestId, STATEMENT_HEADER};
-use stagedoor_filter_core::reply::Denial;
-use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
+use proxy_wasm::types::{Action, LogLevel};
+use stagedoor_filter_core::apply::{apply, host_failure, refuse_or_stop, Next};
 use stagedoor_filter_core::clock::Clock;
 use stagedoor_filter_core::fast_bytes::bytes_eq;
+use stagedoor_filter_core::headers::is_forbidden_trailer;
+use stagedoor_filter_core::hold::{awaiting_revocations, revocations_unavailable, HeldRequests};
+use stagedoor_filter_core::reply::Denial;
+use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
 
+use crate::host::{self, CurrentRequest};
 use crate::metrics::Metrics;
 use crate::time::CoarseTime;
 
 pub struct StagedoorHttp {
+    context_id: u32,
     time: Rc<CoarseTime>,
     policy: Rc<Policy>,
     state: Rc<RefCell<FilterState>>,
+    held: Rc<RefCell<HeldRequests>>,
     metrics: Rc<Metrics>,
     /// A webhook whose signature is checked once the whole body is here: (index into the
     /// policy's webhooks, the Stripe-Signature header, the request id for a refusal).
     pending_webhook: Option<(usize, Option<String>, String)>,
 }
 
-impl StagedoorHttp {
-    pub fn new(time: Rc<CoarseTime>, policy: Rc<Policy>, state: Rc<RefCell<FilterState>>, metrics: Rc<Metrics>) -> Self {
-        Self { time, policy, state, metrics, pending_webhook: None }
+fn now_ms() -> i64 {
+    host::now_ms() as i64
+}
+
+fn action(next: Next) -> Action {
+    match next {
+        Next::Continue => Action::Continue,
+        Next::Stop => Action::Pause,
     }
 }
 
 impl StagedoorHttp {
-    fn now_ms(&self) -> i64 {
-        crate::time::now_ms(self) as i64
+    pub fn new(
+        context_id: u32,
+        time: Rc<CoarseTime>,
+        policy: Rc<Policy>,
+        state: Rc<RefCell<FilterState>>,
+        held: Rc<RefCell<HeldRequests>>,
+        metrics: Rc<Metrics>,
+    ) -> Self {
+        Self { context_id, time, policy, state, held, metrics, pending_webhook: None }
     }
 
-    fn refuse(&self, denial: &Denial, request_id: &str, now_ms: i64) {
-        let body = denial.body(request_id, now_ms);
-        let mut reply_headers = denial.headers();
-        reply_headers.push(("content-type", "application/json"));
-        self.send_http_response(u32::from(denial.status), reply_headers, Some(body.as_bytes()));
+    fn refuse(&self, denial: &Denial, request_id: &str) -> Action {
+        action(refuse_or_stop(&mut CurrentRequest, denial, request_id, now_ms()))
     }
 
-    /// Verifies the pending webhook against the raw body: passes it on, or answers 400.
+    /// Verifies the pending webhook against the raw body: passes it on (unless it still
+    /// waits for the revocation list, whose arrival lets it go), or answers 400.
     fn check_webhook(&mut self, body: &[u8]) -> Action {
         let Some((index, signature, request_id)) = self.pending_webhook.take() else { return Action::Continue };
-        let now_ms = self.now_ms();
         // A webhook index always comes from this policy; a missing one refuses (fail closed).
         let secret = self.policy.webhooks.get(index).map(|(_, secret)| secret.as_slice()).unwrap_or_default();
-        match verify_stripe(secret, signature.as_deref(), body, now_ms / 1000) {
-            Ok(()) if !secret.is_empty() => Action::Continue,
+        match verify_stripe(secret, signature.as_deref(), body, now_ms() / 1000) {
+            Ok(()) if !secret.is_empty() => {
+                if self.held.borrow_mut().body_checked(self.context_id) { Action::Pause } else { Action::Continue }
+            }
             result => {
+                self.held.borrow_mut().forget(self.context_id);
                 let error = result.err().unwrap_or(WebhookError::BadSignature);
                 let denial = Denial { status: 400, code: error.code(), message: error.message().to_owned() };
-                self.refuse(&denial, &request_id, now_ms);
-                Action::Pause
+                self.refuse(&denial, &request_id)
             }
+        }
+    }
+}
+
+impl Drop for StagedoorHttp {
+    fn drop(&mut self) {
+        // A held request whose client went away is not released later.
+        if let Ok(mut held) = self.held.try_borrow_mut() {
+            held.forget(self.context_id);
         }
     }
 }
@@ -69,66 +95,45 @@ impl HttpContext for StagedoorHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One read of the whole map (cheaper than several single reads, and the only way
         // to see repeated headers), kept as the host wrote it and read in place.
-        let raw = crate::host::request_header_bytes();
-        let Some(headers) = raw.as_deref().and_then(|raw| header_map::parse(raw).ok()) else {
+        let raw = host::request_header_bytes();
+        let Some(headers) = raw.as_deref().ok().and_then(|raw| header_map::parse(raw).ok()) else {
             // A host failure, never a client's doing; refused so nothing unchecked passes.
-            self.refuse(&header_map::unreadable(), "unavailable", self.now_ms());
-            return Action::Pause;
+            self.metrics.refused();
+            return self.refuse(&header_map::unreadable(), "unavailable");
         };
         let pseudo = |name: &str| headers.iter().find(|(n, _)| bytes_eq(n.as_bytes(), name.as_bytes())).map_or("", |(_, v)| *v);
         let request = RequestView { method: pseudo(":method"), path: pseudo(":path"), headers: &headers };
         let outcome = {
             let (coarse, slack) = self.time.get();
-            let mut exact = || self.now_ms() / 1000;
+            let mut exact = || now_ms() / 1000;
             let mut clock = Clock::new(coarse, slack, &mut exact);
             let mut state = self.state.borrow_mut();
             decide_at(&self.policy, &request, &mut clock, &mut state)
         };
         self.metrics.observe(&outcome.observed);
-        if let RequestId::Replaced(id) = &outcome.request_id {
-            self.set_http_request_header("x-request-id", Some(id));
+        if apply(&mut CurrentRequest, &outcome, now_ms()) == Next::Stop {
+            return Action::Pause;
         }
         let request_id = outcome.request_id.as_str();
-        match outcome.decision {
-            Decision::Forward { remove, identity, statement, sent, webhook } => {
-                // One call per header (about 0.4 µs each) measured cheaper than replacing
-                // the whole map (about 5 µs with a token-sized Authorization in it).
-                for name in &remove {
-                    self.set_http_request_header(name, None);
-                }
-                // A header the client did not send is added (no search for copies to
-                // replace); one it did send is replaced, every copy at once.
-                let put = |name: &str, value: &str| {
-                    if sent.contains(name) {
-                        self.set_http_request_header(name, Some(value));
-                    } else {
-                        self.add_http_request_header(name, value);
-                    }
-                };
-                if let Some(identity) = &identity {
-                    for (name, value) in identity.header_values() {
-                        put(name, value);
-                    }
-                }
-                if let Some(statement) = &statement {
-                    put(STATEMENT_HEADER, statement);
-                }
-                if let Some(index) = webhook {
-                    let signature = headers.iter().find(|(n, _)| *n == "stripe-signature").map(|(_, v)| (*v).to_owned());
-                    self.pending_webhook = Some((index, signature, request_id.to_owned()));
-                    if end_of_stream {
-                        return self.check_webhook(&[]);
-                    }
-                    // Hold the request (headers included) until the body is verified.
-                    return Action::Pause;
-                }
-                Action::Continue
+        let Decision::Forward { webhook, .. } = &outcome.decision else { return Action::Pause };
+        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
+        if let Some(key) = awaiting.as_deref() {
+            let awaiting_body = webhook.is_some() && !end_of_stream;
+            if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
+                return self.refuse(&revocations_unavailable(), request_id);
             }
-            Decision::Deny(denial) => {
-                self.refuse(&denial, request_id, self.now_ms());
-                Action::Pause
-            }
+            self.metrics.held();
         }
+        if let Some(index) = *webhook {
+            let signature = headers.iter().find(|(n, _)| *n == "stripe-signature").map(|(_, v)| (*v).to_owned());
+            self.pending_webhook = Some((index, signature, request_id.to_owned()));
+            if end_of_stream {
+                return self.check_webhook(&[]);
+            }
+            // Hold the request (headers included) until the body is verified.
+            return Action::Pause;
+        }
+        if awaiting.is_some() { Action::Pause } else { Action::Continue }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -138,8 +143,50 @@ impl HttpContext for StagedoorHttp {
         if !end_of_stream {
             return Action::Pause; // Envoy buffers until the whole body is here
         }
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        self.check_webhook(&body)
+        match host::request_body(body_size) {
+            Ok(body) => self.check_webhook(&body),
+            Err(e) => {
+                self.held.borrow_mut().forget(self.context_id);
+                let request_id = self.pending_webhook.take().map(|(_, _, id)| id).unwrap_or_default();
+                self.refuse(&host_failure(&e), &request_id)
+            }
+        }
     }
 
+    /// Trailers never carry what the gateway decides on or asserts (identity headers, the
+    /// statement, Authorization, blocked headers): an upstream that merges trailers into
+    /// headers must not find a client's copy there.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let raw = match host::request_trailer_bytes() {
+            Ok(raw) => raw,
+            Err(e) => return self.refuse(&host_failure(&e), "unavailable"),
+        };
+        let Ok(trailers) = header_map::parse(&raw) else {
+            return self.refuse(&header_map::unreadable(), "unavailable");
+        };
+        for (name, _) in trailers.iter().filter(|(name, _)| is_forbidden_trailer(name)) {
+            if let Err(e) = host::remove_request_trailer(name) {
+                host::log(LogLevel::Error, &format!("stagedoor: request trailer {name} not removed: {e}"));
+                return self.refuse(&host_failure(&e), "unavailable");
+            }
+        }
+        Action::Continue
+    }
+}
+
+/// The context a VM without a policy hands out: every request is refused. Envoy never
+/// sends requests before `on_configure` succeeded; this is the explicit deny should it.
+pub struct Unconfigured;
+
+impl Context for Unconfigured {}
+
+impl HttpContext for Unconfigured {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let denial = Denial {
+            status: 503,
+            code: "GATEWAY_NOT_CONFIGURED",
+            message: String::from("The gateway has no policy loaded"),
+        };
+        action(refuse_or_stop(&mut CurrentRequest, &denial, "unavailable", now_ms()))
+    }
 }

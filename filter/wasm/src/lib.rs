@@ -10,7 +10,12 @@ mod time;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(root::StagedoorRoot::default())
+    // The release build aborts on a panic (the VM is then reloaded: FAIL_RELOAD); say why
+    // first, at the level an operator alerts on.
+    std::panic::set_hook(Box::new(|info| {
+        host::log(proxy_wasm::types::LogLevel::Critical, &format!("stagedoor: panic: {info}"));
+    }));
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::StagedoorRoot::new(context_id))
     });
 }}

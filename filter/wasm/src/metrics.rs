@@ -3,10 +3,11 @@
 
 use std::cell::Cell;
 
-use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
-use proxy_wasm::types::MetricType;
+use proxy_wasm::types::{LogLevel, MetricType};
 use stagedoor_filter_core::token::TokenError;
 use stagedoor_filter_core::Observed;
+
+use crate::host::{define_metric, increment_metric, record_metric};
 
 /// A counter counted in VM memory and handed to Envoy on the root context's tick: a host
 /// call per request per counter would cost more than the counting.
@@ -39,6 +40,8 @@ pub struct Metrics {
     revoked_hits: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
+    host_refusals: Counter,
+    held: Counter,
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
@@ -48,7 +51,7 @@ fn define(kind: MetricType, name: &str) -> u32 {
     // A metric that cannot be defined is not worth failing requests over: id 0 makes the
     // increments no-ops that the host rejects.
     define_metric(kind, name).unwrap_or_else(|e| {
-        log::warn!("stagedoor: metric {name} not defined: {e:?}");
+        crate::host::log(LogLevel::Warn, &format!("stagedoor: metric {name} not defined: {e}"));
         0
     })
 }
@@ -73,10 +76,17 @@ impl Metrics {
             revoked_hits: Counter::new("stagedoor_revoked_hits"),
             cache_hits: Counter::new("stagedoor_token_cache_hits"),
             cache_misses: Counter::new("stagedoor_token_cache_misses"),
+            host_refusals: Counter::new("stagedoor_internal_refusals"),
+            held: Counter::new("stagedoor_held_for_revocations"),
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
         }
+    }
+
+    /// Counts a request refused before any decision (unreadable headers, no policy).
+    pub fn refused(&self) {
+        self.host_refusals.add();
     }
 
     /// Counts one request (in VM memory; see [`Metrics::flush`]).
@@ -102,9 +112,16 @@ impl Metrics {
         }
     }
 
+    /// Counts a request held until the revocation list is known.
+    pub fn held(&self) {
+        self.held.add();
+    }
+
     /// Hands the counts to Envoy; called from the root context's tick.
     pub fn flush(&self) {
-        for counter in [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses]
+        let counters =
+            [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses, &self.host_refusals, &self.held];
+        for counter in counters
             .into_iter()
             .chain(&self.authn_failed)
         {

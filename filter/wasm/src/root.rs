@@ -1,19 +1,22 @@
 //! The root context: parses and compiles the config once, owns the per-VM state (token
-//! cache, revocation list) and keeps the revocation list fresh in the background, so no
-//! request ever waits on a callout.
+//! cache, revocation list, requests held for it) and keeps the revocation list fresh in
+//! the background, so no request ever waits on a callout once the list is known.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, LogLevel};
+use stagedoor_filter_core::apply::refuse_or_stop;
 use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
+use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::RevocationUpdate;
 use stagedoor_filter_core::{FilterState, Policy};
 
-use crate::http::StagedoorHttp;
+use crate::host::{self, CurrentRequest};
+use crate::http::{StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
 use crate::time::{now_ms, CoarseTime};
 
@@ -21,14 +24,34 @@ const CALLOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Metrics are handed to Envoy this often at the latest.
 const METRICS_FLUSH: Duration = Duration::from_millis(500);
 
-#[derive(Default)]
 pub struct StagedoorRoot {
+    context_id: u32,
     policy: Option<Rc<Policy>>,
     state: Option<Rc<RefCell<FilterState>>>,
+    held: Rc<RefCell<HeldRequests>>,
     metrics: Option<Rc<Metrics>>,
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
     last_revocation_sync_ms: Option<u64>,
+}
+
+impl StagedoorRoot {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            policy: None,
+            state: None,
+            held: Rc::default(),
+            metrics: None,
+            time: Rc::default(),
+            revocation_call: None,
+            last_revocation_sync_ms: None,
+        }
+    }
+}
+
+fn error(message: &str) {
+    host::log(LogLevel::Error, message);
 }
 
 impl Context for StagedoorRoot {
@@ -37,10 +60,10 @@ impl Context for StagedoorRoot {
             return;
         }
         self.revocation_call = None;
-        let status = self.get_http_call_response_header(":status");
-        let update = self
-            .get_http_call_response_body(0, body_size)
-            .filter(|_| status.as_deref() == Some("200"))
+        let answered = matches!(host::call_response_header(":status"), Ok(Some(status)) if status == b"200");
+        let update = answered
+            .then(|| host::call_response_body(body_size).ok())
+            .flatten()
             .and_then(|body| serde_json::from_slice::<RevocationUpdate>(&body).ok());
         let (Some(update), Some(state)) = (update, &self.state) else {
             // The last list stays in force; the staleness gauge shows for how long.
@@ -49,13 +72,18 @@ impl Context for StagedoorRoot {
             }
             return;
         };
-        let mut state = state.borrow_mut();
-        state.revocations.apply(update);
-        self.last_revocation_sync_ms = Some(now_ms(self));
+        let (entries, released) = {
+            let mut state = state.borrow_mut();
+            state.revocations.apply(update);
+            let released = self.held.borrow_mut().release_all(&state.revocations);
+            (state.revocations.len(), released)
+        };
+        self.last_revocation_sync_ms = Some(now_ms());
         if let Some(m) = &self.metrics {
-            m.set(m.revocation_entries, state.revocations.len() as u64);
+            m.set(m.revocation_entries, entries as u64);
             m.set(m.revocation_staleness_ms, 0);
         }
+        self.release(released);
     }
 }
 
@@ -71,16 +99,69 @@ impl StagedoorRoot {
         let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
         let path = format!("{}?since={cursor}", rev.path);
         let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
-        match self.dispatch_http_call(&rev.cluster, headers, None, vec![], CALLOUT_TIMEOUT) {
+        match host::dispatch_http_call(&rev.cluster, headers, CALLOUT_TIMEOUT) {
             Ok(token) => self.revocation_call = Some(token),
             Err(_) if early => {}
             Err(e) => {
-                log::warn!("stagedoor: revocation poll not sent: {e:?}");
+                host::log(LogLevel::Warn, &format!("stagedoor: revocation poll not sent: {e}"));
                 if let Some(m) = &self.metrics {
                     m.bump(m.revocation_sync_failures);
                 }
             }
         }
+    }
+
+    /// Lets held requests go on, or answers them, each in its own context.
+    fn release(&self, released: Vec<(u32, Release)>) {
+        if released.is_empty() {
+            return;
+        }
+        let now = now_ms() as i64;
+        for (context_id, release) in released {
+            // A request whose client left has no context any more: nothing to do.
+            if host::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            let result = match release {
+                Release::Continue => host::resume_request(),
+                Release::Refuse(denial, request_id) => {
+                    refuse_or_stop(&mut CurrentRequest, &denial, &request_id, now);
+                    Ok(())
+                }
+                Release::LeaveToBodyCheck => Ok(()),
+            };
+            if let Err(e) = result {
+                error(&format!("stagedoor: a held request could not be resumed: {e}"));
+            }
+        }
+        let _ = host::set_effective_context(self.context_id);
+    }
+
+    fn configure(&mut self) -> Result<(), String> {
+        let bytes = host::plugin_configuration().map_err(|e| format!("no plugin configuration: {e}"))?;
+        let config = FilterConfig::from_json(&bytes).map_err(|e| format!("config is not valid JSON for this filter: {e}"))?;
+        let policy = Policy::compile(&config).map_err(|e| format!("config refused: {e}"))?;
+        host::log(LogLevel::Info, &format!("stagedoor: config {} loaded", policy.config_version));
+        // A new config may carry new keys or roles: cached identities start over, the
+        // revocation list carries on (within this VM; a new VM holds requests until its
+        // first list arrives, see stagedoor_filter_core::hold).
+        let revocations = self
+            .state
+            .take()
+            .and_then(|s| Rc::try_unwrap(s).ok())
+            .map(|s| s.into_inner().revocations)
+            .unwrap_or_default();
+        self.state = Some(Rc::new(RefCell::new(FilterState { cache: TokenCache::new(policy.token_cache_entries), revocations })));
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
+        let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
+        let tick = poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH));
+        host::set_tick_period(tick).map_err(|e| format!("no tick: {e}"))?;
+        self.time.set_tick(tick);
+        self.time.set(now_ms());
+        self.policy = Some(Rc::new(policy));
+        Ok(())
     }
 }
 
@@ -88,46 +169,10 @@ impl RootContext for StagedoorRoot {
     /// Refusing a bad config (returning false) makes Envoy reject the listener update, so
     /// the control plane sees a NACK and the last good config keeps serving.
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let Some(bytes) = self.get_plugin_configuration() else {
-            log::error!("stagedoor: no plugin configuration");
+        if let Err(e) = self.configure() {
+            error(&format!("stagedoor: {e}"));
             return false;
-        };
-        let config = match FilterConfig::from_json(&bytes) {
-            Ok(config) => config,
-            Err(e) => {
-                log::error!("stagedoor: config is not valid JSON for this filter: {e}");
-                return false;
-            }
-        };
-        let policy = match Policy::compile(&config) {
-            Ok(policy) => policy,
-            Err(e) => {
-                log::error!("stagedoor: config refused: {e}");
-                return false;
-            }
-        };
-        log::info!("stagedoor: config {} loaded", policy.config_version);
-        // A new config may carry new keys or roles: cached identities start over, the
-        // revocation list carries on.
-        let revocations = self
-            .state
-            .take()
-            .and_then(|s| Rc::try_unwrap(s).ok())
-            .map(|s| s.into_inner().revocations)
-            .unwrap_or_default();
-        self.state = Some(Rc::new(RefCell::new(FilterState {
-            cache: TokenCache::new(policy.token_cache_entries),
-            revocations,
-        })));
-        if self.metrics.is_none() {
-            self.metrics = Some(Rc::new(Metrics::define()));
         }
-        let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
-        let tick = poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH));
-        self.set_tick_period(tick);
-        self.time.set_tick(tick);
-        self.time.set(now_ms(self));
-        self.policy = Some(Rc::new(policy));
         // A new VM (Envoy starting, or reloading a failed one) knows no revocations yet:
         // ask at once rather than a tick from now. If the cluster is not there yet, the
         // tick retries.
@@ -136,7 +181,7 @@ impl RootContext for StagedoorRoot {
     }
 
     fn on_tick(&mut self) {
-        let now = now_ms(self);
+        let now = now_ms();
         self.time.set(now);
         if let Some(m) = &self.metrics {
             m.flush();
@@ -144,16 +189,25 @@ impl RootContext for StagedoorRoot {
         if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {
             m.set(m.revocation_staleness_ms, now.saturating_sub(last));
         }
+        let overdue = self.held.borrow_mut().release_overdue(now);
+        self.release(overdue);
         self.poll_revocations(false);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(StagedoorHttp::new(
-            self.time.clone(),
-            self.policy.clone()?,
-            self.state.clone()?,
-            self.metrics.clone()?,
-        )))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Never `None` (the SDK panics on it): without a policy, every request is refused.
+        let context: Box<dyn HttpContext> = match (&self.policy, &self.state, &self.metrics) {
+            (Some(policy), Some(state), Some(metrics)) => Box::new(StagedoorHttp::new(
+                context_id,
+                self.time.clone(),
+                policy.clone(),
+                state.clone(),
+                self.held.clone(),
+                metrics.clone(),
+            )),
+            _ => Box::new(Unconfigured),
+        };
+        Some(context)
     }
 
     fn get_type(&self) -> Option<ContextType> {

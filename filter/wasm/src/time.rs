@@ -2,14 +2,9 @@
 //! read it (see `stagedoor_filter_core::clock`).
 
 use std::cell::Cell;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use proxy_wasm::traits::Context;
-
-/// Unix milliseconds from the host (one host call).
-pub fn now_ms(ctx: &dyn Context) -> u64 {
-    ctx.get_current_time().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+pub use crate::host::now_ms;
 
 /// The time as of the root context's last tick, shared with every request context.
 #[derive(Default)]
