@@ -72,8 +72,14 @@ pub struct ServiceConfig {
     #[serde(default)]
     pub request_headers: HeaderPolicyConfig,
     /// What a protected request that no rule covers gets.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Unmatched::is_default")]
     pub unmatched: Unmatched,
+}
+
+impl Unmatched {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The default for a protected request no rule covers (Istio users know the second as
