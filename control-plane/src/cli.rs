@@ -152,9 +152,9 @@ pub struct ServeArgs {
     #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// The HTTP address as Envoy reaches it (revocation feed), `host:port`; default: --http,
-    /// with an unspecified IP read as 127.0.0.1. `none` turns revocation off.
-    #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP")]
-    pub advertise_http: Option<String>,
+    /// with an unspecified IP read as 127.0.0.1. `none` (the only way) turns revocation off.
+    #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP", value_parser = parse_advertise_http)]
+    pub advertise_http: Option<AdvertiseHttp>,
     /// Redis with live instances (`stagedoor register`); absent: static instances only.
     #[arg(long, env = "STAGEDOOR_REDIS")]
     pub redis: Option<String>,
@@ -167,14 +167,41 @@ impl ServeArgs {
     pub fn translate_options(&self) -> TranslateOptions {
         // Envoy resolves a relative path against its own working directory, not ours.
         let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
-        let control_plane_http = match self.advertise_http.as_deref() {
-            Some("none") => None,
-            Some(addr) => addr.rsplit_once(':').and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?))),
+        let control_plane_http = match &self.advertise_http {
+            Some(AdvertiseHttp::Off) => None,
+            Some(AdvertiseHttp::At(host, port)) => Some((host.clone(), *port)),
             None if self.http.ip().is_unspecified() => Some((String::from("127.0.0.1"), self.http.port())),
             None => Some((self.http.ip().to_string(), self.http.port())),
         };
         TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http }
     }
+}
+
+/// Where Envoy reaches the revocation feed, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertiseHttp {
+    Off,
+    At(String, u16),
+}
+
+/// `none`, or `host:port` with a host name or IP and a port 1-65535. Anything else is an
+/// error at startup: a typo must never turn revocation off silently.
+pub fn parse_advertise_http(value: &str) -> Result<AdvertiseHttp, String> {
+    if value == "none" {
+        return Ok(AdvertiseHttp::Off);
+    }
+    let expected = "expected host:port (a host name or IP, a port 1-65535) or none";
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| format!("{expected}: no port"))?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("{expected}: bad port {port:?}"))?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let is_host = bare.parse::<std::net::IpAddr>().is_ok()
+        || (!bare.is_empty() && bare.len() <= 253 && bare.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }));
+    if !is_host {
+        return Err(format!("{expected}: bad host {host:?}"));
+    }
+    Ok(AdvertiseHttp::At(bare.to_owned(), port))
 }
 
 pub fn main() -> ExitCode {
@@ -332,4 +359,21 @@ async fn status(server: String) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_http_is_host_port_or_none_and_nothing_else() {
+        assert_eq!(parse_advertise_http("none"), Ok(AdvertiseHttp::Off));
+        assert_eq!(parse_advertise_http("127.0.0.1:18080"), Ok(AdvertiseHttp::At("127.0.0.1".into(), 18080)));
+        assert_eq!(parse_advertise_http("control-plane.svc:80"), Ok(AdvertiseHttp::At("control-plane.svc".into(), 80)));
+        assert_eq!(parse_advertise_http("[::1]:18080"), Ok(AdvertiseHttp::At("::1".into(), 18080)));
+        for bad in ["127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x", ":18080", "a b:80", "None", "off", "http://x:80"] {
+            let error = parse_advertise_http(bad).expect_err(bad);
+            assert!(error.contains("expected host:port"), "{bad}: {error}");
+        }
+    }
 }

@@ -72,7 +72,7 @@ struct FeedQuery {
 
 /// What filters poll: the revocations since their cursor (or all, see RevocationStore).
 async fn revocation_feed(State(state): State<AppState>, Query(query): Query<FeedQuery>) -> Json<Value> {
-    let update = state.revocations.lock().map(|store| store.feed(query.since)).ok();
+    let update = state.revocations.lock().map(|mut store| store.feed(query.since)).ok();
     Json(serde_json::to_value(update).unwrap_or(Value::Null))
 }
 
@@ -103,9 +103,21 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
         .max_by_key(|(_, _, n)| n.at_unix_ms)
         .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
-    let revoked = state.revocations.lock().map(|r| r.len()).unwrap_or(0);
+    let (revoked, (last_change_ms, last_poll_ms)) =
+        state.revocations.lock().map(|r| (r.len(), r.activity())).unwrap_or((0, (None, None)));
     let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
+    let now_ms = crate::xds::status::unix_ms() as u64;
+    // Filters poll every 250 ms: a last poll much older than that means no Envoy is
+    // receiving revocations from this control plane.
+    let revocation = json!({
+        "enabled": publisher.options().control_plane_http.is_some(),
+        "entries": revoked,
+        "last_change_unix_ms": last_change_ms,
+        "last_poll_unix_ms": last_poll_ms,
+        "last_poll_age_ms": last_poll_ms.map(|t| now_ms.saturating_sub(t)),
+    });
     Json(json!({
+        "revocation": revocation,
         "registry_version": publisher.registry().version,
         "discovery": discovery,
         "revoked_tokens": revoked,

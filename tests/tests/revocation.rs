@@ -133,3 +133,84 @@ fn with_redis_a_revocation_outlives_a_control_plane_restart() {
     });
     assert!(refused.is_some());
 }
+
+/// Every registry edit replaces the listener, and Envoy starts new wasm VMs for it, which
+/// know no revocations until their first poll answers. A revoked token must never pass in
+/// that window: such requests wait for the list (then 401) instead.
+#[test]
+fn a_revoked_token_never_passes_while_the_registry_is_edited() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    stack.wait_ready();
+    let auth = format!("Authorization: {}", bearer(json!({"jti": "churned", "role": "admin"})));
+    let out = Command::new(stagedoor_bin())
+        .args(["token", "revoke", "--jti", "churned", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let refused = time_until(Duration::from_secs(3), || {
+        (0..10).all(|_| raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "").json()["code"] == "TOKEN_REVOKED")
+    });
+    assert!(refused.is_some());
+
+    // 400 new connections a second (each request on its own connection), at most 10 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u32>::new()));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, statuses, auth, port) = (stop.clone(), statuses.clone(), auth.clone(), stack.gateway_port);
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut sent = 0u32;
+                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(10) && sent < 4_000 {
+                    let status = raw::request(port, "GET", "/api/v1/venues/1", &[&auth], "").status;
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                    sent += 1;
+                    // 200 per second per thread, whatever a request took.
+                    let due = started + Duration::from_millis(u64::from(sent) * 5);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            })
+        })
+        .collect();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
+    let versions_before = stack.control_plane_status()["snapshot_version"].clone();
+    for edit in 0..20 {
+        // A new public path changes the filter's config, so Envoy replaces the listener.
+        doc["services"][0]["public_paths"] = serde_yaml::to_value([format!("/api/v1/venues/open-{edit}")]).unwrap();
+        stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for thread in load {
+        thread.join().unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    let held = counter(stack.envoys[0].admin_port, "stagedoor_held_for_revocations");
+    eprintln!("statuses over 20 edits: {statuses:?}; requests held for a new VM's first list: {held:?}");
+    assert_ne!(stack.control_plane_status()["snapshot_version"], versions_before, "the edits were applied");
+    assert_eq!(statuses.get(&200), None, "a revoked token passed: {statuses:?}");
+    let revocation = &stack.control_plane_status()["revocation"];
+    assert_eq!(revocation["enabled"], true, "{revocation}");
+    assert!(revocation["last_poll_age_ms"].as_u64().is_some_and(|ms| ms < 5_000), "filters poll the feed: {revocation}");
+    assert!(statuses.get(&401).copied().unwrap_or(0) > 1_000, "the load ran: {statuses:?}");
+}
+
+/// A typo in --advertise-http used to turn revocation off without a word; it is an error at
+/// startup now, and `none` the one way to turn revocation off.
+#[test]
+fn a_malformed_advertise_address_stops_the_control_plane_at_startup() {
+    for bad in ["127.0.0.1", "127.0.0.1:0", "127.0.0.1:99999", "localhost:http"] {
+        let out = Command::new(stagedoor_bin())
+            .args(["serve", "--registry", "registry/tickettoken.yaml", "--advertise-http", bad])
+            .current_dir(stagedoor_e2e::stack::workspace_root())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad}: started");
+        assert!(stderr.contains("--advertise-http") && stderr.contains("expected host:port"), "{bad}: {stderr}");
+    }
+}

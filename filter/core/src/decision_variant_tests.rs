@@ -105,8 +105,13 @@ impl Variant {
             Variant::Upper(i) => segments[i % n] = segments[i % n].to_ascii_uppercase(),
             Variant::Param(i) => segments[i % n].push_str(";jsessionid=x"),
             Variant::EncodeUnreserved(i) => {
-                let s = &segments[i % n];
-                segments[i % n] = format!("%{:02X}{}", s.as_bytes()[0], &s[1..]);
+                // A segment that starts with an unreserved character (a trailing slash from an
+                // earlier variant leaves an empty one; an earlier encoding a '%').
+                let unreserved = |s: &String| s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+                if let Some(at) = (0..n).map(|k| (i + k) % n).find(|&at| unreserved(&segments[at])) {
+                    let s = &segments[at];
+                    segments[at] = format!("%{:02X}{}", s.as_bytes()[0], &s[1..]);
+                }
             }
             Variant::DoubleSlash(i) => segments.insert(i % n, String::new()),
             Variant::DotSegment(i) => segments.insert(i % n, ".".into()),
@@ -134,10 +139,10 @@ fn variant() -> impl Strategy<Value = Variant> {
 
 fn caller() -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
-        Just(json!({"sub": "u1", "role": "customer", "venues": null})),
-        Just(json!({"sub": "u1", "role": "venue-manager", "venues": ["v1"]})),
-        Just(json!({"sub": "u2", "role": "box-office", "venues": ["v2"]})),
-        Just(json!({"sub": "u1", "role": "door-staff", "venues": ["v1", "v2"]})),
+        Just(json!({"sub": "7", "role": "customer", "venues": null})),
+        Just(json!({"sub": "7", "role": "venue-manager", "venues": ["101"]})),
+        Just(json!({"sub": "8", "role": "box-office", "venues": ["102"]})),
+        Just(json!({"sub": "7", "role": "door-staff", "venues": ["101", "102"]})),
         Just(json!({"sub": "a", "role": "admin", "venues": null})),
     ]
 }
@@ -150,8 +155,9 @@ proptest! {
     #[test]
     fn every_variant_of_a_path_gets_its_plain_forms_decision_or_is_refused(
         (method, pattern) in proptest::sample::select(RULES),
-        venue in proptest::sample::select(vec!["v1", "v2"]),
-        user in proptest::sample::select(vec!["u1", "u2"]),
+        // Params without case (a case variant of a param is another id, and refused).
+        venue in proptest::sample::select(vec!["101", "102"]),
+        user in proptest::sample::select(vec!["7", "8"]),
         claims in caller(),
         variants in proptest::collection::vec(variant(), 1..3),
         deny_unmatched in any::<bool>(),
@@ -160,7 +166,7 @@ proptest! {
         let unmatched = if deny_unmatched { Unmatched::Deny } else { Unmatched::Authenticated };
         let mut h = Harness::with(shipped_rules(unmatched));
         let auth = bearer(&token(claims));
-        let plain = pattern.replace("{venueId}", venue).replace("{userId}", user).replace("{eventId}", "e1");
+        let plain = pattern.replace("{venueId}", venue).replace("{userId}", user).replace("{eventId}", "99");
         let method = if head && method == "GET" { "HEAD" } else { method };
         let expected = verdict(&mut h, if method == "HEAD" { "GET" } else { method }, &plain, &auth);
         prop_assert_eq!(&verdict(&mut h, method, &plain, &auth), &expected, "HEAD is judged as GET");
