@@ -3,11 +3,17 @@
 
 mod claims;
 mod error;
+mod key_error;
+mod key_set;
 mod keys;
+mod public_jwk;
+mod rsa_key;
 
 pub use claims::VerifiedToken;
 pub use error::TokenError;
-pub use keys::{compile_key, VerifyingKey};
+pub use key_error::KeyError;
+pub use key_set::{compile_key_set, KeySetError};
+pub use keys::{compile_key, compile_key_source, KeyKind, KeySource, VerifyingKey};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -165,3 +171,6 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod key_tests;
