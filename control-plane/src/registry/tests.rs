@@ -108,7 +108,7 @@ fn auth_rules_and_roles_are_checked_by_the_filters_own_compiler() {
         "reg.yaml: service \"payment\": rules[0]: method \"post\" must be an upper-case HTTP method or '*'"
     );
     let short_secret = good().replace("unit-test-secret-unit-test-secret-0123", "short");
-    assert_eq!(error_of(&short_secret), "reg.yaml: auth.keys[0]: secret: must be at least 32 bytes (256 bits)");
+    assert_eq!(error_of(&short_secret), "reg.yaml: auth.keys[0]: secret: must be at least 32 bytes (256 bits) for HS256, the size of its hash (RFC 7518 3.2)");
     let rsa_as_hmac = good().replace("[HS256]", "[RS256]").replace("      dev: true\n", "");
     assert!(error_of(&rsa_as_hmac).contains("auth.keys[0]"), "{}", error_of(&rsa_as_hmac));
     let roles = good().replace("services:", "roles:\n  Bad_Role: { permissions: [], venue_scoped: false }\nservices:");

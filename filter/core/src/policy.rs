@@ -8,7 +8,7 @@ use crate::config::{
 use crate::headers::HeaderPolicy;
 use crate::path::{is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
 use crate::rbac::{compile_roles, Rule};
-use crate::token::{compile_key, Verifier, VerifyingKey};
+use crate::token::{compile_key_set, KeySource, Verifier, VerifyingKey};
 
 /// A config the filter can enforce. Only [`Policy::compile`] makes one, so holding a
 /// `Policy` means every rule in it was checked.
@@ -181,21 +181,15 @@ fn compile_keys(configs: &[KeyConfig]) -> Result<Vec<VerifyingKey>, CompileError
     if configs.is_empty() {
         return Err(CompileError::new("auth", "keys", "needs at least one key"));
     }
-    let mut keys = Vec::with_capacity(configs.len());
-    for (i, key) in configs.iter().enumerate() {
-        let item = match &key.kid {
-            Some(kid) => format!("auth.keys[{i}] (kid {kid:?})"),
-            None => format!("auth.keys[{i}]"),
+    // One owner for the key rules, the set-wide ones (one kid each, never an HMAC secret
+    // beside public keys) included: token::compile_key_set.
+    compile_key_set(configs.iter().map(KeySource::from)).map_err(|e| {
+        let item = match &e.kid {
+            Some(kid) => format!("auth.keys[{}] (kid {kid:?})", e.index),
+            None => format!("auth.keys[{}]", e.index),
         };
-        if configs[..i].iter().any(|k| k.kid == key.kid) {
-            return Err(CompileError::new(item, "kid", "two keys with the same kid"));
-        }
-        keys.push(compile_key(key).map_err(|reason| {
-            let (field, reason) = reason.split_once(": ").unwrap_or(("key", reason.as_str()));
-            CompileError::new(&item, field, reason)
-        })?);
-    }
-    Ok(keys)
+        CompileError::new(item, e.error.field(), e.error)
+    })
 }
 
 fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {

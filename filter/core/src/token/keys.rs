@@ -1,63 +1,144 @@
-//! Verification keys: an HMAC secret or a public JWK, each with its algorithm allow-list.
+//! Verification keys: an HMAC secret or a public JWK, each with its algorithm allow-list,
+//! and the one place a signature is decided.
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use super::key_error::KeyError;
+use super::public_jwk::compile_public_jwk;
 use crate::config::KeyConfig;
 
 #[derive(Clone)]
 pub struct VerifyingKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
+    pub kind: KeyKind,
     pub key: DecodingKey,
 }
 
 impl std::fmt::Debug for VerifyingKey {
     // Never print key material, not even in logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("algorithms", &self.algorithms).finish()
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .field("kind", &self.kind)
+            .finish()
     }
 }
 
-pub fn compile_key(config: &KeyConfig) -> Result<VerifyingKey, String> {
-    if config.algorithms.is_empty() {
-        return Err("algorithms: list at least one".into());
+/// What a key is, which decides the algorithms it can ever verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Hmac,
+    Rsa,
+    EcP256,
+    EcP384,
+}
+
+impl KeyKind {
+    /// HS256 against an RSA key is the classic confusion attack: a kind allows its own
+    /// family only.
+    pub fn allows(self, alg: Algorithm) -> bool {
+        use Algorithm::*;
+        match self {
+            Self::Hmac => matches!(alg, HS256 | HS384 | HS512),
+            Self::Rsa => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
+            Self::EcP256 => alg == ES256,
+            Self::EcP384 => alg == ES384,
+        }
     }
-    let algorithms = config
+
+    pub fn is_hmac(self) -> bool {
+        self == Self::Hmac
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hmac => "an HMAC secret",
+            Self::Rsa => "an RSA key",
+            Self::EcP256 => "an EC P-256 key",
+            Self::EcP384 => "an EC P-384 key",
+        })
+    }
+}
+
+/// A key's config as the compiler reads it. The secret is bytes here, so a caller that
+/// holds raw key bytes (a test vector's `k`) compiles through the same rules.
+#[derive(Debug, Clone, Copy)]
+pub struct KeySource<'a> {
+    pub kid: Option<&'a str>,
+    pub algorithms: &'a [String],
+    pub secret: Option<&'a [u8]>,
+    pub jwk: Option<&'a serde_json::Value>,
+}
+
+impl<'a> From<&'a KeyConfig> for KeySource<'a> {
+    fn from(config: &'a KeyConfig) -> Self {
+        let KeyConfig { kid, algorithms, secret, jwk } = config;
+        Self { kid: kid.as_deref(), algorithms, secret: secret.as_ref().map(|s| s.as_bytes()), jwk: jwk.as_ref() }
+    }
+}
+
+pub fn compile_key(config: &KeyConfig) -> Result<VerifyingKey, KeyError> {
+    compile_key_source(&KeySource::from(config))
+}
+
+pub fn compile_key_source(source: &KeySource<'_>) -> Result<VerifyingKey, KeyError> {
+    if source.algorithms.is_empty() {
+        return Err(KeyError::NoAlgorithms);
+    }
+    let algorithms = source
         .algorithms
         .iter()
-        .map(|a| super::algorithm(a).ok_or_else(|| format!("algorithms: {a:?} is not a supported JWS algorithm")))
+        .map(|a| super::algorithm(a).ok_or_else(|| KeyError::UnsupportedAlgorithm(a.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    let (key, family_ok): (DecodingKey, fn(Algorithm) -> bool) = match (&config.secret, &config.jwk) {
+    let (key, kind) = match (source.secret, source.jwk) {
         (Some(secret), None) => {
-            if secret.len() < 32 {
-                return Err("secret: must be at least 32 bytes (256 bits)".into());
-            }
-            (DecodingKey::from_secret(secret.as_bytes()), |a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            check_secret_length(secret, &algorithms)?;
+            (DecodingKey::from_secret(secret), KeyKind::Hmac)
         }
-        (None, Some(jwk)) => {
-            let jwk: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("jwk: not a JWK: {e}"))?;
-            let family: fn(Algorithm) -> bool = match &jwk.algorithm {
-                AlgorithmParameters::RSA(_) => |a| {
-                    matches!(
-                        a,
-                        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
-                    )
-                },
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => |a| a == Algorithm::ES256,
-                AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P384 => |a| a == Algorithm::ES384,
-                AlgorithmParameters::OctetKey(_) => {
-                    return Err("jwk: symmetric keys go in `secret`, never in a JWK".into());
-                }
-                _ => return Err("jwk: only RSA and EC P-256/P-384 public keys are supported".into()),
-            };
-            (DecodingKey::from_jwk(&jwk).map_err(|e| format!("jwk: unusable key: {e}"))?, family)
-        }
-        _ => return Err("give exactly one of `secret` or `jwk`".into()),
+        (None, Some(jwk)) => compile_public_jwk(jwk, &algorithms)?,
+        _ => return Err(KeyError::NotExactlyOneKey),
     };
-    if let Some(bad) = algorithms.iter().find(|a| !family_ok(**a)) {
-        // HS256 against an RSA key is the classic confusion attack: never allowed.
-        return Err(format!("algorithms: {bad:?} cannot be used with this kind of key"));
+    if let Some(bad) = algorithms.iter().find(|a| !kind.allows(**a)) {
+        return Err(KeyError::WrongKeyKind(*bad));
     }
-    Ok(VerifyingKey { kid: config.kid.clone(), algorithms, key })
+    for alg in &algorithms {
+        probe(&key, *alg)?;
+    }
+    Ok(VerifyingKey { kid: source.kid.map(str::to_owned), algorithms, kind, key })
+}
+
+/// RFC 7518 3.2: an HMAC key is at least as long as the hash output, so a secret that
+/// verifies HS512 has 64 bytes or more.
+fn check_secret_length(secret: &[u8], algorithms: &[Algorithm]) -> Result<(), KeyError> {
+    for alg in algorithms {
+        let min = match alg {
+            Algorithm::HS256 => 32,
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+            _ => continue,
+        };
+        if secret.len() < min {
+            return Err(KeyError::SecretTooShort { alg: *alg, min });
+        }
+    }
+    Ok(())
+}
+
+/// Builds the verifier once with a dummy signature: the crypto backend parses the key
+/// there (an EC point off its curve fails), and a bad signature alone only answers
+/// `Ok(false)`. So a key the backend cannot use is refused at config time, not per token.
+fn probe(key: &DecodingKey, alg: Algorithm) -> Result<(), KeyError> {
+    jsonwebtoken::crypto::verify("AAAA", b"", key, alg).map(|_| ()).map_err(|e| KeyError::UnusableKey(e.to_string()))
+}
+
+impl VerifyingKey {
+    /// The signature decision: `signature` (base64url, as in a compact JWS) signs
+    /// `message` under `alg`, an algorithm this key allows. Every token goes through here.
+    pub fn verifies(&self, alg: Algorithm, message: &[u8], signature: &str) -> bool {
+        self.algorithms.contains(&alg) && matches!(jsonwebtoken::crypto::verify(signature, message, &self.key, alg), Ok(true))
+    }
 }
