@@ -50,6 +50,10 @@ pub fn cluster(service: &ServiceSpec) -> Cluster {
         }),
         outlier_detection: Some(outlier_detection(cb)),
         health_checks: traffic.health_check.iter().map(health_check).collect(),
+        // Removed means removed: without this Envoy keeps a host EDS dropped for as long as
+        // it passes health checks (/clusters: pending_dynamic_removal), so a deregistered or
+        // expired instance kept half the traffic.
+        ignore_health_on_host_removal: true,
         ..Default::default()
     }
 }

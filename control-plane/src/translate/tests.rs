@@ -282,6 +282,16 @@ fn clusters_carry_breakers_outlier_detection_health_checks_and_lb_policy() {
 }
 
 #[test]
+fn an_instance_eds_drops_leaves_at_once_even_while_it_passes_health_checks() {
+    let r = traffic_resources();
+    let minting = r.clusters.iter().find(|c| c.name == "svc_minting").unwrap();
+    assert_eq!(minting.health_checks.len(), 1);
+    assert!(minting.ignore_health_on_host_removal);
+    let search = r.clusters.iter().find(|c| c.name == "svc_search").unwrap();
+    assert!(search.ignore_health_on_host_removal);
+}
+
+#[test]
 fn cors_runs_before_authentication_with_the_policy_on_the_virtual_host() {
     let r = traffic_resources();
     let filters: Vec<_> = hcm(&r).http_filters.iter().map(|f| f.name.clone()).collect();
