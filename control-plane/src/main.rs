@@ -13,8 +13,10 @@ mod registry;
 mod revocations;
 mod scale;
 mod serve;
+mod shutdown;
 mod snapshot;
 mod status_http;
+mod supervise;
 #[cfg(test)]
 mod test_support;
 mod token;

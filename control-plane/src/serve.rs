@@ -1,7 +1,13 @@
 //! `stagedoor serve`: wires the registry file, the publisher, the ADS and API gRPC server
-//! and the status HTTP server together. Stops on Ctrl-C or SIGTERM.
+//! and the status HTTP server together, with the background tasks under supervision.
+//!
+//! Stopping (SIGTERM or SIGINT): the stop flag closes every ADS stream (Envoys keep their
+//! last config and reconnect to a replacement), both servers stop accepting and finish what
+//! is in flight, the background tasks end; the process waits at most [`DRAIN_LIMIT`] for
+//! that, and a second signal ends the wait at once.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
@@ -10,14 +16,22 @@ use tokio::sync::Mutex;
 
 use crate::api::ControlPlaneApi;
 use crate::cli::ServeArgs;
+use crate::discovery::redis_source::SharedStatus;
 use crate::publish::Publisher;
 use crate::revocations::RevocationStore;
-use crate::discovery::redis_source::SharedStatus;
+use crate::shutdown::{Drained, OsSignals};
 use crate::status_http::AppState;
+use crate::supervise::Supervisor;
 use crate::xds::server::AdsServer;
 use crate::xds::status::EnvoyRegistry;
 
+/// How long a stop waits for servers and tasks to finish: well inside Kubernetes' default
+/// 30 s grace period, and long enough for an in-flight API call or /status read.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything else, so a stop request during startup is not lost either.
+    let mut signals = OsSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
     let registry = crate::registry::load(&args.registry)?;
     let options = args.translate_options();
     let (publisher, snapshots) = Publisher::new(registry, options).context("the registry cannot be served")?;
@@ -27,18 +41,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let publisher = Arc::new(Mutex::new(publisher));
     let envoys = EnvoyRegistry::default();
+    let (stop_switch, stop) = crate::shutdown::channel();
 
     // A fresh epoch per process: filters holding a cursor from before a restart resync.
     let epoch = (crate::xds::status::unix_ms() % u128::from(u32::MAX)) as u32;
     let revocations = Arc::new(std::sync::Mutex::new(RevocationStore::new(epoch)));
-    tokio::spawn(collect_expired_revocations(revocations.clone()));
 
-    tokio::spawn(crate::watch::follow_registry_file(args.registry.clone(), publisher.clone()));
-    tokio::spawn(expire_retired_clusters(publisher.clone()));
+    let mut background = Supervisor::new(stop.clone(), crate::supervise::RESTART_AFTER);
+    {
+        let revocations = revocations.clone();
+        background.spawn("revocation sweep", move || collect_expired_revocations(revocations.clone()));
+    }
+    {
+        let (path, publisher) = (args.registry.clone(), publisher.clone());
+        background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
+    }
+    {
+        let publisher = publisher.clone();
+        background.spawn("retired cluster sweep", move || expire_retired_clusters(publisher.clone()));
+    }
     let discovery = SharedStatus::default();
     if let Some(url) = args.redis.clone() {
-        tokio::spawn(crate::discovery::redis_source::follow(url.clone(), publisher.clone(), discovery.clone()));
-        tokio::spawn(crate::discovery::revocation_sync::follow(url, revocations.clone()));
+        let (redis, publisher, discovery) = (url.clone(), publisher.clone(), discovery.clone());
+        background.spawn("redis instance follower", move || {
+            crate::discovery::redis_source::follow(redis.clone(), publisher.clone(), discovery.clone())
+        });
+        let revocations = revocations.clone();
+        background.spawn("redis revocation sync", move || {
+            crate::discovery::revocation_sync::follow(url.clone(), revocations.clone())
+        });
     }
     let http_state = AppState {
         publisher: publisher.clone(),
@@ -46,7 +77,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         revocations: revocations.clone(),
         discovery: args.redis.is_some().then_some(discovery),
     };
-    let http = tokio::spawn(crate::status_http::serve(args.http, http_state));
+    let mut http = tokio::spawn(crate::status_http::serve(args.http, http_state, stop.clone()));
 
     let api = ControlPlaneApi {
         publisher,
@@ -57,15 +88,53 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
     let grpc = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys)))
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone())))
         .add_service(ControlPlaneServer::new(api))
-        .serve_with_shutdown(args.xds, shutdown_signal());
+        .serve_with_shutdown(args.xds, stop.clone().requested());
+    let mut grpc = tokio::spawn(grpc);
+
+    // Until a stop request, either server ending is a failure (a port taken, say).
     tokio::select! {
-        result = grpc => result.context("gRPC server failed")?,
-        result = http => result.context("status server task failed")?.context("status server failed")?,
+        signal = signals.next() => tracing::info!(%signal, "stopping: closing ADS streams and servers"),
+        joined = &mut grpc => return Err(ended_early("gRPC server", outcome(joined))),
+        joined = &mut http => return Err(ended_early("status server", outcome(joined))),
     }
-    tracing::info!("stopped");
+    let stopping = Instant::now();
+    stop_switch.stop();
+    let drain = async {
+        let (grpc, http) = tokio::join!(&mut grpc, &mut http);
+        background.join().await;
+        for (server, outcome) in [("gRPC server", outcome(grpc)), ("status server", outcome(http))] {
+            if let Err(e) = outcome {
+                tracing::warn!(server, error = %e, "server failed while stopping");
+            }
+        }
+    };
+    match crate::shutdown::drain(drain, DRAIN_LIMIT, signals.next()).await {
+        Drained::Done => {}
+        Drained::LimitReached => {
+            tracing::warn!(limit_ms = DRAIN_LIMIT.as_millis(), "drain limit reached; stopping with work in flight");
+        }
+        Drained::SecondSignal(signal) => tracing::warn!(%signal, "second stop request; not waiting for the drain"),
+    }
+    tracing::info!(after_ms = stopping.elapsed().as_millis(), "stopped");
     Ok(())
+}
+
+/// A server task's result, whether the server or its task failed.
+fn outcome<E>(joined: Result<Result<(), E>, tokio::task::JoinError>) -> anyhow::Result<()>
+where
+    anyhow::Error: From<E>,
+{
+    Ok(joined??)
+}
+
+/// A server that returned before any stop request: its error, or that it ended at all.
+fn ended_early(server: &str, outcome: anyhow::Result<()>) -> anyhow::Error {
+    match outcome {
+        Ok(()) => anyhow::anyhow!("{server} ended without a stop request"),
+        Err(e) => e.context(format!("{server} failed")),
+    }
 }
 
 async fn expire_retired_clusters(publisher: Arc<Mutex<Publisher>>) {
@@ -87,21 +156,4 @@ async fn collect_expired_revocations(store: Arc<std::sync::Mutex<RevocationStore
             store.collect(now);
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
 }

@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::publish::Publisher;
 use crate::revocations::RevocationStore;
+use crate::shutdown::Stop;
 use crate::xds::status::EnvoyRegistry;
 
 #[derive(Clone)]
@@ -22,7 +23,8 @@ pub struct AppState {
     pub discovery: Option<crate::discovery::redis_source::SharedStatus>,
 }
 
-pub async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
+/// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
+pub async fn serve(listen: SocketAddr, state: AppState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
@@ -31,11 +33,13 @@ pub async fn serve(listen: SocketAddr, state: AppState) -> std::io::Result<()> {
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "status HTTP listening");
-    axum::serve(listener, app).await
+    axum::serve(listener, app).with_graceful_shutdown(stop.requested()).await
 }
 
 async fn metrics(State(state): State<AppState>) -> String {
-    use crate::metrics::{counter_value, write, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED};
+    use crate::metrics::{
+        counter_value, write, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
+    };
     let (registry_version, snapshot_version, live) = {
         let p = state.publisher.lock().await;
         (p.registry().version.clone(), p.current().version.clone(), p.live().values().map(|s| s.len()).sum::<usize>())
@@ -55,6 +59,7 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_snapshots_published_total", "counter", "Snapshots pushed.", &[("", counter_value(&SNAPSHOTS_PUBLISHED))]);
     write(&mut out, "stagedoor_registry_edits_applied_total", "counter", "Registry file edits applied.", &[("", counter_value(&REGISTRY_EDITS_APPLIED))]);
     write(&mut out, "stagedoor_registry_edits_rejected_total", "counter", "Registry file edits refused.", &[("", counter_value(&REGISTRY_EDITS_REJECTED))]);
+    write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
     if let Some(d) = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone())) {

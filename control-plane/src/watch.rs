@@ -16,8 +16,11 @@ use crate::registry::Registry;
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Runs until the process stops. Starts with no baseline: the first read is compared with
+/// what is served, so an edit made before this task started (or while a dead one waited to
+/// be started again) is not mistaken for one already applied.
 pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>>) {
-    let mut last_text: Option<String> = std::fs::read_to_string(&path).ok();
+    let mut last_text: Option<String> = None;
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     loop {
         ticker.tick().await;
@@ -44,7 +47,13 @@ pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>
             }
         };
         let version = registry.version.clone();
-        match publisher.lock().await.apply(registry) {
+        let mut publisher = publisher.lock().await;
+        if publisher.registry().version == version {
+            // Already served: the first read, or an edit to comments or layout only.
+            tracing::debug!(file = %path.display(), registry = %version, "registry file read; already served");
+            continue;
+        }
+        match publisher.apply(registry) {
             Ok(true) => {
                 crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_APPLIED);
                 tracing::info!(file = %path.display(), registry = %version, "registry edit applied");

@@ -297,19 +297,7 @@ impl Stack {
 
     /// How many requests carrying `x-echo-key: key` the service's echo upstreams received.
     pub fn echo_count(&self, service: &str, key: &str) -> u64 {
-        self.echoes
-            .iter()
-            .filter(|(name, _, _)| name == service)
-            .map(|(_, port, _)| {
-                client()
-                    .get(format!("http://127.0.0.1:{port}/__echo/count/{key}"))
-                    .send()
-                    .and_then(|r| r.json::<Value>())
-                    .ok()
-                    .and_then(|v| v["count"].as_u64())
-                    .unwrap_or(0)
-            })
-            .sum()
+        self.echoes.iter().filter(|(name, _, _)| name == service).map(|(_, port, _)| echo_count_at(*port, key)).sum()
     }
 
     pub fn registry(&self) -> String {
@@ -335,6 +323,17 @@ impl Drop for Stack {
             eprintln!("logs kept in {}", self.dir.display());
         }
     }
+}
+
+/// How many requests carrying `x-echo-key: key` the echo upstream on `port` received.
+pub fn echo_count_at(port: u16, key: &str) -> u64 {
+    client()
+        .get(format!("http://127.0.0.1:{port}/__echo/count/{key}"))
+        .send()
+        .and_then(|r| r.json::<Value>())
+        .ok()
+        .and_then(|v| v["count"].as_u64())
+        .unwrap_or(0)
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes. Bounded by construction.

@@ -3,10 +3,11 @@
 //! while traffic flows.
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use stagedoor_e2e::fixtures::registry_with;
-use stagedoor_e2e::stack::{stagedoor_bin, time_until};
+use stagedoor_e2e::raw;
+use stagedoor_e2e::stack::{echo_count_at, stagedoor_bin, time_until};
 use stagedoor_e2e::{Stack, StackOptions};
 
 fn registry() -> String {
@@ -131,4 +132,55 @@ fn instances_can_be_registered_over_the_grpc_api() {
         client.deregister_instance(req).await.unwrap();
     });
     assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 503).is_some());
+}
+
+/// One static instance and room for a live one, with Envoy's active health checks on (the
+/// default), which an instance that was removed from EDS keeps passing.
+fn health_checked_registry() -> String {
+    registry_with(
+        r#"  - name: checked
+    routes: [{ prefix: /api/v1/checked }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+    request_headers: { allow: ["x-echo-*"] }
+    traffic:
+      retries: { attempts: 1, base_interval_ms: 10, max_interval_ms: 20 }
+"#,
+    )
+}
+
+#[test]
+fn no_request_reaches_a_deregistered_or_expired_instance_a_second_after_its_removal() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: health_checked_registry(), redis: true, ..Default::default() });
+    stack.wait_ready();
+    let live = stack.start_echo("checked");
+    let p = live.to_string();
+    let auth = format!("Authorization: {}", stagedoor_e2e::fixtures::bearer(serde_json::json!({"role": "admin"})));
+    let send = |key: &str| raw::request(stack.gateway_port, "GET", "/api/v1/checked/1", &[&auth, &format!("x-echo-key: {key}")], "").status;
+    let register = |ttl: &str| {
+        stagedoor(&stack, &["register", "--service", "checked", "--address", "127.0.0.1", "--port", &p, "--ttl", ttl]);
+        Instant::now()
+    };
+    let routed_to_live = |key: &str| time_until(Duration::from_secs(3), || send(key) == 200 && echo_count_at(live, key) > 0);
+
+    register("60s");
+    assert!(routed_to_live("warm").is_some(), "the registered instance gets traffic");
+    stagedoor(&stack, &["deregister", "--service", "checked", "--address", "127.0.0.1", "--port", &p]);
+    std::thread::sleep(Duration::from_secs(1));
+    let statuses: Vec<u16> = (0..20).map(|_| send("after-deregister")).collect();
+    let reached = echo_count_at(live, "after-deregister");
+    eprintln!("1 s after deregister: {reached} of 20 requests reached the removed instance");
+    assert!(statuses.iter().all(|s| *s == 200), "the static instance serves: {statuses:?}");
+    assert_eq!(reached, 0, "a deregistered instance gets no traffic 1 s after its removal");
+
+    // Expiry: the key lapses at most TTL after `register` returned.
+    let ttl = Duration::from_secs(3);
+    let registered = register("3s");
+    let warmed = routed_to_live("warm-again");
+    assert!(warmed.is_some_and(|_| registered.elapsed() < ttl), "re-registered and routed before the TTL ran out");
+    std::thread::sleep((registered + ttl + Duration::from_secs(1)).saturating_duration_since(Instant::now()));
+    let statuses: Vec<u16> = (0..20).map(|_| send("after-expiry")).collect();
+    let reached = echo_count_at(live, "after-expiry");
+    eprintln!("1 s after the TTL ran out: {reached} of 20 requests reached the expired instance");
+    assert!(statuses.iter().all(|s| *s == 200), "the static instance serves: {statuses:?}");
+    assert_eq!(reached, 0, "an expired instance gets no traffic 1 s after its removal");
 }

@@ -2,7 +2,7 @@
 //! Traffic policy through a real Envoy: retries that never repeat a payment, timeouts and
 //! failures in the gateway's JSON shape, outlier ejection, CORS at the edge, raw webhooks.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stagedoor_e2e::fixtures::{auth_yaml, bearer};
@@ -235,4 +235,48 @@ fn each_client_gets_its_request_budget_then_a_json_429() {
     // A token cannot buy more: the limit runs before authentication, and unauthenticated
     // floods are limited too.
     assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[], "").status, 429);
+}
+
+#[test]
+fn a_dead_only_instance_is_a_fast_json_503_for_get_and_post_and_is_ejected() {
+    // The default traffic policy (1 s retry back-off, 5 s timeout): what an operator gets.
+    let registry = stagedoor_e2e::fixtures::registry_with(
+        "  - name: single\n    routes: [{ prefix: /api/v1/single }]\n    instances: [{ address: 127.0.0.1, port: 1 }]\n",
+    );
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry, ..Default::default() });
+    stack.wait_ready();
+    let a = auth();
+    assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/single/1", &[&a], "").status, 200);
+    let idx = stack.echoes.iter().position(|(name, _, _)| name == "single").unwrap();
+    let port = stack.echoes[idx].1;
+    let _ = stack.echoes[idx].2.kill();
+    let _ = stack.echoes[idx].2.wait();
+
+    // Connection refused is immediate, so the bound is the connect timeout (1 s) plus one
+    // fast retry, with room for a loaded machine.
+    let limit = Duration::from_millis(1500);
+    for (method, body) in [("GET", ""), ("POST", "{}")] {
+        let started = Instant::now();
+        let r = raw::request(stack.gateway_port, method, "/api/v1/single/1", &[&a], body);
+        let took = started.elapsed();
+        eprintln!("{method} to a dead only instance: {} after {took:?}", r.status);
+        assert_eq!(r.status, 503, "{method}: {}", r.body);
+        assert_eq!(r.json()["code"], "SERVICE_UNAVAILABLE", "{method}: {}", r.body);
+        assert_eq!(r.json()["message"], "single service is down", "{method}: {}", r.body);
+        assert!(took < limit, "{method} took {took:?}");
+    }
+
+    let admin = stack.envoys[0].admin_port;
+    let ejected = time_until(Duration::from_secs(5), || {
+        raw::request(stack.gateway_port, "GET", "/api/v1/single/1", &[&a], "");
+        let clusters = client().get(format!("http://127.0.0.1:{admin}/clusters")).send().unwrap().text().unwrap();
+        clusters.lines().any(|l| l.contains(&format!("svc_single::127.0.0.1:{port}::health_flags::")) && l.contains("failed_outlier_check"))
+    });
+    eprintln!("dead only instance ejected after {ejected:?}");
+    assert!(ejected.is_some(), "consecutive connect failures eject the instance");
+    let started = Instant::now();
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/single/1", &[&a], "");
+    eprintln!("GET after the ejection: {} after {:?}", r.status, started.elapsed());
+    assert_eq!(r.status, 503);
+    assert!(started.elapsed() < limit);
 }

@@ -29,11 +29,19 @@ pub struct RouteTimeout {
     pub timeout_ms: u64,
 }
 
+/// Envoy's own default back-off (25 ms base, ten times that at most): what a retry waits
+/// by default, and always when the connection never opened.
+pub const FAST_RETRY_BASE_MS: u64 = 25;
+pub const FAST_RETRY_MAX_MS: u64 = 250;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
-    /// Retries after the first try.
+    /// Retries after the first try, for requests that may be retried after reaching the
+    /// upstream; the others get at most one, and only when the connection never opened.
     pub attempts: u32,
+    /// The back-off before each retry of those requests (Envoy's jittered exponential one,
+    /// which it also waits after a refused connection: keep it short).
     pub base_interval_ms: u64,
     pub max_interval_ms: u64,
     /// Each try's own timeout; absent: the whole timeout.
@@ -50,7 +58,8 @@ pub struct CircuitBreakerSpec {
     pub volume_threshold: u32,
     /// How long an ejected instance stays out (doubling on each repeat ejection).
     pub reset_timeout_ms: u64,
-    /// Eject after this many 5xx or connect failures in a row, whatever the volume.
+    /// Eject after this many 5xx in a row, or this many connect failures in a row
+    /// (counted apart), whatever the volume.
     #[serde(default = "default_consecutive_5xx")]
     pub consecutive_5xx: u32,
     #[serde(default = "default_limit")]
@@ -147,14 +156,23 @@ pub struct Traffic {
 impl TrafficSpec {
     /// Fills in what the registry left out with the original gateway's settings for this
     /// service: 5 s default timeout (its proxy default), payment 30 s, minting 120 s; its
-    /// per-service retry settings; opossum's breaker (50 %, 30 s reset) with a volume of 10.
+    /// per-service retry counts; opossum's breaker (50 %, 30 s reset) with a volume of 10.
+    ///
+    /// Not its retry back-off (1 s, 2 s, 5 s bases): it retried one address, where waiting
+    /// gave the service time; here a retry goes to another instance and a failing one is
+    /// ejected, while Envoy waits the same back-off after a refused connection, so a dead
+    /// service answered 504 after the whole timeout instead of a fast 503.
     pub fn resolve(&self, service: &str) -> Traffic {
-        let (timeout_ms, retries) = match service {
-            "payment" => (30_000, RetrySpec { attempts: 3, base_interval_ms: 2_000, max_interval_ms: 60_000, per_try_timeout_ms: None }),
-            "minting" | "blockchain" => {
-                (120_000, RetrySpec { attempts: 5, base_interval_ms: 5_000, max_interval_ms: 600_000, per_try_timeout_ms: None })
-            }
-            _ => (5_000, RetrySpec { attempts: 3, base_interval_ms: 1_000, max_interval_ms: 30_000, per_try_timeout_ms: None }),
+        let (timeout_ms, attempts) = match service {
+            "payment" => (30_000, 3),
+            "minting" | "blockchain" => (120_000, 5),
+            _ => (5_000, 3),
+        };
+        let retries = RetrySpec {
+            attempts,
+            base_interval_ms: FAST_RETRY_BASE_MS,
+            max_interval_ms: FAST_RETRY_MAX_MS,
+            per_try_timeout_ms: None,
         };
         Traffic {
             timeout_ms: self.timeout_ms.unwrap_or(timeout_ms),

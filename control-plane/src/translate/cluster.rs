@@ -3,7 +3,7 @@
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{self, ClusterDiscoveryType, DiscoveryType, EdsClusterConfig};
 use envoy_types::pb::envoy::config::cluster::v3::{circuit_breakers, CircuitBreakers, Cluster, OutlierDetection};
 use envoy_types::pb::envoy::config::core::v3::{health_check, HealthCheck};
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use envoy_types::pb::envoy::config::core::v3::{
     address, config_source, socket_address, AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress,
 };
@@ -50,6 +50,10 @@ pub fn cluster(service: &ServiceSpec) -> Cluster {
         }),
         outlier_detection: Some(outlier_detection(cb)),
         health_checks: traffic.health_check.iter().map(health_check).collect(),
+        // Removed means removed: without this Envoy keeps a host EDS dropped for as long as
+        // it passes health checks (/clusters: pending_dynamic_removal), so a deregistered or
+        // expired instance kept half the traffic.
+        ignore_health_on_host_removal: true,
         ..Default::default()
     }
 }
@@ -57,10 +61,21 @@ pub fn cluster(service: &ServiceSpec) -> Cluster {
 /// The original's breaker (error percentage over a 10 s rolling window with a volume
 /// threshold, reset after a timeout) as Envoy's outlier detection, per instance: an
 /// instance that fails is ejected for `reset_timeout_ms` while the others keep serving.
+///
+/// Connect failures (refused, timed out, reset before a response) are counted apart from
+/// the upstream's 5xx, and `consecutive_5xx` of them in a row eject at once: a dead instance
+/// is out after a few requests instead of read healthy after dozens of refusals.
 fn outlier_detection(cb: &CircuitBreakerSpec) -> OutlierDetection {
     OutlierDetection {
         interval: Some(millis(10_000)),
         consecutive_5xx: Some(UInt32Value { value: cb.consecutive_5xx }),
+        split_external_local_origin_errors: true,
+        consecutive_local_origin_failure: Some(UInt32Value { value: cb.consecutive_5xx }),
+        enforcing_consecutive_local_origin_failure: Some(UInt32Value { value: 100 }),
+        // The one instance of a service is ejected too (max_ejection_percent alone never
+        // ejects one of one): Envoy then still tries it, in panic mode, but /clusters and
+        // the ejection stats say what is wrong.
+        always_eject_one_host: Some(BoolValue { value: true }),
         failure_percentage_threshold: Some(UInt32Value { value: cb.error_threshold_percentage }),
         failure_percentage_request_volume: Some(UInt32Value { value: cb.volume_threshold }),
         failure_percentage_minimum_hosts: Some(UInt32Value { value: 1 }),

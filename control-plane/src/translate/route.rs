@@ -10,11 +10,12 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, RegexMatcher, StringMatcher};
 use envoy_types::pb::google::protobuf::{value, Any, Struct, UInt32Value, Value};
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
 use stagedoor_filter_core::path::is_under_prefix;
 
 use super::cluster::millis;
-use super::names;
-use crate::registry::traffic::{LbPolicy, LoadBalancingSpec, Traffic};
+use super::{names, to_any};
+use crate::registry::traffic::{LbPolicy, LoadBalancingSpec, RetrySpec, Traffic, FAST_RETRY_BASE_MS, FAST_RETRY_MAX_MS};
 use crate::registry::{Registry, ServiceSpec};
 
 /// One place traffic for a prefix goes, with the policy that applies there.
@@ -83,6 +84,12 @@ const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE|TRACE";
 /// idempotent method, and the rest. Only the first two retry after the request may have
 /// reached the upstream (5xx, resets, timeouts); the rest retry only when the connection
 /// never opened, so a payment is never sent twice because of a gateway retry.
+///
+/// Every retry prefers another instance. Envoy waits a route's one back-off before any of
+/// its retries, after a refused connection too: the first two routes wait the registry's
+/// (fast by default; the original's 1 s one made a dead instance answer 504 after the whole
+/// timeout), the last makes one fast retry, since its request never reached an upstream
+/// there would be a reason to spare.
 fn service_routes(target: &Target<'_>) -> Vec<Route> {
     let idempotency_key = HeaderMatcher {
         name: String::from("idempotency-key"),
@@ -108,12 +115,6 @@ fn service_routes(target: &Target<'_>) -> Vec<Route> {
 }
 
 fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_after_send: bool) -> Route {
-    let retries = &target.traffic.retries;
-    let retry_on = if retry_after_send {
-        "5xx,gateway-error,reset,connect-failure,refused-stream"
-    } else {
-        "connect-failure,refused-stream"
-    };
     let service = target.service.name.as_str();
     Route {
         name: format!("{service}:{}:{kind}", target.prefix),
@@ -126,16 +127,7 @@ fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_aft
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::cluster(service))),
             prefix_rewrite: target.upstream_prefix.clone().unwrap_or_default(),
             timeout: Some(millis(target.timeout_ms)),
-            retry_policy: Some(RetryPolicy {
-                retry_on: retry_on.to_owned(),
-                num_retries: Some(UInt32Value { value: retries.attempts }),
-                per_try_timeout: retries.per_try_timeout_ms.map(millis),
-                retry_back_off: Some(retry_policy::RetryBackOff {
-                    base_interval: Some(millis(retries.base_interval_ms)),
-                    max_interval: Some(millis(retries.max_interval_ms)),
-                }),
-                ..Default::default()
-            }),
+            retry_policy: Some(retry_policy(&target.traffic.retries, retry_after_send)),
             hash_policy: hash_policy(&target.traffic.load_balancing),
             ..Default::default()
         })),
@@ -156,6 +148,33 @@ fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_aft
             .collect(),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+fn retry_policy(retries: &RetrySpec, retry_after_send: bool) -> RetryPolicy {
+    let (retry_on, attempts, base_ms, max_ms) = if retry_after_send {
+        ("5xx,gateway-error,reset,connect-failure,refused-stream", retries.attempts, retries.base_interval_ms, retries.max_interval_ms)
+    } else {
+        ("connect-failure,refused-stream", retries.attempts.min(1), FAST_RETRY_BASE_MS, FAST_RETRY_MAX_MS)
+    };
+    RetryPolicy {
+        retry_on: retry_on.to_owned(),
+        num_retries: Some(UInt32Value { value: attempts }),
+        per_try_timeout: retries.per_try_timeout_ms.map(millis),
+        retry_back_off: Some(retry_policy::RetryBackOff {
+            base_interval: Some(millis(base_ms)),
+            max_interval: Some(millis(max_ms)),
+        }),
+        retry_host_predicate: vec![retry_policy::RetryHostPredicate {
+            name: String::from("envoy.retry_host_predicates.previous_hosts"),
+            config_type: Some(retry_policy::retry_host_predicate::ConfigType::TypedConfig(to_any(
+                &PreviousHostsPredicate::default(),
+            ))),
+        }],
+        // Picks that land on an instance already tried are redrawn this often, then taken
+        // (a service with one instance retries it).
+        host_selection_retry_max_attempts: 3,
         ..Default::default()
     }
 }

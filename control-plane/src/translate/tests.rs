@@ -201,18 +201,28 @@ fn only_idempotent_requests_are_retried_after_they_may_have_reached_the_upstream
     assert_eq!(idempotent.r#match.as_ref().unwrap().headers[0].name, ":method");
     let other = route_named(&r, "payment:/api/v1/payments:other");
     assert!(other.r#match.as_ref().unwrap().headers.is_empty(), "the fallback takes everything else");
+    let back_off_ms = |retry: &envoy_types::pb::envoy::config::route::v3::RetryPolicy| {
+        let b = retry.retry_back_off.as_ref().unwrap();
+        let ms = |d: &envoy_types::pb::google::protobuf::Duration| d.seconds * 1000 + i64::from(d.nanos / 1_000_000);
+        (ms(b.base_interval.as_ref().unwrap()), ms(b.max_interval.as_ref().unwrap()))
+    };
     for route in [keyed, idempotent] {
         let retry = action(route).retry_policy.as_ref().unwrap();
         assert!(retry.retry_on.contains("5xx") && retry.retry_on.contains("reset"));
+        // The original's payment retry count, with Envoy's fast back-off (its 2 s one made
+        // a refused connection wait too).
+        assert_eq!(retry.num_retries.as_ref().unwrap().value, 3);
+        assert_eq!(back_off_ms(retry), (25, 250));
     }
     let retry = action(other).retry_policy.as_ref().unwrap();
     assert_eq!(retry.retry_on, "connect-failure,refused-stream", "a POST is retried only if it never left");
-    // The original's payment settings: 3 retries, 2 s base, 60 s cap, 30 s timeout.
-    assert_eq!(retry.num_retries.as_ref().unwrap().value, 3);
-    let backoff = retry.retry_back_off.as_ref().unwrap();
-    assert_eq!(backoff.base_interval.as_ref().unwrap().seconds, 2);
-    assert_eq!(backoff.max_interval.as_ref().unwrap().seconds, 60);
-    assert_eq!(action(other).timeout.as_ref().unwrap().seconds, 30);
+    assert_eq!(retry.num_retries.as_ref().unwrap().value, 1, "and then once");
+    assert_eq!(back_off_ms(retry), (25, 250));
+    assert_eq!(action(other).timeout.as_ref().unwrap().seconds, 30, "the original's payment timeout");
+    for route in [keyed, idempotent, other] {
+        let retry = action(route).retry_policy.as_ref().unwrap();
+        assert_eq!(retry.retry_host_predicate[0].name, "envoy.retry_host_predicates.previous_hosts", "another instance first");
+    }
     let venue = route_named(&r, "venue:/api/v1/venues:other");
     assert_eq!(action(venue).timeout.as_ref().unwrap().seconds, 5, "the original's proxy default");
 }
@@ -257,6 +267,9 @@ fn route_timeouts_become_more_specific_routes_with_the_rewrite_carried_over() {
     assert!(mint_at < rest_at, "the longer prefix is matched first");
     let retry = action(mint).retry_policy.as_ref().unwrap();
     assert_eq!(retry.per_try_timeout.as_ref().unwrap().seconds, 3);
+    let keyed = action(route_named(&r, "minting:/api/v1/minting/mint:idempotency-key")).retry_policy.as_ref().unwrap();
+    assert_eq!(keyed.num_retries.as_ref().unwrap().value, 2, "the registry's attempts");
+    assert_eq!(keyed.retry_back_off.as_ref().unwrap().base_interval.as_ref().unwrap().nanos, 100_000_000, "and back-off");
     assert_eq!(action(mint).hash_policy.len(), 1, "ring hash on x-user-id");
 }
 
@@ -271,6 +284,10 @@ fn clusters_carry_breakers_outlier_detection_health_checks_and_lb_policy() {
     assert_eq!(od.failure_percentage_request_volume.as_ref().unwrap().value, 20);
     assert_eq!(od.base_ejection_time.as_ref().unwrap().seconds, 15);
     assert_eq!(od.consecutive_5xx.as_ref().unwrap().value, 5);
+    assert!(od.split_external_local_origin_errors, "connect failures are counted apart from 5xx");
+    assert_eq!(od.consecutive_local_origin_failure.as_ref().unwrap().value, 5);
+    assert_eq!(od.enforcing_consecutive_local_origin_failure.as_ref().unwrap().value, 100);
+    assert!(od.always_eject_one_host.as_ref().unwrap().value, "one instance of one can be ejected");
     let thresholds = &minting.circuit_breakers.as_ref().unwrap().thresholds[0];
     assert_eq!(thresholds.max_connections.as_ref().unwrap().value, 10);
     assert_eq!(thresholds.max_requests.as_ref().unwrap().value, 1024);
@@ -279,6 +296,16 @@ fn clusters_carry_breakers_outlier_detection_health_checks_and_lb_policy() {
     let search = r.clusters.iter().find(|c| c.name == "svc_search").unwrap();
     assert_eq!(search.lb_policy, LbPolicy::LeastRequest as i32);
     assert!(search.health_checks.is_empty(), "health checks can be turned off");
+}
+
+#[test]
+fn an_instance_eds_drops_leaves_at_once_even_while_it_passes_health_checks() {
+    let r = traffic_resources();
+    let minting = r.clusters.iter().find(|c| c.name == "svc_minting").unwrap();
+    assert_eq!(minting.health_checks.len(), 1);
+    assert!(minting.ignore_health_on_host_removal);
+    let search = r.clusters.iter().find(|c| c.name == "svc_search").unwrap();
+    assert!(search.ignore_health_on_host_removal);
 }
 
 #[test]

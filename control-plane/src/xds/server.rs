@@ -1,6 +1,7 @@
 //! The ADS gRPC service: the only place xDS does I/O. Each stream runs a pure state machine
 //! ([`SotwStream`] or [`DeltaStream`], as the Envoy's bootstrap chose) against the latest
-//! snapshot.
+//! snapshot, until the Envoy leaves or the control plane stops: a stream is endless by
+//! design, so without the stop flag the gRPC server's graceful shutdown would wait forever.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use super::delta::DeltaStream;
 use super::sotw::{SotwStream, StreamEvent};
 use super::status::EnvoyRegistry;
 use super::type_url;
+use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -31,11 +33,12 @@ pub struct AdsServer {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     envoys: EnvoyRegistry,
     next_stream_id: Arc<AtomicU64>,
+    stop: Stop,
 }
 
 impl AdsServer {
-    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry) -> Self {
-        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)) }
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry, stop: Stop) -> Self {
+        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)), stop }
     }
 }
 
@@ -117,8 +120,24 @@ impl AdsServer {
     {
         let (tx, rx) = mpsc::channel(32);
         let stream_id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(run_stream::<P>(stream_id, inbound, self.snapshots.clone(), self.envoys.clone(), tx));
+        let stream = run_stream::<P>(stream_id, inbound, self.snapshots.clone(), self.envoys.clone(), tx);
+        tokio::spawn(until_stopped(stream, self.stop.clone(), stream_id, self.envoys.clone()));
         Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// Runs a stream until it ends or the control plane stops. Ending the task drops the
+/// response channel, which closes the stream with an OK status: Envoy keeps its config and
+/// reconnects (to a replacement, once there is one).
+/// Wrapping the whole stream (not one await in its loop) covers a send blocked on an Envoy
+/// that stopped reading too.
+async fn until_stopped(stream: impl std::future::Future<Output = ()>, stop: Stop, stream_id: u64, envoys: EnvoyRegistry) {
+    tokio::select! {
+        _ = stream => {}
+        _ = stop.requested() => {
+            tracing::info!(stream_id, "closing the ADS stream: the control plane is stopping");
+            envoys.disconnect(stream_id);
+        }
     }
 }
 
