@@ -13,15 +13,22 @@ enum NamePattern {
     Prefix(String),
 }
 
+/// Why a header policy was refused; the caller names the service and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderPolicyError {
+    #[error("{0:?} is not a header name (letters, digits, '-', optional final '*')")]
+    NotAHeaderName(String),
+}
+
 impl NamePattern {
-    fn parse(pattern: &str) -> Result<Self, String> {
+    fn parse(pattern: &str) -> Result<Self, HeaderPolicyError> {
         let lower = pattern.to_ascii_lowercase();
         let (body, prefix) = match lower.strip_suffix('*') {
             Some(body) => (body, true),
             None => (lower.as_str(), false),
         };
         if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(format!("{pattern:?} is not a header name (letters, digits, '-', optional final '*')"));
+            return Err(HeaderPolicyError::NotAHeaderName(pattern.to_owned()));
         }
         Ok(if prefix { Self::Prefix(body.to_owned()) } else { Self::Exact(body.to_owned()) })
     }
@@ -61,13 +68,14 @@ pub struct HeaderPolicy {
 }
 
 impl HeaderPolicy {
-    pub fn compile(config: &HeaderPolicyConfig) -> Result<Self, String> {
-        if config.allow_any {
+    pub fn compile(config: &HeaderPolicyConfig) -> Result<Self, HeaderPolicyError> {
+        let HeaderPolicyConfig { allow, allow_any } = config;
+        if *allow_any {
             return Ok(Self::open());
         }
         let mut allowed = Vec::new();
         let mut allow_prefixes = Vec::new();
-        for pattern in ALLOWED_HEADERS.iter().copied().chain(config.allow.iter().map(String::as_str)) {
+        for pattern in ALLOWED_HEADERS.iter().copied().chain(allow.iter().map(String::as_str)) {
             match NamePattern::parse(pattern)? {
                 NamePattern::Exact(name) => allowed.push(name),
                 NamePattern::Prefix(prefix) => allow_prefixes.push(prefix),

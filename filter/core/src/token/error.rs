@@ -21,27 +21,40 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    pub const ALL_CODES: &'static [&'static str] = &[
-        "TOKEN_MISSING",
-        "TOKEN_MALFORMED",
-        "TOKEN_TOO_LARGE",
-        "TOKEN_UNKNOWN_KEY",
-        "TOKEN_ALGORITHM_NOT_ALLOWED",
-        "TOKEN_INVALID_SIGNATURE",
-        "TOKEN_EXPIRED",
-        "TOKEN_NOT_YET_VALID",
-        "TOKEN_ISSUED_IN_FUTURE",
-        "TOKEN_WRONG_ISSUER",
-        "TOKEN_WRONG_AUDIENCE",
-        "TOKEN_WRONG_TYPE",
-        "TOKEN_MISSING_TENANT",
-        "TOKEN_MISSING_SUBJECT",
-        "TOKEN_INVALID_CLAIMS",
-        "TOKEN_UNKNOWN_ROLE",
-        "TOKEN_REVOKED",
+    /// One of each kind, in metric order: `ALL[e.index()]` is of `e`'s kind (a test checks
+    /// it; `index` is an exhaustive match, so a new kind does not compile until it is placed).
+    pub const ALL: [TokenError; 17] = [
+        Self::Missing,
+        Self::Malformed(""),
+        Self::TooLarge,
+        Self::UnknownKey,
+        Self::AlgorithmNotAllowed,
+        Self::InvalidSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::IssuedInFuture,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::WrongType,
+        Self::MissingTenant,
+        Self::MissingSubject,
+        Self::InvalidClaims(""),
+        Self::UnknownRole,
+        Self::Revoked,
     ];
 
-    pub fn code(&self) -> &'static str {
+    /// Every code, derived from [`Self::ALL`] and [`Self::code`].
+    pub const ALL_CODES: [&'static str; 17] = {
+        let mut codes = [""; 17];
+        let mut i = 0;
+        while i < codes.len() {
+            codes[i] = Self::ALL[i].code();
+            i += 1;
+        }
+        codes
+    };
+
+    pub const fn code(&self) -> &'static str {
         match self {
             Self::Missing => "TOKEN_MISSING",
             Self::Malformed(_) => "TOKEN_MALFORMED",
@@ -63,10 +76,27 @@ impl TokenError {
         }
     }
 
-    /// Index into [`Self::ALL_CODES`], for per-reason metrics.
-    pub fn index(&self) -> usize {
-        let code = self.code();
-        Self::ALL_CODES.iter().position(|c| *c == code).unwrap_or(0)
+    /// Index into [`Self::ALL`] and [`Self::ALL_CODES`], for per-reason metrics.
+    pub const fn index(&self) -> usize {
+        match self {
+            Self::Missing => 0,
+            Self::Malformed(_) => 1,
+            Self::TooLarge => 2,
+            Self::UnknownKey => 3,
+            Self::AlgorithmNotAllowed => 4,
+            Self::InvalidSignature => 5,
+            Self::Expired => 6,
+            Self::NotYetValid => 7,
+            Self::IssuedInFuture => 8,
+            Self::WrongIssuer => 9,
+            Self::WrongAudience => 10,
+            Self::WrongType => 11,
+            Self::MissingTenant => 12,
+            Self::MissingSubject => 13,
+            Self::InvalidClaims(_) => 14,
+            Self::UnknownRole => 15,
+            Self::Revoked => 16,
+        }
     }
 
     /// A message for the client: says what is wrong, never echoes key material.
@@ -90,5 +120,23 @@ impl TokenError {
             Self::UnknownRole => "Token role is not known".into(),
             Self::Revoked => "Token has been revoked".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenError;
+
+    #[test]
+    fn the_list_of_kinds_agrees_with_index_and_code() {
+        for (i, e) in TokenError::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+            assert_eq!(TokenError::ALL_CODES[i], e.code());
+            assert!(e.code().starts_with("TOKEN_"));
+        }
+        let mut codes = TokenError::ALL_CODES.to_vec();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), TokenError::ALL.len(), "codes are distinct");
     }
 }
