@@ -297,7 +297,9 @@ async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<(
     use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};
     let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let proposed = registry::Registry::parse(&file.display().to_string(), &text)?;
-    let mut client = ControlPlaneClient::connect(server).await?;
+    // The served registry comes back re-serialized (block YAML), which can be larger than
+    // the compact file that loaded; the request side is bounded by the registry's limit.
+    let mut client = ControlPlaneClient::connect(server).await?.max_decoding_message_size(4 * registry::input::MAX_REGISTRY_BYTES);
     let current = client.get_registry(GetRegistryRequest {}).await?.into_inner();
     // The served registry comes back with literal secrets redacted; compare services and
     // sections, and let the control plane judge the rest.
