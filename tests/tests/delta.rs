@@ -32,6 +32,7 @@ services:
     let out = std::process::Command::new(stagedoor_e2e::stack::stagedoor_bin())
         .args(["register", "--service", "venue", "--address", "127.0.0.1", "--port", &live.to_string()])
         .args(["--redis", &stack.redis_url().unwrap()])
+        .args(["--registry", &stack.registry_path.display().to_string()])
         .output()
         .unwrap();
     assert!(out.status.success());

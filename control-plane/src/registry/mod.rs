@@ -5,12 +5,13 @@
 //! service and the field.
 
 pub mod input;
+pub mod live;
 mod model;
 pub mod traffic;
 mod validate;
 
 pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
-pub use validate::{is_service_name, Registry, RegistryError, REDACTED};
+pub use validate::{Registry, RegistryError, REDACTED};
 
 use std::path::Path;
 
