@@ -94,6 +94,13 @@ fn token_revoke_refuses_a_huge_jti_and_one_with_a_newline() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+fn control_plane_rss_kib(stack: &Stack) -> u64 {
+    let pid = stack.control_plane.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[test]
 fn a_registry_over_the_size_limit_is_refused_in_one_short_line_and_the_last_good_config_serves() {
     let stack = start();
@@ -107,9 +114,15 @@ fn a_registry_over_the_size_limit_is_refused_in_one_short_line_and_the_last_good
     refused(&out, "bytes is over the registry's limit of 4000000 bytes");
     eprintln!("apply refused in {:?}", started.elapsed());
 
+    let rss_before = control_plane_rss_kib(&stack);
     stack.write_registry(&huge);
     let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().contains("over the registry's limit"));
     assert!(logged.is_some(), "the file watcher refuses it too");
+    std::thread::sleep(Duration::from_secs(1)); // a few more polls of the same file
+    let rss_after = control_plane_rss_kib(&stack);
+    eprintln!("control-plane RSS {rss_before} -> {rss_after} KiB around a 20 MB registry file");
+    // Reading it (and keeping a copy) cost about +40 MB; refused from its size, nothing.
+    assert!(rss_after < rss_before + 15 * 1024, "the oversize file is not read: {rss_before} -> {rss_after} KiB");
     let longest = stack.control_plane_log().lines().map(str::len).max().unwrap_or(0);
     eprintln!("longest control-plane log line: {longest} bytes");
     assert!(longest < 2_000, "no log line echoes the registry: {longest} bytes");
