@@ -14,6 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::publish::Publisher;
 use crate::revocations::{RevocationStore, DEFAULT_RETENTION_SECS};
+use stagedoor_filter_core::token::MAX_TOKEN_BYTES;
+
+use crate::registry::live::{check_instance, check_ttl};
 use crate::registry::Registry;
 use crate::xds::status::EnvoyRegistry;
 
@@ -27,14 +30,8 @@ pub struct ControlPlaneApi {
     pub redis_url: Option<String>,
 }
 
-/// Checks an instance the way the registry checks its static ones.
-fn instance(service: &str, address: &str, port: u32) -> Result<(String, u16), Status> {
-    let port = u16::try_from(port).ok().filter(|p| *p != 0).ok_or_else(|| Status::invalid_argument("port: must be 1-65535"))?;
-    let ip: std::net::IpAddr = address.parse().map_err(|_| Status::invalid_argument("address: must be an IP address"))?;
-    if !crate::registry::is_service_name(service) {
-        return Err(Status::invalid_argument("service: must match [a-z][a-z0-9-]{0,39}"));
-    }
-    Ok((ip.to_string(), port))
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
 }
 
 pub fn registry_yaml(registry: &Registry) -> String {
@@ -108,9 +105,9 @@ impl ControlPlane for ControlPlaneApi {
     ) -> Result<Response<RegisterInstanceResponse>, Status> {
         let r = request.into_inner();
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
-        let (address, port) = instance(&r.service, &r.address, r.port)?;
-        let ttl = std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }));
-        crate::discovery::redis_source::register(url, &r.service, &address, port, ttl, false)
+        let live = check_instance(Some(self.publisher.lock().await.registry()), &r.service, &r.address, r.port).map_err(invalid)?;
+        let ttl = check_ttl(std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }))).map_err(invalid)?;
+        crate::discovery::redis_source::register(url, &live.service, &live.address, live.port, ttl, false)
             .await
             .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
         Ok(Response::new(RegisterInstanceResponse {}))
@@ -122,8 +119,9 @@ impl ControlPlane for ControlPlaneApi {
     ) -> Result<Response<DeregisterInstanceResponse>, Status> {
         let r = request.into_inner();
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
-        let (address, port) = instance(&r.service, &r.address, r.port)?;
-        crate::discovery::redis_source::deregister(url, &r.service, &address, port)
+        // A removed service's instance may still be deregistered: no registry check.
+        let live = check_instance(None, &r.service, &r.address, r.port).map_err(invalid)?;
+        crate::discovery::redis_source::deregister(url, &live.service, &live.address, live.port)
             .await
             .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
         Ok(Response::new(DeregisterInstanceResponse {}))
@@ -166,9 +164,14 @@ impl ControlPlane for ControlPlaneApi {
 pub fn revocation_target(request: &RevokeTokenRequest, now: i64) -> Result<(String, i64), String> {
     let default_expiry = if request.expires_at_unix > 0 { request.expires_at_unix } else { now + DEFAULT_RETENTION_SECS };
     if !request.jti.is_empty() {
+        check_jti(&request.jti)?;
         return Ok((request.jti.clone(), default_expiry));
     }
     let token = request.token.trim().trim_start_matches("Bearer ").trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        // The filter refuses such a token before looking it up: nothing to revoke.
+        return Err(format!("token: {} bytes; the gateway refuses any token over {MAX_TOKEN_BYTES} bytes", token.len()));
+    }
     let payload = token.split('.').nth(1).ok_or("give a jti or a token (header.payload.signature)")?;
     use base64::Engine;
     let claims: serde_json::Value = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -182,8 +185,49 @@ pub fn revocation_target(request: &RevokeTokenRequest, now: i64) -> Result<(Stri
     Ok((stagedoor_filter_core::token::revocation_key(jti, token), expires_at))
 }
 
+/// The longest bare jti accepted: far beyond a UUID (36) or this gateway's own (16).
+pub const MAX_JTI_BYTES: usize = 256;
+
+/// A bare jti is printable ASCII without spaces, at most [`MAX_JTI_BYTES`]: it is a key in
+/// Redis, in the revocation feed and in log lines, where a newline or a megabyte would do
+/// harm. (A token's own jti is taken as the filter reads it, bounded by the token's size.)
+fn check_jti(jti: &str) -> Result<(), String> {
+    if jti.len() > MAX_JTI_BYTES {
+        return Err(format!("jti: {} bytes; at most {MAX_JTI_BYTES}", jti.len()));
+    }
+    if let Some(bad) = jti.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!("jti: {bad:?} is not allowed (printable ASCII without spaces only)"));
+    }
+    Ok(())
+}
+
 fn write_atomically(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("applying");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jti(jti: &str) -> Result<(String, i64), String> {
+        revocation_target(&RevokeTokenRequest { jti: jti.into(), ..Default::default() }, 1_000)
+    }
+
+    #[test]
+    fn a_bare_jti_is_bounded_and_printable() {
+        assert_eq!(jti("revoke-me"), Ok(("revoke-me".into(), 1_000 + DEFAULT_RETENTION_SECS)));
+        assert!(jti(&"j".repeat(MAX_JTI_BYTES)).is_ok());
+        assert_eq!(jti(&"j".repeat(100_000)), Err("jti: 100000 bytes; at most 256".into()));
+        assert_eq!(jti("a\nb"), Err("jti: '\\n' is not allowed (printable ASCII without spaces only)".into()));
+        assert!(jti("a b").is_err() && jti("é").is_err());
+    }
+
+    #[test]
+    fn a_token_longer_than_the_gateway_reads_is_refused() {
+        let token = format!("a.{}.c", "b".repeat(MAX_TOKEN_BYTES));
+        let e = revocation_target(&RevokeTokenRequest { token, ..Default::default() }, 1_000).unwrap_err();
+        assert!(e.starts_with("token: 8196 bytes"), "{e}");
+    }
 }

@@ -57,6 +57,9 @@ enum Command {
     Register {
         #[command(flatten)]
         instance: InstanceArgs,
+        /// The registry the instance's service must be in (checked before Redis is touched).
+        #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
+        registry: PathBuf,
         #[arg(long, default_value = "30s", value_parser = crate::token::parse_ttl)]
         ttl: std::time::Duration,
         #[arg(long)]
@@ -109,8 +112,9 @@ struct InstanceArgs {
     /// The instance's IP address as Envoy reaches it.
     #[arg(long)]
     address: std::net::IpAddr,
+    /// 1-65535 (a wider number is refused with the registry's message, not clap's).
     #[arg(long)]
-    port: u16,
+    port: u32,
     #[arg(long, env = "STAGEDOOR_REDIS", default_value = "redis://127.0.0.1:6379")]
     redis: String,
 }
@@ -213,18 +217,24 @@ pub fn main() -> ExitCode {
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
         Command::Apply { file, server, dry_run } => run_async(apply(file, server, dry_run)),
-        Command::Register { instance: i, ttl, heartbeat } => run_async(async move {
-            let address = i.address.to_string();
-            crate::discovery::redis_source::register(&i.redis, &i.service, &address, i.port, ttl, heartbeat).await?;
-            println!("registered {}:{}:{}", i.service, address, i.port);
-            Ok(())
-        }),
-        Command::Deregister { instance: i } => run_async(async move {
-            let address = i.address.to_string();
-            crate::discovery::redis_source::deregister(&i.redis, &i.service, &address, i.port).await?;
-            println!("deregistered {}:{}:{}", i.service, address, i.port);
-            Ok(())
-        }),
+        Command::Register { instance: i, registry: file, ttl, heartbeat } => (|| {
+            let registry = registry::load(&file)?;
+            let live = registry::live::check_instance(Some(&registry), &i.service, &i.address.to_string(), i.port)?;
+            let ttl = registry::live::check_ttl(ttl)?;
+            run_async(async move {
+                crate::discovery::redis_source::register(&i.redis, &live.service, &live.address, live.port, ttl, heartbeat).await?;
+                println!("registered {}:{}:{}", live.service, live.address, live.port);
+                Ok(())
+            })
+        })(),
+        Command::Deregister { instance: i } => (|| {
+            let live = registry::live::check_instance(None, &i.service, &i.address.to_string(), i.port)?;
+            run_async(async move {
+                crate::discovery::redis_source::deregister(&i.redis, &live.service, &live.address, live.port).await?;
+                println!("deregistered {}:{}:{}", live.service, live.address, live.port);
+                Ok(())
+            })
+        })(),
         Command::BenchTranslate { services, instances } => crate::scale::run(&services, instances),
         Command::FilterConfig { registry: file } => registry::load(&file).map_err(anyhow::Error::from).map(|registry| {
             println!("{}", crate::translate::filter_config(&registry, None).to_json());
@@ -308,12 +318,18 @@ fn mint_token(args: &MintArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The control plane's refusal as it wrote it (tonic's Display quotes and escapes it).
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the control plane refused ({:?}): {}", status.code(), status.message())
+}
+
 async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()> {
     use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
     let mut client = ControlPlaneClient::connect(server).await?;
     let reply = client
         .revoke_token(stagedoor_proto::v1::RevokeTokenRequest { token, jti, expires_at_unix: 0 })
-        .await?
+        .await
+        .map_err(refused)?
         .into_inner();
     println!("revoked {} (cursor {})", reply.key, reply.cursor);
     Ok(())
@@ -324,7 +340,9 @@ async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<(
     use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};
     let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let proposed = registry::Registry::parse(&file.display().to_string(), &text)?;
-    let mut client = ControlPlaneClient::connect(server).await?;
+    // The served registry comes back re-serialized (block YAML), which can be larger than
+    // the compact file that loaded; the request side is bounded by the registry's limit.
+    let mut client = ControlPlaneClient::connect(server).await?.max_decoding_message_size(4 * registry::input::MAX_REGISTRY_BYTES);
     let current = client.get_registry(GetRegistryRequest {}).await?.into_inner();
     // The served registry comes back with literal secrets redacted; compare services and
     // sections, and let the control plane judge the rest.
@@ -335,7 +353,7 @@ async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<(
     let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|_| Some(placeholder.clone()))?;
     let changes = crate::diff::diff(&served, &proposed);
     print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
-    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await?.into_inner();
+    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await.map_err(refused)?.into_inner();
     if dry_run {
         println!("dry run: nothing pushed (registry {} -> {})", reply.previous_version, reply.version);
     } else if reply.changed {

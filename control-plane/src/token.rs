@@ -54,18 +54,26 @@ fn jti(now: i64) -> String {
     crate::hash::short_hash(format!("{now}-{nanos}-{}-{n}", std::process::id()).as_bytes())
 }
 
-/// `15m`, `1h`, `30s`, `2d`, or plain seconds.
+/// The longest duration `parse_ttl` reads: ten years, far beyond any token or heartbeat, and
+/// far below where seconds overflow (a JWT `exp` is an i64, Redis `EX` too).
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// `15m`, `1h`, `30s`, `2d`, or plain seconds, up to [`MAX_TTL`].
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let shown = crate::registry::input::bounded(text);
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 15m, 1h, 30s"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    let n: u64 = number.parse().map_err(|_| format!("{shown:?} is not a duration like 15m, 1h, 30s"))?;
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{shown:?}: unit must be s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    match n.checked_mul(unit_secs).map(Duration::from_secs) {
+        Some(ttl) if ttl <= MAX_TTL => Ok(ttl),
+        _ => Err(format!("{shown:?} is longer than the most allowed, {}d", MAX_TTL.as_secs() / 86_400)),
+    }
 }
 
 #[cfg(test)]
@@ -101,5 +109,14 @@ mod tests {
         assert_eq!(parse_ttl("30"), Ok(Duration::from_secs(30)));
         assert!(parse_ttl("5y").is_err());
         assert!(parse_ttl("m").is_err());
+    }
+
+    #[test]
+    fn large_ttls_are_refused_not_overflowed() {
+        assert_eq!(parse_ttl("3650d"), Ok(MAX_TTL));
+        assert!(parse_ttl("3651d").unwrap_err().contains("longer than the most allowed, 3650d"));
+        assert!(parse_ttl("18446744073709551615d").is_err());
+        assert!(parse_ttl("213503982334601d").is_err(), "n * 86400 overflows u64");
+        assert!(parse_ttl(&"9".repeat(100_000)).unwrap_err().len() < 400, "the value is echoed bounded");
     }
 }

@@ -22,8 +22,25 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>>) {
     let mut last_text: Option<String> = None;
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    // The size of an oversize file already reported, so it is logged once, not every poll.
+    let mut reported_oversize: Option<u64> = None;
     loop {
         ticker.tick().await;
+        // An oversize file is refused without reading it, so it is never held in memory.
+        let limit = crate::registry::input::MAX_REGISTRY_BYTES;
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) if meta.len() > limit as u64 => {
+                if reported_oversize != Some(meta.len()) {
+                    reported_oversize = Some(meta.len());
+                    crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
+                    let bytes = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+                    let e = crate::registry::RegistryError::TooLarge { file: path.display().to_string(), bytes, limit };
+                    tracing::error!(error = %e, "registry edit rejected; keeping last good config");
+                }
+                continue;
+            }
+            _ => reported_oversize = None,
+        }
         let text = match tokio::fs::read_to_string(&path).await {
             Ok(text) => text,
             Err(e) => {

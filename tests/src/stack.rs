@@ -52,6 +52,9 @@ pub struct StackOptions {
     pub redis: bool,
     /// Envoys use incremental (delta) xDS instead of state of the world.
     pub delta: bool,
+    /// Extra Envoy arguments (e.g. `--disable-extensions`, to make Envoy refuse a resource
+    /// the control plane accepts, as a deployment missing an extension would).
+    pub envoy_args: Vec<String>,
 }
 
 pub struct Envoy {
@@ -73,6 +76,7 @@ pub struct Stack {
     pub redis: Option<(Option<Child>, u16)>,
     xds_api_type: &'static str,
     serve_args: Vec<String>,
+    envoy_args: Vec<String>,
     wasm: String,
 }
 
@@ -97,6 +101,7 @@ impl Stack {
             redis: None,
             xds_api_type: if options.delta { "DELTA_GRPC" } else { "GRPC" },
             serve_args: options.serve_args.clone(),
+            envoy_args: options.envoy_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
         };
         let registry = stack.start_echoes_for(&options.registry_yaml);
@@ -222,6 +227,7 @@ impl Stack {
             .args(["-c", &path.display().to_string()])
             .args(["--concurrency", "1", "--disable-hot-restart"])
             .args(["-l", "warning", "--drain-time-s", "1"])
+            .args(&self.envoy_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

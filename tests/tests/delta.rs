@@ -32,6 +32,7 @@ services:
     let out = std::process::Command::new(stagedoor_e2e::stack::stagedoor_bin())
         .args(["register", "--service", "venue", "--address", "127.0.0.1", "--port", &live.to_string()])
         .args(["--redis", &stack.redis_url().unwrap()])
+        .args(["--registry", &stack.registry_path.display().to_string()])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -51,4 +52,58 @@ services:
     assert!(gone.is_some(), "the cluster is named in removed_resources after its routes");
     let status = stack.control_plane_status();
     assert!(status["last_nack"].is_null(), "{status}");
+}
+
+/// Item 6 of issue 10: one edit adds a service and changes another's cluster to one this
+/// Envoy refuses (its load balancer is an extension the Envoy was started without). Envoy
+/// takes the new cluster and NACKs the response; the routes of that edit must not go out in
+/// reply to the NACK (SotW holds them too), and the fix of the cluster releases them.
+#[test]
+fn a_delta_envoy_that_rejects_a_cluster_keeps_the_last_good_routes_until_it_is_fixed() {
+    let registry = auth_yaml()
+        + r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+"#;
+    let mut stack = Stack::start(StackOptions {
+        registry_yaml: registry,
+        delta: true,
+        envoy_args: vec!["--disable-extensions".into(), "envoy.load_balancing_policies/envoy.load_balancing_policies.maglev".into()],
+        ..Default::default()
+    });
+    stack.wait_ready();
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").1["service"], "venue");
+
+    let seats = stack.start_echo("seats");
+    let good = stack.registry();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&good).unwrap();
+    doc["services"][0]["traffic"] = serde_yaml::from_str("{ load_balancing: { policy: maglev, hash_header: x-user-id } }").unwrap();
+    let seats_yaml = format!("{{ name: seats, routes: [{{ prefix: /api/v1/seats }}], instances: [{{ address: 127.0.0.1, port: {seats} }}] }}");
+    doc["services"].as_sequence_mut().unwrap().push(serde_yaml::from_str(&seats_yaml).unwrap());
+    stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
+    let nacked = time_until(Duration::from_secs(10), || stack.control_plane_status()["last_nack"]["type"] == "CDS");
+    let status = stack.control_plane_status();
+    assert!(nacked.is_some(), "Envoy NACKs the maglev cluster: {status}");
+    eprintln!("CDS NACKed after {nacked:?}: {}", status["last_nack"]["detail"]);
+
+    // The reply to the NACK used to carry this edit's listener and routes: /api/v1/seats
+    // answered 200 while its edit was refused. Held back, the last good routes serve.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let (code, body) = stack.get_as_admin("/api/v1/seats/1");
+        assert_eq!(code, 404, "no route from the refused edit after {:?}: {}", start.elapsed(), body["service"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").1["service"], "venue", "the last good config keeps serving");
+
+    // The cluster fixed in the registry: CDS goes again (the new service's cluster with it,
+    // since a NACK left it unsettled), its ACK releases the routes.
+    doc["services"][0].as_mapping_mut().unwrap().remove("traffic");
+    stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
+    let routed = time_until(Duration::from_secs(5), || stack.get_as_admin("/api/v1/seats/1").0 == 200);
+    assert!(routed.is_some(), "routed once the clusters are accepted: {}", stack.control_plane_status());
+    eprintln!("routes released {routed:?} after the fix");
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").1["service"], "venue");
 }

@@ -31,6 +31,7 @@ fn stagedoor(stack: &Stack, args: &[&str]) {
     let out = Command::new(stagedoor_bin())
         .args(args)
         .args(["--redis", &stack.redis_url().unwrap()])
+        .env("STAGEDOOR_REGISTRY", &stack.registry_path)
         .output()
         .unwrap();
     assert!(out.status.success(), "stagedoor {args:?}: {}", String::from_utf8_lossy(&out.stderr));

@@ -4,12 +4,14 @@
 //! [`Registry`], the only form the translator accepts, or an error naming the file, the
 //! service and the field.
 
+pub mod input;
+pub mod live;
 mod model;
 pub mod traffic;
 mod validate;
 
 pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
-pub use validate::{is_service_name, Registry, RegistryError, REDACTED};
+pub use validate::{Registry, RegistryError, REDACTED};
 
 use std::path::Path;
 

@@ -144,3 +144,37 @@ fn webhook_secrets_resolve_and_their_paths_must_be_routed() {
     let e = Registry::parse_with_env("reg.yaml", &with_hook, &|_| None).unwrap_err().to_string();
     assert!(e.contains("webhooks[0]: stripe_secret_env: STRIPE_SECRET is not set"), "{e}");
 }
+
+#[test]
+fn a_registry_over_the_size_limit_is_refused_before_it_is_parsed() {
+    let padding = format!("# {}\n", "x".repeat(input::MAX_REGISTRY_BYTES));
+    let e = error_of(&(good() + &padding));
+    assert_eq!(e, format!("reg.yaml: {} bytes is over the registry's limit of 4000000 bytes", good().len() + padding.len()));
+}
+
+#[test]
+fn errors_echo_at_most_a_bounded_part_of_a_value() {
+    let huge = "a".repeat(100_000);
+    for yaml in [
+        good().replace("port: 3002", &format!("port: {huge}")),
+        good().replace("/api/v1/payments", &format!("/api/v1/venues{huge}")).replace("prefix: /api/v1/venues }", &format!("prefix: /api/v1/venues{huge} }}")),
+        good().replace("services:", &format!("cors: {{ allowed_origins: [{huge}] }}\nservices:")),
+    ] {
+        let e = error_of(&yaml);
+        assert!(e.len() < 1_000, "{} bytes: {}", e.len(), &e[..300]);
+        assert!(e.contains("bytes cut ...]"), "{e}");
+    }
+    let e = error_of(&good().replace("port: 3002", &format!("port: {huge}")));
+    assert!(e.ends_with(", expected u16 at line 12 column 45"), "the location survives the cut: {e}");
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_name_the_service_not_its_index() {
+    let typo = good().replace("public_paths", "public_path");
+    let e = error_of(&typo);
+    assert!(e.starts_with("reg.yaml: service \"payment\": unknown field `public_path`"), "{e}");
+    let wrong_type = good().replace("port: 3002", "port: many");
+    let e = error_of(&wrong_type);
+    assert!(e.starts_with("reg.yaml: service \"venue\": instances[0].port: invalid type"), "{e}");
+    assert!(!e.contains("services["), "{e}");
+}

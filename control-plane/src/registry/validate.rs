@@ -8,6 +8,7 @@ use stagedoor_filter_core::path::is_normalized;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
+use super::input::{name_the_service, MAX_REGISTRY_BYTES};
 use super::model::{AuthSpec, CorsSpec, IdentitySpec, RateLimitSpec, RegistryFile, ServiceSpec, WebhookSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
@@ -40,6 +41,8 @@ pub enum RegistryError {
     Io { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Syntax { file: String, message: String },
+    #[error("{file}: {bytes} bytes is over the registry's limit of {limit} bytes")]
+    TooLarge { file: String, bytes: usize, limit: usize },
     #[error("{file}: service \"{service}\": {field}: {reason}")]
     Invalid { file: String, service: String, field: String, reason: String },
     /// Outside any service (auth, identity, roles), or found by the filter's own compiler,
@@ -52,6 +55,22 @@ impl RegistryError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io { file: path.display().to_string(), source }
     }
+
+    /// The same error with every part it echoes cut to a bounded length.
+    fn bounded(self) -> Self {
+        use super::input::bounded;
+        match self {
+            Self::Io { file, source } => Self::Io { file: bounded(&file), source },
+            Self::Syntax { file, message } => Self::Syntax { file: bounded(&file), message: bounded(&message) },
+            Self::TooLarge { file, bytes, limit } => Self::TooLarge { file: bounded(&file), bytes, limit },
+            Self::Invalid { file, service, field, reason } => {
+                Self::Invalid { file: bounded(&file), service: bounded(&service), field: bounded(&field), reason: bounded(&reason) }
+            }
+            Self::Field { file, item, field, reason } => {
+                Self::Field { file: bounded(&file), item: bounded(&item), field: bounded(&field), reason: bounded(&reason) }
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -61,10 +80,16 @@ impl Registry {
         Self::parse_with_env(file, text, &|name| std::env::var(name).ok())
     }
 
+    /// Refuses a text over [`MAX_REGISTRY_BYTES`] before parsing it; every error comes back
+    /// with what it echoes bounded, and serde's `services[N]` named by the service's name.
     pub fn parse_with_env(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RegistryError> {
-        let parsed: RegistryFile = serde_yaml::from_str(text)
-            .map_err(|e| RegistryError::Syntax { file: file.to_owned(), message: e.to_string() })?;
-        Self::validate(file, parsed, env)
+        if text.len() > MAX_REGISTRY_BYTES {
+            return Err(RegistryError::TooLarge { file: file.to_owned(), bytes: text.len(), limit: MAX_REGISTRY_BYTES }.bounded());
+        }
+        let parsed: RegistryFile = serde_yaml::from_str(text).map_err(|e| {
+            RegistryError::Syntax { file: file.to_owned(), message: name_the_service(&e.to_string(), text) }.bounded()
+        })?;
+        Self::validate(file, parsed, env).map_err(RegistryError::bounded)
     }
 
     pub fn validate(file: &str, parsed: RegistryFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RegistryError> {

@@ -4,12 +4,17 @@
 //! Rules kept here (xDS protocol, "Incremental xDS"):
 //! - per type, the client subscribes and unsubscribes names; CDS and LDS with no names on
 //!   the first request are wildcard subscriptions;
-//! - a resource is sent when what this Envoy holds differs from the snapshot (tracked per
-//!   resource by a hash of its bytes), and named in `removed_resources` when it is gone;
+//! - a resource is sent when what was last sent to this Envoy differs from the snapshot
+//!   (tracked per resource by a hash of its bytes), and named in `removed_resources` when it
+//!   is gone;
 //! - a request with `error_detail` NACKs the response with that nonce: logged, recorded, and
 //!   that content is not sent again until the snapshot changes it;
 //! - as in state of the world, new listeners and routes wait until this Envoy ACKed the
-//!   snapshot's clusters and holds endpoints for each of them.
+//!   snapshot's clusters and the endpoints of each of them. What was sent is not what is
+//!   held: only an ACK moves a response's resources into `acked`, so a NACKed cluster keeps
+//!   the routes that would point at it back. Envoy applies what it can of a NACKed response,
+//!   so nothing is known of its resources: they go again with the next change of that type,
+//!   whose ACK settles them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,10 +28,32 @@ use crate::snapshot::Snapshot;
 struct TypeState {
     wildcard: bool,
     subscribed: BTreeSet<String>,
-    /// What this Envoy holds: resource name -> hash of the bytes sent.
-    held: BTreeMap<String, String>,
-    /// Responses not yet ACKed: nonce -> type version they carried.
-    pending: BTreeMap<String, String>,
+    /// What was sent to this Envoy: resource name -> hash of its bytes. A resource is not
+    /// sent again while its hash is unchanged, a NACKed one included.
+    sent: BTreeMap<String, String>,
+    /// What this Envoy ACKed: resource name -> hash. Listeners and routes are gated on it.
+    acked: BTreeMap<String, String>,
+    /// Resources a NACKed response carried, name -> hash: Envoy may or may not hold them.
+    rejected: BTreeMap<String, String>,
+    /// Responses not yet ACKed or NACKed, by nonce.
+    pending: BTreeMap<String, PendingResponse>,
+}
+
+/// What one response carried, applied to `acked` when Envoy ACKs it.
+#[derive(Debug)]
+struct PendingResponse {
+    version: String,
+    resources: Vec<(String, String)>,
+    removed: Vec<String>,
+}
+
+impl TypeState {
+    /// Drops what is known of one resource, so it is sent afresh if wanted.
+    fn forget(&mut self, name: &str) {
+        self.sent.remove(name);
+        self.acked.remove(name);
+        self.rejected.remove(name);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,15 +78,27 @@ impl DeltaStream {
         let mut step = DeltaStep::default();
         let state = self.types.entry(request.type_url.clone()).or_default();
         if !request.response_nonce.is_empty() {
-            if let Some(version) = state.pending.remove(&request.response_nonce) {
+            if let Some(response) = state.pending.remove(&request.response_nonce) {
                 match &request.error_detail {
-                    Some(error) => step.events.push(StreamEvent::Nack {
-                        type_url: request.type_url.clone(),
-                        version,
-                        nonce: request.response_nonce.clone(),
-                        detail: error.message.clone(),
-                    }),
-                    None => step.events.push(StreamEvent::Ack { type_url: request.type_url.clone(), version }),
+                    Some(error) => {
+                        state.rejected.extend(response.resources);
+                        step.events.push(StreamEvent::Nack {
+                            type_url: request.type_url.clone(),
+                            version: response.version,
+                            nonce: request.response_nonce.clone(),
+                            detail: error.message.clone(),
+                        });
+                    }
+                    None => {
+                        for name in &response.removed {
+                            state.acked.remove(name);
+                        }
+                        for (name, _) in &response.resources {
+                            state.rejected.remove(name);
+                        }
+                        state.acked.extend(response.resources);
+                        step.events.push(StreamEvent::Ack { type_url: request.type_url.clone(), version: response.version });
+                    }
                 }
             }
         } else if request.resource_names_subscribe.is_empty() && is_wildcard_type(&request.type_url) {
@@ -67,9 +106,9 @@ impl DeltaStream {
         }
         if request.response_nonce.is_empty() {
             // A (re)connecting Envoy says what it already holds; trust only the names, so
-            // anything stale is re-sent.
+            // anything stale is re-sent (and counts as held once that is ACKed).
             for name in request.initial_resource_versions.keys() {
-                state.held.insert(name.clone(), String::new());
+                state.sent.insert(name.clone(), String::new());
             }
         }
         for name in &request.resource_names_subscribe {
@@ -78,7 +117,7 @@ impl DeltaStream {
             } else {
                 state.subscribed.insert(name.clone());
                 // A fresh subscription gets the resource even if Envoy had it before.
-                state.held.remove(name);
+                state.forget(name);
             }
         }
         for name in &request.resource_names_unsubscribe {
@@ -86,7 +125,7 @@ impl DeltaStream {
                 state.wildcard = false;
             }
             state.subscribed.remove(name);
-            state.held.remove(name);
+            state.forget(name);
         }
         let type_url = request.type_url.clone();
         let gated = type_url == type_url::LISTENER || type_url == type_url::ROUTE;
@@ -111,7 +150,7 @@ impl DeltaStream {
     fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
         let settled = |t: &str| {
             let (Some(state), Some(typed)) = (self.types.get(t), snapshot.types.get(t)) else { return false };
-            state.pending.is_empty() && typed.hashes.iter().all(|(name, hash)| state.held.get(name) == Some(hash))
+            state.pending.is_empty() && typed.hashes.iter().all(|(name, hash)| state.acked.get(name) == Some(hash))
         };
         settled(type_url::CLUSTER) && settled(type_url::ENDPOINT)
     }
@@ -123,36 +162,38 @@ impl DeltaStream {
         [type_url::LISTENER, type_url::ROUTE].into_iter().filter_map(|t| self.respond(t, snapshot)).collect()
     }
 
-    /// The changes this Envoy lacks for one type, if any.
+    /// The changes this Envoy lacks for one type, if any. A response that goes out anyway
+    /// also carries again what a NACK left unsettled (never on its own: that would loop on
+    /// a NACK).
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DeltaDiscoveryResponse> {
         let typed = snapshot.types.get(type_url)?;
         let state = self.types.get_mut(type_url)?;
         let wanted = |name: &String| state.wildcard || state.subscribed.contains(name);
+        let mut changed = false;
         let mut resources = Vec::new();
-        let mut now_held = Vec::new();
+        let mut now_sent = Vec::new();
         for (name, any) in typed.resources.iter().filter(|(name, _)| wanted(name)) {
             let hash = typed.hashes.get(name).cloned().unwrap_or_default();
-            if state.held.get(name) != Some(&hash) {
-                resources.push(Resource {
-                    name: name.clone(),
-                    version: hash.clone(),
-                    resource: Some(any.clone()),
-                    ..Default::default()
-                });
-                now_held.push((name.clone(), hash));
+            let is_new = state.sent.get(name) != Some(&hash);
+            if is_new || state.rejected.get(name) == Some(&hash) {
+                changed |= is_new;
+                resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some(any.clone()), ..Default::default() });
+                now_sent.push((name.clone(), hash));
             }
         }
-        let removed: Vec<String> = state.held.keys().filter(|name| !typed.resources.contains_key(*name)).cloned().collect();
-        if resources.is_empty() && removed.is_empty() {
+        let removed: Vec<String> = state.sent.keys().filter(|name| !typed.resources.contains_key(*name)).cloned().collect();
+        if !changed && removed.is_empty() {
             return None;
         }
         for name in &removed {
-            state.held.remove(name);
+            state.sent.remove(name);
+            state.rejected.remove(name);
         }
-        state.held.extend(now_held);
+        state.sent.extend(now_sent.iter().cloned());
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
-        state.pending.insert(nonce.clone(), typed.version.clone());
+        let pending = PendingResponse { version: typed.version.clone(), resources: now_sent, removed: removed.clone() };
+        state.pending.insert(nonce.clone(), pending);
         Some(DeltaDiscoveryResponse {
             system_version_info: typed.version.clone(),
             resources,

@@ -91,3 +91,88 @@ fn a_reconnecting_envoy_gets_its_subscriptions_answered() {
     let step = stream.on_request(&req, &first);
     assert_eq!(step.responses[0].resources.len(), 1, "what it held is refreshed");
 }
+
+/// Subscribes to every type and ACKs until the stream is quiet: a healthy Envoy on `snap`.
+fn settled_stream(snap: &Snapshot, eds: &[&str]) -> DeltaStream {
+    let mut stream = DeltaStream::default();
+    let mut sent = Vec::new();
+    sent.extend(stream.on_request(&subscribe(type_url::CLUSTER, &[]), snap).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::ENDPOINT, eds), snap).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::LISTENER, &[]), snap).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::ROUTE, &["stagedoor_routes"]), snap).responses);
+    settle(&mut stream, snap, sent);
+    stream
+}
+
+fn nack(t: &str, nonce: &str) -> DeltaDiscoveryRequest {
+    let mut request = ack(t, nonce);
+    request.error_detail = Some(RpcStatus { code: 3, message: "cluster svc_c rejected".into(), details: vec![] });
+    request
+}
+
+fn carries_routes(responses: &[DeltaDiscoveryResponse]) -> bool {
+    responses.iter().any(|r| r.type_url == type_url::LISTENER || r.type_url == type_url::ROUTE)
+}
+
+#[test]
+fn routes_stay_held_when_envoy_nacks_the_clusters_they_need() {
+    let first = snapshot(&[("a", 1)], None);
+    let mut stream = settled_stream(&first, &["svc_a"]);
+
+    // A new service: its cluster goes out, routes wait.
+    let second = snapshot(&[("a", 1), ("c", 3)], Some(&first));
+    let step = stream.on_snapshot(&second);
+    assert!(!carries_routes(&step.responses), "routes wait for the new cluster");
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap().clone();
+    // Envoy asks for the new cluster's endpoints and ACKs them...
+    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_c"]), &second).responses.remove(0);
+    assert_eq!(eds.resources[0].name, "svc_c");
+    assert!(!carries_routes(&stream.on_request(&ack(type_url::ENDPOINT, &eds.nonce), &second).responses));
+    // ...but rejects the cluster: nothing may point at it.
+    let step = stream.on_request(&nack(type_url::CLUSTER, &cds.nonce), &second);
+    assert!(matches!(&step.events[..], [StreamEvent::Nack { .. }]), "{:?}", step.events);
+    assert!(!carries_routes(&step.responses), "the reply to a CDS NACK carries no routes to the rejected cluster");
+    assert!(step.responses.is_empty(), "and the rejected cluster is not resent");
+    assert!(!carries_routes(&stream.on_snapshot(&second).responses), "nor on a later push of the same snapshot");
+
+    // The service is fixed (here: removed): its cluster goes, the ACK releases what is held.
+    let third = snapshot(&[("a", 2)], Some(&second));
+    let step = stream.on_snapshot(&third);
+    assert!(!carries_routes(&step.responses), "routes still wait for the ACK of the new clusters");
+    let released = settle(&mut stream, &third, step.responses);
+    assert!(carries_routes(&released), "the ACKed clusters release the routes");
+}
+
+#[test]
+fn routes_stay_held_when_envoy_nacks_the_endpoints_they_need() {
+    let first = snapshot(&[("a", 1)], None);
+    let mut stream = settled_stream(&first, &["svc_a"]);
+    let second = snapshot(&[("a", 2)], Some(&first));
+    let eds = stream.on_snapshot(&second).responses.remove(0);
+    assert_eq!(eds.type_url, type_url::ENDPOINT);
+    let step = stream.on_request(&nack(type_url::ENDPOINT, &eds.nonce), &second);
+    assert!(step.responses.is_empty(), "{:?}", step.responses);
+}
+
+#[test]
+fn clusters_of_a_nacked_response_go_again_with_the_next_change_and_its_ack_releases_the_routes() {
+    let first = snapshot(&[("a", 1)], None);
+    let mut stream = settled_stream(&first, &["svc_a"]);
+    let second = snapshot(&[("a", 1), ("c", 3)], Some(&first));
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_c"]), &second).responses.remove(0);
+    stream.on_request(&ack(type_url::ENDPOINT, &eds.nonce), &second);
+    assert!(stream.on_request(&nack(type_url::CLUSTER, &cds.nonce), &second).responses.is_empty());
+
+    // Envoy may have taken some of a NACKed response (it applies the clusters it can), so
+    // the next CDS change carries them again, and only its ACK says what Envoy holds.
+    let third = snapshot(&[("a", 1), ("c", 3), ("d", 4)], Some(&second));
+    let step = stream.on_snapshot(&third);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap();
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_c", "svc_d"]);
+    let mut released = settle(&mut stream, &third, step.responses);
+    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_d"]), &third).responses;
+    released.extend(settle(&mut stream, &third, eds));
+    assert!(carries_routes(&released), "the ACK of the clusters and of svc_d's endpoints releases the routes");
+}
