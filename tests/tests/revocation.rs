@@ -134,9 +134,10 @@ fn with_redis_a_revocation_outlives_a_control_plane_restart() {
     assert!(refused.is_some());
 }
 
-/// Every registry edit replaces the listener, and Envoy starts new wasm VMs for it, which
-/// know no revocations until their first poll answers. A revoked token must never pass in
-/// that window: such requests wait for the list (then 401) instead.
+/// Every registry edit replaces the listener, and Envoy gives the new filter config a new
+/// root context (in the VM it has, or a new VM), which used to know no revocations until
+/// its first poll answered. A revoked token must never pass in that window: a new root
+/// context starts from its VM's list, and a new VM holds such requests until its own.
 #[test]
 fn a_revoked_token_never_passes_while_the_registry_is_edited() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -213,4 +214,60 @@ fn a_malformed_advertise_address_stops_the_control_plane_at_startup() {
         assert!(!out.status.success(), "{bad}: started");
         assert!(stderr.contains("--advertise-http") && stderr.contains("expected host:port"), "{bad}: {stderr}");
     }
+}
+
+/// Forwards every connection on `listen` to `target` (a feed that becomes reachable
+/// later). Runs until the test process ends; each connection is two copying threads.
+fn forward(listen: std::net::TcpListener, target: u16) {
+    std::thread::spawn(move || {
+        for client in listen.incoming().flatten() {
+            let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let (mut c, mut u) = (client, upstream);
+            std::thread::spawn(move || std::io::copy(&mut c, &mut u));
+            std::thread::spawn(move || std::io::copy(&mut u2, &mut c2));
+        }
+    });
+}
+
+/// A new VM that has no revocation list holds authenticated requests: they go on when the
+/// list arrives and get a 503 after 2 s if it does not; public paths never wait.
+#[test]
+fn a_filter_that_never_got_the_list_holds_then_refuses_and_releases_when_it_arrives() {
+    use std::time::Instant;
+    let feed_port = stagedoor_e2e::ports::free_port();
+    let registry = registry_with("").replace(
+        "  - name: venue\n",
+        "  - name: venue\n    public_paths: [/api/v1/venues/open]\n",
+    );
+    let stack = Stack::start(StackOptions {
+        registry_yaml: registry,
+        serve_args: vec!["--advertise-http".into(), format!("127.0.0.1:{feed_port}")],
+        ..Default::default()
+    });
+    stack.wait_ready();
+    let auth = format!("Authorization: {}", bearer(json!({"role": "admin"})));
+    let started = Instant::now();
+    let r = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&auth], "");
+    let waited = started.elapsed();
+    eprintln!("unreachable feed: {} {} after {waited:?}", r.status, r.json()["code"]);
+    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("REVOCATIONS_UNAVAILABLE")), "{}", r.body);
+    assert!(waited >= Duration::from_millis(1_500) && waited < Duration::from_secs(5), "held about 2 s: {waited:?}");
+    let started = Instant::now();
+    assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/open", &[], "").status, 200);
+    assert!(started.elapsed() < Duration::from_millis(500), "public paths never wait");
+
+    // The feed becomes reachable while a request is held: it goes on, well before 2 s.
+    let port = stack.gateway_port;
+    let held = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = raw::request(port, "GET", "/api/v1/venues/1", &[&auth], "");
+        (r.status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    forward(std::net::TcpListener::bind(("127.0.0.1", feed_port)).unwrap(), stack.http_port);
+    let (status, took) = held.join().unwrap();
+    eprintln!("held request released: {status} after {took:?}");
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(1_900), "released by the list: {took:?}");
 }

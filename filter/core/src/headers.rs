@@ -176,6 +176,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn trailers_never_carry_what_the_gateway_decides_on_or_asserts() {
+        for name in ["x-tenant-id", "x-user-id", "x-stagedoor-identity", "x-venue-ids", "authorization", "x-venue-id",
+            "x-request-id", "x-internal-anything", "x-admin-token", "x-http-method-override"]
+        {
+            assert!(is_forbidden_trailer(name), "{name}");
+        }
+        for name in ["grpc-status", "x-checksum", "content-md5", "x-custom-trace"] {
+            assert!(!is_forbidden_trailer(name), "{name}");
+        }
+    }
+
+    #[test]
     fn identity_override_and_internal_headers_are_always_removed() {
         let open = HeaderPolicy::compile(&HeaderPolicyConfig { allow: vec![], allow_any: true }).unwrap();
         for name in [

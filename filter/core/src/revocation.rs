@@ -16,7 +16,7 @@ pub struct RevocationUpdate {
     pub revoked: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RevocationList {
     keys: HashSet<String>,
     cursor: u64,

@@ -12,7 +12,7 @@ use stagedoor_filter_core::apply::refuse_or_stop;
 use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
 use stagedoor_filter_core::hold::{HeldRequests, Release};
-use stagedoor_filter_core::revocation::RevocationUpdate;
+use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::{FilterState, Policy};
 
 use crate::host::{self, CurrentRequest};
@@ -50,6 +50,16 @@ impl StagedoorRoot {
     }
 }
 
+thread_local! {
+    // The newest list any root context of this VM received (a VM is single-threaded, so
+    // this is per VM): a root context created for a new filter config starts from it.
+    static VM_REVOCATIONS: RefCell<RevocationList> = RefCell::new(RevocationList::default());
+}
+
+fn remember_for_this_vm(list: &RevocationList) {
+    VM_REVOCATIONS.with(|vm| *vm.borrow_mut() = list.clone());
+}
+
 fn error(message: &str) {
     host::log(LogLevel::Error, message);
 }
@@ -72,9 +82,13 @@ impl Context for StagedoorRoot {
             }
             return;
         };
+        let changed = update.full || !update.revoked.is_empty() || !state.borrow().revocations.has_synced();
         let (entries, released) = {
             let mut state = state.borrow_mut();
             state.revocations.apply(update);
+            if changed {
+                remember_for_this_vm(&state.revocations);
+            }
             let released = self.held.borrow_mut().release_all(&state.revocations);
             (state.revocations.len(), released)
         };
@@ -143,14 +157,13 @@ impl StagedoorRoot {
         let policy = Policy::compile(&config).map_err(|e| format!("config refused: {e}"))?;
         host::log(LogLevel::Info, &format!("stagedoor: config {} loaded", policy.config_version));
         // A new config may carry new keys or roles: cached identities start over, the
-        // revocation list carries on (within this VM; a new VM holds requests until its
-        // first list arrives, see stagedoor_filter_core::hold).
-        let revocations = self
-            .state
-            .take()
-            .and_then(|s| Rc::try_unwrap(s).ok())
-            .map(|s| s.into_inner().revocations)
-            .unwrap_or_default();
+        // revocation list carries on, also into a new root context of this VM (Envoy makes
+        // one per filter config; only a new VM holds requests until its first list arrives,
+        // see stagedoor_filter_core::hold).
+        let revocations = match self.state.take() {
+            Some(state) => state.borrow().revocations.clone(),
+            None => VM_REVOCATIONS.with(|list| list.borrow().clone()),
+        };
         self.state = Some(Rc::new(RefCell::new(FilterState { cache: TokenCache::new(policy.token_cache_entries), revocations })));
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
