@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 RUSTC_BOOTSTRAP=1 \
 RUSTC=/usr/bin/rustc \
 CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS=-L/usr/lib/wasm32-wasi \
-  /usr/bin/cargo build --release --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
+  /usr/bin/cargo build --release --config 'profile.release.panic="abort"' --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
   -p stagedoor-filter-wasm "$@"
 # Request headers, body (webhook signatures) and trailers (identity headers stripped), the root context's ticks and callouts,
 # and proxy_on_delete (the SDK frees the context there) stay. proxy_on_done goes: the SDK's

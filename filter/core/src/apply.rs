@@ -60,8 +60,9 @@ pub fn host_failure(error: &HostError) -> Denial {
 }
 
 /// Applies a decision's header changes, or answers its denial. `Continue` means the headers
-/// are exactly what the decision said; the caller may still hold the request.
-pub fn apply(host: &mut dyn RequestHost, outcome: &Outcome<'_>, now_ms: i64) -> Next {
+/// are exactly what the decision said; the caller may still hold the request. `now_ms` is
+/// asked only for a reply's timestamp: a forwarded request reads no clock (a host call).
+pub fn apply(host: &mut dyn RequestHost, outcome: &Outcome<'_>, now_ms: &dyn Fn() -> i64) -> Next {
     let request_id = outcome.request_id.as_str();
     let written = match &outcome.request_id {
         // The replacement must reach the upstream too, whatever the decision.
@@ -69,11 +70,11 @@ pub fn apply(host: &mut dyn RequestHost, outcome: &Outcome<'_>, now_ms: i64) -> 
         RequestId::Kept(_) => Ok(()),
     };
     match (&outcome.decision, written) {
-        (Decision::Deny(denial), _) => refuse_or_stop(host, denial, request_id, now_ms),
-        (Decision::Forward { .. }, Err(e)) => refuse_or_stop(host, &host_failure(&e), request_id, now_ms),
+        (Decision::Deny(denial), _) => refuse_or_stop(host, denial, request_id, now_ms()),
+        (Decision::Forward { .. }, Err(e)) => refuse_or_stop(host, &host_failure(&e), request_id, now_ms()),
         (decision @ Decision::Forward { .. }, Ok(())) => match write_headers(host, decision) {
             Ok(()) => Next::Continue,
-            Err(e) => refuse_or_stop(host, &host_failure(&e), request_id, now_ms),
+            Err(e) => refuse_or_stop(host, &host_failure(&e), request_id, now_ms()),
         },
     }
 }

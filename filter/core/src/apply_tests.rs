@@ -51,10 +51,11 @@ fn a_forwarded_request_gets_its_removals_then_its_identity() {
     let mut h = Harness::new();
     let outcome = forwarded_request(&mut h);
     let mut host = RecordingHost::default();
-    assert_eq!(apply(&mut host, &outcome, 0), Next::Continue);
+    assert_eq!(apply(&mut host, &outcome, &|| 0), Next::Continue);
     assert_eq!(host.calls[..3], ["set x-request-id=Some(\"ab\")", "set cookie=None", "set x-tenant-id=Some(\"t1\")"]);
     assert!(host.calls.contains(&"add x-user-id=u1".to_owned()), "{:?}", host.calls);
     assert!(host.replies().is_empty());
+    assert_eq!(apply(&mut RecordingHost::default(), &outcome, &|| panic!("a forwarded request reads no clock")), Next::Continue);
 }
 
 #[test]
@@ -63,12 +64,12 @@ fn a_failed_header_write_is_a_500_never_a_half_changed_request() {
     let outcome = forwarded_request(&mut h);
     let writes = {
         let mut host = RecordingHost::default();
-        apply(&mut host, &outcome, 0);
+        apply(&mut host, &outcome, &|| 0);
         host.calls.len()
     };
     for n in 0..writes {
         let mut host = RecordingHost::failing_at(n);
-        assert_eq!(apply(&mut host, &outcome, 0), Next::Stop, "write {n} failed");
+        assert_eq!(apply(&mut host, &outcome, &|| 0), Next::Stop, "write {n} failed");
         assert_eq!(host.replies(), [&format!("reply 500 \"{HOST_FAILURE}\"")], "write {n} failed: {:?}", host.calls);
         assert_eq!(host.calls.len(), n + 2, "nothing is written after the failure");
     }
@@ -79,8 +80,8 @@ fn a_denial_is_answered_and_a_failed_reply_still_stops_the_request() {
     let mut h = Harness::new();
     let outcome = h.run("GET", "/api/v1/events/1", &[]);
     let mut host = RecordingHost::default();
-    assert_eq!(apply(&mut host, &outcome, 0), Next::Stop);
+    assert_eq!(apply(&mut host, &outcome, &|| 0), Next::Stop);
     assert_eq!(host.calls, ["reply 401 \"TOKEN_MISSING\""]);
     let mut failing = RecordingHost::failing_at(0);
-    assert_eq!(apply(&mut failing, &outcome, 0), Next::Stop, "fail closed even when the reply fails");
+    assert_eq!(apply(&mut failing, &outcome, &|| 0), Next::Stop, "fail closed even when the reply fails");
 }

@@ -111,7 +111,7 @@ impl HttpContext for StagedoorHttp {
             decide_at(&self.policy, &request, &mut clock, &mut state)
         };
         self.metrics.observe(&outcome.observed);
-        if apply(&mut CurrentRequest, &outcome, now_ms()) == Next::Stop {
+        if apply(&mut CurrentRequest, &outcome, &now_ms) == Next::Stop {
             return Action::Pause;
         }
         let request_id = outcome.request_id.as_str();

@@ -57,17 +57,28 @@ impl<'a> PathReadings<'a> {
             return Err(PathRefusal::NotAbsolute);
         }
         let as_sent = trim_trailing_slashes(path);
+        // One pass over the bytes for the common path; segments are checked one by one
+        // (as chars) only when a byte says a check could fail.
         let mut needs_canonical = false;
-        for &b in as_sent.as_bytes() {
+        let mut check_segments = false;
+        let mut previous = b'/';
+        for &b in &as_sent.as_bytes()[1..] {
             match b {
                 b'\\' => return Err(PathRefusal::Backslash),
                 b';' | b'%' => needs_canonical = true,
                 b if b < 0x20 || b == 0x7f => return Err(PathRefusal::Whitespace),
+                // Empty, dot or space-edged segments, and non-ASCII (whitespace or controls).
+                b'/' | b'.' | b' ' if previous == b'/' => check_segments = true,
+                b'/' if previous == b' ' => check_segments = true,
+                b if b >= 0x80 => check_segments = true,
                 _ => {}
             }
+            previous = b;
         }
-        for segment in as_sent[1..].split('/') {
-            check_segment(segment, as_sent.len() > 1)?;
+        if check_segments || previous == b' ' {
+            for segment in as_sent[1..].split('/') {
+                check_segment(segment, as_sent.len() > 1)?;
+            }
         }
         if !needs_canonical {
             return Ok(Self { as_sent: Cow::Borrowed(as_sent), canonical: None });
@@ -92,6 +103,29 @@ impl<'a> PathReadings<'a> {
         let as_sent: &str = &self.as_sent;
         std::iter::once(as_sent).chain(self.canonical.as_deref().filter(move |c| *c != as_sent))
     }
+}
+
+/// The checks [`PathReadings::read`] makes in one pass, made the plain way: what the
+/// one-pass version must agree with (a property test checks it).
+#[cfg(test)]
+pub(super) fn reference_refusal(path: &str) -> Option<PathRefusal> {
+    if !path.starts_with('/') {
+        return Some(PathRefusal::NotAbsolute);
+    }
+    let as_sent = trim_trailing_slashes(path);
+    for &b in as_sent.as_bytes() {
+        match b {
+            b'\\' => return Some(PathRefusal::Backslash),
+            b if b < 0x20 || b == 0x7f => return Some(PathRefusal::Whitespace),
+            _ => {}
+        }
+    }
+    for segment in as_sent[1..].split('/') {
+        if let Err(e) = check_segment(segment, as_sent.len() > 1) {
+            return Some(e);
+        }
+    }
+    if as_sent.contains([';', '%']) { canonical(as_sent).err() } else { None }
 }
 
 /// `/a/b//` -> `/a/b`; `/` and `//` -> `/`.
@@ -181,8 +215,13 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
 /// `ı` `İ`), which Java's `equalsIgnoreCase` and Unicode-aware matchers fold to `s` `k`
 /// `i` `i`. `literal` is ASCII (config paths are checked to be).
 pub fn segment_eq(literal: &str, segment: &str) -> bool {
-    if segment.is_ascii() {
+    // Each of the four letters is longer in UTF-8 than the ASCII letter it folds to, so a
+    // segment of the literal's length matches only ASCII-wise, and a shorter one never.
+    if segment.len() <= literal.len() {
         return literal.len() == segment.len() && literal.eq_ignore_ascii_case(segment);
+    }
+    if segment.is_ascii() {
+        return false;
     }
     let mut folded = segment.chars().map(|c| match c {
         '\u{17f}' => 's',
