@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
-use stagedoor_filter_core::path::is_normalized;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
@@ -151,10 +150,8 @@ impl Registry {
                     return Err(invalid(&label, field, "must be under one of the service's route prefixes".into()));
                 }
             }
-            for (i, public) in svc.public_paths.iter().enumerate() {
-                stagedoor_filter_core::path::PathPattern::parse(public)
-                    .map_err(|e| invalid(&label, format!("public_paths[{i}]"), e.to_string()))?;
-            }
+            // Public paths, rules and header policies are the filter compiler's to judge
+            // (below); it names the service and the field.
             services.insert(name, svc);
         }
         let mut keys = Vec::with_capacity(parsed.auth.keys.len());
@@ -236,7 +233,10 @@ impl Registry {
         // The filter's own compiler is the one place that knows what a good key, rule or
         // role is: run it now so a bad registry never reaches an Envoy.
         let config = crate::translate::filter_config(&registry, None);
-        stagedoor_filter_core::Policy::compile(&config).map_err(|e| field_error(&e.item, e.field, e.reason))?;
+        stagedoor_filter_core::Policy::compile(&config).map_err(|e| match &e.service {
+            Some(service) => invalid(service, registry_field(&registry, service, &e.field), e.reason.clone()),
+            None => field_error(&e.item, e.field.clone(), e.reason.clone()),
+        })?;
         Ok(registry)
     }
 
@@ -286,17 +286,19 @@ impl Registry {
 /// What literal secrets read as in a registry the control plane hands out.
 pub const REDACTED: &str = "<redacted>";
 
+/// The filter's rule for a routed prefix (one owner: `stagedoor_filter_core::path`).
 fn check_prefix(prefix: &str) -> Result<(), String> {
-    if !prefix.starts_with('/') {
-        return Err("must start with '/'".into());
+    stagedoor_filter_core::path::check_prefix(prefix).map_err(|e| e.to_string())
+}
+
+/// The registry's name for a field of the filter's service config: the filter's
+/// `prefixes[i]` is the i-th route's prefix in the file.
+fn registry_field(registry: &Registry, service: &str, field: &str) -> String {
+    let route = field.strip_prefix("prefixes[").and_then(|rest| rest.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok());
+    match route {
+        Some(i) if registry.services.get(service).is_some_and(|s| i < s.routes.len()) => format!("routes[{i}].prefix"),
+        _ => field.to_owned(),
     }
-    if prefix.len() > 1 && prefix.ends_with('/') {
-        return Err("must not end with '/'".into());
-    }
-    if !is_normalized(prefix) || prefix.contains('*') {
-        return Err("must be a plain normalized path (no '*', '?', '#', '%', '\\', ';', '//', dot segments)".into());
-    }
-    Ok(())
 }
 
 /// `[a-z][a-z0-9-]{0,39}`: a registry service name (also checked for live instances).

@@ -6,7 +6,7 @@ use crate::config::{
     AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
 };
 use crate::headers::HeaderPolicy;
-use crate::path::{is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
+use crate::path::{check_prefix, is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
 use crate::rbac::{compile_roles, Rule};
 use crate::token::{compile_key_set, KeySource, Verifier, VerifyingKey};
 
@@ -43,13 +43,19 @@ pub struct Service {
 #[error("{item}: {field}: {reason}")]
 pub struct CompileError {
     pub item: String,
+    /// The service at fault, when the item is one (so the registry can name it its way).
+    pub service: Option<String>,
     pub field: String,
     pub reason: String,
 }
 
 impl CompileError {
     fn new(item: impl Into<String>, field: impl Into<String>, reason: impl ToString) -> Self {
-        Self { item: item.into(), field: field.into(), reason: reason.to_string() }
+        Self { item: item.into(), service: None, field: field.into(), reason: reason.to_string() }
+    }
+
+    fn in_service(service: &str, field: impl Into<String>, reason: impl ToString) -> Self {
+        Self { service: Some(service.to_owned()), ..Self::new(format!("service \"{service}\""), field, reason) }
     }
 }
 
@@ -126,21 +132,18 @@ fn compile_service(
     prefixes: &mut Prefixes,
 ) -> Result<Service, CompileError> {
     let ServiceConfig { name, prefixes: own_prefixes, public_paths, rules, request_headers, unmatched } = svc;
-    let item = format!("service \"{name}\"");
     if name.is_empty() {
         return Err(CompileError::new(format!("services[{index}]"), "name", "must not be empty"));
     }
     if own_prefixes.is_empty() {
-        return Err(CompileError::new(&item, "prefixes", "needs at least one prefix"));
+        return Err(CompileError::in_service(name, "prefixes", "needs at least one prefix"));
     }
     for (i, prefix) in own_prefixes.iter().enumerate() {
-        if !is_normalized(prefix) {
-            return Err(CompileError::new(&item, format!("prefixes[{i}]"), PatternError::NotNormalized));
-        }
+        check_prefix(prefix).map_err(|e| CompileError::in_service(name, format!("prefixes[{i}]"), e))?;
         if let Some((_, other)) = prefixes.iter().find(|(p, _)| p == prefix) {
             let other_name = &configs[*other].name;
-            return Err(CompileError::new(
-                &item,
+            return Err(CompileError::in_service(
+                name,
                 format!("prefixes[{i}]"),
                 format!("{prefix} is already routed to service \"{other_name}\""),
             ));
@@ -150,15 +153,15 @@ fn compile_service(
     let public_paths = public_paths
         .iter()
         .enumerate()
-        .map(|(i, p)| PathPattern::parse(p).map_err(|e| CompileError::new(&item, format!("public_paths[{i}]"), e)))
+        .map(|(i, p)| PathPattern::parse(p).map_err(|e| CompileError::in_service(name, format!("public_paths[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
     let rules = rules
         .iter()
         .enumerate()
-        .map(|(i, r)| Rule::compile(r).map_err(|e| CompileError::new(&item, format!("rules[{i}]"), e)))
+        .map(|(i, r)| Rule::compile(r).map_err(|e| CompileError::in_service(name, format!("rules[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
     let headers =
-        HeaderPolicy::compile(request_headers).map_err(|e| CompileError::new(&item, "request_headers.allow", e))?;
+        HeaderPolicy::compile(request_headers).map_err(|e| CompileError::in_service(name, "request_headers.allow", e))?;
     Ok(Service { name: name.clone(), public_paths, rules, headers, unmatched: *unmatched })
 }
 

@@ -79,6 +79,32 @@ impl PathPattern {
     }
 }
 
+/// Why a service's path prefix was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("must start with '/'")]
+    NotAbsolute,
+    #[error("must not end with '/'")]
+    TrailingSlash,
+    #[error("must be a plain normalized path (no '*', '?', '#', '%', '\\', ';', '//', dot segments)")]
+    NotNormalized,
+}
+
+/// A path prefix the gateway routes on (a service's, an upstream rewrite's, a route
+/// timeout's): absolute, no trailing slash, normalized, no wildcard.
+pub fn check_prefix(prefix: &str) -> Result<(), PrefixError> {
+    if !prefix.starts_with('/') {
+        return Err(PrefixError::NotAbsolute);
+    }
+    if prefix.len() > 1 && prefix.ends_with('/') {
+        return Err(PrefixError::TrailingSlash);
+    }
+    if !is_normalized(prefix) || prefix.contains('*') {
+        return Err(PrefixError::NotNormalized);
+    }
+    Ok(())
+}
+
 /// A config path is in the form Envoy's normalization produces, so a pattern can only ever
 /// match what Envoy hands the filter.
 pub fn is_normalized(path: &str) -> bool {
