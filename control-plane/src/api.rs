@@ -110,7 +110,7 @@ impl ControlPlane for ControlPlaneApi {
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
         let (address, port) = instance(&r.service, &r.address, r.port)?;
         let ttl = std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }));
-        crate::discovery::redis_source::register(url, &r.service, &address, port, ttl, false)
+        crate::discovery::redis_source::register(url, &r.service, &address, port, ttl)
             .await
             .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
         Ok(Response::new(RegisterInstanceResponse {}))

@@ -53,7 +53,8 @@ enum Command {
         #[command(flatten)]
         mint: MintArgs,
     },
-    /// Register a live instance in Redis (with a TTL; --heartbeat keeps it alive until Ctrl-C).
+    /// Register a live instance in Redis (with a TTL; --heartbeat keeps it alive, across
+    /// Redis restarts, until SIGTERM or Ctrl-C, then deregisters it).
     Register {
         #[command(flatten)]
         instance: InstanceArgs,
@@ -215,7 +216,13 @@ pub fn main() -> ExitCode {
         Command::Apply { file, server, dry_run } => run_async(apply(file, server, dry_run)),
         Command::Register { instance: i, ttl, heartbeat } => run_async(async move {
             let address = i.address.to_string();
-            crate::discovery::redis_source::register(&i.redis, &i.service, &address, i.port, ttl, heartbeat).await?;
+            if heartbeat {
+                let instance = crate::discovery::redis_source::Instance { service: i.service.clone(), address: address.clone(), port: i.port };
+                let signal = crate::discovery::heartbeat::run(&i.redis, &instance, ttl).await?;
+                println!("deregistered {}:{}:{} ({signal})", i.service, address, i.port);
+                return Ok(());
+            }
+            crate::discovery::redis_source::register(&i.redis, &i.service, &address, i.port, ttl).await?;
             println!("registered {}:{}:{}", i.service, address, i.port);
             Ok(())
         }),

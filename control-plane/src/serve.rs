@@ -62,9 +62,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let discovery = SharedStatus::default();
     if let Some(url) = args.redis.clone() {
-        let (redis, publisher, discovery) = (url.clone(), publisher.clone(), discovery.clone());
+        let (redis, publisher, discovery, halt) = (url.clone(), publisher.clone(), discovery.clone(), stop.clone());
         background.spawn("redis instance follower", move || {
-            crate::discovery::redis_source::follow(redis.clone(), publisher.clone(), discovery.clone())
+            crate::discovery::redis_source::follow(redis.clone(), publisher.clone(), discovery.clone(), halt.clone())
         });
         let revocations = revocations.clone();
         background.spawn("redis revocation sync", move || {
