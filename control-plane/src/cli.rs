@@ -322,7 +322,14 @@ async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()
         .revoke_token(stagedoor_proto::v1::RevokeTokenRequest { token, jti, expires_at_unix: 0 })
         .await?
         .into_inner();
-    println!("revoked {} (cursor {})", reply.key, reply.cursor);
+    use stagedoor_proto::v1::Persistence;
+    let persistence = match reply.persistence() {
+        Persistence::Stored => String::from("stored in redis"),
+        Persistence::Queued => format!("queued: {}; written back when it returns", reply.detail),
+        Persistence::MemoryOnly => String::from("in memory only (no --redis): lost when the control plane restarts"),
+        Persistence::Unspecified => String::from("persistence not reported"),
+    };
+    println!("revoked {} (cursor {}): {persistence}", reply.key, reply.cursor);
     Ok(())
 }
 
