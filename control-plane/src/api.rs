@@ -7,7 +7,7 @@ use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, EnvoyStatus, GetRegistryRequest, GetRegistryResponse,
     DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack,
-    RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
+    Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
 };
 use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
@@ -28,6 +28,8 @@ pub struct ControlPlaneApi {
     pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
     /// Where live instances are registered; None without --redis.
     pub redis_url: Option<String>,
+    /// Wakes the revocation sync when a revocation could not be written to Redis.
+    pub revocation_write_back: crate::discovery::revocation_sync::WriteBack,
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -83,20 +85,31 @@ impl ControlPlane for ControlPlaneApi {
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
         let now = (crate::xds::status::unix_ms() / 1000) as i64;
         let (key, expires_at) = revocation_target(request.get_ref(), now).map_err(Status::invalid_argument)?;
-        let cursor = self
+        let (cursor, generation) = self
             .revocations
             .lock()
-            .map_err(|_| Status::internal("revocation store unavailable"))?
-            .revoke(key.clone(), expires_at);
-        if let Some(url) = &self.redis_url {
-            // In force here already; Redis makes it outlive a restart and reach every
-            // control plane. A Redis failure is reported, not hidden.
-            crate::discovery::revocation_sync::store(url, &key, expires_at, now)
-                .await
-                .map_err(|e| Status::unavailable(format!("revoked here, but not stored in redis: {e}")))?;
-        }
-        tracing::info!(%key, expires_at, "token revoked");
-        Ok(Response::new(RevokeTokenResponse { key, cursor }))
+            .map(|mut store| (store.revoke(key.clone(), expires_at), store.redis_generation()))
+            .map_err(|_| Status::internal("revocation store unavailable"))?;
+        // In force here already; Redis makes it outlive a restart and reach every control
+        // plane. Success means stored there, or queued: kept in memory and written back by
+        // the revocation sync when Redis returns; the reply says which.
+        let (persistence, detail) = match &self.redis_url {
+            None => (Persistence::MemoryOnly, String::new()),
+            Some(url) => match crate::discovery::revocation_sync::store(url, &key, expires_at, now).await {
+                Ok(()) => {
+                    if let Ok(mut store) = self.revocations.lock() {
+                        store.mark_stored(&key, expires_at, generation);
+                    }
+                    (Persistence::Stored, String::new())
+                }
+                Err(e) => {
+                    self.revocation_write_back.wake();
+                    (Persistence::Queued, format!("redis unavailable: {e}"))
+                }
+            },
+        };
+        tracing::info!(%key, expires_at, persistence = persistence.as_str_name(), %detail, "token revoked");
+        Ok(Response::new(RevokeTokenResponse { key, cursor, persistence: persistence.into(), detail }))
     }
 
     async fn register_instance(
@@ -107,7 +120,7 @@ impl ControlPlane for ControlPlaneApi {
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
         let live = check_instance(Some(self.publisher.lock().await.registry()), &r.service, &r.address, r.port).map_err(invalid)?;
         let ttl = check_ttl(std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }))).map_err(invalid)?;
-        crate::discovery::redis_source::register(url, &live.service, &live.address, live.port, ttl, false)
+        crate::discovery::redis_source::register(url, &live.service, &live.address, live.port, ttl)
             .await
             .map_err(|e| Status::unavailable(format!("redis: {e}")))?;
         Ok(Response::new(RegisterInstanceResponse {}))

@@ -53,7 +53,8 @@ enum Command {
         #[command(flatten)]
         mint: MintArgs,
     },
-    /// Register a live instance in Redis (with a TTL; --heartbeat keeps it alive until Ctrl-C).
+    /// Register a live instance in Redis (with a TTL; --heartbeat keeps it alive, across
+    /// Redis restarts, until SIGTERM or Ctrl-C, then deregisters it).
     Register {
         #[command(flatten)]
         instance: InstanceArgs,
@@ -222,7 +223,17 @@ pub fn main() -> ExitCode {
             let live = registry::live::check_instance(Some(&registry), &i.service, &i.address.to_string(), i.port)?;
             let ttl = registry::live::check_ttl(ttl)?;
             run_async(async move {
-                crate::discovery::redis_source::register(&i.redis, &live.service, &live.address, live.port, ttl, heartbeat).await?;
+                if heartbeat {
+                    let instance = crate::discovery::redis_source::Instance {
+                        service: live.service.clone(),
+                        address: live.address.clone(),
+                        port: live.port,
+                    };
+                    let signal = crate::discovery::heartbeat::run(&i.redis, &instance, ttl).await?;
+                    println!("deregistered {}:{}:{} ({signal})", live.service, live.address, live.port);
+                    return Ok(());
+                }
+                crate::discovery::redis_source::register(&i.redis, &live.service, &live.address, live.port, ttl).await?;
                 println!("registered {}:{}:{}", live.service, live.address, live.port);
                 Ok(())
             })
@@ -331,7 +342,14 @@ async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()
         .await
         .map_err(refused)?
         .into_inner();
-    println!("revoked {} (cursor {})", reply.key, reply.cursor);
+    use stagedoor_proto::v1::Persistence;
+    let persistence = match reply.persistence() {
+        Persistence::Stored => String::from("stored in redis"),
+        Persistence::Queued => format!("queued: {}; written back when it returns", reply.detail),
+        Persistence::MemoryOnly => String::from("in memory only (no --redis): lost when the control plane restarts"),
+        Persistence::Unspecified => String::from("persistence not reported"),
+    };
+    println!("revoked {} (cursor {}): {persistence}", reply.key, reply.cursor);
     Ok(())
 }
 

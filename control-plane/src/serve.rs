@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use crate::api::ControlPlaneApi;
 use crate::cli::ServeArgs;
 use crate::discovery::redis_source::SharedStatus;
+use crate::discovery::revocation_sync::WriteBack;
 use crate::publish::Publisher;
 use crate::revocations::RevocationStore;
 use crate::shutdown::{Drained, OsSignals};
@@ -61,14 +62,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         background.spawn("retired cluster sweep", move || expire_retired_clusters(publisher.clone()));
     }
     let discovery = SharedStatus::default();
+    let revocation_write_back = WriteBack::default();
     if let Some(url) = args.redis.clone() {
-        let (redis, publisher, discovery) = (url.clone(), publisher.clone(), discovery.clone());
+        let (redis, publisher, discovery, halt) = (url.clone(), publisher.clone(), discovery.clone(), stop.clone());
         background.spawn("redis instance follower", move || {
-            crate::discovery::redis_source::follow(redis.clone(), publisher.clone(), discovery.clone())
+            crate::discovery::redis_source::follow(redis.clone(), publisher.clone(), discovery.clone(), halt.clone())
         });
-        let revocations = revocations.clone();
+        let (revocations, write_back, halt) = (revocations.clone(), revocation_write_back.clone(), stop.clone());
         background.spawn("redis revocation sync", move || {
-            crate::discovery::revocation_sync::follow(url.clone(), revocations.clone())
+            crate::discovery::revocation_sync::follow(url.clone(), revocations.clone(), write_back.clone(), halt.clone())
         });
     }
     let http_state = AppState {
@@ -85,6 +87,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry_file: args.registry.clone(),
         revocations,
         redis_url: args.redis.clone(),
+        revocation_write_back,
     };
     tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
     let grpc = tonic::transport::Server::builder()

@@ -45,7 +45,7 @@ async fn metrics(State(state): State<AppState>) -> String {
         (p.registry().version.clone(), p.current().version.clone(), p.live().values().map(|s| s.len()).sum::<usize>())
     };
     let envoys = state.envoys.list();
-    let revoked = state.revocations.lock().map(|r| r.len()).unwrap_or(0);
+    let (revoked, pending_write_back) = state.revocations.lock().map(|r| (r.len(), r.pending_write_back())).unwrap_or((0, 0));
     let mut out = String::new();
     let info = format!("{{registry=\"{registry_version}\",snapshot=\"{snapshot_version}\"}}");
     write(&mut out, "stagedoor_config_info", "gauge", "The registry and snapshot versions served.", &[(&info, 1.0)]);
@@ -65,6 +65,8 @@ async fn metrics(State(state): State<AppState>) -> String {
     if let Some(d) = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone())) {
         write(&mut out, "stagedoor_redis_connected", "gauge", "1 while Redis is reachable.", &[("", if d.connected { 1.0 } else { 0.0 })]);
         write(&mut out, "stagedoor_redis_errors_total", "counter", "Redis connection losses.", &[("", d.errors as f64)]);
+        let help = "Revocations Redis does not hold yet, written back when it is reachable.";
+        write(&mut out, "stagedoor_revocations_pending_write_back", "gauge", help, &[("", pending_write_back as f64)]);
     }
     out
 }
@@ -108,8 +110,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
         .max_by_key(|(_, _, n)| n.at_unix_ms)
         .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
-    let (revoked, (last_change_ms, last_poll_ms)) =
-        state.revocations.lock().map(|r| (r.len(), r.activity())).unwrap_or((0, (None, None)));
+    let (revoked, pending_write_back, (last_change_ms, last_poll_ms)) =
+        state.revocations.lock().map(|r| (r.len(), r.pending_write_back(), r.activity())).unwrap_or((0, 0, (None, None)));
     let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
     let now_ms = crate::xds::status::unix_ms() as u64;
     // Filters poll every 250 ms: a last poll much older than that means no Envoy is
@@ -120,6 +122,8 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         "last_change_unix_ms": last_change_ms,
         "last_poll_unix_ms": last_poll_ms,
         "last_poll_age_ms": last_poll_ms.map(|t| now_ms.saturating_sub(t)),
+        // Entries Redis does not hold yet (Redis away): written back when it returns.
+        "pending_write_back": state.discovery.is_some().then_some(pending_write_back),
     });
     Json(json!({
         "revocation": revocation,

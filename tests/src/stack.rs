@@ -175,6 +175,17 @@ impl Stack {
         wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     }
 
+    /// Runs `redis-cli` against the private Redis; its stdout (`--raw`), trimmed.
+    pub fn redis_cli(&self, args: &[&str]) -> String {
+        let (_, port) = self.redis.as_ref().expect("the stack has no Redis");
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     pub fn stop_redis(&mut self) {
         if let Some((slot, _)) = self.redis.as_mut() {
             if let Some(mut child) = slot.take() {

@@ -6,9 +6,12 @@
 //!   (`{"service","address","port","registered_at"}`, informational), the key carries a TTL
 //!   the instance refreshes (`stagedoor register --heartbeat`). Expired or deleted: gone.
 //! - channel `stagedoor:instances`: `stagedoor register/deregister` publish the service name
-//!   on every change, so the control plane reacts at once; keyspace events (`expired`, `del`)
+//!   when an instance appears (a key that was not there: new, expired, or lost with a Redis
+//!   restart) or goes, so the control plane reacts at once (plain heartbeats publish nothing); keyspace events (`expired`, `del`)
 //!   cover instances that stop heartbeating; a full rescan every 10 s is the safety net.
 
+pub mod backoff;
+pub mod heartbeat;
 pub mod redis_source;
 pub mod revocation_sync;
 

@@ -10,8 +10,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use super::backoff::Backoff;
 use super::{collect, LiveInstances, CHANNEL, KEY_PREFIX};
 use crate::publish::Publisher;
+use crate::shutdown::Stop;
 
 /// Full rescan interval: the safety net under notifications.
 const RESYNC: Duration = Duration::from_secs(10);
@@ -28,26 +30,32 @@ pub struct DiscoveryStatus {
 
 pub type SharedStatus = Arc<std::sync::Mutex<DiscoveryStatus>>;
 
-pub async fn follow(url: String, publisher: Arc<Mutex<Publisher>>, status: SharedStatus) {
+pub async fn follow(url: String, publisher: Arc<Mutex<Publisher>>, status: SharedStatus, stop: Stop) {
     if let Ok(mut s) = status.lock() {
         s.redis_url = redact(&url);
     }
-    let mut backoff = Duration::from_millis(200);
-    loop {
+    let mut backoff = Backoff::default();
+    while !stop.is_requested() {
         let error = match run(&url, &publisher, &status).await {
             Ok(()) => String::from("connection closed"),
             Err(e) => e.to_string(),
         };
         tracing::warn!(redis = %redact(&url), %error, "redis unavailable; keeping the last known instances");
-        if let Ok(mut s) = status.lock() {
+        let was_connected = status.lock().map(|mut s| {
+            let was = s.connected;
             s.connected = false;
             s.errors += 1;
             s.last_error = Some(error);
+            was
+        });
+        // A connection that worked starts the delays over: a Redis restart hours after the
+        // last one is retried after 100 ms, not after the longest delay.
+        if was_connected.unwrap_or(false) {
+            backoff.reset();
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-        if status.lock().map(|s| s.connected).unwrap_or(false) {
-            backoff = Duration::from_millis(200);
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = stop.clone().requested() => return,
         }
     }
 }
@@ -135,42 +143,67 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// `stagedoor register`: sets the instance key with a TTL and announces it; with
-/// `heartbeat`, refreshes it every third of the TTL until stopped, then removes it.
-pub async fn register(url: &str, service: &str, address: &str, port: u16, ttl: Duration, heartbeat: bool) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let key = super::instance_key(service, address, port);
-    let value = serde_json::json!({
-        "service": service, "address": address, "port": port,
-        "registered_at": crate::xds::status::unix_ms() / 1000,
-    })
-    .to_string();
-    let ttl_secs = ttl.as_secs().max(1);
-    let set = |conn: &mut redis::aio::MultiplexedConnection| {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&key).arg(&value).arg("EX").arg(ttl_secs).ignore();
-        pipe.cmd("PUBLISH").arg(CHANNEL).arg(service).ignore();
-        let mut conn = conn.clone();
-        async move { pipe.query_async::<()>(&mut conn).await }
-    };
-    set(&mut conn).await?;
-    if !heartbeat {
-        return Ok(());
+/// One instance as it registers itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub service: String,
+    pub address: String,
+    pub port: u16,
+}
+
+impl Instance {
+    pub fn key(&self) -> String {
+        super::instance_key(&self.service, &self.address, self.port)
     }
-    let mut ticker = tokio::time::interval(Duration::from_secs((ttl_secs / 3).max(1)));
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => set(&mut conn).await?,
-            _ = tokio::signal::ctrl_c() => return deregister(url, service, address, port).await,
-        }
+
+    /// The key's value: informational, the key itself is what counts.
+    pub fn record(&self) -> String {
+        serde_json::json!({
+            "service": self.service, "address": self.address, "port": self.port,
+            "registered_at": crate::xds::status::unix_ms() / 1000,
+        })
+        .to_string()
     }
 }
 
-pub async fn deregister(url: &str, service: &str, address: &str, port: u16) -> redis::RedisResult<()> {
+/// A connection whose connect and every command give up after `timeout`: a hung Redis is
+/// an error the caller can retry, not a wait forever.
+pub async fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+    client.get_multiplexed_async_connection_with_config(&config).await
+}
+
+/// Sets the instance's key with its TTL; announces it only when the key was not there (a
+/// new instance, or one Redis lost), so a plain heartbeat makes the control plane rescan
+/// nothing. `SET .. GET` needs Redis 6.2.
+pub async fn refresh(
+    conn: &mut redis::aio::MultiplexedConnection,
+    instance: &Instance,
+    record: &str,
+    ttl: Duration,
+) -> redis::RedisResult<()> {
+    let previous: Option<String> =
+        redis::cmd("SET").arg(instance.key()).arg(record).arg("EX").arg(ttl.as_secs().max(1)).arg("GET").query_async(conn).await?;
+    if previous.is_none() {
+        redis::cmd("PUBLISH").arg(CHANNEL).arg(&instance.service).query_async::<()>(conn).await?;
+    }
+    Ok(())
+}
+
+/// How long a one-off register or deregister waits for Redis.
+const ONE_OFF_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `stagedoor register` (and the RegisterInstance RPC): sets the instance key with a TTL
+/// and announces it. `--heartbeat` is [`super::heartbeat::run`].
+pub async fn register(url: &str, service: &str, address: &str, port: u16, ttl: Duration) -> redis::RedisResult<()> {
+    let instance = Instance { service: service.to_owned(), address: address.to_owned(), port };
+    let mut conn = connect(url, ONE_OFF_TIMEOUT).await?;
+    refresh(&mut conn, &instance, &instance.record(), ttl).await
+}
+
+pub async fn deregister(url: &str, service: &str, address: &str, port: u16) -> redis::RedisResult<()> {
+    let mut conn = connect(url, ONE_OFF_TIMEOUT).await?;
     let mut pipe = redis::pipe();
     pipe.cmd("DEL").arg(super::instance_key(service, address, port)).ignore();
     pipe.cmd("PUBLISH").arg(CHANNEL).arg(service).ignore();
