@@ -185,3 +185,22 @@ fn no_request_reaches_a_deregistered_or_expired_instance_a_second_after_its_remo
     assert!(statuses.iter().all(|s| *s == 200), "the static instance serves: {statuses:?}");
     assert_eq!(reached, 0, "an expired instance gets no traffic 1 s after its removal");
 }
+
+/// A burst of notifications (a fleet registering, many keys expiring together) costs one
+/// scan of the instance keys, not one per notification.
+#[test]
+fn a_burst_of_instance_notifications_makes_one_rescan() {
+    let stack = start();
+    let rescans = || stack.control_plane_status()["discovery"]["rescans"].as_u64().unwrap_or(0);
+    let settled = time_until(Duration::from_secs(5), || rescans() > 0);
+    assert!(settled.is_some(), "{}", stack.control_plane_status());
+    let before = rescans();
+    // 200 announcements in one server-side loop: they arrive within a millisecond or two.
+    let script = "for i = 1, 200 do redis.call('PUBLISH', KEYS[1], 'live') end return 200";
+    assert_eq!(stack.redis_cli(&["EVAL", script, "1", "stagedoor:instances"]), "200");
+    std::thread::sleep(Duration::from_millis(500));
+    let after = rescans();
+    eprintln!("200 notifications -> {} rescans", after - before);
+    assert!(after > before, "the burst was seen");
+    assert!(after - before <= 5, "{} rescans for one burst", after - before);
+}

@@ -29,6 +29,8 @@ fn heartbeat(stack: &Stack, port: u16, ttl: &str) -> Child {
     Command::new(stagedoor_bin())
         .args(["register", "--service", "live", "--address", "127.0.0.1", "--port", &port.to_string(), "--ttl", ttl])
         .args(["--heartbeat", "--redis", &stack.redis_url().unwrap()])
+        // register checks the instance against the registry the control plane serves.
+        .env("STAGEDOOR_REGISTRY", &stack.registry_path)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -17,6 +17,9 @@ use crate::shutdown::Stop;
 
 /// Full rescan interval: the safety net under notifications.
 const RESYNC: Duration = Duration::from_secs(10);
+/// Notifications within this window of the first one make one rescan: a burst (many
+/// instances expiring together, a fleet registering at once) costs one SCAN, not one each.
+const DEBOUNCE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DiscoveryStatus {
@@ -26,6 +29,8 @@ pub struct DiscoveryStatus {
     pub last_error: Option<String>,
     pub last_sync_unix_ms: Option<u128>,
     pub live_instances: usize,
+    /// Full scans of the instance keys so far (notifications are coalesced into these).
+    pub rescans: u64,
 }
 
 pub type SharedStatus = Arc<std::sync::Mutex<DiscoveryStatus>>;
@@ -79,17 +84,32 @@ async fn run(url: &str, publisher: &Arc<Mutex<Publisher>>, status: &SharedStatus
     resync(&mut conn, publisher, status).await?;
     let mut ticker = tokio::time::interval(RESYNC);
     ticker.tick().await;
+    // When a rescan is due because of a notification (None: nothing pending).
+    let mut due: Option<tokio::time::Instant> = None;
     loop {
+        let debounce = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             message = messages.next() => {
                 let Some(message) = message else { return Ok(()) };
                 let relevant = message.get_channel_name() == CHANNEL
                     || message.get_payload::<String>().is_ok_and(|key| key.starts_with(KEY_PREFIX));
-                if relevant {
-                    resync(&mut conn, publisher, status).await?;
+                if relevant && due.is_none() {
+                    due = Some(tokio::time::Instant::now() + DEBOUNCE);
                 }
             }
-            _ = ticker.tick() => resync(&mut conn, publisher, status).await?,
+            _ = debounce => {
+                due = None;
+                resync(&mut conn, publisher, status).await?;
+            }
+            _ = ticker.tick() => {
+                due = None;
+                resync(&mut conn, publisher, status).await?;
+            }
         }
     }
 }
@@ -105,6 +125,7 @@ async fn resync(
         s.connected = true;
         s.last_sync_unix_ms = Some(crate::xds::status::unix_ms());
         s.live_instances = count;
+        s.rescans += 1;
     }
     let mut publisher = publisher.lock().await;
     match publisher.set_live_instances(live) {

@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::Previou
 use stagedoor_filter_core::path::is_under_prefix;
 
 use super::cluster::millis;
+use super::any::stable_map;
 use super::{names, to_any};
 use crate::registry::traffic::{LbPolicy, LoadBalancingSpec, RetrySpec, Traffic, FAST_RETRY_BASE_MS, FAST_RETRY_MAX_MS};
 use crate::registry::{Registry, ServiceSpec};
@@ -70,7 +71,7 @@ pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfi
                 overwrite("x-gateway-forwarded", "true"),
                 overwrite("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
             ],
-            typed_per_filter_config: cors.map(|c| (String::from(names::CORS_FILTER), c)).into_iter().collect(),
+            typed_per_filter_config: stable_map(cors.map(|c| (String::from(names::CORS_FILTER), c))),
             ..Default::default()
         }],
         ..Default::default()
@@ -133,19 +134,15 @@ fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_aft
         })),
         // Read by the local-reply formats: "<service> service is down", "... after <N>ms".
         metadata: Some(Metadata {
-            filter_metadata: [(
+            filter_metadata: stable_map([(
                 String::from(names::METADATA_NAMESPACE),
                 Struct {
-                    fields: [
+                    fields: stable_map([
                         (String::from("service"), string_value(service)),
                         (String::from("timeout_ms"), string_value(&target.timeout_ms.to_string())),
-                    ]
-                    .into_iter()
-                    .collect(),
+                    ]),
                 },
-            )]
-            .into_iter()
-            .collect(),
+            )]),
             ..Default::default()
         }),
         ..Default::default()
