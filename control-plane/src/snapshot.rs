@@ -1,4 +1,4 @@
-//! A snapshot: one consistent set of resources of the four xDS types, each type with its
+//! A snapshot: one consistent set of resources of the five xDS types, each type with its
 //! own version so an unchanged type is never re-sent.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::listener::v3::filter;
 use envoy_types::pb::envoy::config::route::v3::{route, route_action};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -33,7 +33,7 @@ impl TypedResources {
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Identifies the whole snapshot: derived from the four type versions.
+    /// Identifies the whole snapshot: derived from the five type versions.
     pub version: String,
     /// The registry version this snapshot was built from.
     pub registry_version: String,
@@ -49,6 +49,10 @@ pub enum InconsistentSnapshot {
     MissingRouteConfig { listener: String, route_config: String },
     #[error("route {route} sends traffic to cluster {cluster}, which does not exist")]
     MissingCluster { route: String, cluster: String },
+    #[error("listener {listener} has filter {filter} configured over ECDS, and no such extension config exists")]
+    MissingExtensionConfig { listener: String, filter: String },
+    #[error("listener {listener} has filter {filter} accepting {accepted:?}, but its extension config is a {found}")]
+    ExtensionConfigType { listener: String, filter: String, accepted: Vec<String>, found: String },
     #[error("listener {listener} has a connection manager that does not decode")]
     BadListener { listener: String },
 }
@@ -99,6 +103,16 @@ impl Snapshot {
                 resources.routes.iter().map(|r| (r.name.clone(), to_any(r))).collect(),
             ),
         );
+        types.insert(
+            type_url::EXTENSION_CONFIG,
+            TypedResources::new(
+                version_of(
+                    prev.is_some_and(|p| p.extension_configs == resources.extension_configs),
+                    type_url::EXTENSION_CONFIG,
+                ),
+                resources.extension_configs.iter().map(|e| (e.name.clone(), to_any(e))).collect(),
+            ),
+        );
         let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
         let version = crate::hash::short_hash(joined.join(",").as_bytes());
         Ok(Self { version, registry_version: registry_version.to_owned(), types, resources })
@@ -111,6 +125,11 @@ pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapsho
     let endpoint_names: BTreeSet<&str> = resources.endpoints.iter().map(|e| e.cluster_name.as_str()).collect();
     let cluster_names: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
     let route_names: BTreeSet<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
+    let extension_types: BTreeMap<&str, &str> = resources
+        .extension_configs
+        .iter()
+        .map(|e| (e.name.as_str(), e.typed_config.as_ref().map(|a| a.type_url.as_str()).unwrap_or_default()))
+        .collect();
     for cluster in &resources.clusters {
         let is_eds = cluster.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
         if is_eds {
@@ -144,9 +163,38 @@ pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapsho
                         });
                     }
                 }
+                check_discovered_filters(&listener.name, &hcm, &extension_types)?;
             }
         }
     }
+    check_routes(resources, &cluster_names)
+}
+
+/// A filter given by `config_discovery` would keep its listener warming (and then refuse
+/// every request) if its ECDS resource were missing or of a type the filter does not accept.
+fn check_discovered_filters(
+    listener: &str,
+    hcm: &HttpConnectionManager,
+    extension_types: &BTreeMap<&str, &str>,
+) -> Result<(), InconsistentSnapshot> {
+    for f in &hcm.http_filters {
+        let Some(http_filter::ConfigType::ConfigDiscovery(source)) = &f.config_type else { continue };
+        let Some(found) = extension_types.get(f.name.as_str()) else {
+            return Err(InconsistentSnapshot::MissingExtensionConfig { listener: listener.to_owned(), filter: f.name.clone() });
+        };
+        if !source.type_urls.iter().any(|t| t == found) {
+            return Err(InconsistentSnapshot::ExtensionConfigType {
+                listener: listener.to_owned(),
+                filter: f.name.clone(),
+                accepted: source.type_urls.clone(),
+                found: (*found).to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_routes(resources: &Resources, cluster_names: &BTreeSet<&str>) -> Result<(), InconsistentSnapshot> {
     for rc in &resources.routes {
         for vh in &rc.virtual_hosts {
             for r in &vh.routes {

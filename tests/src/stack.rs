@@ -295,6 +295,22 @@ impl Stack {
             .unwrap_or_default()
     }
 
+    /// A page of Envoy's admin interface (`/listeners?format=json`, `/stats?filter=...`).
+    pub fn envoy_admin(&self, envoy: usize, path: &str) -> String {
+        let port = self.envoys[envoy].admin_port;
+        client()
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    }
+
+    /// One counter or gauge from Envoy's /stats, by its exact name.
+    pub fn envoy_stat(&self, envoy: usize, name: &str) -> Option<u64> {
+        let page = self.envoy_admin(envoy, &format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        page.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
+    }
+
     pub fn write_registry(&self, yaml: &str) {
         // Write then rename, as an editor or `kubectl apply` of a ConfigMap would.
         let tmp = self.registry_path.with_extension("tmp");

@@ -145,7 +145,7 @@ fn an_invalid_edit_is_refused_and_the_last_good_config_keeps_serving() {
 }
 
 #[test]
-fn envoy_rejecting_a_config_is_reported_as_a_nack() {
+fn envoy_rejecting_a_config_is_reported_as_a_nack_and_nothing_passes_unfiltered() {
     let stack = Stack::start(StackOptions {
         registry_yaml: small_registry(),
         wasm_override: Some(String::from("/nonexistent/stagedoor_filter.wasm")),
@@ -153,16 +153,32 @@ fn envoy_rejecting_a_config_is_reported_as_a_nack() {
     });
     let nacked = time_until(Duration::from_secs(20), || {
         let status = stack.control_plane_status();
-        status["last_nack"]["type"] == "LDS"
+        status["last_nack"]["type"] == "ECDS"
     });
     assert!(nacked.is_some(), "status: {}", stack.control_plane_status());
     let status = stack.control_plane_status();
     let detail = status["last_nack"]["detail"].as_str().unwrap();
     assert!(!detail.is_empty(), "the NACK carries Envoy's error detail: {status}");
     eprintln!("NACK detail: {detail}");
-    // Clusters were accepted: the NACK is confined to the listener.
+    // Clusters and the listener were accepted: the NACK is confined to the filter's config.
     let envoy = &status["envoys"][0];
     assert!(envoy["types"]["CDS"]["acked_version"].is_string(), "{status}");
+    assert!(envoy["types"]["LDS"]["acked_version"].is_string(), "{status}");
+    // Fail closed: while the listener warms (no connection) and after Envoy's initial
+    // fetch timeout gives up on the filter config (15 s; the filter is then "missing"),
+    // no request reaches an upstream.
+    let started = std::time::Instant::now();
+    let mut seen = std::collections::BTreeMap::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        let status = std::net::TcpStream::connect(("127.0.0.1", stack.gateway_port))
+            .map(|_| stagedoor_e2e::raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &["x-echo-key: unfiltered"], "").status)
+            .unwrap_or(0);
+        *seen.entry(status).or_insert(0u32) += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("statuses over 20 s without a filter config (0 = no listener yet): {seen:?}");
+    assert!(seen.keys().all(|s| *s == 0 || *s >= 500), "nothing passes unfiltered: {seen:?}");
+    assert_eq!(stack.echo_count("venue", "unfiltered"), 0, "no request reached the upstream");
 }
 
 #[test]

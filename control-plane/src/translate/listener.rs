@@ -1,19 +1,20 @@
 //! LDS: one HTTP listener whose connection manager normalizes paths, runs the Stagedoor
-//! filter, then the router.
+//! filter, then the router. The filter's config is not in the listener: the listener names
+//! it and Envoy fetches it over ECDS (see `extension_config.rs`), so a policy edit leaves the
+//! listener, its sockets and its connections alone.
 
 use envoy_types::pb::envoy::config::core::v3::{http_protocol_options, HttpProtocolOptions};
 use envoy_types::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
-use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager, http_filter, HttpConnectionManager, HttpFilter, Rds,
     http_connection_manager::InternalAddressConfig,
 };
-use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource};
-use envoy_types::pb::envoy::extensions::wasm::v3::{FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::envoy::config::core::v3::ExtensionConfigSource;
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
-use envoy_types::pb::google::protobuf::{BoolValue, StringValue, UInt32Value};
-use stagedoor_filter_core::config::FilterConfig;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use prost::Name;
 
 use super::cluster::{ads_source, socket};
 use crate::registry::Registry;
@@ -21,7 +22,7 @@ use super::{local_reply, names, to_any, TranslateOptions};
 
 /// Filter order: CORS answers preflights before anything else; the rate limit refuses a
 /// flood before a token is checked; then Stagedoor, response stripping, the router.
-pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, registry: &Registry) -> Listener {
+pub fn http_listener(options: &TranslateOptions, registry: &Registry) -> Listener {
     let mut http_filters = Vec::new();
     if registry.cors.is_some() {
         http_filters.push(super::cors::filter());
@@ -29,7 +30,7 @@ pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, registry
     if let Some(spec) = &registry.rate_limit {
         http_filters.push(super::rate_limit::filter(spec));
     }
-    http_filters.extend([stagedoor_filter(options, config), response_header_filter(), router_filter()]);
+    http_filters.extend([stagedoor_filter(), response_header_filter(), router_filter()]);
     let hcm = HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -77,37 +78,19 @@ pub fn http_listener(options: &TranslateOptions, config: &FilterConfig, registry
     }
 }
 
-fn stagedoor_filter(options: &TranslateOptions, config: &FilterConfig) -> HttpFilter {
-    let wasm = Wasm {
-        config: Some(PluginConfig {
-            name: names::FILTER_NAME.to_owned(),
-            root_id: names::FILTER_NAME.to_owned(),
-            vm: Some(envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm::VmConfig(VmConfig {
-                vm_id: names::WASM_VM_ID.to_owned(),
-                runtime: String::from("envoy.wasm.runtime.v8"),
-                code: Some(AsyncDataSource {
-                    specifier: Some(async_data_source::Specifier::Local(DataSource {
-                        specifier: Some(data_source::Specifier::Filename(options.wasm_path.clone())),
-                        ..Default::default()
-                    })),
-                }),
-                ..Default::default()
-            })),
-            configuration: Some(to_any(&StringValue { value: config.to_json() })),
-            // A webhook is held at the headers (StopIteration) while its body arrives for
-            // the signature check; without this Envoy would stop all iteration and never
-            // hand the filter the body.
-            allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
-            // If the VM ever fails at run time, the request at hand gets a 503 and the next
-            // one a fresh VM (after Envoy's reload backoff), instead of every request on the
-            // worker failing until Envoy restarts (FAIL_CLOSED, the default).
-            failure_policy: FailurePolicy::FailReload as i32,
-            ..Default::default()
-        }),
-    };
+/// The Stagedoor filter by reference: its config (the wasm plugin with the policy) is the
+/// ECDS resource of the same name. No default config, and warming on: a listener never
+/// serves before Envoy holds an accepted filter config, and if the first fetch fails Envoy
+/// keeps the filter "missing", which answers every request 500 (fail closed, never open).
+fn stagedoor_filter() -> HttpFilter {
     HttpFilter {
-        name: String::from("envoy.filters.http.wasm"),
-        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&wasm))),
+        name: names::FILTER_EXTENSION_CONFIG.to_owned(),
+        config_type: Some(http_filter::ConfigType::ConfigDiscovery(ExtensionConfigSource {
+            config_source: Some(ads_source()),
+            default_config: None,
+            apply_default_config_without_warming: false,
+            type_urls: vec![Wasm::type_url()],
+        })),
         ..Default::default()
     }
 }

@@ -4,6 +4,7 @@
 mod any;
 mod cluster;
 mod cors;
+mod extension_config;
 mod filter_config;
 mod listener;
 mod local_reply;
@@ -14,6 +15,7 @@ mod route;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
@@ -37,13 +39,15 @@ pub struct TranslateOptions {
     pub control_plane_http: Option<(String, u16)>,
 }
 
-/// One full set of resources for every Envoy: the four xDS types.
+/// One full set of resources for every Envoy: the five xDS types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     pub clusters: Vec<Cluster>,
     pub endpoints: Vec<ClusterLoadAssignment>,
     pub listeners: Vec<Listener>,
     pub routes: Vec<RouteConfiguration>,
+    /// ECDS: the Stagedoor filter's config, which the listener's filter names.
+    pub extension_configs: Vec<TypedExtensionConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +88,9 @@ pub fn translate(
             .chain(retired.iter().copied())
             .map(|svc| cluster::load_assignment(svc, live.get(&svc.name)))
             .collect(),
-        listeners: vec![listener::http_listener(options, &config, registry)],
+        listeners: vec![listener::http_listener(options, registry)],
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
+        extension_configs: vec![extension_config::stagedoor_filter_config(options, &config)],
     })
 }
 

@@ -5,6 +5,9 @@ pub const ROUTE_CONFIG: &str = "stagedoor_routes";
 pub const VIRTUAL_HOST: &str = "stagedoor";
 pub const FILTER_NAME: &str = "stagedoor";
 pub const WASM_VM_ID: &str = "stagedoor";
+/// The ECDS resource holding the filter's config, and the name of the HTTP filter that
+/// refers to it (Envoy subscribes by the filter's name).
+pub const FILTER_EXTENSION_CONFIG: &str = "stagedoor";
 
 /// The Envoy cluster (and EDS service name) of a registry service.
 pub fn cluster(service: &str) -> String {

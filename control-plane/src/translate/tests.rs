@@ -52,6 +52,14 @@ fn hcm(resources: &Resources) -> HttpConnectionManager {
     HttpConnectionManager::decode(any.value.as_slice()).unwrap()
 }
 
+/// The wasm plugin of the Stagedoor filter, from its ECDS resource.
+fn plugin(resources: &Resources) -> envoy_types::pb::envoy::extensions::wasm::v3::PluginConfig {
+    assert_eq!(resources.extension_configs.len(), 1);
+    let typed = resources.extension_configs[0].typed_config.as_ref().unwrap();
+    assert_eq!(typed.type_url, "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+    Wasm::decode(typed.value.as_slice()).unwrap().config.unwrap()
+}
+
 #[test]
 fn one_eds_cluster_and_one_load_assignment_per_service() {
     let r = resources();
@@ -119,17 +127,14 @@ fn the_connection_manager_normalizes_paths_and_drops_underscore_headers() {
     let filters: Vec<_> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         filters,
-        ["envoy.filters.http.wasm", "envoy.filters.http.header_mutation", "envoy.filters.http.router"],
+        ["stagedoor", "envoy.filters.http.header_mutation", "envoy.filters.http.router"],
         "auth runs before routing; internal response headers are stripped natively"
     );
 }
 
 #[test]
 fn the_filter_gets_the_shared_config_type_for_every_service() {
-    let hcm = hcm(&resources());
-    let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[0].config_type else { panic!() };
-    let wasm = Wasm::decode(any.value.as_slice()).unwrap();
-    let plugin = wasm.config.unwrap();
+    let plugin = plugin(&resources());
     assert_eq!(
         plugin.failure_policy,
         envoy_types::pb::envoy::extensions::wasm::v3::FailurePolicy::FailReload as i32,
@@ -145,15 +150,37 @@ fn the_filter_gets_the_shared_config_type_for_every_service() {
 }
 
 #[test]
+fn the_listener_names_the_filter_config_which_comes_over_ecds_without_a_default() {
+    let hcm = hcm(&resources());
+    let Some(http_filter::ConfigType::ConfigDiscovery(source)) = &hcm.http_filters[0].config_type else {
+        panic!("the Stagedoor filter is given by config_discovery")
+    };
+    assert_eq!(hcm.http_filters[0].name, resources().extension_configs[0].name, "Envoy subscribes by the filter's name");
+    assert!(source.default_config.is_none() && !source.apply_default_config_without_warming, "never serve without the filter");
+    assert_eq!(source.type_urls, ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]);
+    assert!(matches!(
+        source.config_source.as_ref().and_then(|c| c.config_source_specifier.as_ref()),
+        Some(envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier::Ads(_))
+    ));
+}
+
+#[test]
+fn a_policy_edit_changes_the_filter_config_and_not_the_listener() {
+    let before = resources();
+    let edited = SERVICES.replace(r#"public_paths: ["/webhooks/*"]"#, r#"public_paths: ["/webhooks/*", "/api/v1/payments/status"]"#);
+    let after = translate_static(&Registry::parse("r", &crate::test_support::registry_yaml(&edited)).unwrap(), &options()).unwrap();
+    assert_ne!(before.extension_configs, after.extension_configs);
+    assert_eq!(before.listeners, after.listeners, "the listener holds no policy");
+}
+
+#[test]
 fn translation_is_deterministic() {
     assert_eq!(resources(), resources());
 }
 
 #[test]
 fn the_filter_polls_revocations_through_the_control_plane_cluster() {
-    let hcm = hcm(&resources());
-    let Some(http_filter::ConfigType::TypedConfig(any)) = &hcm.http_filters[0].config_type else { panic!() };
-    let plugin = Wasm::decode(any.value.as_slice()).unwrap().config.unwrap();
+    let plugin = plugin(&resources());
     let json = StringValue::decode(plugin.configuration.unwrap().value.as_slice()).unwrap().value;
     let revocation = FilterConfig::from_json(json.as_bytes()).unwrap().revocation.unwrap();
     assert_eq!(revocation.cluster, "stagedoor_control_plane");
@@ -314,7 +341,7 @@ fn cors_runs_before_authentication_with_the_policy_on_the_virtual_host() {
     let filters: Vec<_> = hcm(&r).http_filters.iter().map(|f| f.name.clone()).collect();
     assert_eq!(filters[0], "envoy.filters.http.cors", "preflights never need a token");
     assert_eq!(filters[1], "envoy.filters.http.local_ratelimit", "floods are refused before any token check");
-    assert_eq!(filters[2], "envoy.filters.http.wasm");
+    assert_eq!(filters[2], "stagedoor");
     let vh = &r.routes[0].virtual_hosts[0];
     let policy = &vh.typed_per_filter_config["envoy.filters.http.cors"];
     let policy = envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy::decode(policy.value.as_slice()).unwrap();
@@ -338,4 +365,23 @@ fn bad_traffic_policy_is_refused_naming_the_field() {
         let e = Registry::parse("r", &yaml).unwrap_err().to_string();
         assert!(e.contains(field), "{to}: {e}");
     }
+}
+
+#[test]
+fn a_snapshot_whose_listener_names_a_missing_or_mistyped_filter_config_is_inconsistent() {
+    use crate::snapshot::{check_consistent, InconsistentSnapshot};
+    let mut missing = resources();
+    missing.extension_configs.clear();
+    assert_eq!(
+        check_consistent(&missing),
+        Err(InconsistentSnapshot::MissingExtensionConfig { listener: "stagedoor_http".into(), filter: "stagedoor".into() })
+    );
+    let mut mistyped = resources();
+    mistyped.extension_configs[0].typed_config = Some(to_any(&StringValue { value: String::new() }));
+    assert!(
+        matches!(check_consistent(&mistyped), Err(InconsistentSnapshot::ExtensionConfigType { found, .. }) if found == "type.googleapis.com/google.protobuf.StringValue")
+    );
+    let mut renamed = resources();
+    renamed.extension_configs[0].name = "other".into();
+    assert!(matches!(check_consistent(&renamed), Err(InconsistentSnapshot::MissingExtensionConfig { .. })));
 }

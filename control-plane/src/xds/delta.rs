@@ -9,8 +9,8 @@
 //!   is gone;
 //! - a request with `error_detail` NACKs the response with that nonce: logged, recorded, and
 //!   that content is not sent again until the snapshot changes it;
-//! - as in state of the world, new listeners and routes wait until this Envoy ACKed the
-//!   snapshot's clusters and the endpoints of each of them. What was sent is not what is
+//! - as in state of the world, new filter configs (ECDS), listeners and routes wait, in that
+//!   order, until this Envoy ACKed the snapshot's clusters and the endpoints of each of them. What was sent is not what is
 //!   held: only an ACK moves a response's resources into `acked`, so a NACKed cluster keeps
 //!   the routes that would point at it back. Envoy applies what it can of a NACKed response,
 //!   so nothing is known of its resources: they go again with the next change of that type,
@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
-use super::sotw::StreamEvent;
+use super::sotw::{StreamEvent, GATED_TYPES};
 use super::type_url;
 use crate::snapshot::Snapshot;
 
@@ -128,7 +128,7 @@ impl DeltaStream {
             state.forget(name);
         }
         let type_url = request.type_url.clone();
-        let gated = type_url == type_url::LISTENER || type_url == type_url::ROUTE;
+        let gated = GATED_TYPES.contains(&type_url.as_str());
         if !gated || self.clusters_ready(snapshot) {
             step.responses.extend(self.respond(&type_url, snapshot));
         }
@@ -159,7 +159,7 @@ impl DeltaStream {
         if !self.clusters_ready(snapshot) {
             return Vec::new();
         }
-        [type_url::LISTENER, type_url::ROUTE].into_iter().filter_map(|t| self.respond(t, snapshot)).collect()
+        GATED_TYPES.into_iter().filter_map(|t| self.respond(t, snapshot)).collect()
     }
 
     /// The changes this Envoy lacks for one type, if any. A response that goes out anyway

@@ -197,3 +197,45 @@ fn the_same_registry_hashes_the_same_every_time() {
         }
     }
 }
+
+/// Services a and b; `public` adds a public path to a: a policy-only edit.
+fn policy_snapshot(public: Option<&str>, previous: Option<&Snapshot>) -> Snapshot {
+    let public = public.map(|p| format!("\n    public_paths: [\"{p}\"]")).unwrap_or_default();
+    let yaml = crate::test_support::AUTH.to_owned()
+        + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+#[test]
+fn the_filter_config_waits_for_clusters_then_a_policy_edit_sends_it_alone() {
+    let first = policy_snapshot(None, None);
+    let mut stream = DeltaStream::default();
+    let early = stream.on_request(&subscribe(type_url::EXTENSION_CONFIG, &["stagedoor"]), &first);
+    assert!(early.responses.is_empty(), "gated like listeners until clusters are ACKed");
+    let mut sent = Vec::new();
+    sent.extend(stream.on_request(&subscribe(type_url::CLUSTER, &[]), &first).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_a", "svc_b"]), &first).responses);
+    sent.extend(stream.on_request(&subscribe(type_url::LISTENER, &[]), &first).responses);
+    let seen = settle(&mut stream, &first, sent);
+    let order: Vec<_> = seen.iter().map(|r| r.type_url.as_str()).filter(|t| *t == type_url::EXTENSION_CONFIG || *t == type_url::LISTENER).collect();
+    assert!(order.contains(&type_url::EXTENSION_CONFIG), "{order:?}");
+
+    let second = policy_snapshot(Some("/a/open"), Some(&first));
+    let step = stream.on_snapshot(&second);
+    assert_eq!(step.responses.len(), 1);
+    assert_eq!(step.responses[0].type_url, type_url::EXTENSION_CONFIG);
+    let names: Vec<_> = step.responses[0].resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["stagedoor"]);
+
+    let mut nack = ack(type_url::EXTENSION_CONFIG, &step.responses[0].nonce);
+    nack.error_detail = Some(RpcStatus { code: 3, message: "bad filter".into(), details: vec![] });
+    let after = stream.on_request(&nack, &second);
+    assert!(matches!(&after.events[..], [StreamEvent::Nack { type_url: t, .. }] if t == type_url::EXTENSION_CONFIG));
+    assert!(after.responses.is_empty() && stream.on_snapshot(&second).responses.is_empty(), "not resent");
+}
+
+#[test]
+fn on_a_snapshot_the_filter_config_goes_before_the_listener() {
+    assert_eq!(GATED_TYPES, [type_url::EXTENSION_CONFIG, type_url::LISTENER, type_url::ROUTE]);
+}

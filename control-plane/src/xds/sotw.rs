@@ -8,10 +8,14 @@
 //!   sent again to this stream (it would be NACKed again), only a newer snapshot is;
 //! - a request with the current nonce and no error is an ACK; if it names other resources
 //!   (EDS/RDS subscriptions change as clusters and listeners come and go), they are sent;
-//! - types go out in CDS, EDS, LDS, RDS order, and a new LDS/RDS waits until this Envoy has
-//!   ACKed the snapshot's clusters and the endpoints of every one of them (make before
-//!   break: a route never points at a cluster still warming). Removed services keep their
-//!   clusters a few seconds after their routes go (see `publish.rs`).
+//! - types go out in CDS, EDS, ECDS, LDS, RDS order, and a new ECDS/LDS/RDS waits until this
+//!   Envoy has ACKed the snapshot's clusters and the endpoints of every one of them (make
+//!   before break: a route never points at a cluster still warming, nor the filter's feed at
+//!   a missing cluster). Removed services keep their clusters a few seconds after their
+//!   routes go (see `publish.rs`). ECDS goes before LDS so a changed listener finds the
+//!   filter config it names; on a first connection Envoy asks for ECDS only once it has the
+//!   listener (it subscribes by the filter's name), and that listener warms until ECDS
+//!   arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +23,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 
 use super::type_url;
 use crate::snapshot::Snapshot;
+
+/// The types that wait for clusters, in the order they go out.
+pub(super) const GATED_TYPES: [&str; 3] = [type_url::EXTENSION_CONFIG, type_url::LISTENER, type_url::ROUTE];
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -102,13 +109,13 @@ impl SotwStream {
         acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
     }
 
-    /// Sends LDS and RDS whose versions differ from what was sent, once clusters are ready.
+    /// Sends ECDS, LDS and RDS whose versions differ from what was sent, once clusters are ready.
     fn push_routes_if_ready(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
         if !self.clusters_ready(snapshot) {
             return Vec::new();
         }
         let mut responses = Vec::new();
-        for type_url in [type_url::LISTENER, type_url::ROUTE] {
+        for type_url in GATED_TYPES {
             let Some(state) = self.types.get(type_url) else { continue };
             let Some(typed) = snapshot.types.get(type_url) else { continue };
             if state.sent_version.as_deref() == Some(typed.version.as_str()) {
@@ -122,7 +129,7 @@ impl SotwStream {
     }
 
     /// A new snapshot: send every subscribed cluster and endpoint type whose version
-    /// differs from what this stream was last sent; listeners and routes follow once the
+    /// differs from what this stream was last sent; filter configs, listeners and routes follow once the
     /// clusters are ready (now, or on a later ACK).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step {
         let mut step = Step::default();

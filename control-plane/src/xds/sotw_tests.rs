@@ -140,3 +140,92 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
     assert!(types.contains(&type_url::ROUTE), "{types:?}");
 }
+
+/// Services a and b; `public` adds a public path to a (a policy-only edit); `listen_port`
+/// moves the listener (a listener edit).
+fn policy_snapshot(public: Option<&str>, listen_port: u16, previous: Option<&Snapshot>) -> Snapshot {
+    let public = public.map(|p| format!("\n    public_paths: [\"{p}\"]")).unwrap_or_default();
+    let yaml = crate::test_support::AUTH.to_owned()
+        + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
+    let options = TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], listen_port)),
+        wasm_path: "/f.wasm".into(),
+        control_plane_http: None,
+    };
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+/// Subscribes to all five types as Envoy does (ECDS by the filter's name) and ACKs each.
+fn subscribed_and_acked(snap: &Snapshot) -> SotwStream {
+    let mut stream = SotwStream::default();
+    for (t, names) in [
+        (type_url::CLUSTER, vec![]),
+        (type_url::ENDPOINT, vec!["svc_a", "svc_b"]),
+        (type_url::LISTENER, vec![]),
+        (type_url::EXTENSION_CONFIG, vec!["stagedoor"]),
+        (type_url::ROUTE, vec!["stagedoor_routes"]),
+    ] {
+        let r = stream.on_request(&request(t, "", "", &names), snap).responses.remove(0);
+        stream.on_request(&request(t, &r.nonce, &r.version_info, &names), snap);
+    }
+    stream
+}
+
+#[test]
+fn a_policy_edit_goes_out_as_ecds_alone_and_the_listener_keeps_its_version() {
+    let first = policy_snapshot(None, 8080, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = policy_snapshot(Some("/a/open"), 8080, Some(&first));
+    assert_eq!(second.types[type_url::LISTENER].version, first.types[type_url::LISTENER].version);
+    let step = stream.on_snapshot(&second);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [type_url::EXTENSION_CONFIG], "only the filter's config changed");
+    assert_eq!(step.responses[0].resources.len(), 1);
+}
+
+#[test]
+fn a_nacked_filter_config_is_recorded_and_not_resent_until_it_changes() {
+    let first = policy_snapshot(None, 8080, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = policy_snapshot(Some("/a/open"), 8080, Some(&first));
+    let sent = stream.on_snapshot(&second).responses.remove(0);
+    let mut nack = request(type_url::EXTENSION_CONFIG, &sent.nonce, &first.types[type_url::EXTENSION_CONFIG].version, &["stagedoor"]);
+    nack.error_detail = Some(RpcStatus { code: 3, message: "Unable to create Wasm HTTP filter".into(), details: vec![] });
+    let step = stream.on_request(&nack, &second);
+    assert!(step.responses.is_empty());
+    assert!(matches!(&step.events[..], [StreamEvent::Nack { type_url: t, .. }] if t == type_url::EXTENSION_CONFIG));
+    assert!(stream.on_snapshot(&second).responses.is_empty(), "the rejected config is not resent");
+    let third = policy_snapshot(Some("/a/other"), 8080, Some(&second));
+    let types: Vec<_> = stream.on_snapshot(&third).responses.iter().map(|r| r.type_url.clone()).collect();
+    assert_eq!(types, [type_url::EXTENSION_CONFIG], "a newer config is sent");
+}
+
+#[test]
+fn a_filter_config_goes_out_before_the_listener_and_waits_for_clusters_like_it() {
+    let first = policy_snapshot(None, 8080, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = policy_snapshot(Some("/a/open"), 8081, Some(&first));
+    let step = stream.on_snapshot(&second);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [type_url::EXTENSION_CONFIG, type_url::LISTENER]);
+
+    // A new service: its cluster must be ACKed (and its endpoints held) before ECDS goes.
+    let yaml = crate::test_support::AUTH.to_owned()
+        + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
+    for r in &step.responses {
+        let names: &[&str] = if r.type_url == type_url::EXTENSION_CONFIG { &["stagedoor"] } else { &[] };
+        stream.on_request(&request(&r.type_url, &r.nonce, &r.version_info, names), &third);
+    }
+    let step = stream.on_snapshot(&third);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [type_url::CLUSTER, type_url::ENDPOINT], "filter config and routes wait: {types:?}");
+    let cds = step.responses[0].clone();
+    stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &third);
+    let names = ["svc_a", "svc_b", "svc_c"];
+    let eds = stream.on_request(&request(type_url::ENDPOINT, "", "", &names), &third).responses.remove(0);
+    let step = stream.on_request(&request(type_url::ENDPOINT, &eds.nonce, &eds.version_info, &names), &third);
+    let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [type_url::EXTENSION_CONFIG, type_url::ROUTE]);
+}

@@ -4,6 +4,8 @@ pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+/// ECDS: an HTTP filter's config, fetched by the filter's name.
+pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 pub const HTTP_CONNECTION_MANAGER: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -14,6 +16,7 @@ pub fn short(type_url: &str) -> &str {
         ENDPOINT => "EDS",
         LISTENER => "LDS",
         ROUTE => "RDS",
+        EXTENSION_CONFIG => "ECDS",
         other => other,
     }
 }

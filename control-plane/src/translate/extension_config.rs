@@ -1,0 +1,43 @@
+//! ECDS: the Stagedoor wasm filter's config (plugin, VM, policy) as one
+//! `TypedExtensionConfig`. A registry edit that only changes policy changes this resource
+//! alone; Envoy swaps it into the listener's filter chain for new streams without touching
+//! the listener.
+
+use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, AsyncDataSource, DataSource, TypedExtensionConfig};
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
+use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
+use stagedoor_filter_core::config::FilterConfig;
+
+use super::{names, to_any, TranslateOptions};
+
+pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig) -> TypedExtensionConfig {
+    let wasm = Wasm {
+        config: Some(PluginConfig {
+            name: names::FILTER_NAME.to_owned(),
+            root_id: names::FILTER_NAME.to_owned(),
+            vm: Some(plugin_config::Vm::VmConfig(VmConfig {
+                vm_id: names::WASM_VM_ID.to_owned(),
+                runtime: String::from("envoy.wasm.runtime.v8"),
+                code: Some(AsyncDataSource {
+                    specifier: Some(async_data_source::Specifier::Local(DataSource {
+                        specifier: Some(data_source::Specifier::Filename(options.wasm_path.clone())),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            })),
+            configuration: Some(to_any(&StringValue { value: config.to_json() })),
+            // A webhook is held at the headers (StopIteration) while its body arrives for
+            // the signature check; without this Envoy would stop all iteration and never
+            // hand the filter the body.
+            allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+            // If the VM ever fails at run time, the request at hand gets a 503 and the next
+            // one a fresh VM (after Envoy's reload backoff), instead of every request on the
+            // worker failing until Envoy restarts (FAIL_CLOSED, the default).
+            failure_policy: FailurePolicy::FailReload as i32,
+            ..Default::default()
+        }),
+    };
+    TypedExtensionConfig { name: names::FILTER_EXTENSION_CONFIG.to_owned(), typed_config: Some(to_any(&wasm)) }
+}
