@@ -44,8 +44,10 @@ fi
 sed -e "s/\${NODE_ID}/local-$(hostname)/" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" \
     -e "s/\${XDS_HOST}/127.0.0.1/" -e "s/\${XDS_PORT}/$XDS_PORT/" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
     envoy/bootstrap.yaml > "$STATE/bootstrap.yaml"
+# --drain-time-s bounds how long a replaced listener drains (Envoy's default is 600 s); policy
+# edits replace no listener (the filter's config comes over ECDS), only listener changes do.
 envoy -c "$STATE/bootstrap.yaml" --concurrency "${ENVOY_CONCURRENCY:-2}" --disable-hot-restart \
-  -l warning 2>"$STATE/envoy.log" & pids+=($!)
+  --drain-time-s "${ENVOY_DRAIN_TIME_S:-15}" -l warning 2>"$STATE/envoy.log" & pids+=($!)
 
 for _ in $(seq 1 150); do
   curl --noproxy '*' -sf "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break

@@ -128,6 +128,19 @@ fn policy_edits_keep_one_listener_and_drain_nothing() {
     assert_eq!(modified, modified_before, "Envoy never replaced the listener");
     assert_eq!(draining, 0, "no filter chain is draining");
     assert_eq!(listeners["listener_statuses"].as_array().map(Vec::len), Some(1), "{listeners}");
+
+    // A listener change (a rate limit is a filter in the listener) still replaces it; the
+    // old chain drains for the stack's --drain-time-s (1 s) and is gone.
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
+    doc["rate_limit"] = serde_yaml::from_str("{ requests: 1000, window_ms: 60000 }").unwrap();
+    stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
+    let replaced = time_until(Duration::from_secs(5), || stack.envoy_stat(0, "listener_manager.listener_modified") == Some(modified + 1));
+    assert!(replaced.is_some(), "the listener edit reaches Envoy");
+    let drained = time_until(Duration::from_secs(10), || {
+        stack.envoy_stat(0, "listener_manager.total_filter_chains_draining") == Some(0)
+    });
+    eprintln!("listener replaced after {replaced:?}, old chain drained {drained:?} later");
+    assert!(drained.is_some(), "the drain is bounded");
 }
 
 /// `yaml` with `path` as the one public path of `service`: a policy-only edit.

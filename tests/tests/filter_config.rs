@@ -88,3 +88,48 @@ fn the_filter_refuses_a_config_with_a_bad_key() {
     assert!(log.contains("stagedoor: config refused: auth.keys[0]: secret: must be at least 32 bytes"), "{log}");
     assert!(!log.contains("\"short\""), "the refusal does not echo the secret");
 }
+
+/// A filter config Envoy refuses over ECDS (here: the module file became unreadable as
+/// wasm) is NACKed, and the last accepted one keeps serving: the policy stays the old one,
+/// never none. Once the module is back, the next edit goes through.
+#[test]
+fn a_nacked_filter_config_keeps_the_last_good_one_serving() {
+    use stagedoor_e2e::fixtures::registry_with;
+    use stagedoor_e2e::stack::time_until;
+    use stagedoor_e2e::{raw, Stack, StackOptions};
+
+    let module = std::env::temp_dir().join(format!("stagedoor-nack-{}-{}.wasm", std::process::id(), free_port()));
+    std::fs::copy(wasm_path(), &module).unwrap();
+    let registry = registry_with("  - name: event\n    routes: [{ prefix: /api/v1/events }]\n    instances: [{ address: 127.0.0.1, port: 1 }]\n");
+    let stack = Stack::start(StackOptions {
+        registry_yaml: registry,
+        wasm_override: Some(module.display().to_string()),
+        ..Default::default()
+    });
+    stack.wait_ready();
+    let status = |path: &str| raw::request(stack.gateway_port, "GET", path, &[], "").status;
+    let with_public = |path: &str| {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
+        let svc = doc["services"].as_sequence_mut().unwrap().iter_mut().find(|s| s["name"] == "venue").unwrap();
+        svc["public_paths"] = serde_yaml::Value::from(vec![path.to_owned()]);
+        serde_yaml::to_string(&doc).unwrap()
+    };
+    stack.write_registry(&with_public("/api/v1/venues/first"));
+    assert!(time_until(Duration::from_secs(5), || status("/api/v1/venues/first") == 200).is_some(), "first edit served");
+
+    std::fs::write(&module, b"not a wasm module").unwrap();
+    stack.write_registry(&with_public("/api/v1/venues/second"));
+    let nacked = time_until(Duration::from_secs(10), || stack.control_plane_status()["last_nack"]["type"] == "ECDS");
+    assert!(nacked.is_some(), "the refused filter config is a NACK: {}", stack.control_plane_status());
+    eprintln!("NACK after {:?}: {}", nacked.unwrap(), stack.control_plane_status()["last_nack"]["detail"]);
+    for _ in 0..20 {
+        assert_eq!(status("/api/v1/venues/first"), 200, "the last good policy keeps serving");
+        assert_eq!(status("/api/v1/venues/second"), 401, "the refused policy never applies, nor does no policy");
+    }
+
+    std::fs::copy(wasm_path(), &module).unwrap();
+    stack.write_registry(&with_public("/api/v1/venues/third"));
+    let took = time_until(Duration::from_secs(5), || status("/api/v1/venues/third") == 200 && status("/api/v1/venues/first") == 401);
+    assert!(took.is_some(), "a good config after the NACK is accepted");
+    let _ = std::fs::remove_file(&module);
+}

@@ -177,6 +177,8 @@ fn envoy_rejecting_a_config_is_reported_as_a_nack_and_nothing_passes_unfiltered(
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("statuses over 20 s without a filter config (0 = no listener yet): {seen:?}");
+    let refused = raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[], "");
+    eprintln!("a request now: {} {}", refused.status, refused.body);
     assert!(seen.keys().all(|s| *s == 0 || *s >= 500), "nothing passes unfiltered: {seen:?}");
     assert_eq!(stack.echo_count("venue", "unfiltered"), 0, "no request reached the upstream");
 }
