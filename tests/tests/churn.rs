@@ -100,7 +100,16 @@ fn count(statuses: &[u16]) -> std::collections::BTreeMap<u16, usize> {
 /// socket or filter chain piles up, and each edit's policy is enforced.
 #[test]
 fn policy_edits_keep_one_listener_and_drain_nothing() {
-    let stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
+    policy_edits(false);
+}
+
+#[test]
+fn policy_edits_over_delta_xds_keep_one_listener_too() {
+    policy_edits(true);
+}
+
+fn policy_edits(delta: bool) {
+    let stack = Stack::start(StackOptions { registry_yaml: registry(), delta, ..Default::default() });
     stack.wait_ready();
     let base = stack.registry();
     let lds_version = stack.control_plane_status()["type_versions"]["LDS"].clone();
