@@ -18,6 +18,7 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -128,6 +129,7 @@ def run(name, binary, args):
 
     write_registry("/api/v1/venues/open-start")
     procs = []
+    ok = False
     try:
         log = lambda n: open(os.path.join(work, n), "w")
         procs.append(subprocess.Popen([binary, "echo", "--port", str(echo), "--service", "venue"],
@@ -158,6 +160,7 @@ def run(name, binary, args):
                 raise SystemExit(f"{name}: edit {i} not enforced within 10 s; logs in {work}")
         took = time.time() - started
         after = measure(admin, gateway, envoy.pid)
+        ok = True
         return before, after, took
     finally:
         for p in reversed(procs):
@@ -167,6 +170,8 @@ def run(name, binary, args):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 ROWS = [
