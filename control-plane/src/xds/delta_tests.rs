@@ -13,7 +13,7 @@ fn snapshot(services: &[(&str, u16)], previous: Option<&Snapshot>) -> Snapshot {
     for (name, port) in services {
         yaml += &format!("  - name: {name}\n    routes: [{{prefix: /{name}}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n");
     }
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 

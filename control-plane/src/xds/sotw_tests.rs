@@ -16,6 +16,7 @@ fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
+        control_plane_tls: false,
     };
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
@@ -124,7 +125,7 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     // A new service: clusters first, routes held.
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
     let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
     let step = stream.on_snapshot(&second);
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
