@@ -179,7 +179,7 @@ impl Stack {
     }
 
     /// Runs a `stagedoor` command to completion; it must succeed.
-    fn stagedoor(&self, args: &[&str]) {
+    pub fn stagedoor(&self, args: &[&str]) {
         let out = Command::new(stagedoor_bin()).args(args).output().expect("run stagedoor");
         assert!(out.status.success(), "stagedoor {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -198,18 +198,24 @@ impl Stack {
 
     /// A stagedoor.v1 client with the operator certificate.
     pub async fn api_client(&self) -> stagedoor_proto::v1::control_plane_client::ControlPlaneClient<tonic::transport::Channel> {
+        stagedoor_proto::v1::control_plane_client::ControlPlaneClient::new(self.grpc_channel(Some("operator")).await)
+    }
+
+    /// A TLS channel to the gRPC port that trusts the stack's CA and shows the client
+    /// certificate `<stem>.pem` from the credential directory, or none.
+    pub async fn grpc_channel(&self, certificate: Option<&str>) -> tonic::transport::Channel {
         let read = |name: &str| fs::read_to_string(self.tls_dir.join(name)).expect("credential file");
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")))
-            .identity(tonic::transport::Identity::from_pem(read("operator.pem"), read("operator-key.pem")));
-        let channel = tonic::transport::Endpoint::from_shared(self.api_url())
+        let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")));
+        if let Some(stem) = certificate {
+            tls = tls.identity(tonic::transport::Identity::from_pem(read(&format!("{stem}.pem")), read(&format!("{stem}-key.pem"))));
+        }
+        tonic::transport::Endpoint::from_shared(self.api_url())
             .expect("url")
             .tls_config(tls)
             .expect("tls")
             .connect()
             .await
-            .expect("connect to the API");
-        stagedoor_proto::v1::control_plane_client::ControlPlaneClient::new(channel)
+            .expect("connect to the gRPC port")
     }
 
     fn log_file(&self, name: &str) -> fs::File {
