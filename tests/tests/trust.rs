@@ -203,3 +203,33 @@ fn bad_credentials_stop_the_control_plane_at_startup_naming_the_file() {
     assert!(e.contains("control-plane.pem") && e.contains("not a PEM certificate"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn insecure_is_explicit_plain_and_warned_about() {
+    use stagedoor_e2e::ports::free_port;
+    let (xds, http, metrics) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("stagedoor-trust-insecure-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry = dir.join("registry.yaml");
+    std::fs::write(&registry, registry_with("")).unwrap();
+    let log = dir.join("control-plane.log");
+    let mut child = Command::new(stagedoor_bin())
+        .args(["serve", "--insecure", "--registry", &registry.display().to_string()])
+        .args(["--xds", &format!("127.0.0.1:{xds}"), "--http", &format!("127.0.0.1:{http}"), "--metrics", &format!("127.0.0.1:{metrics}")])
+        .env("NO_COLOR", "1")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let up = stagedoor_e2e::stack::wait_for(Duration::from_secs(20), || client().get(format!("http://127.0.0.1:{http}/status")).send().is_ok());
+    let listed = runtime().block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{xds}")).unwrap().connect().await.unwrap();
+        ControlPlaneClient::new(channel).list_envoys(ListEnvoysRequest {}).await
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(up, "{text}");
+    assert!(listed.is_ok(), "{listed:?}");
+    assert!(text.contains("WARN") && text.contains("--insecure: xDS, the API and /status are plain text"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
