@@ -197,3 +197,20 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "last_nack": last_nack,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_envoys_read_the_revocation_feed_unless_insecure() {
+        let peer = |identity| Peer { addr: SocketAddr::from(([127, 0, 0, 1], 1)), identity };
+        let envoy = peer(Some(PeerIdentity::Envoy { node_id: "n".into() }));
+        let operator = peer(Some(PeerIdentity::Operator { name: "o".into() }));
+        let nobody = peer(None);
+        assert_eq!(feed_reader(&envoy, false), Ok(()));
+        assert!(matches!(feed_reader(&operator, false), Err(Refusal::PermissionDenied(_))));
+        assert!(matches!(feed_reader(&nobody, false), Err(Refusal::Unauthenticated(_))));
+        assert_eq!(feed_reader(&nobody, true), Ok(()));
+    }
+}

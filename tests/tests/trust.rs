@@ -74,7 +74,7 @@ fn xds_needs_a_certificate_for_the_node_id_it_claims() {
 
 const TOKENS: &str = "tokens:
   - { name: reader, sha256: READER, scopes: [read] }
-  - { name: venue-scaler, sha256: SCALER, scopes: [register] }
+  - { name: venue-scaler, sha256: SCALER, scopes: [register], services: [venue] }
 ";
 
 fn sha256(token: &str) -> String {
@@ -117,10 +117,12 @@ fn the_api_authenticates_every_caller_and_authorizes_each_call() {
         assert_eq!(reader.apply_registry(apply()).await.unwrap_err().code(), tonic::Code::PermissionDenied);
         let revoke = RevokeTokenRequest { jti: "x".into(), ..Default::default() };
         assert_eq!(reader.revoke_token(revoke).await.unwrap_err().code(), tonic::Code::PermissionDenied);
-        // register scope: the token is not limited to services here, an Envoy's certificate has no scope.
+        // register, for venue only; an Envoy's certificate has no scope.
         let mut scaler = ControlPlaneClient::with_interceptor(stack.grpc_channel(None).await, with_bearer("scaler-secret"));
         let register = RegisterInstanceRequest { service: "venue".into(), address: "127.0.0.1".into(), port: 1, ttl_seconds: 5 };
         scaler.register_instance(register.clone()).await.unwrap();
+        let elsewhere = RegisterInstanceRequest { service: "payment".into(), ..register.clone() };
+        assert_eq!(scaler.register_instance(elsewhere).await.unwrap_err().code(), tonic::Code::PermissionDenied);
         let envoy = format!("envoy-{}", stack.envoys[0].node_id);
         let mut as_envoy = ControlPlaneClient::new(stack.grpc_channel(Some(&envoy)).await);
         assert_eq!(as_envoy.register_instance(register).await.unwrap_err().code(), tonic::Code::PermissionDenied);
@@ -140,6 +142,7 @@ fn the_api_authenticates_every_caller_and_authorizes_each_call() {
             "token:reader apply refused",
             "token:reader revoke refused",
             "token:venue-scaler register ok",
+            "token:venue-scaler register refused",
             &format!("envoy:{} register refused", stack.envoys[0].node_id),
             "operator:operator apply ok",
         ],
