@@ -70,8 +70,8 @@ struct TokenEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokensError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: {detail}")]
     Invalid { path: String, detail: String },
 }
@@ -79,7 +79,7 @@ pub enum TokensError {
 impl ApiTokens {
     pub fn load(path: &std::path::Path) -> Result<Self, TokensError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| TokensError::Read { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| TokensError::Read { path: name.clone(), error })?;
         Self::parse(&text).map_err(|detail| TokensError::Invalid { path: name, detail })
     }
 

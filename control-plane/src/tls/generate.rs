@@ -140,16 +140,16 @@ fn client_params(common_name: &str, uri: &str) -> Result<CertificateParams, TlsE
 }
 
 fn create_dir(dir: &Path) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write { path: dir.display().to_string(), source })
+    std::fs::create_dir_all(dir).map_err(|error| TlsError::Write { path: dir.display().to_string(), error })
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|error| TlsError::Read { path: path.display().to_string(), error })
 }
 
 fn write_pair(pair: &Pair, cert: &str, key: &str) -> Result<(), TlsError> {
     let write = |path: &Path, text: &str, mode: u32| -> Result<(), TlsError> {
-        let error = |source| TlsError::Write { path: path.display().to_string(), source };
+        let error = |error| TlsError::Write { path: path.display().to_string(), error };
         std::fs::write(path, text).map_err(error)?;
         set_mode(path, mode).map_err(error)
     };

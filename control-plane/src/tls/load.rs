@@ -108,7 +108,7 @@ fn check_key_matches(pair: &Pair, leaf: &CertificateDer<'_>, key: &PrivateKeyDer
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.display().to_string(), source })
+    std::fs::read_to_string(path).map_err(|error| TlsError::Read { path: path.display().to_string(), error })
 }
 
 pub fn unix_now() -> i64 {

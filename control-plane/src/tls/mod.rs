@@ -14,10 +14,10 @@ mod tests;
 /// Why credentials cannot be written or used. Each names the file at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: cannot write: {source}")]
-    Write { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: String, error: std::io::Error },
     #[error("{path}: not a PEM certificate ({detail})")]
     NotACertificate { path: String, detail: String },
     #[error("{path}: not a PEM private key ({detail})")]
