@@ -5,8 +5,12 @@
 #
 # Ports (override with the environment variables):
 #   GATEWAY_PORT=8080  the gateway (Envoy listener)     ADMIN_PORT=9901  Envoy admin
-#   XDS_PORT=18000     xDS + stagedoor.v1 gRPC           HTTP_PORT=18080  control-plane /status
-#   REDIS_PORT=6379    live instances (a Redis already listening there is used as it is)
+#   XDS_PORT=18000     xDS + stagedoor.v1 gRPC (mTLS)    HTTP_PORT=18080  control-plane /status (mTLS)
+#   METRICS_PORT=18081 control-plane /metrics (plain)    REDIS_PORT=6379  live instances (a Redis
+#                                                        already listening there is used as it is)
+# Credentials: `stagedoor certs init` writes a development CA and the control plane's, the
+# Envoy's and the operator's certificates into .stagedoor/ once (kept on later runs); the
+# CLI finds them there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +18,7 @@ GATEWAY_PORT=${GATEWAY_PORT:-8080}
 ADMIN_PORT=${ADMIN_PORT:-9901}
 XDS_PORT=${XDS_PORT:-18000}
 HTTP_PORT=${HTTP_PORT:-18080}
+METRICS_PORT=${METRICS_PORT:-18081}
 REDIS_PORT=${REDIS_PORT:-6379}
 REGISTRY=${REGISTRY:-registry/tickettoken.yaml}
 STATE=.stagedoor
@@ -24,6 +29,8 @@ echo "run: building the control plane and the filter"
 cargo build -q -p stagedoor-control-plane
 scripts/build-filter.sh -q
 BIN=target/debug/stagedoor
+NODE_ID=local-$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
+"$BIN" certs init --dir "$STATE" --node-id "$NODE_ID" >/dev/null
 
 pids=()
 stop() {
@@ -39,9 +46,9 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
 fi
 "$BIN" echo --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
 "$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
+  --metrics "127.0.0.1:$METRICS_PORT" --tls-dir "$STATE" --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
 
-sed -e "s/\${NODE_ID}/local-$(hostname)/" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" \
+sed -e "s/\${NODE_ID}/$NODE_ID/g" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" -e "s|\${TLS_DIR}|$PWD/$STATE|g" \
     -e "s/\${XDS_HOST}/127.0.0.1/" -e "s/\${XDS_PORT}/$XDS_PORT/" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
     envoy/bootstrap.yaml > "$STATE/bootstrap.yaml"
 # --drain-time-s bounds how long a replaced listener drains (Envoy's default is 600 s); policy
@@ -63,7 +70,9 @@ cat <<MSG
 Stagedoor is up.
   gateway         http://127.0.0.1:$GATEWAY_PORT   (try: curl -H "Authorization: Bearer $($BIN token)" http://127.0.0.1:$GATEWAY_PORT/api/v1/venues/1)
   envoy admin     http://127.0.0.1:$ADMIN_PORT/config_dump
-  control plane   http://127.0.0.1:$HTTP_PORT/status   and   $BIN status --server http://127.0.0.1:$XDS_PORT
+  control plane   $BIN status --server https://127.0.0.1:$XDS_PORT   (mutual TLS: the operator certificate in $STATE/)
+                  curl --cacert $STATE/ca.pem --cert $STATE/operator.pem --key $STATE/operator-key.pem https://127.0.0.1:$HTTP_PORT/status
+                  http://127.0.0.1:$METRICS_PORT/metrics
   registry        $REGISTRY  (edit and save: every Envoy gets the change)
   logs            $STATE/*.log
   redis           redis://127.0.0.1:$REDIS_PORT  (live instances: $BIN register --service venue --address 127.0.0.1 --port 4002 --heartbeat)

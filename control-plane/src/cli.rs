@@ -39,8 +39,8 @@ enum Command {
     Apply {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
-        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
-        server: String,
+        #[command(flatten)]
+        server: crate::client::ApiArgs,
         /// Show the changes only.
         #[arg(long)]
         dry_run: bool,
@@ -84,10 +84,46 @@ enum Command {
         #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
         registry: PathBuf,
     },
+    /// Development credentials for mutual TLS: `certs init`, `certs envoy`.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+    },
     /// Show connected Envoys and the versions they run (asks a running control plane).
     Status {
-        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
-        server: String,
+        #[command(flatten)]
+        server: crate::client::ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsAction {
+    /// A development CA, the control plane's server certificate, an Envoy client
+    /// certificate and an operator client certificate. Keeps existing files unless --force.
+    Init {
+        #[arg(long, default_value = crate::tls::files::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// More names (DNS or IP) the control plane is reached by, beside localhost,
+        /// 127.0.0.1 and ::1 (e.g. `--san control-plane` in docker-compose).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// The node id of the first Envoy's certificate.
+        #[arg(long, default_value = "local")]
+        node_id: String,
+        /// The operator certificate's name (it shows in the audit log).
+        #[arg(long, default_value = "operator")]
+        operator: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// One more Envoy client certificate, for `--node-id`, signed by the CA in --dir.
+    Envoy {
+        #[arg(long, default_value = crate::tls::files::DEFAULT_DIR)]
+        dir: PathBuf,
+        #[arg(long)]
+        node_id: String,
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -101,8 +137,8 @@ enum TokenAction {
         /// A jti to revoke.
         #[arg(long, conflicts_with = "token")]
         jti: Option<String>,
-        #[arg(long, env = "STAGEDOOR_SERVER", default_value = "http://127.0.0.1:18000")]
-        server: String,
+        #[command(flatten)]
+        server: crate::client::ApiArgs,
     },
 }
 
@@ -153,6 +189,19 @@ pub struct ServeArgs {
     /// HTTP address for /status.
     #[arg(long, env = "STAGEDOOR_HTTP", default_value = "127.0.0.1:18080")]
     pub http: SocketAddr,
+    /// Plain HTTP address for /metrics and /healthz (no credentials: keep it private).
+    #[arg(long, env = "STAGEDOOR_METRICS", default_value = "127.0.0.1:18081")]
+    pub metrics: SocketAddr,
+    /// Where the CA and the control plane's certificate are (`stagedoor certs init`).
+    #[arg(long, env = "STAGEDOOR_TLS_DIR", default_value = crate::tls::files::DEFAULT_DIR)]
+    pub tls_dir: PathBuf,
+    /// Serve xDS, the API and /status in plain text, with no client authentication:
+    /// anyone who reaches the ports gets the secrets and every API right. Debugging only.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Bearer tokens for API scripts (name, sha256, scopes; see README).
+    #[arg(long, env = "STAGEDOOR_API_TOKENS")]
+    pub api_tokens: Option<PathBuf>,
     /// Where Envoy's gateway listener binds.
     #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -178,7 +227,7 @@ impl ServeArgs {
             None if self.http.ip().is_unspecified() => Some((String::from("127.0.0.1"), self.http.port())),
             None => Some((self.http.ip().to_string(), self.http.port())),
         };
-        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http }
+        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http, control_plane_tls: !self.insecure }
     }
 }
 
@@ -217,6 +266,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => run_async(crate::serve::serve(args)),
         Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
         Command::Status { server } => run_async(status(server)),
+        Command::Certs { action } => certs(action),
         Command::Apply { file, server, dry_run } => run_async(apply(file, server, dry_run)),
         Command::Register { instance: i, registry: file, ttl, heartbeat } => (|| {
             let registry = registry::load(&file)?;
@@ -307,6 +357,7 @@ fn validate(file: &std::path::Path) -> anyhow::Result<()> {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: String::from("/stagedoor.wasm"),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
+        control_plane_tls: true,
     };
     crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &[], &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
@@ -334,9 +385,24 @@ fn refused(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the control plane refused ({:?}): {}", status.code(), status.message())
 }
 
-async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()> {
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
-    let mut client = ControlPlaneClient::connect(server).await?;
+fn certs(action: CertsAction) -> anyhow::Result<()> {
+    use crate::tls::files::CredentialDir;
+    use crate::tls::generate;
+    let outcomes = match action {
+        CertsAction::Init { dir, sans, node_id, operator, force } => {
+            let request = generate::InitRequest { sans: &sans, node_id: &node_id, operator: &operator, force };
+            generate::init(&CredentialDir::new(dir), &request)?
+        }
+        CertsAction::Envoy { dir, node_id, force } => vec![generate::envoy(&CredentialDir::new(dir), &node_id, force)?],
+    };
+    for outcome in outcomes {
+        println!("{outcome}");
+    }
+    Ok(())
+}
+
+async fn revoke(server: crate::client::ApiArgs, token: String, jti: String) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(&server).await?;
     let reply = client
         .revoke_token(stagedoor_proto::v1::RevokeTokenRequest { token, jti, expires_at_unix: 0 })
         .await
@@ -353,15 +419,14 @@ async fn revoke(server: String, token: String, jti: String) -> anyhow::Result<()
     Ok(())
 }
 
-async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<()> {
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
+async fn apply(file: PathBuf, server: crate::client::ApiArgs, dry_run: bool) -> anyhow::Result<()> {
     use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};
     let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let proposed = registry::Registry::parse(&file.display().to_string(), &text)?;
     // The served registry comes back re-serialized (block YAML), which can be larger than
     // the compact file that loaded; the request side is bounded by the registry's limit.
-    let mut client = ControlPlaneClient::connect(server).await?.max_decoding_message_size(4 * registry::input::MAX_REGISTRY_BYTES);
-    let current = client.get_registry(GetRegistryRequest {}).await?.into_inner();
+    let mut client = crate::client::connect(&server).await?.max_decoding_message_size(4 * registry::input::MAX_REGISTRY_BYTES);
+    let current = client.get_registry(GetRegistryRequest {}).await.map_err(refused)?.into_inner();
     // The served registry comes back with literal secrets redacted; compare services and
     // sections, and let the control plane judge the rest.
     // Placeholders stand in for the redacted and environment secrets: the diff compares
@@ -382,10 +447,9 @@ async fn apply(file: PathBuf, server: String, dry_run: bool) -> anyhow::Result<(
     Ok(())
 }
 
-async fn status(server: String) -> anyhow::Result<()> {
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
-    let mut client = ControlPlaneClient::connect(server).await?;
-    let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await?.into_inner();
+async fn status(server: crate::client::ApiArgs) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(&server).await?;
+    let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await.map_err(refused)?.into_inner();
     println!("snapshot {}: {} Envoy(s) connected", reply.snapshot_version, reply.envoys.len());
     for envoy in reply.envoys {
         println!("- node {} (cluster {}, {}, stream {})", envoy.node_id, envoy.node_cluster, envoy.protocol, envoy.stream_id);

@@ -2,7 +2,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod api;
+mod api_guard;
+mod auth;
 mod cli;
+mod client;
 mod diff;
 mod discovery;
 mod echo;
@@ -19,6 +22,7 @@ mod status_http;
 mod supervise;
 #[cfg(test)]
 mod test_support;
+mod tls;
 mod token;
 mod translate;
 mod watch;

@@ -161,6 +161,7 @@ mod tests {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             wasm_path: "/f.wasm".into(),
             control_plane_http: None,
+            control_plane_tls: false,
         };
         let (mut p, rx) = Publisher::new(registry(both), options).unwrap();
         assert!(p.apply(registry(only_a)).unwrap());

@@ -15,6 +15,8 @@ use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
 use tokio::sync::Mutex;
 
 use crate::api::ControlPlaneApi;
+use crate::api_guard::GuardedApi;
+use crate::auth::ApiTokens;
 use crate::cli::ServeArgs;
 use crate::discovery::redis_source::SharedStatus;
 use crate::discovery::revocation_sync::WriteBack;
@@ -33,6 +35,7 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything else, so a stop request during startup is not lost either.
     let mut signals = OsSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
+    let trust = Trust::load(&args)?;
     let registry = crate::registry::load(&args.registry)?;
     let options = args.translate_options();
     let (publisher, snapshots) = Publisher::new(registry, options).context("the registry cannot be served")?;
@@ -78,20 +81,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         envoys: envoys.clone(),
         revocations: revocations.clone(),
         discovery: args.redis.is_some().then_some(discovery),
+        tokens: trust.tokens.clone(),
+        insecure: args.insecure,
     };
-    let mut http = tokio::spawn(crate::status_http::serve(args.http, http_state, stop.clone()));
+    let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.http.clone(), http_state.clone(), stop.clone()));
+    let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
 
     let api = ControlPlaneApi {
-        publisher,
+        publisher: publisher.clone(),
         envoys: envoys.clone(),
         registry_file: args.registry.clone(),
         revocations,
         redis_url: args.redis.clone(),
         revocation_write_back,
     };
-    tracing::info!(xds = %args.xds, "xDS and stagedoor.v1 gRPC listening");
-    let grpc = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone())))
+    let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
+    tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS and stagedoor.v1 gRPC listening");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = trust.grpc {
+        builder = builder.tls_config(tls).context("the gRPC server's TLS")?;
+    }
+    let grpc = builder
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure)))
         .add_service(ControlPlaneServer::new(api))
         .serve_with_shutdown(args.xds, stop.clone().requested());
     let mut grpc = tokio::spawn(grpc);
@@ -101,13 +112,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal = signals.next() => tracing::info!(%signal, "stopping: closing ADS streams and servers"),
         joined = &mut grpc => return Err(ended_early("gRPC server", outcome(joined))),
         joined = &mut http => return Err(ended_early("status server", outcome(joined))),
+        joined = &mut metrics => return Err(ended_early("metrics server", outcome(joined))),
     }
     let stopping = Instant::now();
     stop_switch.stop();
     let drain = async {
-        let (grpc, http) = tokio::join!(&mut grpc, &mut http);
+        let (grpc, http, metrics) = tokio::join!(&mut grpc, &mut http, &mut metrics);
         background.join().await;
-        for (server, outcome) in [("gRPC server", outcome(grpc)), ("status server", outcome(http))] {
+        for (server, outcome) in [("gRPC server", outcome(grpc)), ("status server", outcome(http)), ("metrics server", outcome(metrics))] {
             if let Err(e) = outcome {
                 tracing::warn!(server, error = %e, "server failed while stopping");
             }
@@ -137,6 +149,42 @@ fn ended_early(server: &str, outcome: anyhow::Result<()>) -> anyhow::Error {
     match outcome {
         Ok(()) => anyhow::anyhow!("{server} ended without a stop request"),
         Err(e) => e.context(format!("{server} failed")),
+    }
+}
+
+/// The TLS configurations and API tokens the servers start with, checked before any
+/// port opens: a bad certificate or tokens file stops the start, naming the file.
+struct Trust {
+    grpc: Option<tonic::transport::ServerTlsConfig>,
+    http: Option<Arc<rustls::ServerConfig>>,
+    tokens: ApiTokens,
+}
+
+impl Trust {
+    fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let tokens = match &args.api_tokens {
+            Some(path) => ApiTokens::load(path)?,
+            None => ApiTokens::default(),
+        };
+        if args.insecure {
+            tracing::warn!(
+                "--insecure: xDS, the API and /status are plain text without client authentication; anyone who \
+                 reaches them gets the signing secrets{}",
+                if tokens.is_empty() { " and every API right" } else { "" }
+            );
+            return Ok(Self { grpc: None, http: None, tokens });
+        }
+        let dir = crate::tls::files::CredentialDir::new(&args.tls_dir);
+        if !dir.has_server_credentials() {
+            anyhow::bail!(
+                "no TLS credentials in {}: run `stagedoor certs init --dir {0}` (or serve --insecure, for debugging only)",
+                args.tls_dir.display()
+            );
+        }
+        let credentials = crate::tls::load::server(&dir)?;
+        let http = crate::tls::load::http_server(&credentials)?;
+        tracing::info!(dir = %args.tls_dir.display(), api_tokens = !tokens.is_empty(), "mutual TLS on xDS, the API and /status");
+        Ok(Self { grpc: Some(crate::tls::load::grpc_server(&credentials)), http: Some(http), tokens })
     }
 }
 

@@ -1,9 +1,13 @@
-//! The control plane's HTTP side for operators: /status (JSON) and /healthz.
+//! The control plane's HTTP side: /status (JSON) for operators and the revocation feed for
+//! Envoys, over mutual TLS (each route checks who is calling); /metrics and /healthz on a
+//! separate plain address for scrapers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -11,7 +15,10 @@ use tokio::sync::Mutex;
 
 use crate::publish::Publisher;
 use crate::revocations::RevocationStore;
+use crate::auth::{authenticate, authorize, Action, ApiTokens, Refusal};
 use crate::shutdown::Stop;
+use crate::tls::identity::PeerIdentity;
+use crate::tls::listener::{Peer, PlainListener, TlsListener};
 use crate::xds::status::EnvoyRegistry;
 
 #[derive(Clone)]
@@ -21,19 +28,58 @@ pub struct AppState {
     pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
     /// None when the control plane runs without Redis.
     pub discovery: Option<crate::discovery::redis_source::SharedStatus>,
+    pub tokens: ApiTokens,
+    /// `--insecure`: no certificates; /status and the feed are open.
+    pub insecure: bool,
 }
 
 /// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
-pub async fn serve(listen: SocketAddr, state: AppState, stop: Stop) -> std::io::Result<()> {
+/// TLS unless `--insecure`.
+pub async fn serve(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, state: AppState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
         .route(crate::translate::names::REVOCATION_FEED_PATH, get(revocation_feed))
-        .with_state(state);
+        .with_state(state)
+        .into_make_service_with_connect_info::<Peer>();
+    tracing::info!(%listen, tls = tls.is_some(), "status HTTP listening");
+    match tls {
+        Some(config) => {
+            let listener = TlsListener::bind(listen, config).await?;
+            axum::serve(listener, app).with_graceful_shutdown(stop.requested()).await
+        }
+        None => {
+            let listener = PlainListener(tokio::net::TcpListener::bind(listen).await?);
+            axum::serve(listener, app).with_graceful_shutdown(stop.requested()).await
+        }
+    }
+}
+
+/// /metrics and /healthz, plain: they carry no secret and scrapers rarely hold certificates.
+pub async fn serve_metrics(listen: SocketAddr, state: AppState, stop: Stop) -> std::io::Result<()> {
+    let app = Router::new().route("/metrics", get(metrics)).route("/healthz", get(|| async { "ok" })).with_state(state);
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, "status HTTP listening");
+    tracing::info!(%listen, "metrics HTTP listening");
     axum::serve(listener, app).with_graceful_shutdown(stop.requested()).await
+}
+
+/// The refusal as the API would word it, with its HTTP status.
+fn refused(refusal: Refusal) -> Response {
+    let (code, message) = match refusal {
+        Refusal::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+        Refusal::PermissionDenied(m) => (StatusCode::FORBIDDEN, m),
+    };
+    (code, Json(json!({"error": message}))).into_response()
+}
+
+/// Only Envoys (their client certificate) poll the feed: it lists revoked tokens' keys.
+fn feed_reader(peer: &Peer, insecure: bool) -> Result<(), Refusal> {
+    match &peer.identity {
+        _ if insecure => Ok(()),
+        Some(PeerIdentity::Envoy { .. }) => Ok(()),
+        Some(other) => Err(Refusal::PermissionDenied(format!("{other}: the revocation feed is for Envoys"))),
+        None => Err(Refusal::Unauthenticated(String::from("the revocation feed needs an Envoy client certificate"))),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> String {
@@ -78,12 +124,30 @@ struct FeedQuery {
 }
 
 /// What filters poll: the revocations since their cursor (or all, see RevocationStore).
-async fn revocation_feed(State(state): State<AppState>, Query(query): Query<FeedQuery>) -> Json<Value> {
+async fn revocation_feed(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Query(query): Query<FeedQuery>,
+) -> Response {
+    if let Err(refusal) = feed_reader(&peer, state.insecure) {
+        tracing::warn!(peer = %peer.addr, ?refusal, "revocation feed refused");
+        return refused(refusal);
+    }
     let update = state.revocations.lock().map(|mut store| store.feed(query.since)).ok();
-    Json(serde_json::to_value(update).unwrap_or(Value::Null))
+    Json(serde_json::to_value(update).unwrap_or(Value::Null)).into_response()
 }
 
-async fn status(State(state): State<AppState>) -> Json<Value> {
+/// /status: the operator certificate or a `read` token, as the API's ListEnvoys.
+async fn status(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let caller = authenticate(peer.identity.as_ref(), authorization, &state.tokens, state.insecure);
+    if let Err(refusal) = authorize(&caller, Action::Read) {
+        return refused(refusal);
+    }
+    status_body(&state).await.into_response()
+}
+
+async fn status_body(state: &AppState) -> Json<Value> {
     let publisher = state.publisher.lock().await;
     let snapshot = publisher.current();
     let services: Vec<Value> = publisher
@@ -136,4 +200,21 @@ async fn status(State(state): State<AppState>) -> Json<Value> {
         "envoys": envoys,
         "last_nack": last_nack,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_envoys_read_the_revocation_feed_unless_insecure() {
+        let peer = |identity| Peer { addr: SocketAddr::from(([127, 0, 0, 1], 1)), identity };
+        let envoy = peer(Some(PeerIdentity::Envoy { node_id: "n".into() }));
+        let operator = peer(Some(PeerIdentity::Operator { name: "o".into() }));
+        let nobody = peer(None);
+        assert_eq!(feed_reader(&envoy, false), Ok(()));
+        assert!(matches!(feed_reader(&operator, false), Err(Refusal::PermissionDenied(_))));
+        assert!(matches!(feed_reader(&nobody, false), Err(Refusal::Unauthenticated(_))));
+        assert_eq!(feed_reader(&nobody, true), Ok(()));
+    }
 }

@@ -29,6 +29,23 @@ pub fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("envoy"))
 }
 
+/// The operator's client for the control plane's TLS HTTP side (/status): the stack's CA
+/// and operator certificate from `tls_dir`.
+pub fn operator_client(tls_dir: &Path) -> reqwest::blocking::Client {
+    let ca = fs::read(tls_dir.join("ca.pem")).expect("ca.pem");
+    let mut identity = fs::read(tls_dir.join("operator.pem")).expect("operator.pem");
+    identity.extend(fs::read(tls_dir.join("operator-key.pem")).expect("operator-key.pem"));
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+        .identity(reqwest::Identity::from_pem(&identity).expect("operator identity"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("https client")
+}
+
 /// A client that never goes through a proxy: every test target is on loopback.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -69,6 +86,11 @@ pub struct Stack {
     pub gateway_port: u16,
     pub xds_port: u16,
     pub http_port: u16,
+    /// Plain /metrics and /healthz.
+    pub metrics_port: u16,
+    /// The stack's credentials (`stagedoor certs init`): CA, control plane, operator, and one
+    /// certificate per Envoy node id.
+    pub tls_dir: PathBuf,
     pub control_plane: Option<Child>,
     pub envoys: Vec<Envoy>,
     pub echoes: Vec<(String, u16, Child)>,
@@ -91,6 +113,8 @@ impl Stack {
 
         let mut stack = Stack {
             registry_path: dir.join("registry.yaml"),
+            tls_dir: dir.join("tls"),
+            metrics_port: free_port(),
             dir,
             gateway_port: free_port(),
             xds_port: free_port(),
@@ -104,6 +128,7 @@ impl Stack {
             envoy_args: options.envoy_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
         };
+        stack.stagedoor(&["certs", "init", "--dir", &stack.tls_dir.display().to_string()]);
         let registry = stack.start_echoes_for(&options.registry_yaml);
         fs::write(&stack.registry_path, registry).expect("write registry");
         if options.redis {
@@ -151,6 +176,46 @@ impl Stack {
         self.echoes.push((service.to_owned(), port, child));
         wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         port
+    }
+
+    /// Runs a `stagedoor` command to completion; it must succeed.
+    pub fn stagedoor(&self, args: &[&str]) {
+        let out = Command::new(stagedoor_bin()).args(args).output().expect("run stagedoor");
+        assert!(out.status.success(), "stagedoor {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A `stagedoor` CLI command (status, apply, token revoke) aimed at this stack's API
+    /// with the operator's credentials, as an operator's shell would be.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(stagedoor_bin());
+        cmd.env("STAGEDOOR_SERVER", self.api_url()).env("STAGEDOOR_TLS_DIR", &self.tls_dir);
+        cmd
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.xds_port)
+    }
+
+    /// A stagedoor.v1 client with the operator certificate.
+    pub async fn api_client(&self) -> stagedoor_proto::v1::control_plane_client::ControlPlaneClient<tonic::transport::Channel> {
+        stagedoor_proto::v1::control_plane_client::ControlPlaneClient::new(self.grpc_channel(Some("operator")).await)
+    }
+
+    /// A TLS channel to the gRPC port that trusts the stack's CA and shows the client
+    /// certificate `<stem>.pem` from the credential directory, or none.
+    pub async fn grpc_channel(&self, certificate: Option<&str>) -> tonic::transport::Channel {
+        let read = |name: &str| fs::read_to_string(self.tls_dir.join(name)).expect("credential file");
+        let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")));
+        if let Some(stem) = certificate {
+            tls = tls.identity(tonic::transport::Identity::from_pem(read(&format!("{stem}.pem")), read(&format!("{stem}-key.pem"))));
+        }
+        tonic::transport::Endpoint::from_shared(self.api_url())
+            .expect("url")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect to the gRPC port")
     }
 
     fn log_file(&self, name: &str) -> fs::File {
@@ -202,6 +267,8 @@ impl Stack {
             .args(["--registry", &self.registry_path.display().to_string()])
             .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
             .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--metrics", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args(["--tls-dir", &self.tls_dir.display().to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--wasm", &self.wasm])
             .args(&self.serve_args)
@@ -224,13 +291,15 @@ impl Stack {
 
     pub fn start_envoy(&mut self, node_id: &str) {
         let admin_port = free_port();
+        self.stagedoor(&["certs", "envoy", "--dir", &self.tls_dir.display().to_string(), "--node-id", node_id]);
         let template = fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("bootstrap");
         let bootstrap = template
             .replace("${NODE_ID}", node_id)
             .replace("${ADMIN_PORT}", &admin_port.to_string())
             .replace("${XDS_HOST}", "127.0.0.1")
             .replace("${XDS_PORT}", &self.xds_port.to_string())
-            .replace("${XDS_API_TYPE}", self.xds_api_type);
+            .replace("${XDS_API_TYPE}", self.xds_api_type)
+            .replace("${TLS_DIR}", &self.tls_dir.display().to_string());
         let path = self.dir.join(format!("bootstrap-{node_id}.yaml"));
         fs::write(&path, bootstrap).expect("write bootstrap");
         let log = self.log_file(&format!("envoy-{node_id}.log"));
@@ -275,8 +344,8 @@ impl Stack {
     }
 
     pub fn control_plane_status(&self) -> Value {
-        client()
-            .get(format!("http://127.0.0.1:{}/status", self.http_port))
+        operator_client(&self.tls_dir)
+            .get(format!("https://127.0.0.1:{}/status", self.http_port))
             .send()
             .and_then(|r| r.json())
             .unwrap_or(Value::Null)

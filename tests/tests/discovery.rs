@@ -112,14 +112,12 @@ fn envoy_keeps_serving_while_the_control_plane_restarts_and_resyncs_after() {
 
 #[test]
 fn instances_can_be_registered_over_the_grpc_api() {
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
     use stagedoor_proto::v1::{DeregisterInstanceRequest, RegisterInstanceRequest};
     let mut stack = start();
     let port = stack.start_echo("live");
-    let server = format!("http://127.0.0.1:{}", stack.xds_port);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(server).await.unwrap();
+        let mut client = stack.api_client().await;
         let bad = RegisterInstanceRequest { service: "live".into(), address: "not-an-ip".into(), port: 1, ttl_seconds: 0 };
         let e = client.register_instance(bad).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
@@ -128,7 +126,7 @@ fn instances_can_be_registered_over_the_grpc_api() {
     });
     assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some());
     runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{}", stack.xds_port)).await.unwrap();
+        let mut client = stack.api_client().await;
         let req = DeregisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: u32::from(port) };
         client.deregister_instance(req).await.unwrap();
     });

@@ -21,7 +21,8 @@ fn stagedoor(stack: &Stack, args: &[&str]) -> Output {
         .args(args)
         .env("STAGEDOOR_REDIS", stack.redis_url().unwrap())
         .env("STAGEDOOR_REGISTRY", &stack.registry_path)
-        .env("STAGEDOOR_SERVER", format!("http://127.0.0.1:{}", stack.xds_port))
+        .env("STAGEDOOR_SERVER", stack.api_url())
+        .env("STAGEDOOR_TLS_DIR", &stack.tls_dir)
         .output()
         .unwrap()
 }
@@ -55,11 +56,10 @@ fn register_refuses_what_the_registry_would_refuse_over_the_cli_and_grpc() {
     refused(&stagedoor(&stack, &["deregister", "--service", "Bad_Name!", "--address", "127.0.0.1", "--port", "1"]), "service:");
     assert_eq!(live_keys(&stack), "", "nothing reached Redis");
 
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
     use stagedoor_proto::v1::RegisterInstanceRequest;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{}", stack.xds_port)).await.unwrap();
+        let mut client = stack.api_client().await;
         let request = |service: &str, port: u32, ttl_seconds: u32| RegisterInstanceRequest {
             service: service.into(),
             address: "127.0.0.1".into(),

@@ -36,8 +36,8 @@ fn a_revoked_token_is_refused_by_every_envoy_within_a_second() {
     let header = format!("Authorization: {auth}");
     assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/1", &[&header], "").status, 200);
 
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--jti", "revoke-me", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+    let out = stack.cli()
+        .args(["token", "revoke", "--jti", "revoke-me"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -62,8 +62,8 @@ fn a_revoked_token_is_refused_by_every_envoy_within_a_second() {
     }
     // Revoking by the whole token works too (its jti is the key).
     let other = bearer(json!({"jti": "second", "role": "admin"}));
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--token", other.trim_start_matches("Bearer "), "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+    let out = stack.cli()
+        .args(["token", "revoke", "--token", other.trim_start_matches("Bearer ")])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked second"), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,8 +78,8 @@ fn the_last_list_stays_in_force_while_the_control_plane_is_away() {
     let mut stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
     stack.wait_ready();
     let auth = format!("Authorization: {}", bearer(json!({"jti": "gone", "role": "admin"})));
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--jti", "gone", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+    let out = stack.cli()
+        .args(["token", "revoke", "--jti", "gone"])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -118,8 +118,8 @@ fn with_redis_a_revocation_outlives_a_control_plane_restart() {
     let mut stack = Stack::start(StackOptions { registry_yaml: registry(), redis: true, ..Default::default() });
     stack.wait_ready();
     let auth = format!("Authorization: {}", bearer(json!({"jti": "kept", "role": "admin"})));
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--jti", "kept", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+    let out = stack.cli()
+        .args(["token", "revoke", "--jti", "kept"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -147,8 +147,8 @@ fn a_revoked_token_never_passes_while_the_registry_is_edited() {
     let stack = Stack::start(StackOptions { registry_yaml: registry(), ..Default::default() });
     stack.wait_ready();
     let auth = format!("Authorization: {}", bearer(json!({"jti": "churned", "role": "admin"})));
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--jti", "churned", "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
+    let out = stack.cli()
+        .args(["token", "revoke", "--jti", "churned"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -196,10 +196,10 @@ fn apply_shows_the_diff_pushes_the_change_and_metrics_count_it() {
     doc["services"].as_sequence_mut().unwrap().push(svc);
     let proposed = stack.dir.join("proposed.yaml");
     std::fs::write(&proposed, serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let server = format!("http://127.0.0.1:{}", stack.xds_port);
     let apply = |extra: &[&str]| {
-        let out = std::process::Command::new(stagedoor_e2e::stack::stagedoor_bin())
-            .args(["apply", "-f", &proposed.display().to_string(), "--server", &server])
+        let out = stack
+            .cli()
+            .args(["apply", "-f", &proposed.display().to_string()])
             .args(extra)
             .output()
             .unwrap();
@@ -217,7 +217,7 @@ fn apply_shows_the_diff_pushes_the_change_and_metrics_count_it() {
     assert!(apply(&[]).contains("no changes"), "applying it again changes nothing");
 
     let metrics = stagedoor_e2e::stack::client()
-        .get(format!("http://127.0.0.1:{}/metrics", stack.http_port))
+        .get(format!("http://127.0.0.1:{}/metrics", stack.metrics_port))
         .send()
         .unwrap()
         .text()

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use stagedoor_e2e::fixtures::registry_with;
-use stagedoor_e2e::stack::{client, time_until};
+use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
 
 /// Sends `signal` (a `kill` name such as TERM) to the control plane this stack started.
@@ -39,9 +39,9 @@ fn sigterm_with_an_envoy_attached_exits_at_once_and_envoy_keeps_serving() {
     assert!(!log.contains("drain limit reached"), "the streams and servers finished by themselves: {log}");
 
     // Nothing of the old process answers, and its ports are free for a replacement.
-    let status = client().get(format!("http://127.0.0.1:{}/status", stack.http_port)).send();
+    let status = stagedoor_e2e::stack::operator_client(&stack.tls_dir).get(format!("https://127.0.0.1:{}/status", stack.http_port)).send();
     assert!(status.is_err(), "/status answered after the exit: {status:?}");
-    for port in [stack.xds_port, stack.http_port] {
+    for port in [stack.xds_port, stack.http_port, stack.metrics_port] {
         drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("port {port} still held: {e}")));
     }
     for _ in 0..20 {

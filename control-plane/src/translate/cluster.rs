@@ -149,8 +149,9 @@ pub fn socket(address: &str, port: u16) -> Address {
 }
 
 /// A cluster to the control plane's HTTP side (the revocation feed): static for an IP,
-/// DNS-resolved for a name (a compose or Kubernetes service).
-pub fn control_plane(host: &str, port: u16) -> Cluster {
+/// DNS-resolved for a name (a compose or Kubernetes service); over mutual TLS unless the
+/// control plane runs `--insecure`.
+pub fn control_plane(host: &str, port: u16, tls: bool) -> Cluster {
     let name = names::CONTROL_PLANE_CLUSTER.to_owned();
     let kind = if host.parse::<std::net::IpAddr>().is_ok() { DiscoveryType::Static } else { DiscoveryType::StrictDns };
     Cluster {
@@ -165,6 +166,7 @@ pub fn control_plane(host: &str, port: u16) -> Cluster {
             }],
             ..Default::default()
         }),
+        transport_socket: tls.then(super::control_plane_tls::transport_socket),
         ..Default::default()
     }
 }

@@ -3,6 +3,7 @@
 
 mod any;
 mod cluster;
+mod control_plane_tls;
 mod cors;
 mod extension_config;
 mod filter_config;
@@ -37,6 +38,9 @@ pub struct TranslateOptions {
     /// The control plane's HTTP address as Envoy reaches it (host, port), for the
     /// revocation feed; None turns revocation off.
     pub control_plane_http: Option<(String, u16)>,
+    /// Filters reach the revocation feed over mutual TLS (off only with `--insecure`), with
+    /// the certificates the Envoy's bootstrap names (see [`cluster::control_plane`]).
+    pub control_plane_tls: bool,
 }
 
 /// One full set of resources for every Envoy: the five xDS types.
@@ -78,7 +82,7 @@ pub fn translate(
     let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
     let mut clusters: Vec<_> = registry.services.values().chain(retired.iter().copied()).map(cluster::cluster).collect();
     if let Some((host, port)) = &options.control_plane_http {
-        clusters.push(cluster::control_plane(host, *port));
+        clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
     }
     Ok(Resources {
         clusters,

@@ -21,3 +21,9 @@ pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";
 /// Route metadata namespace the local-reply formats read (`%METADATA(ROUTE:stagedoor:...)%`).
 pub const METADATA_NAMESPACE: &str = "stagedoor";
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// The static secrets every Envoy's bootstrap defines (envoy/bootstrap.yaml): its own
+/// client certificate and the CA. Dynamic clusters name them, so one published cluster
+/// serves every node with that node's own certificate.
+pub const ENVOY_IDENTITY_SECRET: &str = "stagedoor_envoy_identity";
+pub const CA_SECRET: &str = "stagedoor_ca";

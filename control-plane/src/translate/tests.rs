@@ -37,7 +37,28 @@ fn options() -> TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: "/x/f.wasm".into(),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
+        control_plane_tls: true,
     }
+}
+
+#[test]
+fn the_control_plane_cluster_speaks_mutual_tls_with_the_bootstraps_secrets_unless_insecure() {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    let registry = Registry::parse("test", &crate::test_support::registry_yaml(SERVICES)).unwrap();
+    let find = |options: &TranslateOptions| {
+        let resources = translate_static(&registry, options).unwrap();
+        resources.clusters.into_iter().find(|c| c.name == names::CONTROL_PLANE_CLUSTER).unwrap()
+    };
+    let socket = find(&options()).transport_socket.expect("a TLS transport socket");
+    let Some(ConfigType::TypedConfig(any)) = socket.config_type else { panic!("typed config") };
+    let tls = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+    let common = tls.common_tls_context.unwrap();
+    assert_eq!(common.tls_certificate_sds_secret_configs[0].name, names::ENVOY_IDENTITY_SECRET);
+    let text = format!("{:?}", common.validation_context_type);
+    assert!(text.contains(names::CA_SECRET) && text.contains(crate::tls::identity::CONTROL_PLANE_URI), "{text}");
+    let insecure = TranslateOptions { control_plane_tls: false, ..options() };
+    assert!(find(&insecure).transport_socket.is_none());
 }
 
 fn resources() -> Resources {

@@ -25,6 +25,7 @@ use super::status::EnvoyRegistry;
 use super::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
+use crate::tls::identity::{identity_of, PeerIdentity};
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -34,11 +35,58 @@ pub struct AdsServer {
     envoys: EnvoyRegistry,
     next_stream_id: Arc<AtomicU64>,
     stop: Stop,
+    /// Streams need a client certificate whose node id they claim (off with `--insecure`).
+    require_certificate: bool,
 }
 
 impl AdsServer {
-    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry, stop: Stop) -> Self {
-        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)), stop }
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry, stop: Stop, require_certificate: bool) -> Self {
+        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)), stop, require_certificate }
+    }
+
+    /// Who may open this stream: a stream without a client certificate is refused before
+    /// it starts (when certificates are required).
+    fn admission<T>(&self, request: &Request<T>) -> Result<Admission, Status> {
+        if !self.require_certificate {
+            return Ok(Admission::Open);
+        }
+        let certificate = request.peer_certs().and_then(|chain| chain.first().map(|c| identity_of(c)));
+        match certificate {
+            Some(identity) => Ok(Admission::Certificate(identity)),
+            None => {
+                tracing::warn!("ADS stream refused: no client certificate");
+                Err(Status::unauthenticated("xDS needs a client certificate signed by the control plane's CA"))
+            }
+        }
+    }
+}
+
+/// What a stream was opened with.
+#[derive(Debug, Clone)]
+enum Admission {
+    /// `--insecure`: no certificates.
+    Open,
+    Certificate(PeerIdentity),
+}
+
+/// Why a certified stream may not have the node id it claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeRefusal {
+    #[error("{0} is not an Envoy certificate")]
+    NotAnEnvoy(String),
+    #[error("the certificate is for node {certified:?}, the stream claims node {claimed:?}")]
+    OtherNode { certified: String, claimed: String },
+}
+
+/// A node reads only its own config: the node id in the stream's first request must be
+/// the one its certificate names.
+pub fn node_may_connect(certificate: &PeerIdentity, node_id: &str) -> Result<(), NodeRefusal> {
+    match certificate {
+        PeerIdentity::Envoy { node_id: certified } if certified == node_id => Ok(()),
+        PeerIdentity::Envoy { node_id: certified } => {
+            Err(NodeRefusal::OtherNode { certified: certified.clone(), claimed: node_id.to_owned() })
+        }
+        other => Err(NodeRefusal::NotAnEnvoy(other.to_string())),
     }
 }
 
@@ -102,25 +150,27 @@ impl AggregatedDiscoveryService for AdsServer {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<SotwStream>(request.into_inner())))
+        let admission = self.admission(&request)?;
+        Ok(Response::new(self.start::<SotwStream>(request.into_inner(), admission)))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.start::<DeltaStream>(request.into_inner())))
+        let admission = self.admission(&request)?;
+        Ok(Response::new(self.start::<DeltaStream>(request.into_inner(), admission)))
     }
 }
 
 impl AdsServer {
-    fn start<P: Protocol>(&self, inbound: Streaming<P::Request>) -> ResponseStream<P::Response>
+    fn start<P: Protocol>(&self, inbound: Streaming<P::Request>, admission: Admission) -> ResponseStream<P::Response>
     where
         P::Request: prost::Message + Default,
     {
         let (tx, rx) = mpsc::channel(32);
         let stream_id = self.next_stream_id.fetch_add(1, Ordering::Relaxed);
-        let stream = run_stream::<P>(stream_id, inbound, self.snapshots.clone(), self.envoys.clone(), tx);
+        let stream = run_stream::<P>(stream_id, inbound, admission, self.snapshots.clone(), self.envoys.clone(), tx);
         tokio::spawn(until_stopped(stream, self.stop.clone(), stream_id, self.envoys.clone()));
         Box::pin(ReceiverStream::new(rx))
     }
@@ -144,6 +194,7 @@ async fn until_stopped(stream: impl std::future::Future<Output = ()>, stop: Stop
 async fn run_stream<P: Protocol>(
     stream_id: u64,
     mut inbound: Streaming<P::Request>,
+    admission: Admission,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     envoys: EnvoyRegistry,
     tx: mpsc::Sender<Result<P::Response, Status>>,
@@ -152,10 +203,23 @@ async fn run_stream<P: Protocol>(
 {
     let mut stream = P::default();
     let mut node_id = String::new();
+    let mut admitted = false;
     loop {
         let (responses, events) = tokio::select! {
             request = inbound.next() => match request {
                 Some(Ok(request)) => {
+                    if !admitted {
+                        // Before the first response: a refused node is sent nothing.
+                        let claimed = P::node(&request).map(|n| n.id.as_str()).unwrap_or_default();
+                        if let Admission::Certificate(certificate) = &admission {
+                            if let Err(refusal) = node_may_connect(certificate, claimed) {
+                                tracing::warn!(stream_id, node = %claimed, %refusal, "ADS stream refused");
+                                let _ = tx.send(Err(Status::permission_denied(refusal.to_string()))).await;
+                                return;
+                            }
+                        }
+                        admitted = true;
+                    }
                     if node_id.is_empty() {
                         if let Some(node) = P::node(&request) {
                             node_id = node.id.clone();
@@ -210,5 +274,26 @@ fn log_event(stream_id: u64, node_id: &str, event: &StreamEvent) {
                 %detail, "NACK: Envoy rejected this version and keeps its last good config"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod admission_tests {
+    use super::*;
+
+    #[test]
+    fn a_node_connects_only_under_its_own_certificate() {
+        let envoy = |id: &str| PeerIdentity::Envoy { node_id: id.to_owned() };
+        assert_eq!(node_may_connect(&envoy("gw-1"), "gw-1"), Ok(()));
+        assert_eq!(
+            node_may_connect(&envoy("gw-1"), "gw-2"),
+            Err(NodeRefusal::OtherNode { certified: "gw-1".into(), claimed: "gw-2".into() })
+        );
+        assert!(matches!(node_may_connect(&envoy("gw-1"), ""), Err(NodeRefusal::OtherNode { .. })));
+        assert!(matches!(node_may_connect(&envoy("gw-1"), "GW-1"), Err(NodeRefusal::OtherNode { .. })));
+        let operator = PeerIdentity::Operator { name: "ops".into() };
+        assert_eq!(node_may_connect(&operator, "ops"), Err(NodeRefusal::NotAnEnvoy("operator:ops".into())));
+        let unknown = PeerIdentity::Unrecognised { subject: "CN=x".into() };
+        assert!(matches!(node_may_connect(&unknown, "x"), Err(NodeRefusal::NotAnEnvoy(_))));
     }
 }

@@ -16,6 +16,7 @@ fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
+        control_plane_tls: false,
     };
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
@@ -124,7 +125,7 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     // A new service: clusters first, routes held.
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
     let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
     let step = stream.on_snapshot(&second);
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
@@ -151,6 +152,7 @@ fn policy_snapshot(public: Option<&str>, listen_port: u16, previous: Option<&Sna
         listen: SocketAddr::from(([127, 0, 0, 1], listen_port)),
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
+        control_plane_tls: false,
     };
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
@@ -212,7 +214,7 @@ fn a_filter_config_goes_out_before_the_listener_and_waits_for_clusters_like_it()
     // A new service: its cluster must be ACKed (and its endpoints held) before ECDS goes.
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), wasm_path: "/f.wasm".into(), control_plane_http: None };
+    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
     let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
     for r in &step.responses {
         let names: &[&str] = if r.type_url == type_url::EXTENSION_CONFIG { &["stagedoor"] } else { &[] };
