@@ -3,13 +3,12 @@
 //! it lost with its restart (the test's redis-server has no persistence, so it comes back
 //! empty), are written back from the control plane's memory and outlive its restart.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stagedoor_e2e::fixtures::{bearer, registry_with};
 use stagedoor_e2e::raw;
-use stagedoor_e2e::stack::{client, stagedoor_bin, time_until};
+use stagedoor_e2e::stack::{client, time_until};
 use stagedoor_e2e::{Stack, StackOptions};
 
 fn start() -> Stack {
@@ -20,10 +19,7 @@ fn start() -> Stack {
 
 /// `stagedoor token revoke --jti <jti>`: its stdout; the command must succeed.
 fn revoke(stack: &Stack, jti: &str) -> String {
-    let out = Command::new(stagedoor_bin())
-        .args(["token", "revoke", "--jti", jti, "--server", &format!("http://127.0.0.1:{}", stack.xds_port)])
-        .output()
-        .unwrap();
+    let out = stack.cli().args(["token", "revoke", "--jti", jti]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "revoke {jti} failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -55,7 +51,7 @@ fn revocations_outlive_a_redis_restart_and_then_a_control_plane_restart() {
     assert!(time_until(Duration::from_secs(3), || refused(&stack, "during-outage")).is_some(), "in force from memory");
     let both_pending = time_until(Duration::from_secs(3), || stack.control_plane_status()["revocation"]["pending_write_back"] == 2);
     assert!(both_pending.is_some(), "both wait for Redis: {}", stack.control_plane_status()["revocation"]);
-    let metrics = client().get(format!("http://127.0.0.1:{}/metrics", stack.http_port)).send().unwrap().text().unwrap();
+    let metrics = client().get(format!("http://127.0.0.1:{}/metrics", stack.metrics_port)).send().unwrap().text().unwrap();
     assert!(metrics.contains("\nstagedoor_revocations_pending_write_back 2\n"), "{metrics}");
 
     // Back empty: both are written back, with their remaining TTL.
@@ -86,14 +82,13 @@ fn revocations_outlive_a_redis_restart_and_then_a_control_plane_restart() {
 
 #[test]
 fn a_revocation_in_redis_is_never_shortened() {
-    use stagedoor_proto::v1::control_plane_client::ControlPlaneClient;
     use stagedoor_proto::v1::RevokeTokenRequest;
     let stack = start();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let ttl = || stack.redis_cli(&["TTL", "stagedoor:revoked:long-lived"]).parse::<i64>().unwrap();
     runtime.block_on(async {
-        let mut client = ControlPlaneClient::connect(format!("http://127.0.0.1:{}", stack.xds_port)).await.unwrap();
+        let mut client = stack.api_client().await;
         let long = RevokeTokenRequest { jti: "long-lived".into(), expires_at_unix: now + 3_600, ..Default::default() };
         let reply = client.revoke_token(long).await.unwrap().into_inner();
         let first = ttl();
