@@ -9,10 +9,9 @@ use stagedoor_proto::v1::{
     DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack,
     Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
 };
-use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
-use crate::publish::Publisher;
+use crate::shared_publisher::{off_the_workers, SharedPublisher};
 use crate::revocations::{RevocationStore, DEFAULT_RETENTION_SECS};
 use stagedoor_filter_core::token::MAX_TOKEN_BYTES;
 
@@ -21,7 +20,7 @@ use crate::registry::Registry;
 use crate::xds::status::EnvoyRegistry;
 
 pub struct ControlPlaneApi {
-    pub publisher: Arc<Mutex<Publisher>>,
+    pub publisher: SharedPublisher,
     pub envoys: EnvoyRegistry,
     /// Where an applied registry is written, so the file stays the source of truth.
     pub registry_file: PathBuf,
@@ -43,11 +42,11 @@ pub fn registry_yaml(registry: &Registry) -> String {
 #[tonic::async_trait]
 impl ControlPlane for ControlPlaneApi {
     async fn get_registry(&self, _: Request<GetRegistryRequest>) -> Result<Response<GetRegistryResponse>, Status> {
-        let publisher = self.publisher.lock().await;
+        let view = self.publisher.view();
         Ok(Response::new(GetRegistryResponse {
-            version: publisher.registry().version.clone(),
-            yaml: registry_yaml(publisher.registry()),
-            snapshot_version: publisher.current().version.clone(),
+            version: view.registry.version.clone(),
+            yaml: registry_yaml(&view.registry),
+            snapshot_version: view.snapshot.version.clone(),
         }))
     }
 
@@ -56,30 +55,31 @@ impl ControlPlane for ControlPlaneApi {
         request: Request<ApplyRegistryRequest>,
     ) -> Result<Response<ApplyRegistryResponse>, Status> {
         let request = request.into_inner();
-        let registry = Registry::parse("applied registry", &request.yaml)
+        // Validation and translation are CPU work: kept off the async workers.
+        let registry = off_the_workers(|| Registry::parse("applied registry", &request.yaml))
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let mut publisher = self.publisher.lock().await;
-        let previous_version = publisher.registry().version.clone();
         let version = registry.version.clone();
         if request.dry_run {
-            crate::publish::build_snapshot(&registry, publisher.live(), &[], publisher.options(), Some(&publisher.current()))
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let view = self.publisher.view();
+            off_the_workers(|| {
+                crate::publish::build_snapshot(&registry, &view.live, &[], &view.options, Some(&view.snapshot))
+            })
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
             return Ok(Response::new(ApplyRegistryResponse {
-                changed: previous_version != version,
-                previous_version,
+                changed: view.registry.version != version,
+                previous_version: view.registry.version.clone(),
                 version,
-                snapshot_version: publisher.current().version.clone(),
+                snapshot_version: view.snapshot.version.clone(),
             }));
         }
-        let changed = publisher.apply(registry).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (previous_version, applied) = self
+            .publisher
+            .update(|p| (p.registry().version.clone(), p.apply(registry).map(|changed| (changed, p.current().version.clone()))))
+            .await;
+        let (changed, snapshot_version) = applied.map_err(|e| Status::invalid_argument(e.to_string()))?;
         write_atomically(&self.registry_file, &request.yaml)
             .map_err(|e| Status::internal(format!("applied, but writing {} failed: {e}", self.registry_file.display())))?;
-        Ok(Response::new(ApplyRegistryResponse {
-            previous_version,
-            version,
-            changed,
-            snapshot_version: publisher.current().version.clone(),
-        }))
+        Ok(Response::new(ApplyRegistryResponse { previous_version, version, changed, snapshot_version }))
     }
 
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
@@ -118,7 +118,7 @@ impl ControlPlane for ControlPlaneApi {
     ) -> Result<Response<RegisterInstanceResponse>, Status> {
         let r = request.into_inner();
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
-        let live = check_instance(Some(self.publisher.lock().await.registry()), &r.service, &r.address, r.port).map_err(invalid)?;
+        let live = check_instance(Some(&self.publisher.view().registry), &r.service, &r.address, r.port).map_err(invalid)?;
         let ttl = check_ttl(std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }))).map_err(invalid)?;
         crate::discovery::redis_source::register(url, &live.service, &live.address, live.port, ttl)
             .await
@@ -141,7 +141,7 @@ impl ControlPlane for ControlPlaneApi {
     }
 
     async fn list_envoys(&self, _: Request<ListEnvoysRequest>) -> Result<Response<ListEnvoysResponse>, Status> {
-        let snapshot_version = self.publisher.lock().await.current().version.clone();
+        let snapshot_version = self.publisher.view().snapshot.version.clone();
         let envoys = self
             .envoys
             .list()

@@ -11,17 +11,16 @@ use stagedoor_proto::v1::{
     GetRegistryResponse, ListEnvoysRequest, ListEnvoysResponse, RegisterInstanceRequest, RegisterInstanceResponse,
     RevokeTokenRequest, RevokeTokenResponse,
 };
-use tokio::sync::Mutex;
 use tonic::{Request, Response, Status};
 
 use crate::api::ControlPlaneApi;
 use crate::auth::{audit, authenticate, authorize, Action, ApiTokens, Caller};
-use crate::publish::Publisher;
+use crate::shared_publisher::SharedPublisher;
 use crate::tls::identity::identity_of;
 
 pub struct GuardedApi {
     pub api: ControlPlaneApi,
-    pub publisher: Arc<Mutex<Publisher>>,
+    pub publisher: SharedPublisher,
     pub tokens: ApiTokens,
     /// `--insecure`: no certificates exist; without a tokens file everyone is trusted.
     pub insecure: bool,
@@ -48,7 +47,7 @@ impl GuardedApi {
     }
 
     async fn registry(&self) -> Arc<crate::registry::Registry> {
-        Arc::new(self.publisher.lock().await.registry().clone())
+        self.publisher.view().registry.clone()
     }
 }
 

@@ -12,6 +12,7 @@ mod echo;
 mod hash;
 mod metrics;
 mod publish;
+mod shared_publisher;
 mod registry;
 mod revocations;
 mod scale;

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
-use tokio::sync::Mutex;
 
 use crate::api::ControlPlaneApi;
 use crate::api_guard::GuardedApi;
@@ -21,6 +20,7 @@ use crate::cli::ServeArgs;
 use crate::discovery::redis_source::SharedStatus;
 use crate::discovery::revocation_sync::WriteBack;
 use crate::publish::Publisher;
+use crate::shared_publisher::SharedPublisher;
 use crate::revocations::RevocationStore;
 use crate::shutdown::{Drained, OsSignals};
 use crate::status_http::AppState;
@@ -43,7 +43,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry = %publisher.registry().version, snapshot = %publisher.current().version,
         services = publisher.registry().services.len(), "registry loaded"
     );
-    let publisher = Arc::new(Mutex::new(publisher));
+    let publisher = SharedPublisher::new(publisher);
     let envoys = EnvoyRegistry::default();
     let (stop_switch, stop) = crate::shutdown::channel();
 
@@ -188,11 +188,11 @@ impl Trust {
     }
 }
 
-async fn expire_retired_clusters(publisher: Arc<Mutex<Publisher>>) {
+async fn expire_retired_clusters(publisher: SharedPublisher) {
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticker.tick().await;
-        if let Err(e) = publisher.lock().await.expire_retired(std::time::Instant::now()) {
+        if let Err(e) = publisher.update(|p| p.expire_retired(std::time::Instant::now())).await {
             tracing::error!(error = %e, "could not drop retired clusters");
         }
     }

@@ -11,9 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
 
-use crate::publish::Publisher;
+use crate::shared_publisher::SharedPublisher;
 use crate::revocations::RevocationStore;
 use crate::auth::{authenticate, authorize, Action, ApiTokens, Refusal};
 use crate::shutdown::Stop;
@@ -23,7 +22,7 @@ use crate::xds::status::EnvoyRegistry;
 
 #[derive(Clone)]
 pub struct AppState {
-    pub publisher: Arc<Mutex<Publisher>>,
+    pub publisher: SharedPublisher,
     pub envoys: EnvoyRegistry,
     pub revocations: Arc<std::sync::Mutex<RevocationStore>>,
     /// None when the control plane runs without Redis.
@@ -87,8 +86,8 @@ async fn metrics(State(state): State<AppState>) -> String {
         counter_value, write, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
     };
     let (registry_version, snapshot_version, live) = {
-        let p = state.publisher.lock().await;
-        (p.registry().version.clone(), p.current().version.clone(), p.live().values().map(|s| s.len()).sum::<usize>())
+        let p = state.publisher.view();
+        (p.registry.version.clone(), p.snapshot.version.clone(), p.live.values().map(|s| s.len()).sum::<usize>())
     };
     let envoys = state.envoys.list();
     let (revoked, pending_write_back) = state.revocations.lock().map(|r| (r.len(), r.pending_write_back())).unwrap_or((0, 0));
@@ -148,10 +147,10 @@ async fn status(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Pe
 }
 
 async fn status_body(state: &AppState) -> Json<Value> {
-    let publisher = state.publisher.lock().await;
-    let snapshot = publisher.current();
-    let services: Vec<Value> = publisher
-        .registry()
+    let view = state.publisher.view();
+    let snapshot = &view.snapshot;
+    let services: Vec<Value> = view
+        .registry
         .services
         .values()
         .map(|s| {
@@ -159,7 +158,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
                 "name": s.name,
                 "prefixes": s.routes.iter().map(|r| r.prefix.clone()).collect::<Vec<_>>(),
                 "instances": s.instances,
-                "live_instances": publisher.live().get(&s.name).map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default(),
+                "live_instances": view.live.get(&s.name).map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default(),
             })
         })
         .collect();
@@ -181,7 +180,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
     // Filters poll every 250 ms: a last poll much older than that means no Envoy is
     // receiving revocations from this control plane.
     let revocation = json!({
-        "enabled": publisher.options().control_plane_http.is_some(),
+        "enabled": view.options.control_plane_http.is_some(),
         "entries": revoked,
         "last_change_unix_ms": last_change_ms,
         "last_poll_unix_ms": last_poll_ms,
@@ -191,7 +190,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
     });
     Json(json!({
         "revocation": revocation,
-        "registry_version": publisher.registry().version,
+        "registry_version": view.registry.version,
         "discovery": discovery,
         "revoked_tokens": revoked,
         "snapshot_version": snapshot.version,

@@ -6,12 +6,9 @@
 //! filesystem, and it costs one small read.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
-
-use crate::publish::Publisher;
+use crate::shared_publisher::SharedPublisher;
 use crate::registry::Registry;
 
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -19,7 +16,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Runs until the process stops. Starts with no baseline: the first read is compared with
 /// what is served, so an edit made before this task started (or while a dead one waited to
 /// be started again) is not mistaken for one already applied.
-pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>>) {
+pub async fn follow_registry_file(path: PathBuf, publisher: SharedPublisher) {
     let mut last_text: Option<String> = None;
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     // The size of an oversize file already reported, so it is logged once, not every poll.
@@ -55,7 +52,8 @@ pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>
             continue;
         }
         last_text = Some(text.clone());
-        let registry = match Registry::parse(&path.display().to_string(), &text) {
+        // Validation compiles the filter's policy: CPU work, kept off the async workers.
+        let registry = match crate::shared_publisher::off_the_workers(|| Registry::parse(&path.display().to_string(), &text)) {
             Ok(registry) => registry,
             Err(e) => {
                 crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
@@ -64,13 +62,12 @@ pub async fn follow_registry_file(path: PathBuf, publisher: Arc<Mutex<Publisher>
             }
         };
         let version = registry.version.clone();
-        let mut publisher = publisher.lock().await;
-        if publisher.registry().version == version {
+        if publisher.view().registry.version == version {
             // Already served: the first read, or an edit to comments or layout only.
             tracing::debug!(file = %path.display(), registry = %version, "registry file read; already served");
             continue;
         }
-        match publisher.apply(registry) {
+        match publisher.update(|p| p.apply(registry)).await {
             Ok(true) => {
                 crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_APPLIED);
                 tracing::info!(file = %path.display(), registry = %version, "registry edit applied");

@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use super::backoff::Backoff;
 use super::{collect, LiveInstances, CHANNEL, KEY_PREFIX};
-use crate::publish::Publisher;
+use crate::shared_publisher::SharedPublisher;
 use crate::shutdown::Stop;
 
 /// Full rescan interval: the safety net under notifications.
@@ -35,7 +34,7 @@ pub struct DiscoveryStatus {
 
 pub type SharedStatus = Arc<std::sync::Mutex<DiscoveryStatus>>;
 
-pub async fn follow(url: String, publisher: Arc<Mutex<Publisher>>, status: SharedStatus, stop: Stop) {
+pub async fn follow(url: String, publisher: SharedPublisher, status: SharedStatus, stop: Stop) {
     if let Ok(mut s) = status.lock() {
         s.redis_url = redact(&url);
     }
@@ -65,7 +64,7 @@ pub async fn follow(url: String, publisher: Arc<Mutex<Publisher>>, status: Share
     }
 }
 
-async fn run(url: &str, publisher: &Arc<Mutex<Publisher>>, status: &SharedStatus) -> redis::RedisResult<()> {
+async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> redis::RedisResult<()> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     // Expiry and deletion events let the control plane see an instance that stopped
@@ -116,7 +115,7 @@ async fn run(url: &str, publisher: &Arc<Mutex<Publisher>>, status: &SharedStatus
 
 async fn resync(
     conn: &mut redis::aio::MultiplexedConnection,
-    publisher: &Arc<Mutex<Publisher>>,
+    publisher: &SharedPublisher,
     status: &SharedStatus,
 ) -> redis::RedisResult<()> {
     let live = scan(conn).await?;
@@ -127,8 +126,7 @@ async fn resync(
         s.live_instances = count;
         s.rescans += 1;
     }
-    let mut publisher = publisher.lock().await;
-    match publisher.set_live_instances(live) {
+    match publisher.update(|p| p.set_live_instances(live)).await {
         Ok(true) => tracing::info!(instances = count, "live instances changed; pushing EDS"),
         Ok(false) => {}
         Err(e) => tracing::error!(error = %e, "live instances rejected; keeping the last snapshot"),
