@@ -270,3 +270,7 @@ fn is_server_name(name: &str) -> bool {
             !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         })
 }
+
+#[cfg(test)]
+#[path = "edge_tests.rs"]
+mod tests;

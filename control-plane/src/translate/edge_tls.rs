@@ -203,3 +203,7 @@ fn ca_secret(name: String, ca_pem: &str) -> Secret {
 fn tls_socket(config: envoy_types::pb::google::protobuf::Any) -> TransportSocket {
     TransportSocket { name: String::from("envoy.transport_sockets.tls"), config_type: Some(transport_socket::ConfigType::TypedConfig(config)) }
 }
+
+#[cfg(test)]
+#[path = "edge_tls_tests.rs"]
+mod tests;
