@@ -29,6 +29,10 @@ impl TestCerts {
         std::fs::create_dir_all(&dir).unwrap();
         let mut params = rcgen::CertificateParams::default();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        // Not rcgen's default name, which every leaf would share: BoringSSL would take a
+        // leaf named like its issuer for a self-signed certificate.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Stagedoor edge test CA");
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let ca_file = dir.join("ca.pem").display().to_string();
@@ -40,6 +44,8 @@ impl TestCerts {
     /// (cert, key) file paths.
     pub fn leaf(&self, file: &str, names: &[&str], from_days: i64, to_days: i64) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now + time::Duration::days(from_days);
         params.not_after = now + time::Duration::days(to_days);
