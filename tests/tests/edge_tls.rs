@@ -162,11 +162,20 @@ fn https_speaks_h2_and_http11_picks_the_certificate_by_sni_sets_hsts_and_http_re
 
 #[test]
 fn a_rotated_certificate_is_presented_on_the_next_handshake_and_the_old_connection_finishes() {
-    let certs = Certs::new("rotate");
+    rotation(false);
+}
+
+#[test]
+fn a_rotated_certificate_reaches_a_delta_xds_envoy_too() {
+    rotation(true);
+}
+
+fn rotation(delta: bool) {
+    let certs = Certs::new(if delta { "rotate-delta" } else { "rotate" });
     let old = certs.leaf("a", &["a.test"]);
     certs.leaf("b", &["b.test"]);
     let https_port = free_port();
-    let stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), ..Default::default() });
+    let stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), delta, ..Default::default() });
     let kept = https_client(&certs, https_port, false);
     wait_https_ready(&stack, &kept, https_port);
     let url = format!("https://a.test:{https_port}/api/v1/venues/public/x");
