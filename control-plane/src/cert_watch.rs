@@ -8,21 +8,17 @@
 //! ConfigMaps that swap symlinks). The served registry is re-validated rather than the file
 //! re-read, so a registry applied over the API is kept.
 
-use std::sync::Arc;
-
-use tokio::sync::Mutex;
-
-use crate::publish::Publisher;
 use crate::registry::Registry;
+use crate::shared_publisher::SharedPublisher;
 use crate::watch::POLL_INTERVAL;
 
 /// Runs until the process stops.
-pub async fn follow_certificate_files(publisher: Arc<Mutex<Publisher>>) {
+pub async fn follow_certificate_files(publisher: SharedPublisher) {
     let mut last: Option<(Vec<String>, Vec<Option<String>>)> = None;
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     loop {
         ticker.tick().await;
-        let files = publisher.lock().await.registry().certificate_files();
+        let files = publisher.view().registry.certificate_files();
         if files.is_empty() {
             last = None;
             continue;
@@ -42,10 +38,13 @@ pub async fn follow_certificate_files(publisher: Arc<Mutex<Publisher>>) {
     }
 }
 
-async fn revalidate(publisher: &Mutex<Publisher>) {
-    // Files are read and checked without the lock; only the apply takes it.
-    let served = publisher.lock().await.registry().to_file(false);
-    let registry = match Registry::validate("certificates", served, &|name| std::env::var(name).ok()) {
+async fn revalidate(publisher: &SharedPublisher) {
+    // Read from the published view and checked off the async workers (validation compiles
+    // the filter's policy); only the apply is a write.
+    let view = publisher.view();
+    let (served, served_version) = (view.registry.to_file(false), view.registry.version.clone());
+    let validated = crate::shared_publisher::off_the_workers(|| Registry::validate("certificates", served, &|name| std::env::var(name).ok()));
+    let registry = match validated {
         Ok(registry) => registry,
         Err(e) => {
             crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
@@ -53,12 +52,14 @@ async fn revalidate(publisher: &Mutex<Publisher>) {
             return;
         }
     };
-    let mut publisher = publisher.lock().await;
-    if registry.version == publisher.registry().version {
+    if registry.version == served_version {
         return;
     }
     let version = registry.version.clone();
-    match publisher.apply(registry) {
+    // A registry applied meanwhile (file or API) was validated with the files as they are
+    // now: it wins, and this one, made from the registry before it, is dropped.
+    let applied = publisher.update(|p| if p.registry().version == served_version { p.apply(registry) } else { Ok(false) }).await;
+    match applied {
         Ok(_) => tracing::info!(registry = %version, "certificate change applied"),
         Err(e) => tracing::error!(error = %e, "certificate change rejected; keeping last good certificates"),
     }
