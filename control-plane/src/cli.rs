@@ -31,6 +31,14 @@ enum Command {
         host: std::net::IpAddr,
         #[arg(long, conflicts_with = "port")]
         registry: Option<PathBuf>,
+        /// Serve TLS with this certificate (PEM) and `--tls-key`, for upstream TLS tests.
+        #[arg(long, requires = "tls_key", requires = "port")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// With `--tls-cert`: require a client certificate signed by this CA.
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
     },
     /// Validate a registry file, including the filter config it produces.
     Validate { file: PathBuf },
@@ -264,7 +272,14 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { file } => validate(&file),
         Command::Serve(args) => run_async(crate::serve::serve(args)),
-        Command::Echo { port, service, host, registry } => run_async(echo(port, service, host, registry)),
+        Command::Echo { port, service, host, registry, tls_cert, tls_key, tls_client_ca } => match (tls_cert, tls_key, port, service.clone()) {
+            (Some(cert), Some(key), Some(port), Some(service)) => run_async(async move {
+                let tls = crate::echo::tls_config(&cert, &key, tls_client_ca.as_deref())?;
+                crate::echo::serve_tls(SocketAddr::new(host, port), service, tls).await?;
+                Ok(())
+            }),
+            _ => run_async(echo(port, service, host, registry)),
+        },
         Command::Status { server } => run_async(status(server)),
         Command::Certs { action } => certs(action),
         Command::Apply { file, server, dry_run } => run_async(apply(file, server, dry_run)),

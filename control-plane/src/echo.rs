@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// Header lines of at least 128 KiB must fit; the whole head may be up to 1 MiB.
 const MAX_HEAD: usize = 1024 * 1024;
@@ -52,6 +52,54 @@ pub async fn serve(listen: SocketAddr, service: String) -> std::io::Result<()> {
     }
 }
 
+/// As [`serve`], over TLS: the certificate in `tls` (and, if it says so, a client
+/// certificate required), for tests of upstream TLS.
+pub async fn serve_tls(listen: SocketAddr, service: String, tls: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(listen).await?;
+    tracing::info!(%listen, %service, "echo upstream listening over TLS");
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let counts = Counts::default();
+    loop {
+        let (socket, _) = listener.accept().await?;
+        let _ = socket.set_nodelay(true);
+        let (service, counts, acceptor) = (service.clone(), counts.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(socket).await {
+                Ok(stream) => stream,
+                Err(e) => return tracing::info!(error = %e, "echo TLS handshake refused"),
+            };
+            if let Err(e) = connection(stream, &service, &counts).await {
+                tracing::debug!(error = %e, "echo connection ended");
+            }
+        });
+    }
+}
+
+/// The echo's TLS: its certificate, and a client certificate signed by `client_ca` required
+/// when one is given.
+pub fn tls_config(cert: &std::path::Path, key: &std::path::Path, client_ca: Option<&std::path::Path>) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(crate::tls::load::provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for der in CertificateDer::pem_file_iter(ca)? {
+                roots.add(der?)?;
+            }
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), crate::tls::load::provider()).build()?,
+            )
+        }
+    };
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
+}
+
 struct Head {
     method: String,
     target: String,
@@ -85,7 +133,7 @@ fn parse_head(buf: &[u8]) -> Parsed {
     }
 }
 
-async fn connection(mut socket: TcpStream, service: &str, counts: &Counts) -> std::io::Result<()> {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &str, counts: &Counts) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     loop {
         let head = loop {
@@ -180,14 +228,14 @@ fn describe(service: &str, head: Head, body: &[u8]) -> Echo {
     }
 }
 
-async fn read_more(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_more<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut chunk = [0u8; 16 * 1024];
     let n = socket.read(&mut chunk).await?;
     buf.extend_from_slice(&chunk[..n]);
     Ok(n)
 }
 
-async fn read_line(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
+async fn read_line<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Option<String>> {
     loop {
         if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = String::from_utf8_lossy(&buf[..pos]).into_owned();
@@ -200,7 +248,7 @@ async fn read_line(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result
     }
 }
 
-async fn read_chunked(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+async fn read_chunked<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, buf: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let Some(size_line) = read_line(socket, buf).await? else { return Ok(body) };
@@ -224,7 +272,7 @@ async fn read_chunked(socket: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Res
     }
 }
 
-async fn reply_plain(socket: &mut TcpStream, status: u16, message: &str) -> std::io::Result<()> {
+async fn reply_plain<S: AsyncRead + AsyncWrite + Unpin>(socket: &mut S, status: u16, message: &str) -> std::io::Result<()> {
     let response = format!(
         "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
         reason(status),

@@ -62,6 +62,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     {
         let publisher = publisher.clone();
+        background.spawn("certificate watcher", move || crate::cert_watch::follow_certificate_files(publisher.clone()));
+    }
+    {
+        let publisher = publisher.clone();
         background.spawn("retired cluster sweep", move || expire_retired_clusters(publisher.clone()));
     }
     let discovery = SharedStatus::default();

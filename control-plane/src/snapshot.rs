@@ -33,7 +33,7 @@ impl TypedResources {
 
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Identifies the whole snapshot: derived from the five type versions.
+    /// Identifies the whole snapshot: derived from the six type versions.
     pub version: String,
     /// The registry version this snapshot was built from.
     pub registry_version: String,
@@ -53,6 +53,10 @@ pub enum InconsistentSnapshot {
     MissingExtensionConfig { listener: String, filter: String },
     #[error("listener {listener} has filter {filter} accepting {accepted:?}, but its extension config is a {found}")]
     ExtensionConfigType { listener: String, filter: String, accepted: Vec<String>, found: String },
+    #[error("{owner} names secret {secret} over SDS, and no such secret exists")]
+    MissingSecret { owner: String, secret: String },
+    #[error("{owner} has a TLS context that does not decode")]
+    BadTlsContext { owner: String },
     #[error("listener {listener} has a connection manager that does not decode")]
     BadListener { listener: String },
 }
@@ -113,6 +117,13 @@ impl Snapshot {
                 resources.extension_configs.iter().map(|e| (e.name.clone(), to_any(e))).collect(),
             ),
         );
+        types.insert(
+            type_url::SECRET,
+            TypedResources::new(
+                version_of(prev.is_some_and(|p| p.secrets == resources.secrets), type_url::SECRET),
+                resources.secrets.iter().map(|s| (s.name.clone(), to_any(s))).collect(),
+            ),
+        );
         let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
         let version = crate::hash::short_hash(joined.join(",").as_bytes());
         Ok(Self { version, registry_version: registry_version.to_owned(), types, resources })
@@ -167,7 +178,53 @@ pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapsho
             }
         }
     }
-    check_routes(resources, &cluster_names)
+    check_routes(resources, &cluster_names)?;
+    check_secrets(resources)
+}
+
+/// A listener or cluster naming a secret over SDS warms until the secret comes: every such
+/// name must be in the snapshot. Secrets named without an SDS source are the bootstrap's
+/// static ones (the Envoy's own certificate and the CA).
+fn check_secrets(resources: &Resources) -> Result<(), InconsistentSnapshot> {
+    use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        common_tls_context::ValidationContextType, CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
+    };
+    let secret_names: BTreeSet<&str> = resources.secrets.iter().map(|s| s.name.as_str()).collect();
+    let common = |owner: &str, socket: &TransportSocket| -> Result<Option<CommonTlsContext>, InconsistentSnapshot> {
+        let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else { return Ok(None) };
+        let bad = || InconsistentSnapshot::BadTlsContext { owner: owner.to_owned() };
+        match any.type_url.as_str() {
+            type_url::DOWNSTREAM_TLS_CONTEXT => {
+                Ok(DownstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context)
+            }
+            type_url::UPSTREAM_TLS_CONTEXT => Ok(UpstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context),
+            _ => Ok(None),
+        }
+    };
+    let check = |owner: String, socket: Option<&TransportSocket>| -> Result<(), InconsistentSnapshot> {
+        let Some(context) = socket.map(|s| common(&owner, s)).transpose()?.flatten() else { return Ok(()) };
+        let validation = match &context.validation_context_type {
+            Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => Some(c),
+            Some(ValidationContextType::CombinedValidationContext(c)) => c.validation_context_sds_secret_config.as_ref(),
+            _ => None,
+        };
+        for config in context.tls_certificate_sds_secret_configs.iter().chain(validation) {
+            if config.sds_config.is_some() && !secret_names.contains(config.name.as_str()) {
+                return Err(InconsistentSnapshot::MissingSecret { owner, secret: config.name.clone() });
+            }
+        }
+        Ok(())
+    };
+    for listener in &resources.listeners {
+        for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
+            check(format!("listener {} chain {}", listener.name, chain.name), chain.transport_socket.as_ref())?;
+        }
+    }
+    for cluster in &resources.clusters {
+        check(format!("cluster {}", cluster.name), cluster.transport_socket.as_ref())?;
+    }
+    Ok(())
 }
 
 /// A filter given by `config_discovery` would keep its listener warming (and then refuse

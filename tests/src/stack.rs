@@ -178,6 +178,23 @@ impl Stack {
         port
     }
 
+    /// An echo upstream that speaks only TLS (`stagedoor echo --tls-cert`), requiring a
+    /// client certificate signed by `client_ca` when given.
+    pub fn start_tls_echo(&mut self, service: &str, cert: &Path, key: &Path, client_ca: Option<&Path>) -> u16 {
+        let port = free_port();
+        let log = self.log_file(&format!("echo-tls-{service}-{port}.log"));
+        let mut command = Command::new(stagedoor_bin());
+        command.args(["echo", "--port", &port.to_string(), "--service", service]);
+        command.args(["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
+        if let Some(ca) = client_ca {
+            command.args(["--tls-client-ca", &ca.display().to_string()]);
+        }
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start TLS echo upstream");
+        self.echoes.push((service.to_owned(), port, child));
+        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        port
+    }
+
     /// Runs a `stagedoor` command to completion; it must succeed.
     pub fn stagedoor(&self, args: &[&str]) {
         let out = Command::new(stagedoor_bin()).args(args).output().expect("run stagedoor");

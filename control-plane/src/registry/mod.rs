@@ -4,6 +4,7 @@
 //! [`Registry`], the only form the translator accepts, or an error naming the file, the
 //! service and the field.
 
+pub mod edge;
 pub mod input;
 pub mod live;
 mod model;

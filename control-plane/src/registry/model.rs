@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig, Unmatched};
 
+use super::edge::{EdgeTlsSpec, UpstreamTlsSpec};
 use super::traffic::TrafficSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct RegistryFile {
     /// Webhook endpoints whose Stripe signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookSpec>,
+    /// HTTPS at the edge; absent: plain HTTP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge_tls: Option<EdgeTlsSpec>,
     pub services: Vec<ServiceSpec>,
 }
 
@@ -160,6 +164,9 @@ pub struct ServiceSpec {
     /// Timeouts, retries, circuit breaking, load balancing, health checks.
     #[serde(default, skip_serializing_if = "is_default_traffic")]
     pub traffic: TrafficSpec,
+    /// TLS from the gateway to this service's instances; absent: plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSpec>,
 }
 
 fn is_default_traffic(t: &TrafficSpec) -> bool {

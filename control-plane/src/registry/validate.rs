@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
 use super::input::{name_the_service, MAX_REGISTRY_BYTES};
+use super::edge::{EdgeTls, EdgeTlsSpec, UpstreamTls};
 use super::model::{AuthSpec, CorsSpec, IdentitySpec, RateLimitSpec, RegistryFile, ServiceSpec, WebhookSpec};
 
 /// A registry that passed validation, with the content hash that versions it.
@@ -29,6 +30,11 @@ pub struct Registry {
     /// As written, and with secrets resolved for the filter.
     pub webhook_specs: Vec<WebhookSpec>,
     pub webhooks: Vec<stagedoor_filter_core::config::WebhookConfig>,
+    /// As written (file paths and variable names), and with certificates read and checked.
+    pub edge_tls_spec: Option<EdgeTlsSpec>,
+    pub edge_tls: Option<EdgeTls>,
+    /// Services whose instances are reached over TLS, with their CA and client certificate.
+    pub upstream_tls: BTreeMap<String, UpstreamTls>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -213,9 +219,21 @@ impl Registry {
             }
             webhooks.push(stagedoor_filter_core::config::WebhookConfig { path: hook.path.clone(), stripe_secret: secret });
         }
+        let now = crate::tls::load::unix_now();
+        let edge_tls = match &parsed.edge_tls {
+            None => None,
+            Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| field_error(&item, field, reason))?),
+        };
+        let mut upstream_tls = BTreeMap::new();
+        for svc in services.values() {
+            if let Some(spec) = &svc.tls {
+                let resolved = super::edge::resolve_upstream(spec, now).map_err(|(field, reason)| invalid(&svc.name, field, reason))?;
+                upstream_tls.insert(svc.name.clone(), resolved);
+            }
+        }
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks));
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls, &upstream_tls));
         let registry = Self {
             services,
             auth: parsed.auth,
@@ -228,6 +246,9 @@ impl Registry {
             rate_limit: parsed.rate_limit,
             webhook_specs: parsed.webhooks,
             webhooks,
+            edge_tls_spec: parsed.edge_tls,
+            edge_tls,
+            upstream_tls,
             version,
         };
         // The filter's own compiler is the one place that knows what a good key, rule or
@@ -268,8 +289,15 @@ impl Registry {
                     ..w.clone()
                 })
                 .collect(),
+            edge_tls: self.edge_tls_spec.clone(),
             services: self.services.values().cloned().collect(),
         }
+    }
+
+    /// Every certificate, key and CA file this registry read, for the certificate watcher.
+    pub fn certificate_files(&self) -> Vec<String> {
+        let upstream: Vec<_> = self.services.values().filter_map(|s| s.tls.as_ref()).collect();
+        super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream)
     }
 
     /// The HMAC key `stagedoor token` signs with: the one marked `dev: true`.

@@ -53,6 +53,27 @@ pub fn load(ca_path: &Path, pair: &Pair, now: i64) -> Result<Credentials, TlsErr
     Ok(Credentials { ca_pem, ca, cert_pem, key_pem, chain, key })
 }
 
+/// A certificate chain and key given as PEM text (read from files or the environment):
+/// parses, is within its validity period at `now`, and the key is the leaf's. `cert_name`
+/// and `key_name` say where each came from in errors.
+pub fn check_pem_pair(cert_name: &Path, cert_pem: &str, key_name: &Path, key_pem: &str, now: i64) -> Result<(), TlsError> {
+    let chain = certificates(cert_name, cert_pem)?;
+    let leaf = chain.first().ok_or_else(|| no_certificate(cert_name))?;
+    check_certificate(cert_name, leaf, None, now)?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::NotAKey { path: key_name.display().to_string(), detail: e.to_string() })?;
+    check_key_matches(&Pair { cert: cert_name.to_path_buf(), key: key_name.to_path_buf() }, leaf, &key)
+}
+
+/// A CA bundle as PEM text: at least one certificate, each parsing and within its validity.
+pub fn check_pem_bundle(name: &Path, pem: &str, now: i64) -> Result<(), TlsError> {
+    let bundle = certificates(name, pem)?;
+    if bundle.is_empty() {
+        return Err(no_certificate(name));
+    }
+    bundle.iter().try_for_each(|der| check_certificate(name, der, None, now))
+}
+
 fn no_certificate(path: &Path) -> TlsError {
     TlsError::NotACertificate { path: path.display().to_string(), detail: String::from("no CERTIFICATE block") }
 }

@@ -23,7 +23,21 @@ use super::{local_reply, names, to_any, TranslateOptions};
 /// Filter order: CORS answers preflights before anything else; the rate limit refuses a
 /// flood before a token is checked; then Stagedoor, response stripping, the router.
 pub fn http_listener(options: &TranslateOptions, registry: &Registry) -> Listener {
+    Listener {
+        name: names::LISTENER.to_owned(),
+        address: Some(socket(&options.listen.ip().to_string(), options.listen.port())),
+        filter_chains: vec![FilterChain { filters: vec![connection_manager_filter(&connection_manager(registry, None))], ..Default::default() }],
+        ..Default::default()
+    }
+}
+
+/// The gateway's connection manager; given an HSTS header, it goes on every response,
+/// local replies included (its filter runs first, so every reply passes through it).
+pub fn connection_manager(registry: &Registry, hsts: Option<String>) -> HttpConnectionManager {
     let mut http_filters = Vec::new();
+    if let Some(value) = hsts {
+        http_filters.push(response_header_added("strict-transport-security", &value));
+    }
     if registry.cors.is_some() {
         http_filters.push(super::cors::filter());
     }
@@ -31,7 +45,7 @@ pub fn http_listener(options: &TranslateOptions, registry: &Registry) -> Listene
         http_filters.push(super::rate_limit::filter(spec));
     }
     http_filters.extend([stagedoor_filter(), response_header_filter(), router_filter()]);
-    let hcm = HttpConnectionManager {
+    HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads_source()),
@@ -63,17 +77,32 @@ pub fn http_listener(options: &TranslateOptions, registry: &Registry) -> Listene
         always_set_request_id_in_response: true,
         local_reply_config: Some(local_reply::json_errors()),
         ..Default::default()
-    };
-    Listener {
-        name: names::LISTENER.to_owned(),
-        address: Some(socket(&options.listen.ip().to_string(), options.listen.port())),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: String::from("envoy.filters.network.http_connection_manager"),
-                config_type: Some(filter::ConfigType::TypedConfig(to_any(&hcm))),
-            }],
+    }
+}
+
+pub fn connection_manager_filter(hcm: &HttpConnectionManager) -> Filter {
+    Filter {
+        name: String::from("envoy.filters.network.http_connection_manager"),
+        config_type: Some(filter::ConfigType::TypedConfig(to_any(hcm))),
+    }
+}
+
+/// A header set (replacing any upstream copy) on every response.
+fn response_header_added(name: &str, value: &str) -> HttpFilter {
+    use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation as Mutation};
+    use envoy_types::pb::envoy::config::core::v3::{header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption};
+    use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
+    let set = Mutation {
+        action: Some(header_mutation::Action::Append(HeaderValueOption {
+            header: Some(HeaderValue { key: name.to_owned(), value: value.to_owned(), ..Default::default() }),
+            append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
             ..Default::default()
-        }],
+        })),
+    };
+    let config = HeaderMutation { mutations: Some(Mutations { response_mutations: vec![set], ..Default::default() }), ..Default::default() };
+    HttpFilter {
+        name: format!("stagedoor.set_{name}"),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&config))),
         ..Default::default()
     }
 }
@@ -125,7 +154,7 @@ fn response_header_filter() -> HttpFilter {
     }
 }
 
-fn router_filter() -> HttpFilter {
+pub fn router_filter() -> HttpFilter {
     HttpFilter {
         name: String::from("envoy.filters.http.router"),
         config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&Router::default()))),

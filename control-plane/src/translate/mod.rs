@@ -5,6 +5,7 @@ mod any;
 mod cluster;
 mod control_plane_tls;
 mod cors;
+mod edge_tls;
 mod extension_config;
 mod filter_config;
 mod listener;
@@ -20,6 +21,7 @@ use envoy_types::pb::envoy::config::core::v3::TypedExtensionConfig;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 use stagedoor_filter_core::config::RevocationConfig;
 
@@ -43,7 +45,7 @@ pub struct TranslateOptions {
     pub control_plane_tls: bool,
 }
 
-/// One full set of resources for every Envoy: the five xDS types.
+/// One full set of resources for every Envoy: the six xDS types.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resources {
     pub clusters: Vec<Cluster>,
@@ -52,6 +54,8 @@ pub struct Resources {
     pub routes: Vec<RouteConfiguration>,
     /// ECDS: the Stagedoor filter's config, which the listener's filter names.
     pub extension_configs: Vec<TypedExtensionConfig>,
+    /// SDS: edge certificates and upstream TLS material, which listeners and clusters name.
+    pub secrets: Vec<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +84,17 @@ pub fn translate(
     // control plane refuses it first and keeps the last good snapshot.
     stagedoor_filter_core::Policy::compile(&config)?;
     let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
-    let mut clusters: Vec<_> = registry.services.values().chain(retired.iter().copied()).map(cluster::cluster).collect();
+    let mut clusters: Vec<_> = registry
+        .services
+        .values()
+        .map(|svc| {
+            let mut c = cluster::cluster(svc);
+            c.transport_socket = registry.upstream_tls.get(&svc.name).map(|tls| edge_tls::upstream_socket(&svc.name, tls));
+            c
+        })
+        // A retired service's cluster has no TLS secret any more: it lives only seconds.
+        .chain(retired.iter().copied().map(cluster::cluster))
+        .collect();
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
     }
@@ -92,9 +106,10 @@ pub fn translate(
             .chain(retired.iter().copied())
             .map(|svc| cluster::load_assignment(svc, live.get(&svc.name)))
             .collect(),
-        listeners: vec![listener::http_listener(options, registry)],
+        listeners: edge_tls::listeners(options, registry),
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
         extension_configs: vec![extension_config::stagedoor_filter_config(options, &config)],
+        secrets: edge_tls::secrets(registry),
     })
 }
 

@@ -1,6 +1,8 @@
 //! Names of the resources Stagedoor publishes, in one place.
 
 pub const LISTENER: &str = "stagedoor_http";
+/// The HTTPS listener, when the registry has `edge_tls`.
+pub const HTTPS_LISTENER: &str = "stagedoor_https";
 pub const ROUTE_CONFIG: &str = "stagedoor_routes";
 pub const VIRTUAL_HOST: &str = "stagedoor";
 pub const FILTER_NAME: &str = "stagedoor";
@@ -27,3 +29,18 @@ pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 /// serves every node with that node's own certificate.
 pub const ENVOY_IDENTITY_SECRET: &str = "stagedoor_envoy_identity";
 pub const CA_SECRET: &str = "stagedoor_ca";
+
+/// SDS secrets: an edge certificate by the first SNI name it serves, its partner CA, and a
+/// service's upstream CA and client certificate.
+pub fn edge_certificate_secret(first_server_name: &str) -> String {
+    format!("edge_cert_{first_server_name}")
+}
+pub fn edge_client_ca_secret(first_server_name: &str) -> String {
+    format!("edge_client_ca_{first_server_name}")
+}
+pub fn upstream_ca_secret(service: &str) -> String {
+    format!("upstream_ca_{service}")
+}
+pub fn upstream_client_secret(service: &str) -> String {
+    format!("upstream_client_{service}")
+}

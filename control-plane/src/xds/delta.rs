@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
-use super::sotw::{StreamEvent, GATED_TYPES};
+use super::sotw::{StreamEvent, GATED_TYPES, UNGATED_TYPES};
 use super::type_url;
 use crate::snapshot::Snapshot;
 
@@ -138,7 +138,7 @@ impl DeltaStream {
 
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> DeltaStep {
         let mut step = DeltaStep::default();
-        for type_url in [type_url::CLUSTER, type_url::ENDPOINT] {
+        for type_url in UNGATED_TYPES {
             step.responses.extend(self.respond(type_url, snapshot));
         }
         step.responses.extend(self.push_routes_if_ready(snapshot));

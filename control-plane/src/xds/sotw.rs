@@ -8,7 +8,7 @@
 //!   sent again to this stream (it would be NACKed again), only a newer snapshot is;
 //! - a request with the current nonce and no error is an ACK; if it names other resources
 //!   (EDS/RDS subscriptions change as clusters and listeners come and go), they are sent;
-//! - types go out in CDS, EDS, ECDS, LDS, RDS order, and a new ECDS/LDS/RDS waits until this
+//! - types go out in SDS, CDS, EDS, ECDS, LDS, RDS order, and a new ECDS/LDS/RDS waits until this
 //!   Envoy has ACKed the snapshot's clusters and the endpoints of every one of them (make
 //!   before break: a route never points at a cluster still warming, nor the filter's feed at
 //!   a missing cluster). Removed services keep their clusters a few seconds after their
@@ -23,6 +23,11 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 
 use super::type_url;
 use crate::snapshot::Snapshot;
+
+/// The types a new snapshot sends at once, in this order. Secrets are not gated: Envoy asks
+/// for one only when a cluster or listener it received names it, and that cluster or
+/// listener warms until the secret comes; a rotated secret goes out first.
+pub(super) const UNGATED_TYPES: [&str; 3] = [type_url::SECRET, type_url::CLUSTER, type_url::ENDPOINT];
 
 /// The types that wait for clusters, in the order they go out.
 pub(super) const GATED_TYPES: [&str; 3] = [type_url::EXTENSION_CONFIG, type_url::LISTENER, type_url::ROUTE];
@@ -133,7 +138,7 @@ impl SotwStream {
     /// clusters are ready (now, or on a later ACK).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step {
         let mut step = Step::default();
-        for type_url in [type_url::CLUSTER, type_url::ENDPOINT] {
+        for type_url in UNGATED_TYPES {
             let Some(state) = self.types.get(type_url) else { continue };
             let Some(typed) = snapshot.types.get(type_url) else { continue };
             if state.sent_version.as_deref() == Some(typed.version.as_str()) {

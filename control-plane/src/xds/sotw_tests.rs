@@ -231,3 +231,36 @@ fn a_filter_config_goes_out_before_the_listener_and_waits_for_clusters_like_it()
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
     assert_eq!(types, [type_url::EXTENSION_CONFIG, type_url::ROUTE]);
 }
+
+fn edge_snapshot(certs: &crate::test_support::TestCerts, previous: Option<&Snapshot>) -> Snapshot {
+    let (cert, key) = certs.leaf("a", &["a.test"], -1, 30);
+    let yaml = crate::test_support::AUTH.to_owned() + &format!(
+        "edge_tls:\n  port: 8443\n  certificates: [{{ server_names: [a.test], cert_file: {cert}, key_file: {key} }}]\nservices:\n  - name: a\n    routes: [{{prefix: /a}}]\n"
+    );
+    let options = TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        wasm_path: "/f.wasm".into(),
+        control_plane_http: None,
+        control_plane_tls: false,
+    };
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+#[test]
+fn a_rotated_certificate_goes_out_as_one_secret_at_once_and_nothing_else_changes() {
+    let certs = crate::test_support::TestCerts::new("sotw-rotate");
+    let first = edge_snapshot(&certs, None);
+    let mut stream = subscribed_and_acked(&first);
+    let step = stream.on_request(&request(type_url::SECRET, "", "", &["edge_cert_a.test"]), &first);
+    assert_eq!(step.responses.len(), 1);
+    assert_eq!(step.responses[0].resources.len(), 1);
+    let nonce = step.responses[0].nonce.clone();
+    stream.on_request(&request(type_url::SECRET, &nonce, &first.types[type_url::SECRET].version, &["edge_cert_a.test"]), &first);
+    // The same files with a new certificate in them: only SDS has a new version.
+    let rotated = edge_snapshot(&certs, Some(&first));
+    let changed: Vec<_> = rotated.types.iter().filter(|(t, typed)| first.types[*t].version != typed.version).map(|(t, _)| *t).collect();
+    assert_eq!(changed, vec![type_url::SECRET]);
+    let step = stream.on_snapshot(&rotated);
+    let sent: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(sent, vec![type_url::SECRET]);
+}

@@ -6,6 +6,10 @@ pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listene
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 /// ECDS: an HTTP filter's config, fetched by the filter's name.
 pub const EXTENSION_CONFIG: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
+/// SDS: certificates and CAs the listeners and clusters name.
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+pub const DOWNSTREAM_TLS_CONTEXT: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+pub const UPSTREAM_TLS_CONTEXT: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 pub const HTTP_CONNECTION_MANAGER: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 
@@ -17,6 +21,7 @@ pub fn short(type_url: &str) -> &str {
         LISTENER => "LDS",
         ROUTE => "RDS",
         EXTENSION_CONFIG => "ECDS",
+        SECRET => "SDS",
         other => other,
     }
 }

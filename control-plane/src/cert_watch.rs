@@ -1,0 +1,66 @@
+//! Follows the certificate, key and CA files the served registry names: when one changes,
+//! the served registry is validated again (which reads and checks them) and published, so
+//! a rotated certificate reaches Envoy as a new SDS secret without a restart. A bad file
+//! (does not parse, key not the certificate's, expired) is logged and the last good
+//! certificates keep serving.
+//!
+//! Polling, as the registry watcher does and for its reasons (editors that replace files,
+//! ConfigMaps that swap symlinks). The served registry is re-validated rather than the file
+//! re-read, so a registry applied over the API is kept.
+
+use crate::registry::Registry;
+use crate::shared_publisher::SharedPublisher;
+use crate::watch::POLL_INTERVAL;
+
+/// Runs until the process stops.
+pub async fn follow_certificate_files(publisher: SharedPublisher) {
+    let mut last: Option<(Vec<String>, Vec<Option<String>>)> = None;
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        ticker.tick().await;
+        let files = publisher.view().registry.certificate_files();
+        if files.is_empty() {
+            last = None;
+            continue;
+        }
+        let mut contents = Vec::with_capacity(files.len());
+        for file in &files {
+            contents.push(tokio::fs::read_to_string(file).await.ok());
+        }
+        let current = (files, contents);
+        let changed = last.as_ref().is_some_and(|seen| seen != &current);
+        let first = last.is_none();
+        last = Some(current);
+        if !(changed || first) {
+            continue;
+        }
+        revalidate(&publisher).await;
+    }
+}
+
+async fn revalidate(publisher: &SharedPublisher) {
+    // Read from the published view and checked off the async workers (validation compiles
+    // the filter's policy); only the apply is a write.
+    let view = publisher.view();
+    let (served, served_version) = (view.registry.to_file(false), view.registry.version.clone());
+    let validated = crate::shared_publisher::off_the_workers(|| Registry::validate("certificates", served, &|name| std::env::var(name).ok()));
+    let registry = match validated {
+        Ok(registry) => registry,
+        Err(e) => {
+            crate::metrics::bump(&crate::metrics::REGISTRY_EDITS_REJECTED);
+            tracing::error!(error = %e, "certificate change rejected; keeping last good certificates");
+            return;
+        }
+    };
+    if registry.version == served_version {
+        return;
+    }
+    let version = registry.version.clone();
+    // A registry applied meanwhile (file or API) was validated with the files as they are
+    // now: it wins, and this one, made from the registry before it, is dropped.
+    let applied = publisher.update(|p| if p.registry().version == served_version { p.apply(registry) } else { Ok(false) }).await;
+    match applied {
+        Ok(_) => tracing::info!(registry = %version, "certificate change applied"),
+        Err(e) => tracing::error!(error = %e, "certificate change rejected; keeping last good certificates"),
+    }
+}
