@@ -133,7 +133,6 @@ fn retired_specs(retired: &BTreeMap<String, (ServiceSpec, Instant)>) -> Vec<&Ser
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
 
     use super::*;
 
@@ -157,12 +156,7 @@ mod tests {
     fn a_removed_service_loses_its_routes_at_once_and_its_cluster_later() {
         let both = "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n";
         let only_a = "services:\n  - name: a\n    routes: [{prefix: /a}]\n";
-        let options = TranslateOptions {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            wasm_path: "/f.wasm".into(),
-            control_plane_http: None,
-            control_plane_tls: false,
-        };
+        let options = crate::test_support::translate_options(8080);
         let (mut p, rx) = Publisher::new(registry(both), options).unwrap();
         assert!(p.apply(registry(only_a)).unwrap());
         assert!(!route_names(&p).iter().any(|n| n.starts_with("b:")), "routes to b are gone");

@@ -86,12 +86,7 @@ mod tests {
 
     fn publisher(services: &str) -> Publisher {
         let registry = Registry::parse("r", &crate::test_support::registry_yaml(services)).unwrap();
-        let options = TranslateOptions {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-            wasm_path: "/f.wasm".into(),
-            control_plane_http: None,
-            control_plane_tls: false,
-        };
+        let options = crate::test_support::translate_options(8080);
         Publisher::new(registry, options).unwrap().0
     }
 

@@ -57,3 +57,14 @@ impl TestCerts {
         (cert_file.display().to_string(), key_file.display().to_string())
     }
 }
+
+/// Translation options for unit tests: Envoy listening on 127.0.0.1:`listen_port`, no
+/// revocation feed, no TLS to the control plane.
+pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions {
+    crate::translate::TranslateOptions {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], listen_port)),
+        wasm_path: "/f.wasm".into(),
+        control_plane_http: None,
+        control_plane_tls: false,
+    }
+}

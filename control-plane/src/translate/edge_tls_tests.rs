@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::filter;
@@ -13,12 +12,7 @@ use crate::test_support::{registry_yaml, TestCerts};
 use crate::xds::type_url;
 
 fn options() -> TranslateOptions {
-    TranslateOptions {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        wasm_path: "/f.wasm".into(),
-        control_plane_http: None,
-        control_plane_tls: false,
-    }
+    crate::test_support::translate_options(8080)
 }
 
 fn registry(certs: &TestCerts, edge_extra: &str, venue_tls: &str) -> Registry {

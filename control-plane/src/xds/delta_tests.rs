@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
@@ -6,14 +5,13 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use super::*;
 use crate::publish::build_snapshot;
 use crate::registry::Registry;
-use crate::translate::TranslateOptions;
 
 fn snapshot(services: &[(&str, u16)], previous: Option<&Snapshot>) -> Snapshot {
     let mut yaml = crate::test_support::AUTH.to_owned() + "services:\n";
     for (name, port) in services {
         yaml += &format!("  - name: {name}\n    routes: [{{prefix: /{name}}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n");
     }
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
+    let options = crate::test_support::translate_options(8080);
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
@@ -203,7 +201,7 @@ fn policy_snapshot(public: Option<&str>, previous: Option<&Snapshot>) -> Snapsho
     let public = public.map(|p| format!("\n    public_paths: [\"{p}\"]")).unwrap_or_default();
     let yaml = crate::test_support::AUTH.to_owned()
         + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
+    let options = crate::test_support::translate_options(8080);
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 

@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
@@ -6,18 +5,12 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use super::*;
 use crate::publish::build_snapshot;
 use crate::registry::Registry;
-use crate::translate::TranslateOptions;
 
 fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
     let yaml = crate::test_support::AUTH.to_owned() + &format!(
         "services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n  - name: b\n    routes: [{{prefix: /b}}]\n"
     );
-    let options = TranslateOptions {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        wasm_path: "/f.wasm".into(),
-        control_plane_http: None,
-        control_plane_tls: false,
-    };
+    let options = crate::test_support::translate_options(8080);
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
@@ -125,7 +118,7 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     // A new service: clusters first, routes held.
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
+    let options = crate::test_support::translate_options(8080);
     let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
     let step = stream.on_snapshot(&second);
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
@@ -148,12 +141,7 @@ fn policy_snapshot(public: Option<&str>, listen_port: u16, previous: Option<&Sna
     let public = public.map(|p| format!("\n    public_paths: [\"{p}\"]")).unwrap_or_default();
     let yaml = crate::test_support::AUTH.to_owned()
         + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
-    let options = TranslateOptions {
-        listen: SocketAddr::from(([127, 0, 0, 1], listen_port)),
-        wasm_path: "/f.wasm".into(),
-        control_plane_http: None,
-        control_plane_tls: false,
-    };
+    let options = crate::test_support::translate_options(listen_port);
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
@@ -214,7 +202,7 @@ fn a_filter_config_goes_out_before_the_listener_and_waits_for_clusters_like_it()
     // A new service: its cluster must be ACKed (and its endpoints held) before ECDS goes.
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
-    let options = TranslateOptions { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), wasm_path: "/f.wasm".into(), control_plane_http: None, control_plane_tls: false };
+    let options = crate::test_support::translate_options(8081);
     let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
     for r in &step.responses {
         let names: &[&str] = if r.type_url == type_url::EXTENSION_CONFIG { &["stagedoor"] } else { &[] };
@@ -237,12 +225,7 @@ fn edge_snapshot(certs: &crate::test_support::TestCerts, previous: Option<&Snaps
     let yaml = crate::test_support::AUTH.to_owned() + &format!(
         "edge_tls:\n  port: 8443\n  certificates: [{{ server_names: [a.test], cert_file: {cert}, key_file: {key} }}]\nservices:\n  - name: a\n    routes: [{{prefix: /a}}]\n"
     );
-    let options = TranslateOptions {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        wasm_path: "/f.wasm".into(),
-        control_plane_http: None,
-        control_plane_tls: false,
-    };
+    let options = crate::test_support::translate_options(8080);
     build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
