@@ -3,14 +3,15 @@
 # builds, then starts the control plane, one Envoy and the 19 TicketToken echo upstreams.
 # Ctrl-C stops everything it started.
 #
-# Ports (override with the environment variables):
-#   GATEWAY_PORT=8080  the gateway (Envoy listener)     ADMIN_PORT=9901  Envoy admin
+# Ports (override with the environment variables; HTTPS's is the registry's edge_tls.port):
+#   HTTPS on 8443      the gateway (Envoy, TLS)         GATEWAY_PORT=8080  plain HTTP: 301 to HTTPS
+#   ADMIN_PORT=9901    Envoy admin
 #   XDS_PORT=18000     xDS + stagedoor.v1 gRPC (mTLS)    HTTP_PORT=18080  control-plane /status (mTLS)
 #   METRICS_PORT=18081 control-plane /metrics (plain)    REDIS_PORT=6379  live instances (a Redis
 #                                                        already listening there is used as it is)
 # Credentials: `stagedoor certs init` writes a development CA and the control plane's, the
-# Envoy's and the operator's certificates into .stagedoor/ once (kept on later runs); the
-# CLI finds them there.
+# edge's (HTTPS, served by the registry's edge_tls), the Envoy's and the operator's
+# certificates into .stagedoor/ once (kept on later runs); the CLI finds them there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,13 @@ REDIS_PORT=${REDIS_PORT:-6379}
 REGISTRY=${REGISTRY:-registry/tickettoken.yaml}
 STATE=.stagedoor
 mkdir -p "$STATE"
+# The registry says where HTTPS listens (edge_tls.port); empty: the registry serves plain HTTP.
+HTTPS_PORT=$(sed -n '/^edge_tls:/,/^[^ #]/s/^  port: *\([0-9]*\).*/\1/p' "$REGISTRY" | head -n 1)
+if [ -n "$HTTPS_PORT" ]; then
+  GATEWAY_URL="https://localhost:$HTTPS_PORT"; CURL_CA="--cacert $STATE/ca.pem "
+else
+  GATEWAY_URL="http://127.0.0.1:$GATEWAY_PORT"; CURL_CA=""
+fi
 
 scripts/bootstrap.sh
 echo "run: building the control plane and the filter"
@@ -57,10 +65,10 @@ envoy -c "$STATE/bootstrap.yaml" --concurrency "${ENVOY_CONCURRENCY:-2}" --disab
   --drain-time-s "${ENVOY_DRAIN_TIME_S:-15}" -l warning 2>"$STATE/envoy.log" & pids+=($!)
 
 for _ in $(seq 1 150); do
-  curl --noproxy '*' -sf "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null 2>&1 && break
+  curl --noproxy '*' $CURL_CA-sf "$GATEWAY_URL/health" >/dev/null 2>&1 && break
   sleep 0.2
 done
-if ! curl --noproxy '*' -sf "http://127.0.0.1:$GATEWAY_PORT/health" >/dev/null; then
+if ! curl --noproxy '*' $CURL_CA-sf "$GATEWAY_URL/health" >/dev/null; then
   echo "run: the gateway did not come up; see $STATE/*.log" >&2
   exit 1
 fi
@@ -68,7 +76,8 @@ fi
 cat <<MSG
 
 Stagedoor is up.
-  gateway         http://127.0.0.1:$GATEWAY_PORT   (try: curl -H "Authorization: Bearer $($BIN token)" http://127.0.0.1:$GATEWAY_PORT/api/v1/venues/1)
+  gateway         $GATEWAY_URL   (try: curl ${CURL_CA}-H "Authorization: Bearer $($BIN token)" $GATEWAY_URL/api/v1/venues/1)
+                  http://127.0.0.1:$GATEWAY_PORT   (plain HTTP: 301 to HTTPS when the registry has edge_tls)
   envoy admin     http://127.0.0.1:$ADMIN_PORT/config_dump
   control plane   $BIN status --server https://127.0.0.1:$XDS_PORT   (mutual TLS: the operator certificate in $STATE/)
                   curl --cacert $STATE/ca.pem --cert $STATE/operator.pem --key $STATE/operator-key.pem https://127.0.0.1:$HTTP_PORT/status

@@ -106,13 +106,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum CertsAction {
-    /// A development CA, the control plane's server certificate, an Envoy client
+    /// A development CA, the control plane's server certificate, the edge's HTTPS
+    /// certificate (edge.pem, which the shipped registry serves), an Envoy client
     /// certificate and an operator client certificate. Keeps existing files unless --force.
     Init {
         #[arg(long, default_value = crate::tls::files::DEFAULT_DIR)]
         dir: PathBuf,
-        /// More names (DNS or IP) the control plane is reached by, beside localhost,
-        /// 127.0.0.1 and ::1 (e.g. `--san control-plane` in docker-compose).
+        /// More names (DNS or IP) the control plane and the edge are reached by, beside
+        /// localhost, 127.0.0.1 and ::1 (e.g. `--san control-plane` in docker-compose).
         #[arg(long = "san")]
         sans: Vec<String>,
         /// The node id of the first Envoy's certificate.

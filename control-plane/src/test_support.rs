@@ -68,3 +68,16 @@ pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions
         control_plane_tls: false,
     }
 }
+
+/// The shipped registry (registry/tickettoken.yaml), its `.stagedoor/` certificate paths
+/// pointed at a fresh `stagedoor certs init` directory: what scripts/run.sh serves.
+pub fn shipped_registry(name: &str) -> crate::registry::Registry {
+    let dir = std::env::temp_dir().join(format!("stagedoor-shipped-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let request = crate::tls::generate::InitRequest { sans: &[], node_id: "local", operator: "operator", force: false };
+    crate::tls::generate::init(&crate::tls::files::CredentialDir::new(&dir), &request).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let yaml = yaml.replace(".stagedoor/", &format!("{}/", dir.display()));
+    crate::registry::Registry::parse(&path.display().to_string(), &yaml).unwrap()
+}

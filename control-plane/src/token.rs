@@ -82,8 +82,7 @@ mod tests {
 
     #[test]
     fn minted_tokens_pass_the_filters_checks() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml");
-        let registry = crate::registry::load(&path).unwrap();
+        let registry = crate::test_support::shipped_registry("token-test");
         let request = MintRequest {
             sub: "u1".into(),
             tenant: "t1".into(),

@@ -46,6 +46,24 @@ pub fn operator_client(tls_dir: &Path) -> reqwest::blocking::Client {
         .expect("https client")
 }
 
+/// The HTTPS port the shipped registry serves (registry/tickettoken.yaml's `edge_tls`); a
+/// stack given it serves a free port instead.
+pub const SHIPPED_HTTPS_PORT: u64 = 8443;
+
+/// A gateway client over HTTPS that trusts only the stack's CA (`tls_dir/ca.pem`), as
+/// `curl --cacert .stagedoor/ca.pem` does after scripts/run.sh.
+pub fn https_client(tls_dir: &Path) -> reqwest::blocking::Client {
+    let ca = fs::read(tls_dir.join("ca.pem")).expect("ca.pem");
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA"))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("https client")
+}
+
 /// A client that never goes through a proxy: every test target is on loopback.
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -84,12 +102,16 @@ pub struct Stack {
     pub dir: PathBuf,
     pub registry_path: PathBuf,
     pub gateway_port: u16,
+    /// The registry's `edge_tls` port, when it serves HTTPS at the edge.
+    pub https_port: Option<u16>,
     pub xds_port: u16,
     pub http_port: u16,
     /// Plain /metrics and /healthz.
     pub metrics_port: u16,
-    /// The stack's credentials (`stagedoor certs init`): CA, control plane, operator, and one
-    /// certificate per Envoy node id.
+    /// The stack's credentials (`stagedoor certs init`): CA, control plane, edge, operator,
+    /// and one certificate per Envoy node id. `<dir>/.stagedoor`, the control plane's working
+    /// directory being `dir`: the shipped registry's `.stagedoor/edge.pem` resolves as it
+    /// does under scripts/run.sh.
     pub tls_dir: PathBuf,
     pub control_plane: Option<Child>,
     pub envoys: Vec<Envoy>,
@@ -113,10 +135,11 @@ impl Stack {
 
         let mut stack = Stack {
             registry_path: dir.join("registry.yaml"),
-            tls_dir: dir.join("tls"),
+            tls_dir: dir.join(".stagedoor"),
             metrics_port: free_port(),
             dir,
             gateway_port: free_port(),
+            https_port: None,
             xds_port: free_port(),
             http_port: free_port(),
             control_plane: None,
@@ -144,9 +167,15 @@ impl Stack {
 
     /// Starts one echo upstream per instance in the registry, rewriting the instance to
     /// point at it; instances at 127.0.0.2 are left alone (tests use them as unreachable
-    /// instances). Returns the rewritten registry.
+    /// instances). The shipped HTTPS port becomes a free one. Returns the rewritten registry.
     fn start_echoes_for(&mut self, yaml: &str) -> String {
         let mut doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("registry yaml");
+        if let Some(port) = doc.get_mut("edge_tls").and_then(|e| e.get_mut("port")) {
+            if port.as_u64() == Some(SHIPPED_HTTPS_PORT) {
+                *port = serde_yaml::Value::from(free_port());
+            }
+            self.https_port = port.as_u64().and_then(|p| u16::try_from(p).ok());
+        }
         if let Some(services) = doc.get_mut("services").and_then(|s| s.as_sequence_mut()) {
             for svc in services {
                 let name = svc["name"].as_str().unwrap_or("unnamed").to_owned();
@@ -280,7 +309,10 @@ impl Stack {
     pub fn start_control_plane(&mut self) {
         let log = self.log_file("control-plane.log");
         let mut cmd = Command::new(stagedoor_bin());
-        cmd.arg("serve")
+        // The working directory scripts/run.sh gives it (the repository root there, with
+        // .stagedoor/ in it).
+        cmd.current_dir(&self.dir)
+            .arg("serve")
             .args(["--registry", &self.registry_path.display().to_string()])
             .args(["--xds", &format!("127.0.0.1:{}", self.xds_port)])
             .args(["--http", &format!("127.0.0.1:{}", self.http_port)])
@@ -336,18 +368,32 @@ impl Stack {
         format!("http://127.0.0.1:{}{path}", self.gateway_port)
     }
 
+    /// The gateway over HTTPS (`https://localhost:<edge_tls port>`), when the registry has
+    /// `edge_tls`.
+    pub fn https_url(&self, path: &str) -> Option<String> {
+        self.https_port.map(|port| format!("https://localhost:{port}{path}"))
+    }
+
+    /// Where requests go: HTTPS when the registry serves it (the plain port redirects),
+    /// else the plain port; with the client for it.
+    fn gateway(&self, path: &str) -> (reqwest::blocking::Client, String) {
+        match self.https_url(path) {
+            Some(url) => (https_client(&self.tls_dir), url),
+            None => (client(), self.url(path)),
+        }
+    }
+
     /// Waits until the gateway answers /health, i.e. Envoy has its listener and routes.
     pub fn wait_ready(&self) -> &Self {
-        let client = client();
-        let ok = wait_for(Duration::from_secs(30), || {
-            client.get(self.url("/health")).send().map(|r| r.status() == 200).unwrap_or(false)
-        });
+        let (client, url) = self.gateway("/health");
+        let ok = wait_for(Duration::from_secs(30), || client.get(&url).send().map(|r| r.status() == 200).unwrap_or(false));
         assert!(ok, "gateway never became ready; logs in {}", self.dir.display());
         self
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
-        let response = client().get(self.url(path)).send().expect("request");
+        let (client, url) = self.gateway(path);
+        let response = client.get(url).send().expect("request");
         let status = response.status().as_u16();
         let body = response.text().unwrap_or_default();
         (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
@@ -355,7 +401,13 @@ impl Stack {
 
     /// GET through the gateway with an admin token: (status, JSON body or Null).
     pub fn get_as_admin(&self, path: &str) -> (u16, Value) {
-        let auth = format!("Authorization: {}", crate::fixtures::bearer(serde_json::json!({"role": "admin"})));
+        let bearer = crate::fixtures::bearer(serde_json::json!({"role": "admin"}));
+        if let Some(url) = self.https_url(path) {
+            let response = https_client(&self.tls_dir).get(url).header("authorization", bearer).send().expect("request");
+            let status = response.status().as_u16();
+            return (status, response.json().unwrap_or(Value::Null));
+        }
+        let auth = format!("Authorization: {bearer}");
         let r = crate::raw::request(self.gateway_port, "GET", path, &[&auth], "");
         (r.status, r.json())
     }

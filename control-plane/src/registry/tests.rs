@@ -23,9 +23,12 @@ fn error_of(yaml: &str) -> String {
 
 #[test]
 fn the_shipped_registry_is_valid_and_has_the_19_services() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml");
-    let registry = load(&path).unwrap();
+    let registry = crate::test_support::shipped_registry("registry-test");
     assert_eq!(registry.services.len(), 19);
+    // HTTPS at the edge by default, the plain port redirecting to it.
+    let edge = registry.edge_tls.as_ref().unwrap();
+    assert_eq!((edge.port, edge.http), (8443, crate::registry::edge::PlainHttp::Redirect));
+    assert_eq!(edge.certificates[0].server_names, ["localhost"]);
     let auth = &registry.services["auth"];
     for public in ["/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh"] {
         assert!(auth.public_paths.iter().any(|p| p == public), "{public}");

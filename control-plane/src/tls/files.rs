@@ -39,6 +39,12 @@ impl CredentialDir {
         self.pair("control-plane")
     }
 
+    /// The gateway's HTTPS certificate at the edge (the shipped registry's `edge_tls`
+    /// names it), signed by the development CA so `curl --cacert ca.pem` trusts it.
+    pub fn edge(&self) -> Pair {
+        self.pair("edge")
+    }
+
     /// The operator's client certificate: every API scope.
     pub fn operator(&self) -> Pair {
         self.pair("operator")

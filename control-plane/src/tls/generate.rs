@@ -35,14 +35,15 @@ impl std::fmt::Display for Outcome {
 }
 
 pub struct InitRequest<'a> {
-    /// Extra server names (DNS names or IPs) for the control plane's certificate.
+    /// Extra server names (DNS names or IPs) for the control plane's and the edge's certificates.
     pub sans: &'a [String],
     pub node_id: &'a str,
     pub operator: &'a str,
     pub force: bool,
 }
 
-/// CA, control-plane server certificate, one Envoy and one operator certificate.
+/// CA, control-plane server certificate, the edge's HTTPS certificate, one Envoy and one
+/// operator certificate.
 /// A new CA (forced, or none there) replaces every certificate: the old ones would not verify.
 pub fn init(dir: &CredentialDir, request: &InitRequest<'_>) -> Result<Vec<Outcome>, TlsError> {
     check_name(request.node_id).map_err(TlsError::BadName)?;
@@ -63,6 +64,7 @@ pub fn init(dir: &CredentialDir, request: &InitRequest<'_>) -> Result<Vec<Outcom
     };
     let force = request.force || new_ca;
     outcomes.push(issue(&dir.control_plane(), force, &issuer, server_params(request.sans)?)?);
+    outcomes.push(issue(&dir.edge(), force, &issuer, edge_params(request.sans)?)?);
     outcomes.push(issue(&dir.envoy(request.node_id), force, &issuer, client_params(&format!("envoy {}", request.node_id), &node_uri(request.node_id))?)?);
     outcomes.push(issue(&dir.operator(), force, &issuer, client_params(&format!("operator {}", request.operator), &operator_uri(request.operator))?)?);
     Ok(outcomes)
@@ -116,12 +118,23 @@ fn load_issuer(pair: &Pair) -> Result<Issuer<'static, KeyPair>, TlsError> {
 }
 
 fn server_params(extra: &[String]) -> Result<CertificateParams, TlsError> {
+    let mut params = loopback_server_params("stagedoor control plane", extra)?;
+    params.subject_alt_names.push(SanType::URI(CONTROL_PLANE_URI.try_into()?));
+    Ok(params)
+}
+
+/// No SPIFFE URI: the edge certificate is only a web server's, never the control plane's.
+fn edge_params(extra: &[String]) -> Result<CertificateParams, TlsError> {
+    loopback_server_params("stagedoor edge", extra)
+}
+
+/// A server certificate for localhost, 127.0.0.1, ::1 and the extra names.
+fn loopback_server_params(common_name: &str, extra: &[String]) -> Result<CertificateParams, TlsError> {
     let mut names = vec![String::from("localhost"), String::from("127.0.0.1"), String::from("::1")];
     names.extend(extra.iter().cloned());
     // CertificateParams::new reads an IP-shaped name as an IP SAN and the rest as DNS names.
     let mut params = CertificateParams::new(names)?;
-    params.subject_alt_names.push(SanType::URI(CONTROL_PLANE_URI.try_into()?));
-    params.distinguished_name = named("stagedoor control plane");
+    params.distinguished_name = named(common_name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     validity(&mut params, LEAF_DAYS);

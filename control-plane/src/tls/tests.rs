@@ -101,3 +101,30 @@ fn only_well_formed_stagedoor_uris_are_identities() {
         assert_eq!(identity_from_uri(other), None, "{other}");
     }
 }
+
+#[test]
+fn init_writes_an_edge_certificate_for_loopback_and_the_extra_names_that_is_no_identity() {
+    let dir = scratch("edge");
+    let sans = [String::from("gateway.example")];
+    init(&dir, &InitRequest { sans: &sans, node_id: "node-a", operator: "ops", force: false }).unwrap();
+    // Signed by the CA, within its validity, the key its own.
+    load(&dir.ca().cert, &dir.edge(), unix_now()).unwrap();
+    let der = der(&dir.edge().cert);
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let names: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => (*dns).to_owned(),
+            x509_parser::extensions::GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+            other => format!("other:{other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["localhost", "ip:[127, 0, 0, 1]", "ip:[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]", "gateway.example"]);
+    // Not the control plane's (no SPIFFE URI) and no client's.
+    assert!(matches!(identity_of(&der), PeerIdentity::Unrecognised { .. }));
+}
