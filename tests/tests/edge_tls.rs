@@ -275,3 +275,72 @@ fn a_service_whose_instances_require_tls_and_a_client_certificate_is_reached_ove
     assert_eq!(client.get(url("noclient")).send().unwrap().status(), 503);
     assert_eq!(client.get(url("plain")).send().unwrap().status(), 502);
 }
+
+#[test]
+fn a_partner_name_requiring_a_client_certificate_passes_only_certificates_its_ca_signed() {
+    let certs = Certs::new("partner");
+    let partners = Certs::new("partner-ca");
+    let stranger = Certs::new("stranger-ca");
+    certs.leaf("a", &["a.test"]);
+    certs.leaf("partners", &["partners.test"]);
+    partners.leaf("client", &["client.partner"]);
+    stranger.leaf("client", &["client.partner"]);
+    let https_port = free_port();
+    let (a_cert, a_key) = certs.paths("a");
+    let (p_cert, p_key) = certs.paths("partners");
+    let registry = auth_yaml()
+        + &format!(
+            "edge_tls:
+  port: {https_port}
+  certificates:
+    - {{ server_names: [a.test], cert_file: {}, key_file: {} }}
+    - {{ server_names: [partners.test], cert_file: {}, key_file: {}, require_client_certificate: true, client_ca_file: {} }}
+{VENUE}",
+            a_cert.display(),
+            a_key.display(),
+            p_cert.display(),
+            p_key.display(),
+            partners.ca_file()
+        );
+    let stack = Stack::start(StackOptions { registry_yaml: registry, ..Default::default() });
+    wait_https_ready(&stack, &https_client(&certs, https_port, false), https_port);
+    let gateway = SocketAddr::from(([127, 0, 0, 1], https_port));
+    let client_with = |identity: Option<&Certs>| {
+        let mut builder = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+            .resolve("partners.test", gateway)
+            .resolve("a.test", gateway)
+            .timeout(Duration::from_secs(10));
+        if let Some(issuer) = identity {
+            let (cert, key) = issuer.paths("client");
+            let mut pem = std::fs::read(cert).unwrap();
+            pem.extend(std::fs::read(key).unwrap());
+            builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
+        }
+        builder.build().unwrap()
+    };
+    let partner_url = format!("https://partners.test:{https_port}/api/v1/venues/public/x");
+
+    // Signed by client_ca_file: passes, and reaches the upstream.
+    let response = client_with(Some(&partners)).get(&partner_url).send().unwrap();
+    assert_eq!(response.status(), 200);
+    // No client certificate, or one from another CA: refused in the handshake (TLS 1.3
+    // reports it on the first read, so the request fails either way; no status at all).
+    for (what, identity) in [("no certificate", None), ("another CA's certificate", Some(&stranger))] {
+        let refused = client_with(identity).get(&partner_url).send();
+        println!("{what}: {refused:?}");
+        assert!(refused.is_err(), "{what}: {refused:?}");
+    }
+    // The other name on the same listener asks for no client certificate.
+    let response = client_with(None).get(format!("https://a.test:{https_port}/api/v1/venues/public/x")).send().unwrap();
+    assert_eq!(response.status(), 200);
+    // Envoy counted the refusals on the HTTPS listener: the other CA's certificate failed
+    // verification once; "no certificate" counts the a.test request too (not required there).
+    let stat = |name: &str| stack.envoy_stat(0, &format!("listener.127.0.0.1_{https_port}.ssl.{name}"));
+    println!("fail_verify_error {:?}, no_certificate {:?}", stat("fail_verify_error"), stat("no_certificate"));
+    assert_eq!(stat("fail_verify_error"), Some(1));
+    assert!(stat("no_certificate") >= Some(1));
+}
