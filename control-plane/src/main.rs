@@ -4,6 +4,7 @@
 mod api;
 mod api_guard;
 mod auth;
+mod cert_status;
 mod cert_watch;
 mod cli;
 mod client;

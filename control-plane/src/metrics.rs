@@ -6,6 +6,8 @@ pub static NACKS: AtomicU64 = AtomicU64::new(0);
 pub static REGISTRY_EDITS_APPLIED: AtomicU64 = AtomicU64::new(0);
 pub static REGISTRY_EDITS_REJECTED: AtomicU64 = AtomicU64::new(0);
 pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
+/// TLS handshakes refused for the client's certificate (not the CA's, expired, ...).
+pub static CLIENT_CERTIFICATES_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Background tasks that died and were started again (see supervise.rs).
 pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
 

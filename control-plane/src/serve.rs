@@ -60,9 +60,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (path, publisher) = (args.registry.clone(), publisher.clone());
         background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
     }
+    let certificate_problems = crate::cert_status::CertificateProblems::default();
     {
-        let publisher = publisher.clone();
-        background.spawn("certificate watcher", move || crate::cert_watch::follow_certificate_files(publisher.clone()));
+        let (publisher, problems) = (publisher.clone(), certificate_problems.clone());
+        background.spawn("certificate watcher", move || crate::cert_watch::follow_certificate_files(publisher.clone(), problems.clone()));
+    }
+    if let Some(served) = trust.served.clone() {
+        let (dir, problems) = (crate::tls::files::CredentialDir::new(&args.tls_dir), certificate_problems.clone());
+        background.spawn("control-plane credential watcher", move || {
+            crate::tls::rotate::follow_server_credentials(dir.clone(), served.clone(), problems.clone())
+        });
     }
     {
         let publisher = publisher.clone();
@@ -87,8 +94,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         discovery: args.redis.is_some().then_some(discovery),
         tokens: trust.tokens.clone(),
         insecure: args.insecure,
+        certificate_problems,
+        served_tls: trust.served.clone(),
     };
-    let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.http.clone(), http_state.clone(), stop.clone()));
+    let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
 
     let api = ControlPlaneApi {
@@ -101,15 +110,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
     tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS and stagedoor.v1 gRPC listening");
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = trust.grpc {
-        builder = builder.tls_config(tls).context("the gRPC server's TLS")?;
-    }
-    let grpc = builder
+    let router = tonic::transport::Server::builder()
         .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure)))
-        .add_service(ControlPlaneServer::new(api))
-        .serve_with_shutdown(args.xds, stop.clone().requested());
-    let mut grpc = tokio::spawn(grpc);
+        .add_service(ControlPlaneServer::new(api));
+    // With TLS the handshakes are ours (tls/listener.rs), so rotated credentials apply to
+    // the next one; tonic reads the client certificate from each stream as before.
+    let mut grpc = match trust.served {
+        Some(served) => {
+            let tcp = tokio::net::TcpListener::bind(args.xds).await.with_context(|| format!("cannot listen on {} (xDS)", args.xds))?;
+            let incoming = crate::tls::listener::grpc_incoming(tcp, served);
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().requested()))
+        }
+        None => tokio::spawn(router.serve_with_shutdown(args.xds, stop.clone().requested())),
+    };
 
     // Until a stop request, either server ending is a failure (a port taken, say).
     tokio::select! {
@@ -159,8 +172,8 @@ fn ended_early(server: &str, outcome: anyhow::Result<()>) -> anyhow::Error {
 /// The TLS configurations and API tokens the servers start with, checked before any
 /// port opens: a bad certificate or tokens file stops the start, naming the file.
 struct Trust {
-    grpc: Option<tonic::transport::ServerTlsConfig>,
-    http: Option<Arc<rustls::ServerConfig>>,
+    /// None with --insecure.
+    served: Option<crate::tls::served::ServedTls>,
     tokens: ApiTokens,
 }
 
@@ -176,7 +189,7 @@ impl Trust {
                  reaches them gets the signing secrets{}",
                 if tokens.is_empty() { " and every API right" } else { "" }
             );
-            return Ok(Self { grpc: None, http: None, tokens });
+            return Ok(Self { served: None, tokens });
         }
         let dir = crate::tls::files::CredentialDir::new(&args.tls_dir);
         if !dir.has_server_credentials() {
@@ -186,9 +199,9 @@ impl Trust {
             );
         }
         let credentials = crate::tls::load::server(&dir)?;
-        let http = crate::tls::load::http_server(&credentials)?;
+        let served = crate::tls::served::ServedTls::new(&credentials)?;
         tracing::info!(dir = %args.tls_dir.display(), api_tokens = !tokens.is_empty(), "mutual TLS on xDS, the API and /status");
-        Ok(Self { grpc: Some(crate::tls::load::grpc_server(&credentials)), http: Some(http), tokens })
+        Ok(Self { served: Some(served), tokens })
     }
 }
 

@@ -30,11 +30,15 @@ pub struct AppState {
     pub tokens: ApiTokens,
     /// `--insecure`: no certificates; /status and the feed are open.
     pub insecure: bool,
+    /// What the certificate watchers refused, for /status.
+    pub certificate_problems: crate::cert_status::CertificateProblems,
+    /// The control plane's own credentials being served (None with --insecure).
+    pub served_tls: Option<crate::tls::served::ServedTls>,
 }
 
 /// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
 /// TLS unless `--insecure`.
-pub async fn serve(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, state: AppState, stop: Stop) -> std::io::Result<()> {
+pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls>, state: AppState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
@@ -43,8 +47,8 @@ pub async fn serve(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>, s
         .into_make_service_with_connect_info::<Peer>();
     tracing::info!(%listen, tls = tls.is_some(), "status HTTP listening");
     match tls {
-        Some(config) => {
-            let listener = TlsListener::bind(listen, config).await?;
+        Some(served) => {
+            let listener = TlsListener::bind(listen, served).await?;
             axum::serve(listener, app).with_graceful_shutdown(stop.requested()).await
         }
         None => {
@@ -83,7 +87,7 @@ fn feed_reader(peer: &Peer, insecure: bool) -> Result<(), Refusal> {
 
 async fn metrics(State(state): State<AppState>) -> String {
     use crate::metrics::{
-        counter_value, write, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
+        counter_value, write, CLIENT_CERTIFICATES_REFUSED, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
     };
     let (registry_version, snapshot_version, live) = {
         let p = state.publisher.view();
@@ -104,6 +108,8 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_snapshots_published_total", "counter", "Snapshots pushed.", &[("", counter_value(&SNAPSHOTS_PUBLISHED))]);
     write(&mut out, "stagedoor_registry_edits_applied_total", "counter", "Registry file edits applied.", &[("", counter_value(&REGISTRY_EDITS_APPLIED))]);
     write(&mut out, "stagedoor_registry_edits_rejected_total", "counter", "Registry file edits refused.", &[("", counter_value(&REGISTRY_EDITS_REJECTED))]);
+    let help = "TLS handshakes refused for the client's certificate (not signed by the CA, expired, not for clients).";
+    write(&mut out, "stagedoor_client_certificates_refused_total", "counter", help, &[("", counter_value(&CLIENT_CERTIFICATES_REFUSED))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
@@ -189,6 +195,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "pending_write_back": state.discovery.is_some().then_some(pending_write_back),
     });
     Json(json!({
+        "certificates": certificates(state, &view.registry),
         "revocation": revocation,
         "registry_version": view.registry.version,
         "discovery": discovery,
@@ -199,6 +206,23 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "envoys": envoys,
         "last_nack": last_nack,
     }))
+}
+
+/// Problems the watchers found and the expiry of every certificate served.
+fn certificates(state: &AppState, registry: &crate::registry::Registry) -> Value {
+    use crate::cert_status::{expiries, registry_certificates, EXPIRY_WARNING_DAYS};
+    let own = state.served_tls.as_ref().map(|s| s.current());
+    let mut served: Vec<(String, &str)> = Vec::new();
+    if let Some(own) = &own {
+        served.push((String::from("control plane"), own.cert_pem.as_str()));
+        served.push((String::from("control plane CA"), own.ca_pem.as_str()));
+    }
+    served.extend(registry_certificates(registry));
+    json!({
+        "problems": state.certificate_problems.list(),
+        "expiring_within_days": EXPIRY_WARNING_DAYS,
+        "served": expiries(served, crate::tls::load::unix_now()),
+    })
 }
 
 #[cfg(test)]

@@ -227,6 +227,16 @@ fn a_bad_certificate_is_refused_and_the_last_good_one_keeps_serving() {
     assert!(logged.is_some(), "no rejection logged");
     let log = stack.control_plane_log();
     assert!(log.contains(&format!("{}", a_key.display())) && log.contains("does not belong to the certificate"), "{log}");
+    // /status names the file, the problem and since when; every served certificate's expiry
+    // is listed, these test leaves (30 days) flagged as expiring within the 30-day window.
+    let certificates = stack.control_plane_status()["certificates"].clone();
+    let problem = &certificates["problems"][0];
+    assert_eq!((problem["source"].as_str(), problem["file"].as_str()), (Some("registry"), Some(a_key.display().to_string().as_str())), "{certificates}");
+    assert!(problem["problem"].as_str().unwrap().contains("does not belong to the certificate") && problem["since_unix"].is_i64(), "{certificates}");
+    let served = certificates["served"].as_array().unwrap();
+    let whats: Vec<&str> = served.iter().map(|c| c["what"].as_str().unwrap()).collect();
+    assert_eq!(whats, ["control plane", "control plane CA", "edge_tls a.test", "edge_tls b.test"], "{certificates}");
+    assert!(served[2]["expiring_soon"] == true && served[2]["days_left"].as_i64() < Some(30) && served[0]["expiring_soon"] == false, "{certificates}");
     let fresh = https_client(&certs, https_port, false);
     let response = fresh.get(format!("https://a.test:{https_port}/health")).send().unwrap();
     assert_eq!(response.status(), 200);

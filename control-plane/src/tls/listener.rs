@@ -1,9 +1,11 @@
-//! The HTTP side's listeners for axum: TLS with the client's verified identity, or plain
-//! (`--insecure`, and the separate metrics address). Each accepted connection carries a
-//! [`Peer`] that handlers read through `ConnectInfo`.
+//! The control plane's TLS listeners: the HTTP side's for axum (TLS with the client's
+//! verified identity, or plain for `--insecure` and the metrics address; each accepted
+//! connection carries a [`Peer`] that handlers read through `ConnectInfo`), and the gRPC
+//! port's incoming stream for tonic. Each handshake uses the configuration current when it
+//! starts (see [`ServedTls`]), so rotated credentials need no restart; a refused client
+//! certificate is logged with the reason and the peer's address.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
@@ -14,6 +16,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::identity::{identity_of, PeerIdentity};
+use super::served::{ServedTls, Side};
 
 /// A client that has not finished its handshake by then is dropped: a stalled handshake
 /// must not hold a slot for good.
@@ -46,17 +49,32 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    pub async fn bind(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    pub async fn bind(addr: SocketAddr, served: ServedTls) -> std::io::Result<Self> {
         let tcp = TcpListener::bind(addr).await?;
         let local = tcp.local_addr()?;
-        let (tx, handshaken) = mpsc::channel(64);
-        // Ends when axum drops the listener (the receiver), which closes the socket.
-        tokio::spawn(accept_loop(tcp, TlsAcceptor::from(config), tx));
-        Ok(Self { handshaken, local })
+        Ok(Self { handshaken: handshakes(tcp, served, Side::Http), local })
     }
 }
 
-async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(TlsStream<TcpStream>, Peer)>) {
+/// The gRPC port's connections after their handshake, for tonic's
+/// `serve_with_incoming_shutdown` (which reads the client certificate from the stream).
+pub fn grpc_incoming(
+    tcp: TcpListener,
+    served: ServedTls,
+) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::ReceiverStream::new(handshakes(tcp, served, Side::Grpc)).map(|(stream, _)| Ok(stream))
+}
+
+/// Accepts on `tcp` and runs each handshake in its own task, so one slow client delays no
+/// other. Ends when the receiver is dropped, which closes the socket.
+fn handshakes(tcp: TcpListener, served: ServedTls, side: Side) -> mpsc::Receiver<(TlsStream<TcpStream>, Peer)> {
+    let (tx, handshaken) = mpsc::channel(64);
+    tokio::spawn(accept_loop(tcp, served, side, tx));
+    handshaken
+}
+
+async fn accept_loop(tcp: TcpListener, served: ServedTls, side: Side, tx: mpsc::Sender<(TlsStream<TcpStream>, Peer)>) {
     loop {
         let accepted = tokio::select! {
             accepted = tcp.accept() => accepted,
@@ -66,22 +84,47 @@ async fn accept_loop(tcp: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(
             Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "HTTP accept failed");
+                tracing::warn!(port = ?side, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        // gRPC streams are long-lived and small-message: no Nagle delay (as tonic's own
+        // listener does).
+        let _ = stream.set_nodelay(true);
+        let acceptor = TlsAcceptor::from(served.current().side(side));
+        let tx = tx.clone();
         tokio::spawn(async move {
             match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
                     let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| identity_of(c));
                     let _ = tx.send((tls, Peer { addr, identity })).await;
                 }
-                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "HTTP TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "HTTP TLS handshake timed out"),
+                Ok(Err(e)) => log_failed_handshake(side, addr, &e),
+                Err(_) => tracing::debug!(port = ?side, %addr, "TLS handshake timed out"),
             }
         });
+    }
+}
+
+/// A client certificate the CA did not sign (or expired, or not for client use) is worth
+/// an operator's attention: an Envoy that cannot connect. Other failures (port scanners,
+/// a client that does not trust us) are debug noise.
+fn log_failed_handshake(side: Side, addr: SocketAddr, error: &std::io::Error) {
+    match refused_certificate(error) {
+        Some(reason) => {
+            crate::metrics::bump(&crate::metrics::CLIENT_CERTIFICATES_REFUSED);
+            tracing::warn!(port = ?side, peer = %addr, %reason, "client certificate refused in the TLS handshake");
+        }
+        None => tracing::debug!(port = ?side, peer = %addr, %error, "TLS handshake failed"),
+    }
+}
+
+/// Why rustls refused the peer's certificate, when that is why the handshake failed.
+pub fn refused_certificate(error: &std::io::Error) -> Option<String> {
+    match error.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(reason) => Some(format!("{reason:?}")),
+        _ => None,
     }
 }
 

@@ -140,19 +140,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// tonic's server TLS: our certificate, client certificates verified against the CA when
-/// offered. Optional at the TLS layer because API scripts may use a bearer token instead;
-/// the ADS service refuses a stream without one, the API a caller without either.
-pub fn grpc_server(credentials: &Credentials) -> tonic::transport::ServerTlsConfig {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(&credentials.cert_pem, &credentials.key_pem))
-        .client_ca_root(Certificate::from_pem(&credentials.ca_pem))
-        .client_auth_optional(true)
-}
-
-/// The HTTP side's rustls config: as [`grpc_server`], HTTP/1.1 only (what axum serves here).
-pub fn http_server(credentials: &Credentials) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// A server config with our certificate, client certificates verified against the CA when
+/// offered, and the given ALPN protocols. Optional at the TLS layer because API scripts may
+/// use a bearer token instead; the ADS service refuses a stream without one, the API a
+/// caller without either.
+pub fn server_config(credentials: &Credentials, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(credentials.ca.clone())?;
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
@@ -163,7 +155,7 @@ pub fn http_server(credentials: &Credentials) -> Result<Arc<rustls::ServerConfig
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(credentials.chain.clone(), credentials.key.clone_key())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

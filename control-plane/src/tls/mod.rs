@@ -7,6 +7,8 @@ pub mod generate;
 pub mod identity;
 pub mod listener;
 pub mod load;
+pub mod rotate;
+pub mod served;
 
 #[cfg(test)]
 mod tests;
@@ -36,4 +38,21 @@ pub enum TlsError {
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
+}
+
+impl TlsError {
+    /// The file at fault, when one is (for /status).
+    pub fn file(&self) -> Option<&str> {
+        match self {
+            TlsError::Read { path, .. }
+            | TlsError::Write { path, .. }
+            | TlsError::NotACertificate { path, .. }
+            | TlsError::NotAKey { path, .. }
+            | TlsError::Expired { path, .. }
+            | TlsError::NotYetValid { path, .. }
+            | TlsError::NotSignedByCa { path, .. } => Some(path),
+            TlsError::KeyMismatch { key, .. } => Some(key),
+            TlsError::BadName(_) | TlsError::Generate(_) | TlsError::Rustls(_) => None,
+        }
+    }
 }
