@@ -126,7 +126,7 @@ def stagedoor_filters(wasm=WASM, statement=True):
     """The wasm filter with the config the control plane renders for REGISTRY; without
     `statement`, the same config minus the identity-signing key (no x-stagedoor-identity:
     the output the native configurations can match)."""
-    config = subprocess.run([BIN, "filter-config", "--registry", REGISTRY], check=True, capture_output=True, text=True).stdout.strip()
+    config = on_registry("filter-config", "--registry", REGISTRY)
     if not statement:
         parsed = json.loads(config)
         parsed.pop("identity_signing_key", None)
@@ -235,8 +235,15 @@ def gateway_yaml(filters, port, admin, upstream):
 
 
 def bench_token(ttl="1h"):
-    return subprocess.run([BIN, "token", "--registry", REGISTRY, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", ttl],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return on_registry("token", "--registry", REGISTRY, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", ttl)
+
+
+def on_registry(*args):
+    """`stagedoor <args>` from the repository root: the shipped registry's edge_tls names
+    .stagedoor/edge.pem relative to the working directory, as scripts/run.sh runs it, and
+    reading the registry checks it (`certs init` writes it once, then keeps it)."""
+    subprocess.run([BIN, "certs", "init", "--dir", os.path.join(ROOT, ".stagedoor")], check=True, capture_output=True)
+    return subprocess.run([BIN, *args], check=True, capture_output=True, text=True, cwd=ROOT).stdout.strip()
 
 
 def start_envoy(yaml_text, cpu, workdir, name):
