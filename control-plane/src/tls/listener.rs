@@ -121,7 +121,7 @@ fn log_failed_handshake(side: Side, addr: SocketAddr, error: &std::io::Error) {
 }
 
 /// Why rustls refused the peer's certificate, when that is why the handshake failed.
-pub fn refused_certificate(error: &std::io::Error) -> Option<String> {
+fn refused_certificate(error: &std::io::Error) -> Option<String> {
     match error.get_ref()?.downcast_ref::<rustls::Error>()? {
         rustls::Error::InvalidCertificate(reason) => Some(format!("{reason:?}")),
         _ => None,
@@ -159,5 +159,23 @@ impl Listener for PlainListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(Peer { addr: self.0.local_addr()?, identity: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refused_certificate;
+
+    #[test]
+    fn only_a_refused_peer_certificate_is_named_as_one() {
+        // What tokio-rustls hands back when rustls refuses the client's certificate.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(refused_certificate(&refused).as_deref(), Some("UnknownIssuer"));
+        let other = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(refused_certificate(&other), None);
+        assert_eq!(refused_certificate(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof)), None);
     }
 }

@@ -38,7 +38,7 @@ pub async fn follow_server_credentials(dir: CredentialDir, served: ServedTls, pr
 }
 
 /// Serves `loaded` when it is good; otherwise records why and keeps what is served.
-pub fn apply(loaded: Result<Credentials, TlsError>, served: &ServedTls, problems: &CertificateProblems) {
+fn apply(loaded: Result<Credentials, TlsError>, served: &ServedTls, problems: &CertificateProblems) {
     let now = crate::tls::load::unix_now();
     match loaded.and_then(|credentials| served.replace(&credentials)) {
         Ok(()) => {
@@ -56,4 +56,37 @@ pub fn apply(loaded: Result<Credentials, TlsError>, served: &ServedTls, problems
 async fn contents(dir: &CredentialDir) -> [Option<Vec<u8>>; 3] {
     let (ca, server) = (dir.ca(), dir.control_plane());
     [tokio::fs::read(&ca.cert).await.ok(), tokio::fs::read(&server.cert).await.ok(), tokio::fs::read(&server.key).await.ok()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::generate::{init, InitRequest};
+
+    fn credentials(name: &str) -> (CredentialDir, Credentials) {
+        let dir = CredentialDir::new(std::env::temp_dir().join(format!("stagedoor-rotate-{name}-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(dir.path());
+        init(&dir, &InitRequest { sans: &[], node_id: "n", operator: "o", force: false }).unwrap();
+        let loaded = crate::tls::load::server(&dir).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn a_refused_set_keeps_the_served_one_and_is_recorded_until_a_good_one_replaces_it() {
+        let (dir, first) = credentials("first");
+        let served = ServedTls::new(&first).unwrap();
+        let problems = CertificateProblems::default();
+        std::fs::write(dir.control_plane().cert, "garbage").unwrap();
+        apply(crate::tls::load::server(&dir), &served, &problems);
+        assert_eq!(served.current().cert_pem, first.cert_pem, "the last good certificate keeps serving");
+        let listed = problems.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].file.as_deref(), Some(dir.control_plane().cert.display().to_string().as_str()));
+        assert!(listed[0].problem.contains("not a PEM certificate"), "{listed:?}");
+
+        let (_, second) = credentials("second");
+        apply(Ok(second), &served, &problems);
+        assert_ne!(served.current().cert_pem, first.cert_pem);
+        assert_eq!(problems.list(), []);
+    }
 }
