@@ -1,0 +1,14 @@
+//! Global rate limiting for the Stagedoor gateway (issue 13): pure admission math, keys and
+//! reply values (no I/O), and `store`, the one adapter, which runs the same decision in Redis
+//! as one script call per request.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod decide;
+pub mod fail_mode;
+pub mod gcra;
+pub mod headers;
+pub mod key;
+pub mod local;
+
+#[cfg(test)]
+mod tests;
