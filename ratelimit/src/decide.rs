@@ -18,6 +18,21 @@ pub struct Check {
     pub count_refused: bool,
 }
 
+/// One limit of a request and the key it is counted under, before the key's state is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedLimit {
+    pub key: String,
+    pub rate: Rate,
+    pub shadow: bool,
+    pub count_refused: bool,
+}
+
+impl KeyedLimit {
+    pub fn with_state(&self, tat_us: Option<u64>) -> Check {
+        Check { rate: self.rate, tat_us, shadow: self.shadow, count_refused: self.count_refused }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     /// False when an enforced limit refused.

@@ -9,6 +9,7 @@ pub mod gcra;
 pub mod headers;
 pub mod key;
 pub mod local;
+pub mod store;
 
 #[cfg(test)]
 mod tests;

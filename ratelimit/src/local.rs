@@ -3,17 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::decide::{decide, Check, Decision};
-use crate::gcra::Rate;
-
-/// One limit of a request, as the local table needs it.
-#[derive(Debug, Clone)]
-pub struct LocalCheck {
-    pub key: String,
-    pub rate: Rate,
-    pub shadow: bool,
-    pub count_refused: bool,
-}
+use crate::decide::{decide, Check, Decision, KeyedLimit};
 
 #[derive(Debug)]
 pub struct LocalTable {
@@ -34,15 +24,10 @@ impl LocalTable {
         self.tats.is_empty()
     }
 
-    pub fn decide(&mut self, checks: &[LocalCheck], now_us: u64, cost: u32) -> Decision {
+    pub fn decide(&mut self, checks: &[KeyedLimit], now_us: u64, cost: u32) -> Decision {
         let gcra_checks: Vec<Check> = checks
             .iter()
-            .map(|c| Check {
-                rate: c.rate,
-                tat_us: self.tats.get(&c.key).copied().filter(|tat| *tat > now_us),
-                shadow: c.shadow,
-                count_refused: c.count_refused,
-            })
+            .map(|c| c.with_state(self.tats.get(&c.key).copied().filter(|tat| *tat > now_us)))
             .collect();
         let decision = decide(&gcra_checks, now_us, cost);
         for (check, write) in checks.iter().zip(&decision.writes) {

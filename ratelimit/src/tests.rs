@@ -1,11 +1,11 @@
 use proptest::prelude::*;
 
-use crate::decide::{decide, Check};
+use crate::decide::{decide, Check, KeyedLimit};
 use crate::fail_mode::{default_fail_mode, FailMode};
 use crate::gcra::{admit, Admission, Rate};
 use crate::headers::reply_headers;
 use crate::key::{redis_key, AnonymousSalt, SaltError, Subject};
-use crate::local::{LocalCheck, LocalTable};
+use crate::local::LocalTable;
 
 const S: u64 = 1_000_000;
 
@@ -187,7 +187,7 @@ fn auth_routes_fail_closed_by_default_and_others_fall_back() {
 #[test]
 fn the_local_table_limits_and_stays_bounded() {
     let mut table = LocalTable::new(100);
-    let check = |key: String| LocalCheck { key, rate: rate(2, 1000), shadow: false, count_refused: false };
+    let check = |key: String| KeyedLimit { key, rate: rate(2, 1000), shadow: false, count_refused: false };
     let admitted = (0..3).filter(|_| table.decide(&[check("k".into())], 0, 1).admitted).count();
     assert_eq!(admitted, 2);
     for i in 0..1000 {
