@@ -3,13 +3,18 @@
 //! as one script call per request.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod compile;
+pub mod config;
 pub mod decide;
 pub mod fail_mode;
 pub mod gcra;
 pub mod headers;
 pub mod key;
 pub mod local;
+pub mod plan;
 pub mod store;
 
+#[cfg(test)]
+mod compile_tests;
 #[cfg(test)]
 mod tests;
