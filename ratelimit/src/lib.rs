@@ -10,7 +10,9 @@ pub mod fail_mode;
 pub mod gcra;
 pub mod headers;
 pub mod key;
+pub mod limiter;
 pub mod local;
+pub mod metrics;
 pub mod plan;
 pub mod store;
 

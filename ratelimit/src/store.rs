@@ -37,17 +37,35 @@ pub struct RedisStore {
     client: redis::Client,
     /// Dropped on a connection error, opened again by the next request.
     conn: Mutex<Option<MultiplexedConnection>>,
-    sha: String,
+    /// The script's SHA once Redis has computed it (SCRIPT LOAD).
+    sha: Mutex<Option<String>>,
     timeout: Duration,
 }
 
 impl RedisStore {
-    /// Opens the store; the script's SHA is computed by Redis when it is loaded.
+    /// Connects and loads the script; fails when Redis cannot be reached now.
     pub async fn connect(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
+        let store = RedisStore::lazy(url, timeout)?;
+        let mut conn = store.connection().await?;
+        store.set_sha(load(&mut conn, timeout).await?);
+        Ok(store)
+    }
+
+    /// Only checks the URL: the connection and the script wait for the first request, so a
+    /// control plane starts (and fails over per route) while Redis is down.
+    pub fn lazy(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
         let client = redis::Client::open(url)?;
-        let mut conn = bounded(timeout, client.get_multiplexed_async_connection()).await?;
-        let sha = load(&mut conn, timeout).await?;
-        Ok(RedisStore { client, conn: Mutex::new(Some(conn)), sha, timeout })
+        Ok(RedisStore { client, conn: Mutex::new(None), sha: Mutex::new(None), timeout })
+    }
+
+    fn set_sha(&self, sha: String) {
+        if let Ok(mut slot) = self.sha.lock() {
+            *slot = Some(sha);
+        }
+    }
+
+    fn sha(&self) -> Option<String> {
+        self.sha.lock().ok().and_then(|slot| slot.clone())
     }
 
     pub async fn count(&self, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
@@ -65,8 +83,16 @@ impl RedisStore {
     }
 
     async fn run(&self, conn: &mut MultiplexedConnection, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
+        let (sha, loaded_now) = match self.sha() {
+            Some(sha) => (sha, false),
+            None => {
+                let sha = load(conn, self.timeout).await?;
+                self.set_sha(sha.clone());
+                (sha, true)
+            }
+        };
         let mut call = redis::cmd("EVALSHA");
-        call.arg(&self.sha).arg(limits.len()).arg(limits.iter().map(|l| l.key.as_str()).collect::<Vec<_>>()).arg(cost);
+        call.arg(&sha).arg(limits.len()).arg(limits.iter().map(|l| l.key.as_str()).collect::<Vec<_>>()).arg(cost);
         for l in limits {
             call.arg(l.rate.emission_us).arg(l.rate.burst).arg(l.rate.period_us).arg(u8::from(l.shadow)).arg(u8::from(l.count_refused));
         }
@@ -75,7 +101,7 @@ impl RedisStore {
                 load(conn, self.timeout).await?;
                 (bounded(self.timeout, call.query_async::<Vec<String>>(conn)).await?, true)
             }
-            other => (other?, false),
+            other => (other?, loaded_now),
         };
         let (script_admitted, now_us, before) = parse_reply(&reply, limits.len())?;
         let checks: Vec<_> = limits.iter().zip(before).map(|(l, tat)| l.with_state(tat)).collect();

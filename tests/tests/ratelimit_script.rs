@@ -185,3 +185,82 @@ fn a_stopped_redis_is_an_error_within_the_timeout_and_a_restarted_one_serves_aga
         assert!(counted.reloaded && counted.decision.admitted);
     });
 }
+
+fn limiter(url: &str, yaml: &str) -> stagedoor_ratelimit::limiter::Limiter {
+    let config: stagedoor_ratelimit::config::GlobalRateLimitConfig = serde_yaml::from_str(yaml).unwrap();
+    let compiled = stagedoor_ratelimit::compile::compile(&config, |_| None).unwrap();
+    let store = RedisStore::lazy(url, Duration::from_millis(50)).unwrap();
+    stagedoor_ratelimit::limiter::Limiter::new(compiled, Some(store))
+}
+
+const FAIL_MODES: &str = "
+salt: test-salt
+limits:
+  - { name: open, requests: 3, period_ms: 60000, routes: [/open], fail_mode: open }
+  - { name: closed, requests: 3, period_ms: 60000, routes: [/closed], fail_mode: closed }
+  - { name: local, requests: 3, period_ms: 60000, routes: [/local] }
+  - { name: login, requests: 3, period_ms: 60000, routes: [/api/v1/auth/login] }
+";
+
+#[test]
+fn with_redis_stopped_each_route_takes_its_fail_mode_and_it_is_counted() {
+    use stagedoor_ratelimit::limiter::Verdict;
+    use stagedoor_ratelimit::plan::RequestView;
+    // A port nothing listens on: Redis is down from the start.
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let limiter = limiter(&url, FAIL_MODES);
+    runtime().block_on(async {
+        let at = |path| RequestView { path, remote_address: Some("10.0.0.1"), ..Default::default() };
+        assert_eq!(limiter.check(&at("/open/x"), 1).await, Verdict::Admit { headers: None });
+        assert_eq!(limiter.check(&at("/closed/x"), 1).await, Verdict::Unavailable);
+        assert_eq!(limiter.check(&at("/api/v1/auth/login"), 1).await, Verdict::Unavailable, "logins fail closed by default");
+        let mut local = Vec::new();
+        for _ in 0..4 {
+            local.push(limiter.check(&at("/local/x"), 1).await);
+        }
+        let remaining: Vec<Option<u32>> = local
+            .iter()
+            .map(|v| match v {
+                Verdict::Admit { headers } => headers.as_ref().map(|h| h.remaining),
+                Verdict::Refuse { headers } => {
+                    assert!(headers.retry_after_s.unwrap() >= 1);
+                    None
+                }
+                Verdict::Unavailable => panic!("local fallback refused as unavailable"),
+            })
+            .collect();
+        assert_eq!(remaining, [Some(2), Some(1), Some(0), None], "the local fallback limits as the shared count would");
+        let s = limiter.metrics.snapshot();
+        println!("fallbacks: {:?}; store errors {}", s.fallbacks, s.store_errors);
+        assert_eq!(s.fallbacks.get("open_admitted"), Some(&1));
+        assert_eq!(s.fallbacks.get("closed_refused"), Some(&2));
+        assert_eq!(s.fallbacks.get("local_admitted"), Some(&3));
+        assert_eq!(s.fallbacks.get("local_refused"), Some(&1));
+        assert_eq!(s.limits["local"].fallbacks, 4);
+        assert_eq!(s.store_errors, 7);
+    });
+}
+
+#[test]
+fn the_limiter_counts_in_redis_and_reports_per_limit() {
+    use stagedoor_ratelimit::limiter::Verdict;
+    use stagedoor_ratelimit::plan::RequestView;
+    let redis = Redis::start();
+    let limiter = limiter(&redis.url(), FAIL_MODES);
+    runtime().block_on(async {
+        let view = RequestView { path: "/local/x", user: Some("u1"), tenant: Some("t1"), ..Default::default() };
+        let mut verdicts = Vec::new();
+        for _ in 0..4 {
+            verdicts.push(limiter.check(&view, 1).await);
+        }
+        assert!(matches!(verdicts[3], Verdict::Refuse { .. }), "{verdicts:?}");
+        assert!(verdicts[..3].iter().all(|v| matches!(v, Verdict::Admit { headers: Some(_) })));
+        assert!(redis.cli(&["GET", "sd:rl:{u:2:t1:2:u1}:5:local"]).parse::<u64>().is_ok());
+        let s = limiter.metrics.snapshot();
+        assert_eq!((s.limits["local"].total, s.limits["local"].over_limit, s.limits["local"].fallbacks), (4, 1, 0));
+        assert!(s.fallbacks.is_empty());
+        let text = stagedoor_ratelimit::metrics::render(&s);
+        assert!(text.contains("stagedoor_ratelimit_over_limit_total{limit=\"local\"} 1"), "{text}");
+        assert!(text.contains("stagedoor_ratelimit_store_seconds_count 4"), "{text}");
+    });
+}
