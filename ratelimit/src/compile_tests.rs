@@ -119,3 +119,24 @@ fn route_prefixes_match_whole_segments() {
     assert!(!path_under("/api/v1/authors", "/api/v1/auth"));
     assert!(path_under("/anything", "/"));
 }
+
+#[test]
+fn closed_prefixes_agree_with_the_plans_fail_mode() {
+    use crate::plan::closed_prefixes;
+    let yaml = "
+salt: s
+limits:
+  - { name: all, requests: 100, period_ms: 60000 }
+  - { name: pay, requests: 10, period_ms: 60000, routes: [/api/v1/payments/], fail_mode: closed }
+  - { name: events, requests: 10, period_ms: 60000, routes: [/api/v1/events], fail_mode: open }
+";
+    let c = compiled(yaml);
+    assert_eq!(closed_prefixes(&c), ["/api/v1/auth", "/api/v1/payments"]);
+    for path in ["/api/v1/auth/login", "/api/v1/auth", "/api/v1/authors", "/api/v1/payments/1", "/api/v1/events/2", "/", "/health"] {
+        let view = RequestView { path, remote_address: Some("10.0.0.1"), ..Default::default() };
+        let closed = plan(&c, &view).fail_mode == FailMode::Closed;
+        assert_eq!(closed, closed_prefixes(&c).iter().any(|p| path_under(path, p)), "{path}");
+    }
+    assert!(closed_prefixes(&compiled("salt: s\nlimits: [{ name: a, requests: 1, period_ms: 1000, fail_mode: closed }]")) == ["/"]);
+    assert!(closed_prefixes(&compiled("salt: s\nlimits: [{ name: a, requests: 1, period_ms: 1000, fail_mode: open }]")).is_empty());
+}

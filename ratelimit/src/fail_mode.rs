@@ -15,12 +15,14 @@ pub enum FailMode {
     LocalFallback,
 }
 
+/// Logins, refreshes and the rest of the auth service's routes.
+pub const DEFAULT_CLOSED: &str = "/api/v1/auth";
+
 /// The defaults: fail closed on logins and refreshes (everything under
 /// /api/v1/auth/), elsewhere fail open with a local fallback.
 pub fn default_fail_mode(route_prefix: &str) -> FailMode {
-    let auth = "/api/v1/auth";
     let under_auth = route_prefix
-        .strip_prefix(auth)
+        .strip_prefix(DEFAULT_CLOSED)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     if under_auth {
         FailMode::Closed

@@ -24,8 +24,9 @@ pub enum Verdict {
     Unavailable,
 }
 
+/// The state that outlives a registry edit: the store, the local fallback's table and the
+/// counters. The limits themselves come with each request, from the registry being served.
 pub struct Limiter {
-    pub limits: CompiledLimits,
     store: Option<RedisStore>,
     local: Mutex<LocalTable>,
     pub metrics: Metrics,
@@ -33,13 +34,13 @@ pub struct Limiter {
 
 impl Limiter {
     /// `store`: `None` when no Redis is configured: every request takes its fail mode.
-    pub fn new(limits: CompiledLimits, store: Option<RedisStore>) -> Limiter {
-        let local = Mutex::new(LocalTable::new(limits.local_fallback_keys));
-        Limiter { limits, store, local, metrics: Metrics::default() }
+    /// `local_keys`: the local fallback's size (the registry's `local_fallback_keys`).
+    pub fn new(store: Option<RedisStore>, local_keys: usize) -> Limiter {
+        Limiter { store, local: Mutex::new(LocalTable::new(local_keys)), metrics: Metrics::default() }
     }
 
-    pub async fn check(&self, request: &RequestView<'_>, cost: u32) -> Verdict {
-        let plan = plan(&self.limits, request);
+    pub async fn check(&self, limits: &CompiledLimits, request: &RequestView<'_>, cost: u32) -> Verdict {
+        let plan = plan(limits, request);
         if plan.limits.is_empty() {
             return Verdict::Admit { headers: None };
         }

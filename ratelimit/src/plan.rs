@@ -8,7 +8,7 @@
 use crate::compile::{CompiledLimit, CompiledLimits};
 use crate::config::Per;
 use crate::decide::KeyedLimit;
-use crate::fail_mode::{default_fail_mode, FailMode};
+use crate::fail_mode::{default_fail_mode, FailMode, DEFAULT_CLOSED};
 use crate::key::{redis_key, Subject};
 
 /// Descriptor entry keys, shared with the translation.
@@ -80,6 +80,34 @@ pub fn plan(compiled: &CompiledLimits, request: &RequestView<'_>) -> Plan {
         limits.push((limit.name.clone(), keyed));
     }
     Plan { limits, fail_mode }
+}
+
+/// The path prefixes whose requests fail closed when the limiter itself cannot be reached
+/// (Envoy's side of the fail mode): a limit's routes when it says `closed` ("/" for all
+/// routes), and /api/v1/auth (or the limit's routes under it) when it says nothing.
+pub fn closed_prefixes(compiled: &CompiledLimits) -> Vec<String> {
+    let mut prefixes: Vec<String> = Vec::new();
+    for limit in &compiled.limits {
+        let routes: Vec<&str> = if limit.routes.is_empty() { vec!["/"] } else { limit.routes.iter().map(String::as_str).collect() };
+        for route in routes {
+            let closed = match limit.fail_mode {
+                Some(FailMode::Closed) => Some(route),
+                Some(FailMode::Open | FailMode::LocalFallback) => None,
+                None if default_fail_mode(route) == FailMode::Closed => Some(route),
+                // All routes, default mode: the auth ones among them fail closed.
+                None if path_under(DEFAULT_CLOSED, route) => Some(DEFAULT_CLOSED),
+                None => None,
+            };
+            if let Some(prefix) = closed {
+                let prefix = if prefix.len() > 1 { prefix.trim_end_matches('/') } else { prefix };
+                if !prefixes.iter().any(|p| p == prefix) {
+                    prefixes.push(prefix.to_owned());
+                }
+            }
+        }
+    }
+    prefixes.sort();
+    prefixes
 }
 
 fn subject(compiled: &CompiledLimits, limit: &CompiledLimit, request: &RequestView<'_>) -> Option<Subject> {

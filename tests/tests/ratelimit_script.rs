@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stagedoor_e2e::ports::free_port;
+use stagedoor_ratelimit::compile::CompiledLimits;
 use stagedoor_ratelimit::decide::KeyedLimit;
 use stagedoor_ratelimit::gcra::Rate;
 use stagedoor_ratelimit::store::{RedisStore, StoreError};
@@ -186,11 +187,11 @@ fn a_stopped_redis_is_an_error_within_the_timeout_and_a_restarted_one_serves_aga
     });
 }
 
-fn limiter(url: &str, yaml: &str) -> stagedoor_ratelimit::limiter::Limiter {
+fn limiter(url: &str, yaml: &str) -> (stagedoor_ratelimit::limiter::Limiter, CompiledLimits) {
     let config: stagedoor_ratelimit::config::GlobalRateLimitConfig = serde_yaml::from_str(yaml).unwrap();
     let compiled = stagedoor_ratelimit::compile::compile(&config, |_| None).unwrap();
     let store = RedisStore::lazy(url, Duration::from_millis(50)).unwrap();
-    stagedoor_ratelimit::limiter::Limiter::new(compiled, Some(store))
+    (stagedoor_ratelimit::limiter::Limiter::new(Some(store), compiled.local_fallback_keys), compiled)
 }
 
 const FAIL_MODES: &str = "
@@ -208,15 +209,15 @@ fn with_redis_stopped_each_route_takes_its_fail_mode_and_it_is_counted() {
     use stagedoor_ratelimit::plan::RequestView;
     // A port nothing listens on: Redis is down from the start.
     let url = format!("redis://127.0.0.1:{}", free_port());
-    let limiter = limiter(&url, FAIL_MODES);
+    let (limiter, limits) = limiter(&url, FAIL_MODES);
     runtime().block_on(async {
         let at = |path| RequestView { path, remote_address: Some("10.0.0.1"), ..Default::default() };
-        assert_eq!(limiter.check(&at("/open/x"), 1).await, Verdict::Admit { headers: None });
-        assert_eq!(limiter.check(&at("/closed/x"), 1).await, Verdict::Unavailable);
-        assert_eq!(limiter.check(&at("/api/v1/auth/login"), 1).await, Verdict::Unavailable, "logins fail closed by default");
+        assert_eq!(limiter.check(&limits, &at("/open/x"), 1).await, Verdict::Admit { headers: None });
+        assert_eq!(limiter.check(&limits, &at("/closed/x"), 1).await, Verdict::Unavailable);
+        assert_eq!(limiter.check(&limits, &at("/api/v1/auth/login"), 1).await, Verdict::Unavailable, "logins fail closed by default");
         let mut local = Vec::new();
         for _ in 0..4 {
-            local.push(limiter.check(&at("/local/x"), 1).await);
+            local.push(limiter.check(&limits, &at("/local/x"), 1).await);
         }
         let remaining: Vec<Option<u32>> = local
             .iter()
@@ -246,12 +247,12 @@ fn the_limiter_counts_in_redis_and_reports_per_limit() {
     use stagedoor_ratelimit::limiter::Verdict;
     use stagedoor_ratelimit::plan::RequestView;
     let redis = Redis::start();
-    let limiter = limiter(&redis.url(), FAIL_MODES);
+    let (limiter, limits) = limiter(&redis.url(), FAIL_MODES);
     runtime().block_on(async {
         let view = RequestView { path: "/local/x", user: Some("u1"), tenant: Some("t1"), ..Default::default() };
         let mut verdicts = Vec::new();
         for _ in 0..4 {
-            verdicts.push(limiter.check(&view, 1).await);
+            verdicts.push(limiter.check(&limits, &view, 1).await);
         }
         assert!(matches!(verdicts[3], Verdict::Refuse { .. }), "{verdicts:?}");
         assert!(verdicts[..3].iter().all(|v| matches!(v, Verdict::Admit { headers: Some(_) })));
