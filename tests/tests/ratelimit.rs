@@ -25,6 +25,10 @@ fn registry(limits: &str) -> String {
 }
 
 fn stack(limits: &str, envoys: usize) -> Stack {
+    stack_and_port(limits, envoys).0
+}
+
+fn stack_and_port(limits: &str, envoys: usize) -> (Stack, u16) {
     let rate_limit_port = free_port();
     let stack = Stack::start(StackOptions {
         registry_yaml: registry(limits),
@@ -43,7 +47,7 @@ fn stack(limits: &str, envoys: usize) -> Stack {
         let ready = time_until(Duration::from_secs(20), || stack.config_dump(i).contains("envoy.filters.http.ratelimit.fail_open"));
         assert!(ready.is_some(), "envoy {i} never got the ratelimit filter");
     }
-    stack
+    (stack, rate_limit_port)
 }
 
 fn get(stack: &Stack, path: &str, auth: Option<&str>) -> RawResponse {
@@ -196,3 +200,50 @@ fn with_redis_stopped_routes_fail_open_closed_or_to_the_local_fallback() {
     println!("counting in Redis again after {back:?}");
     assert!(back.is_some());
 }
+
+/// Asks the RateLimitService directly with the client certificate `<stem>.pem`, or none.
+async fn ask_as(stack: &Stack, port: u16, certificate: Option<&str>) -> Result<i32, String> {
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{rate_limit_descriptor::Entry, RateLimitDescriptor};
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
+    use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+    let read = |name: &str| std::fs::read_to_string(stack.tls_dir.join(name)).unwrap();
+    let mut tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(read("ca.pem")));
+    if let Some(stem) = certificate {
+        tls = tls.identity(tonic::transport::Identity::from_pem(read(&format!("{stem}.pem")), read(&format!("{stem}-key.pem"))));
+    }
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}")).unwrap().tls_config(tls).unwrap();
+    let channel = endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let entry = |key: &str, value: &str| Entry { key: key.into(), value: value.into() };
+    let request = RateLimitRequest {
+        domain: "stagedoor".into(),
+        descriptors: vec![RateLimitDescriptor { entries: vec![entry("path", "/api/v1/venues/1"), entry("user", "direct")], ..Default::default() }],
+        hits_addend: 0,
+    };
+    match RateLimitServiceClient::new(channel).should_rate_limit(request).await {
+        Ok(reply) => Ok(reply.into_inner().overall_code),
+        Err(status) => Err(format!("{:?}", status.code())),
+    }
+}
+
+#[test]
+fn only_envoys_may_ask_the_limiter_and_client_identity_headers_are_not_trusted() {
+    let (stack, port) = stack_and_port(VENUES_10_PER_6S_AND_LOGIN, 1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let envoy = format!("envoy-{}", stack.envoys[0].node_id);
+    assert_eq!(rt.block_on(ask_as(&stack, port, Some(&envoy))), Ok(1), "an Envoy certificate is answered (OK)");
+    assert_eq!(rt.block_on(ask_as(&stack, port, Some("operator"))), Err(String::from("PermissionDenied")));
+    let anonymous = rt.block_on(ask_as(&stack, port, None));
+    assert!(anonymous.is_err(), "no certificate: {anonymous:?}");
+    println!("no client certificate: {anonymous:?}");
+    // An anonymous caller naming a user in x-user-id is still counted per address: the
+    // Stagedoor filter removes the client's copy before the limiter's descriptor is built.
+    let forged: Vec<u16> = (0..4)
+        .map(|i| {
+            let user = format!("x-user-id: forged-{i}");
+            raw::request(stack.gateway_port, "GET", "/api/v1/auth/login", &[&user, "x-tenant-id: t"], "").status
+        })
+        .collect();
+    assert_eq!(forged, [200, 200, 429, 429], "per address, whatever x-user-id says");
+}
+
+const VENUES_10_PER_6S_AND_LOGIN: &str = "    - { name: api, requests: 10, period_ms: 6000, routes: [/api/v1/venues] }\n    - { name: login, requests: 2, period_ms: 60000, per: address, routes: [/api/v1/auth/login] }\n";
