@@ -224,9 +224,24 @@ pub struct ServeArgs {
     /// Path of the compiled filter, as Envoy sees it.
     #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
     pub wasm: PathBuf,
+    /// gRPC address for Envoy's RateLimitService (global rate limiting, same TLS as xDS, Envoy
+    /// certificates only); absent: the registry's global limits take their failure modes.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT")]
+    pub ratelimit: Option<SocketAddr>,
+    /// Redis counting the global limits; default: --redis.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS")]
+    pub ratelimit_redis: Option<String>,
+    /// How long the RateLimitService waits for Redis before the route's fail mode applies:
+    /// under Envoy's timeout (20 ms by default), so the fallback is the service's, not Envoy's.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS_TIMEOUT_MS", default_value_t = 15)]
+    pub ratelimit_redis_timeout_ms: u64,
 }
 
 impl ServeArgs {
+    pub fn ratelimit_redis_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ratelimit_redis_timeout_ms.max(1))
+    }
+
     pub fn translate_options(&self) -> TranslateOptions {
         // Envoy resolves a relative path against its own working directory, not ours.
         let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
@@ -236,7 +251,18 @@ impl ServeArgs {
             None if self.http.ip().is_unspecified() => Some((String::from("127.0.0.1"), self.http.port())),
             None => Some((self.http.ip().to_string(), self.http.port())),
         };
-        TranslateOptions { listen: self.listen, wasm_path: wasm.display().to_string(), control_plane_http, control_plane_tls: !self.insecure }
+        // The RateLimitService as Envoy reaches it: an unspecified IP read as 127.0.0.1.
+        let rate_limit_service = self.ratelimit.map(|addr| {
+            let host = if addr.ip().is_unspecified() { String::from("127.0.0.1") } else { addr.ip().to_string() };
+            (host, addr.port())
+        });
+        TranslateOptions {
+            listen: self.listen,
+            wasm_path: wasm.display().to_string(),
+            control_plane_http,
+            control_plane_tls: !self.insecure,
+            rate_limit_service,
+        }
     }
 }
 
@@ -374,6 +400,7 @@ fn validate(file: &std::path::Path) -> anyhow::Result<()> {
         wasm_path: String::from("/stagedoor.wasm"),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
+        rate_limit_service: None,
     };
     crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &[], &options, None)?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);

@@ -14,6 +14,7 @@ mod echo;
 mod hash;
 mod metrics;
 mod publish;
+mod ratelimit;
 mod shared_publisher;
 mod registry;
 mod revocations;

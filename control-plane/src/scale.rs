@@ -38,6 +38,7 @@ pub fn run(sizes: &[usize], instances: usize) -> anyhow::Result<()> {
         wasm_path: String::from("/stagedoor.wasm"),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
+        rate_limit_service: None,
     };
     for &n in sizes {
         let yaml = synthetic_registry(n, instances);

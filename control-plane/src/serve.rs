@@ -87,6 +87,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             crate::discovery::revocation_sync::follow(url.clone(), revocations.clone(), write_back.clone(), halt.clone())
         });
     }
+    let rate_limit_redis = args.ratelimit_redis.as_deref().or(args.redis.as_deref());
+    let rate_limiter = match args.ratelimit {
+        Some(_) => Some(crate::ratelimit::limiter(rate_limit_redis, args.ratelimit_redis_timeout(), &publisher)?),
+        None => None,
+    };
     let http_state = AppState {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -96,10 +101,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         insecure: args.insecure,
         certificate_problems,
         served_tls: trust.served.clone(),
+        rate_limiter: rate_limiter.clone(),
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
 
+    let rate_limit_api = rate_limiter.map(|limiter| crate::ratelimit::RateLimitApi {
+        publisher: publisher.clone(),
+        limiter,
+        require_envoy_certificate: !args.insecure,
+    });
     let api = ControlPlaneApi {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -115,7 +126,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .add_service(ControlPlaneServer::new(api));
     // With TLS the handshakes are ours (tls/listener.rs), so rotated credentials apply to
     // the next one; tonic reads the client certificate from each stream as before.
-    let mut grpc = match trust.served {
+    let mut grpc = match trust.served.clone() {
         Some(served) => {
             let tcp = tokio::net::TcpListener::bind(args.xds).await.with_context(|| format!("cannot listen on {} (xDS)", args.xds))?;
             let incoming = crate::tls::listener::grpc_incoming(tcp, served);
@@ -123,6 +134,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => tokio::spawn(router.serve_with_shutdown(args.xds, stop.clone().requested())),
     };
+    let mut rate_limit = tokio::spawn(crate::ratelimit::serve(args.ratelimit, trust.served.clone(), rate_limit_api, stop.clone()));
 
     // Until a stop request, either server ending is a failure (a port taken, say).
     tokio::select! {
@@ -130,13 +142,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         joined = &mut grpc => return Err(ended_early("gRPC server", outcome(joined))),
         joined = &mut http => return Err(ended_early("status server", outcome(joined))),
         joined = &mut metrics => return Err(ended_early("metrics server", outcome(joined))),
+        joined = &mut rate_limit => return Err(ended_early("rate limit server", outcome(joined))),
     }
     let stopping = Instant::now();
     stop_switch.stop();
     let drain = async {
-        let (grpc, http, metrics) = tokio::join!(&mut grpc, &mut http, &mut metrics);
+        let (grpc, http, metrics, rate_limit) = tokio::join!(&mut grpc, &mut http, &mut metrics, &mut rate_limit);
         background.join().await;
-        for (server, outcome) in [("gRPC server", outcome(grpc)), ("status server", outcome(http)), ("metrics server", outcome(metrics))] {
+        let servers = [
+            ("gRPC server", outcome(grpc)),
+            ("status server", outcome(http)),
+            ("metrics server", outcome(metrics)),
+            ("rate limit server", outcome(rate_limit)),
+        ];
+        for (server, outcome) in servers {
             if let Err(e) = outcome {
                 tracing::warn!(server, error = %e, "server failed while stopping");
             }

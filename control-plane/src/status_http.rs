@@ -34,6 +34,8 @@ pub struct AppState {
     pub certificate_problems: crate::cert_status::CertificateProblems,
     /// The control plane's own credentials being served (None with --insecure).
     pub served_tls: Option<crate::tls::served::ServedTls>,
+    /// The global rate limiter, when `--ratelimit` serves it: its counters in both.
+    pub rate_limiter: Option<Arc<stagedoor_ratelimit::limiter::Limiter>>,
 }
 
 /// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
@@ -118,6 +120,9 @@ async fn metrics(State(state): State<AppState>) -> String {
         write(&mut out, "stagedoor_redis_errors_total", "counter", "Redis connection losses.", &[("", d.errors as f64)]);
         let help = "Revocations Redis does not hold yet, written back when it is reachable.";
         write(&mut out, "stagedoor_revocations_pending_write_back", "gauge", help, &[("", pending_write_back as f64)]);
+    }
+    if let Some(limiter) = &state.rate_limiter {
+        out.push_str(&stagedoor_ratelimit::metrics::render(&limiter.metrics.snapshot()));
     }
     out
 }
@@ -205,6 +210,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "services": services,
         "envoys": envoys,
         "last_nack": last_nack,
+        "rate_limit": state.rate_limiter.as_ref().map(|l| crate::ratelimit::status(&l.metrics.snapshot())),
     }))
 }
 

@@ -66,6 +66,7 @@ pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions
         wasm_path: "/f.wasm".into(),
         control_plane_http: None,
         control_plane_tls: false,
+        rate_limit_service: None,
     }
 }
 

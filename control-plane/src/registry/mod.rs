@@ -5,6 +5,7 @@
 //! service and the field.
 
 pub mod edge;
+mod global_rate_limit;
 pub mod input;
 pub mod live;
 mod model;

@@ -25,6 +25,9 @@ pub struct RegistryFile {
     /// Requests each client address may make per window; absent: no rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// Limits counted in Redis across every Envoy (issue 13); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_rate_limit: Option<stagedoor_ratelimit::config::GlobalRateLimitConfig>,
     /// Webhook endpoints whose Stripe signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookSpec>,

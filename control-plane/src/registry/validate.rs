@@ -27,6 +27,9 @@ pub struct Registry {
     pub custom_roles: bool,
     pub cors: Option<CorsSpec>,
     pub rate_limit: Option<RateLimitSpec>,
+    /// As written, and compiled with the salt resolved (for the RateLimitService).
+    pub global_rate_limit_spec: Option<stagedoor_ratelimit::config::GlobalRateLimitConfig>,
+    pub global_rate_limits: Option<stagedoor_ratelimit::compile::CompiledLimits>,
     /// As written, and with secrets resolved for the filter.
     pub webhook_specs: Vec<WebhookSpec>,
     pub webhooks: Vec<stagedoor_filter_core::config::WebhookConfig>,
@@ -204,6 +207,8 @@ impl Registry {
                 return Err(field_error("rate_limit", "max_clients".into(), "must be positive".into()));
             }
         }
+        let global_rate_limits = super::global_rate_limit::compile(parsed.global_rate_limit.as_ref(), env)
+            .map_err(|e| field_error("global_rate_limit", e.field, e.reason))?;
         let mut webhooks = Vec::new();
         for (i, hook) in parsed.webhooks.iter().enumerate() {
             let item = format!("webhooks[{i}]");
@@ -233,7 +238,7 @@ impl Registry {
         }
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls, &upstream_tls));
+        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls, &upstream_tls, &parsed.global_rate_limit));
         let registry = Self {
             services,
             auth: parsed.auth,
@@ -244,6 +249,8 @@ impl Registry {
             custom_roles,
             cors: parsed.cors,
             rate_limit: parsed.rate_limit,
+            global_rate_limit_spec: parsed.global_rate_limit,
+            global_rate_limits,
             webhook_specs: parsed.webhooks,
             webhooks,
             edge_tls_spec: parsed.edge_tls,
@@ -281,6 +288,7 @@ impl Registry {
             roles: self.custom_roles.then(|| self.roles.clone()),
             cors: self.cors.clone(),
             rate_limit: self.rate_limit.clone(),
+            global_rate_limit: self.global_rate_limit_spec.as_ref().map(|spec| super::global_rate_limit::redacted(spec, redact)),
             webhooks: self
                 .webhook_specs
                 .iter()

@@ -128,7 +128,7 @@ pub fn load_assignment(service: &ServiceSpec, live: Option<&BTreeSet<InstanceSpe
     }
 }
 
-fn lb_endpoint(instance: &InstanceSpec) -> LbEndpoint {
+pub fn lb_endpoint(instance: &InstanceSpec) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
             address: Some(socket(&instance.address, instance.port)),

@@ -44,7 +44,10 @@ pub fn connection_manager(registry: &Registry, hsts: Option<String>) -> HttpConn
     if let Some(spec) = &registry.rate_limit {
         http_filters.push(super::rate_limit::filter(spec));
     }
-    http_filters.extend([stagedoor_filter(), response_header_filter(), router_filter()]);
+    http_filters.push(stagedoor_filter());
+    // After Stagedoor: the global limits count the identity it verified.
+    http_filters.extend(super::rate_limit_global::filters(registry.global_rate_limits.as_ref()));
+    http_filters.extend([response_header_filter(), router_filter()]);
     HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {

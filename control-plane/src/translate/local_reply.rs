@@ -26,6 +26,8 @@ pub fn json_errors() -> LocalReplyConfig {
                 "RATE_LIMITED",
                 "Too many requests from this client; slow down",
             ),
+            // The global limiter unreachable on a fail-closed route (its filter's status_on_error).
+            mapper(&["RLSE"], Some(503), "Service Unavailable", "RATE_LIMITER_UNAVAILABLE", "Rate limiter unavailable; try again"),
             mapper(&["UT"], Some(504), "Gateway Timeout", "GATEWAY_TIMEOUT", &format!("{SERVICE} service timeout after {TIMEOUT_MS}ms")),
             mapper(&["UH", "UF", "NC", "UO"], Some(503), "Service Unavailable", "SERVICE_UNAVAILABLE", &format!("{SERVICE} service is down")),
             mapper(&["UC", "UR", "UMSDR", "DPE", "UPE"], Some(502), "Bad Gateway", "BAD_GATEWAY", &format!("{SERVICE} service error")),

@@ -11,6 +11,9 @@ mod filter_config;
 mod listener;
 mod local_reply;
 mod rate_limit;
+mod rate_limit_global;
+#[cfg(test)]
+mod rate_limit_global_tests;
 pub mod names;
 mod route;
 
@@ -30,6 +33,7 @@ use crate::registry::{Registry, ServiceSpec};
 
 pub use any::to_any;
 pub use filter_config::filter_config;
+pub use rate_limit_global::DOMAIN as RATE_LIMIT_DOMAIN;
 
 /// Deployment facts that are not in the registry: where Envoy listens, where the filter is.
 #[derive(Debug, Clone)]
@@ -43,6 +47,8 @@ pub struct TranslateOptions {
     /// Filters reach the revocation feed over mutual TLS (off only with `--insecure`), with
     /// the certificates the Envoy's bootstrap names (see [`cluster::control_plane`]).
     pub control_plane_tls: bool,
+    /// The control plane's RateLimitService as Envoy reaches it (`--ratelimit`).
+    pub rate_limit_service: Option<(String, u16)>,
 }
 
 /// One full set of resources for every Envoy: the six xDS types.
@@ -97,6 +103,9 @@ pub fn translate(
         .collect();
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
+    }
+    if registry.global_rate_limits.is_some() {
+        clusters.push(rate_limit_global::cluster(options.rate_limit_service.as_ref(), options.control_plane_tls));
     }
     Ok(Resources {
         clusters,

@@ -38,6 +38,7 @@ fn options() -> TranslateOptions {
         wasm_path: "/x/f.wasm".into(),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
+        rate_limit_service: None,
     }
 }
 
