@@ -16,7 +16,7 @@ use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
 use crate::api::ControlPlaneApi;
 use crate::api_guard::GuardedApi;
 use crate::auth::ApiTokens;
-use crate::cli::ServeArgs;
+use crate::serve_args::ServeArgs;
 use crate::discovery::redis_source::SharedStatus;
 use crate::discovery::revocation_sync::WriteBack;
 use crate::publish::Publisher;

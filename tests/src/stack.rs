@@ -19,6 +19,13 @@ pub fn stagedoor_bin() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/debug/stagedoor"))
 }
 
+/// The echo upstream (`tools/echo`), built beside `stagedoor` by `cargo build`.
+pub fn echo_bin() -> PathBuf {
+    std::env::var_os("STAGEDOOR_ECHO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/stagedoor-echo"))
+}
+
 pub fn wasm_path() -> PathBuf {
     std::env::var_os("STAGEDOOR_WASM")
         .map(PathBuf::from)
@@ -167,8 +174,8 @@ impl Stack {
     pub fn start_echo(&mut self, service: &str) -> u16 {
         let port = free_port();
         let log = self.log_file(&format!("echo-{service}-{port}.log"));
-        let child = Command::new(stagedoor_bin())
-            .args(["echo", "--port", &port.to_string(), "--service", service])
+        let child = Command::new(echo_bin())
+            .args(["--port", &port.to_string(), "--service", service])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -178,13 +185,13 @@ impl Stack {
         port
     }
 
-    /// An echo upstream that speaks only TLS (`stagedoor echo --tls-cert`), requiring a
+    /// An echo upstream that speaks only TLS (`stagedoor-echo --tls-cert`), requiring a
     /// client certificate signed by `client_ca` when given.
     pub fn start_tls_echo(&mut self, service: &str, cert: &Path, key: &Path, client_ca: Option<&Path>) -> u16 {
         let port = free_port();
         let log = self.log_file(&format!("echo-tls-{service}-{port}.log"));
-        let mut command = Command::new(stagedoor_bin());
-        command.args(["echo", "--port", &port.to_string(), "--service", service]);
+        let mut command = Command::new(echo_bin());
+        command.args(["--port", &port.to_string(), "--service", service]);
         command.args(["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
         if let Some(ca) = client_ca {
             command.args(["--tls-client-ca", &ca.display().to_string()]);
