@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::client::ApiArgs;
+use crate::publish::PublishError;
 use crate::registry;
 use crate::tls::files::CredentialDir;
 use crate::tls::generate;
-use crate::translate::TranslateOptions;
+use crate::translate::{TranslateError, TranslateOptions};
 
 /// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would.
 pub fn validate(file: &Path) -> anyhow::Result<()> {
@@ -20,7 +21,11 @@ pub fn validate(file: &Path) -> anyhow::Result<()> {
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
     };
-    crate::publish::build_snapshot(&registry, &crate::discovery::LiveInstances::new(), &[], &options, None)?;
+    crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
+        // The filter compiler's refusal reads as the registry's other errors, naming the file.
+        PublishError::Translate(TranslateError::FilterConfig(refused)) => refused.in_file(&file.display().to_string()).into(),
+        other => anyhow::Error::from(other),
+    })?;
     println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
     Ok(())
 }
@@ -28,14 +33,15 @@ pub fn validate(file: &Path) -> anyhow::Result<()> {
 /// `stagedoor filter-config`: the filter config (JSON) the control plane would push.
 pub fn print_filter_config(file: &Path) -> anyhow::Result<()> {
     let registry = registry::load(file)?;
-    println!("{}", crate::translate::filter_config(&registry, None).to_json());
+    let config = crate::translate::check(&registry, None).map_err(|e| e.in_file(&file.display().to_string()))?;
+    println!("{}", config.to_json());
     Ok(())
 }
 
 /// `stagedoor token`: a development token signed with the registry's dev key.
 pub fn mint_token(registry_file: &Path, request: &crate::token::MintRequest) -> anyhow::Result<()> {
-    let registry = registry::load(registry_file)?;
-    let now = (crate::xds::status::unix_ms() / 1000) as i64;
+    let registry = crate::translate::load_checked(registry_file)?;
+    let now = (crate::clock::unix_ms() / 1000) as i64;
     println!("{}", crate::token::mint(&registry, request, now)?);
     Ok(())
 }

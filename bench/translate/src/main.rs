@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use stagedoor_control_plane::discovery::LiveInstances;
+use stagedoor_control_plane::registry::LiveInstances;
 use stagedoor_control_plane::registry::Registry;
 use stagedoor_control_plane::translate::TranslateOptions;
 

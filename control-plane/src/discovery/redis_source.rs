@@ -10,7 +10,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::backoff::Backoff;
-use super::{collect, LiveInstances, CHANNEL, KEY_PREFIX};
+use super::{collect, CHANNEL, KEY_PREFIX};
+use crate::registry::LiveInstances;
 use crate::shared_publisher::SharedPublisher;
 use crate::shutdown::Stop;
 
@@ -122,7 +123,7 @@ async fn resync(
     let count = live.values().map(|s| s.len()).sum();
     if let Ok(mut s) = status.lock() {
         s.connected = true;
-        s.last_sync_unix_ms = Some(crate::xds::status::unix_ms());
+        s.last_sync_unix_ms = Some(crate::clock::unix_ms());
         s.live_instances = count;
         s.rescans += 1;
     }
@@ -179,7 +180,7 @@ impl Instance {
     pub fn record(&self) -> String {
         serde_json::json!({
             "service": self.service, "address": self.address, "port": self.port,
-            "registered_at": crate::xds::status::unix_ms() / 1000,
+            "registered_at": crate::clock::unix_ms() / 1000,
         })
         .to_string()
     }

@@ -90,7 +90,7 @@ async fn write(conn: &mut redis::aio::MultiplexedConnection, entries: &[(String,
 
 /// Writes every entry Redis does not hold yet and marks them stored. Returns how many.
 async fn write_back(conn: &mut redis::aio::MultiplexedConnection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
-    let now = crate::xds::status::unix_ms() as i64 / 1000;
+    let now = crate::clock::unix_ms() as i64 / 1000;
     let (generation, unstored) =
         revocations.lock().map(|store| (store.redis_generation(), store.unstored(now))).unwrap_or_default();
     if unstored.is_empty() {

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
 use super::sotw::{StreamEvent, GATED_TYPES, UNGATED_TYPES};
-use super::type_url;
+use crate::resources::type_url;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default)]

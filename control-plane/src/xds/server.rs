@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use super::delta::DeltaStream;
 use super::sotw::{SotwStream, StreamEvent};
 use super::status::EnvoyRegistry;
-use super::type_url;
+use crate::resources::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
 use crate::tls::identity::{identity_of, PeerIdentity};

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use super::type_url;
+use crate::resources::type_url;
 use crate::snapshot::Snapshot;
 
 /// The types a new snapshot sends at once, in this order. Secrets are not gated: Envoy asks
