@@ -5,3 +5,4 @@ pub mod delta;
 pub mod server;
 pub mod sotw;
 pub mod status;
+pub mod step;

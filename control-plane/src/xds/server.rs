@@ -20,7 +20,8 @@ use tonic::{Request, Response, Status, Streaming};
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::delta::DeltaStream;
-use super::sotw::{SotwStream, StreamEvent};
+use super::sotw::SotwStream;
+use super::step::StreamEvent;
 use super::status::EnvoyRegistry;
 use crate::resources::type_url;
 use crate::shutdown::Stop;

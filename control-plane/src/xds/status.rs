@@ -7,7 +7,7 @@ use crate::clock::unix_ms;
 
 use serde::Serialize;
 
-use super::sotw::StreamEvent;
+use super::step::StreamEvent;
 use crate::resources::type_url;
 
 #[derive(Debug, Clone, Default, Serialize)]
