@@ -14,6 +14,7 @@ pub mod backoff;
 pub mod heartbeat;
 pub mod redis_source;
 pub mod revocation_sync;
+pub mod scan;
 
 use crate::registry::{InstanceSpec, LiveInstances};
 

@@ -136,23 +136,7 @@ async fn resync(
 }
 
 async fn scan(conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<LiveInstances> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{KEY_PREFIX}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(collect(keys));
-        }
-        cursor = next;
-    }
+    Ok(collect(super::scan::keys_with_prefix(conn, KEY_PREFIX).await?))
 }
 
 /// A Redis URL without its password, for logs and status.
