@@ -14,7 +14,8 @@ pub fn content_hash(canonical: &impl serde::Serialize) -> String {
     short_hash(&serde_json::to_vec(canonical).unwrap_or_default())
 }
 
-/// The whole SHA-256 in hex, for digests compared with a stored one (API tokens).
+/// The whole SHA-256 in hex, for digests compared with a stored one (API tokens): the
+/// filter's own function, which also keys revoked tokens that carry no jti.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    stagedoor_filter_core::token::hex_sha256(bytes)
 }
