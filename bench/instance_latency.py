@@ -23,6 +23,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("STAGEDOOR_BIN", os.path.join(ROOT, "target/release/stagedoor"))
+ECHO_BIN = os.environ.get("STAGEDOOR_ECHO_BIN", os.path.join(ROOT, "target/release/stagedoor-echo"))
 WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/stagedoor_filter.wasm")
 
 REGISTRY = """auth:
@@ -92,7 +93,7 @@ def main():
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(redis_port)
         for name, port in ports.items():
-            procs.append(subprocess.Popen([BIN, "echo", "--port", str(port), "--service", name], stderr=subprocess.DEVNULL))
+            procs.append(subprocess.Popen([ECHO_BIN, "--port", str(port), "--service", name], stderr=subprocess.DEVNULL))
             wait_port(port)
         registry = os.path.join(work, "registry.yaml")
         open(registry, "w").write(REGISTRY)

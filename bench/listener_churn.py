@@ -27,6 +27,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WASM = os.path.join(ROOT, "target/wasm32-wasip1/release/stagedoor_filter.wasm")
 DEFAULT_BIN = os.environ.get("STAGEDOOR_BIN", os.path.join(ROOT, "target/debug/stagedoor"))
+# The upstream is this checkout's for every build compared (older builds had it as `stagedoor echo`).
+ECHO_BIN = os.environ.get("STAGEDOOR_ECHO_BIN", os.path.join(ROOT, "target/debug/stagedoor-echo"))
 
 REGISTRY = """auth:
   issuer: tickettoken
@@ -132,7 +134,7 @@ def run(name, binary, args):
     ok = False
     try:
         log = lambda n: open(os.path.join(work, n), "w")
-        procs.append(subprocess.Popen([binary, "echo", "--port", str(echo), "--service", "venue"],
+        procs.append(subprocess.Popen([ECHO_BIN, "--port", str(echo), "--service", "venue"],
                                       stdout=subprocess.DEVNULL, stderr=log("echo.log")))
         procs.append(subprocess.Popen(
             [binary, "serve", "--registry", registry, "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http_port}",

@@ -34,9 +34,10 @@ fi
 
 scripts/bootstrap.sh
 echo "run: building the control plane and the filter"
-cargo build -q -p stagedoor-control-plane
+cargo build -q -p stagedoor-control-plane -p stagedoor-echo
 scripts/build-filter.sh -q
 BIN=target/debug/stagedoor
+ECHO_BIN=target/debug/stagedoor-echo
 NODE_ID=local-$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
 "$BIN" certs init --dir "$STATE" --node-id "$NODE_ID" >/dev/null
 
@@ -52,7 +53,7 @@ trap stop INT TERM EXIT
 if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$STATE/redis.log" 2>&1 & pids+=($!)
 fi
-"$BIN" echo --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
+"$ECHO_BIN" --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
 "$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
   --metrics "127.0.0.1:$METRICS_PORT" --tls-dir "$STATE" --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
 

@@ -83,7 +83,7 @@ impl ControlPlane for ControlPlaneApi {
     }
 
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
-        let now = (crate::xds::status::unix_ms() / 1000) as i64;
+        let now = (crate::clock::unix_ms() / 1000) as i64;
         let (key, expires_at) = revocation_target(request.get_ref(), now).map_err(Status::invalid_argument)?;
         let (cursor, generation) = self
             .revocations

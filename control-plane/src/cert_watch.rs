@@ -40,8 +40,8 @@ pub async fn follow_certificate_files(publisher: SharedPublisher, problems: Cert
 }
 
 async fn revalidate(publisher: &SharedPublisher, problems: &CertificateProblems) {
-    // Read from the published view and checked off the async workers (validation compiles
-    // the filter's policy); only the apply is a write.
+    // Read from the published view and checked off the async workers (validation reads the
+    // certificate files); only the apply, which translates and compiles, is a write.
     let view = publisher.view();
     let (served, served_version) = (view.registry.to_file(false), view.registry.version.clone());
     let validated = crate::shared_publisher::off_the_workers(|| Registry::validate("certificates", served, &|name| std::env::var(name).ok()));

@@ -1,37 +1,26 @@
-//! `stagedoor`: the control plane and its tools.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+//! `stagedoor`: parses the command line, runs the subcommand from the library, and turns
+//! its error into one line on stderr and a non-zero exit.
 
-mod api;
-mod api_guard;
-mod auth;
-mod cert_status;
-mod cert_watch;
 mod cli;
-mod client;
-mod diff;
-mod discovery;
-mod echo;
-mod hash;
-mod metrics;
-mod publish;
-mod ratelimit;
-mod shared_publisher;
-mod registry;
-mod revocations;
-mod scale;
-mod serve;
-mod shutdown;
-mod snapshot;
-mod status_http;
-mod supervise;
-#[cfg(test)]
-mod test_support;
-mod tls;
-mod token;
-mod translate;
-mod watch;
-mod xds;
 
-fn main() -> std::process::ExitCode {
-    cli::main()
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging();
+    match cli.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stagedoor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STAGEDOOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

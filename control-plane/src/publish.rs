@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::discovery::LiveInstances;
+use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
 use crate::translate::{translate, TranslateError, TranslateOptions};
@@ -141,7 +141,7 @@ mod tests {
     }
 
     fn cluster_names(snapshot: &Snapshot) -> Vec<String> {
-        snapshot.types[crate::xds::type_url::CLUSTER].resources.keys().cloned().collect()
+        snapshot.types[crate::resources::type_url::CLUSTER].resources.keys().cloned().collect()
     }
 
     fn route_names(p: &Publisher) -> Vec<String> {

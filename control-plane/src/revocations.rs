@@ -160,6 +160,10 @@ impl RevocationStore {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 fn now_ms() -> u64 {

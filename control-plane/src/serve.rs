@@ -16,7 +16,7 @@ use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
 use crate::api::ControlPlaneApi;
 use crate::api_guard::GuardedApi;
 use crate::auth::ApiTokens;
-use crate::cli::ServeArgs;
+use crate::serve_args::ServeArgs;
 use crate::discovery::redis_source::SharedStatus;
 use crate::discovery::revocation_sync::WriteBack;
 use crate::publish::Publisher;
@@ -38,7 +38,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let trust = Trust::load(&args)?;
     let registry = crate::registry::load(&args.registry)?;
     let options = args.translate_options();
-    let (publisher, snapshots) = Publisher::new(registry, options).context("the registry cannot be served")?;
+    let (publisher, snapshots) =
+        Publisher::new(registry, options).with_context(|| format!("{}: the registry cannot be served", args.registry.display()))?;
     tracing::info!(
         registry = %publisher.registry().version, snapshot = %publisher.current().version,
         services = publisher.registry().services.len(), "registry loaded"
@@ -48,7 +49,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_switch, stop) = crate::shutdown::channel();
 
     // A fresh epoch per process: filters holding a cursor from before a restart resync.
-    let epoch = (crate::xds::status::unix_ms() % u128::from(u32::MAX)) as u32;
+    let epoch = (crate::clock::unix_ms() % u128::from(u32::MAX)) as u32;
     let revocations = Arc::new(std::sync::Mutex::new(RevocationStore::new(epoch)));
 
     let mut background = Supervisor::new(stop.clone(), crate::supervise::RESTART_AFTER);
@@ -238,7 +239,7 @@ async fn collect_expired_revocations(store: Arc<std::sync::Mutex<RevocationStore
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(60));
     loop {
         ticker.tick().await;
-        let now = (crate::xds::status::unix_ms() / 1000) as i64;
+        let now = (crate::clock::unix_ms() / 1000) as i64;
         if let Ok(mut store) = store.lock() {
             store.collect(now);
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
 
-use crate::discovery::LiveInstances;
+use crate::registry::LiveInstances;
 use crate::publish::Publisher;
 use crate::registry::Registry;
 use crate::snapshot::Snapshot;

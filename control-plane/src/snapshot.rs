@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use crate::translate::{to_any, Resources};
-use crate::xds::type_url;
+use crate::resources::type_url;
 
 /// The resources of one xDS type at one version, by name.
 #[derive(Debug, Clone, PartialEq)]

@@ -176,7 +176,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
     let types: serde_json::Map<String, Value> = snapshot
         .types
         .iter()
-        .map(|(url, t)| (crate::xds::type_url::short(url).to_owned(), json!(t.version)))
+        .map(|(url, t)| (crate::resources::type_url::short(url).to_owned(), json!(t.version)))
         .collect();
     let envoys = state.envoys.list();
     let last_nack = envoys
@@ -187,7 +187,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
     let (revoked, pending_write_back, (last_change_ms, last_poll_ms)) =
         state.revocations.lock().map(|r| (r.len(), r.pending_write_back(), r.activity())).unwrap_or((0, 0, (None, None)));
     let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
-    let now_ms = crate::xds::status::unix_ms() as u64;
+    let now_ms = crate::clock::unix_ms() as u64;
     // Filters poll every 250 ms: a last poll much older than that means no Envoy is
     // receiving revocations from this control plane.
     let revocation = json!({

@@ -15,48 +15,8 @@ pub fn registry_yaml(services: &str) -> String {
     format!("{AUTH}{services}")
 }
 
-/// Certificates for edge TLS tests, written under a fresh temporary directory.
-pub struct TestCerts {
-    pub dir: std::path::PathBuf,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pub ca_file: String,
-}
-
-impl TestCerts {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("stagedoor-edge-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        // Not rcgen's default name, which every leaf would share: BoringSSL would take a
-        // leaf named like its issuer for a self-signed certificate.
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Stagedoor edge test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let ca_file = dir.join("ca.pem").display().to_string();
-        std::fs::write(&ca_file, cert.pem()).unwrap();
-        Self { dir, ca: rcgen::Issuer::new(params, key), ca_file }
-    }
-
-    /// A leaf for `names`, valid from `from_days` to `to_days` around now; returns the
-    /// (cert, key) file paths.
-    pub fn leaf(&self, file: &str, names: &[&str], from_days: i64, to_days: i64) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now + time::Duration::days(from_days);
-        params.not_after = now + time::Duration::days(to_days);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (cert_file, key_file) = (self.dir.join(format!("{file}.pem")), self.dir.join(format!("{file}-key.pem")));
-        std::fs::write(&cert_file, cert.pem()).unwrap();
-        std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        (cert_file.display().to_string(), key_file.display().to_string())
-    }
-}
+/// Certificates for edge and upstream TLS tests (shared with the end-to-end tests).
+pub use stagedoor_test_support::TestCerts;
 
 /// Translation options for unit tests: Envoy listening on 127.0.0.1:`listen_port`, no
 /// revocation feed, no TLS to the control plane.

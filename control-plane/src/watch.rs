@@ -52,7 +52,7 @@ pub async fn follow_registry_file(path: PathBuf, publisher: SharedPublisher) {
             continue;
         }
         last_text = Some(text.clone());
-        // Validation compiles the filter's policy: CPU work, kept off the async workers.
+        // Validation reads certificate files and hashes the registry: kept off the async workers.
         let registry = match crate::shared_publisher::off_the_workers(|| Registry::parse(&path.display().to_string(), &text)) {
             Ok(registry) => registry,
             Err(e) => {

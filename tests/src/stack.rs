@@ -19,6 +19,13 @@ pub fn stagedoor_bin() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/debug/stagedoor"))
 }
 
+/// The echo upstream (`tools/echo`), built beside `stagedoor` by `cargo build`.
+pub fn echo_bin() -> PathBuf {
+    std::env::var_os("STAGEDOOR_ECHO_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/stagedoor-echo"))
+}
+
 pub fn wasm_path() -> PathBuf {
     std::env::var_os("STAGEDOOR_WASM")
         .map(PathBuf::from)
@@ -195,32 +202,37 @@ impl Stack {
 
     pub fn start_echo(&mut self, service: &str) -> u16 {
         let port = free_port();
-        let log = self.log_file(&format!("echo-{service}-{port}.log"));
-        let child = Command::new(stagedoor_bin())
-            .args(["echo", "--port", &port.to_string(), "--service", service])
+        let log_name = format!("echo-{service}-{port}.log");
+        let mut child = Command::new(echo_bin())
+            .args(["--port", &port.to_string(), "--service", service])
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(self.log_file(&log_name))
             .spawn()
             .expect("start echo upstream");
+        let up = wait_up(&format!("echo upstream {service} on port {port}"), &mut child, &self.dir.join(log_name), STARTUP_LIMIT, || {
+            listening(port)
+        });
         self.echoes.push((service.to_owned(), port, child));
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        up.unwrap_or_else(|failure| panic!("{failure}"));
         port
     }
 
-    /// An echo upstream that speaks only TLS (`stagedoor echo --tls-cert`), requiring a
+    /// An echo upstream that speaks only TLS (`stagedoor-echo --tls-cert`), requiring a
     /// client certificate signed by `client_ca` when given.
     pub fn start_tls_echo(&mut self, service: &str, cert: &Path, key: &Path, client_ca: Option<&Path>) -> u16 {
         let port = free_port();
-        let log = self.log_file(&format!("echo-tls-{service}-{port}.log"));
-        let mut command = Command::new(stagedoor_bin());
-        command.args(["echo", "--port", &port.to_string(), "--service", service]);
+        let log_name = format!("echo-tls-{service}-{port}.log");
+        let mut command = Command::new(echo_bin());
+        command.args(["--port", &port.to_string(), "--service", service]);
         command.args(["--tls-cert", &cert.display().to_string(), "--tls-key", &key.display().to_string()]);
         if let Some(ca) = client_ca {
             command.args(["--tls-client-ca", &ca.display().to_string()]);
         }
-        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start TLS echo upstream");
+        let mut child = command.stdout(Stdio::null()).stderr(self.log_file(&log_name)).spawn().expect("start TLS echo upstream");
+        let component = format!("TLS echo upstream {service} on port {port}");
+        let up = wait_up(&component, &mut child, &self.dir.join(log_name), STARTUP_LIMIT, || listening(port));
         self.echoes.push((service.to_owned(), port, child));
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        up.unwrap_or_else(|failure| panic!("{failure}"));
         port
     }
 
@@ -276,14 +288,16 @@ impl Stack {
     pub fn start_redis(&mut self) {
         let Some((slot, port)) = self.redis.as_mut() else { return };
         let port = *port;
-        let child = Command::new("redis-server")
+        let log = self.dir.join("redis.log");
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
+            .stdout(fs::File::create(&log).expect("redis log"))
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server (is it installed? scripts/bootstrap.sh)");
+        let up = wait_up(&format!("redis-server on port {port}"), &mut child, &log, STARTUP_LIMIT, || listening(port));
         *slot = Some(child);
-        wait_for(Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        up.unwrap_or_else(|failure| panic!("{failure}"));
     }
 
     /// Runs `redis-cli` against the private Redis; its stdout (`--raw`), trimmed.
@@ -326,9 +340,14 @@ impl Stack {
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log);
-        self.control_plane = Some(cmd.spawn().expect("start control plane"));
-        let http_port = self.http_port;
-        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", http_port)).is_ok());
+        let mut child = cmd.spawn().expect("start control plane");
+        let (http_port, xds_port) = (self.http_port, self.xds_port);
+        let log = self.dir.join("control-plane.log");
+        let up = wait_up("control plane (stagedoor serve)", &mut child, &log, Duration::from_secs(20), || {
+            listening(http_port) && listening(xds_port)
+        });
+        self.control_plane = Some(child);
+        up.unwrap_or_else(|failure| panic!("{failure}"));
     }
 
     pub fn stop_control_plane(&mut self) {
@@ -384,10 +403,31 @@ impl Stack {
     }
 
     /// Waits until the gateway answers /health, i.e. Envoy has its listener and routes.
+    /// Every Envoy is checked: one that exited or whose admin port never answered is named
+    /// with its log's last lines (and the control plane's, which says what it pushed).
     pub fn wait_ready(&self) -> &Self {
         let (client, url) = self.gateway("/health");
+        let start = Instant::now();
         let ok = wait_for(Duration::from_secs(30), || client.get(&url).send().map(|r| r.status() == 200).unwrap_or(false));
-        assert!(ok, "gateway never became ready; logs in {}", self.dir.display());
+        if !ok {
+            let envoys: Vec<String> = self
+                .envoys
+                .iter()
+                .map(|e| {
+                    let admin = if listening(e.admin_port) { "admin port answers" } else { "admin port never answered" };
+                    let log = self.dir.join(format!("envoy-{}.log", e.node_id));
+                    format!("envoy {} ({admin}); last lines of {}:\n{}", e.node_id, log.display(), log_tail(&log))
+                })
+                .collect();
+            let control_plane = self.dir.join("control-plane.log");
+            panic!(
+                "the gateway did not answer {url} within 30 s\n{}\ncontrol plane; last lines of {}:\n{}",
+                envoys.join("\n"),
+                control_plane.display(),
+                log_tail(&control_plane)
+            );
+        }
+        eprintln!("stack: gateway ready after {} ms", start.elapsed().as_millis());
         self
     }
 
@@ -507,26 +547,87 @@ pub fn echo_count_at(port: u16, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Polls `check` every 50 ms until it holds or `limit` passes. Bounded by construction.
+/// How long an echo upstream or Redis may take to listen: generous, they take milliseconds.
+const STARTUP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// The last lines of a log file, for a failure message.
+pub fn log_tail(path: &Path) -> String {
+    const LINES: usize = 20;
+    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("(cannot read: {e})"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LINES)..].join("\n")
+}
+
+/// Waits until `ready` holds for a process the stack started, and returns how long that took
+/// (printed). Fails, naming `component` with its log's last lines, if the process exits first
+/// or `limit` passes: a stack never goes on with a component that did not come up.
+pub fn wait_up(component: &str, child: &mut Child, log: &Path, limit: Duration, mut ready: impl FnMut() -> bool) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        if ready() {
+            let took = start.elapsed();
+            eprintln!("stack: {component} up after {} ms", took.as_millis());
+            return Ok(took);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("{component} exited ({status}) before it came up; last lines of {}:\n{}", log.display(), log_tail(log)));
+        }
+        if start.elapsed() >= limit {
+            return Err(format!(
+                "{component} did not come up within {} ms; last lines of {}:\n{}",
+                limit.as_millis(),
+                log.display(),
+                log_tail(log)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes. Bounded by construction; the
+/// measured time is printed with the caller's line, like [`time_until`]'s.
+#[track_caller]
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let caller = std::panic::Location::caller();
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
+            report(caller, Some(start.elapsed()), limit);
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    report(caller, None, limit);
     false
 }
 
-/// Waits until `check` holds and returns how long it took, or None after `limit`.
+/// Waits until `check` holds and returns how long it took, or None after `limit`. Prints
+/// the figure (or that the limit passed) with the caller's file and line, so every timing
+/// bound in the tests shows what it measured.
+#[track_caller]
 pub fn time_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let caller = std::panic::Location::caller();
     let start = Instant::now();
     while start.elapsed() < limit {
         if check() {
-            return Some(start.elapsed());
+            let took = start.elapsed();
+            report(caller, Some(took), limit);
+            return Some(took);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    report(caller, None, limit);
     None
+}
+
+fn report(caller: &std::panic::Location<'_>, took: Option<Duration>, limit: Duration) {
+    match took {
+        Some(took) => eprintln!("{}:{}: held after {} ms (limit {} ms)", caller.file(), caller.line(), took.as_millis(), limit.as_millis()),
+        None => eprintln!("{}:{}: did not hold within {} ms", caller.file(), caller.line(), limit.as_millis()),
+    }
 }

@@ -47,22 +47,8 @@ fn replace(path: &Path, text: &str) {
 /// to `to_days` around now: (cert PEM, key PEM).
 fn control_plane_leaf(tls_dir: &Path, from_days: i64, to_days: i64) -> (String, String) {
     let ca = std::fs::read_to_string(tls_dir.join("ca.pem")).unwrap();
-    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(tls_dir.join("ca-key.pem")).unwrap()).unwrap();
-    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca, ca_key).unwrap();
-    leaf_for(&issuer, "stagedoor control plane (rotated)", "spiffe://stagedoor/control-plane", from_days, to_days)
-}
-
-fn leaf_for(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, name: &str, uri: &str, from_days: i64, to_days: i64) -> (String, String) {
-    let mut params = rcgen::CertificateParams::new(vec![String::from("localhost"), String::from("127.0.0.1")]).unwrap();
-    params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().unwrap()));
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now + time::Duration::days(from_days);
-    params.not_after = now + time::Duration::days(to_days);
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    let ca_key = std::fs::read_to_string(tls_dir.join("ca-key.pem")).unwrap();
+    stagedoor_test_support::identity_leaf_signed_by(&ca, &ca_key, "stagedoor control plane (rotated)", "spiffe://stagedoor/control-plane", from_days, to_days)
 }
 
 #[test]
@@ -150,14 +136,7 @@ fn a_bad_control_plane_certificate_is_refused_named_in_log_and_status_and_the_la
 fn an_envoy_certificate_from_another_ca_is_refused_in_the_handshake_and_logged_with_reason_and_peer() {
     let stack = Stack::start(StackOptions { registry_yaml: registry_with(""), ..Default::default() });
     // Another CA's certificate claiming to be an Envoy.
-    let mut params = rcgen::CertificateParams::default();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "Not the Stagedoor CA");
-    let key = rcgen::KeyPair::generate().unwrap();
-    params.self_signed(&key).unwrap();
-    let stranger = rcgen::Issuer::new(params, key);
-    let (cert, key) = leaf_for(&stranger, "envoy intruder", "spiffe://stagedoor/node/intruder", -1, 30);
+    let (cert, key) = stagedoor_test_support::identity_leaf_from_a_stranger_ca("envoy intruder", "spiffe://stagedoor/node/intruder", -1, 30);
     let ca = std::fs::read(stack.tls_dir.join("ca.pem")).unwrap();
     let client = reqwest::blocking::Client::builder()
         .no_proxy()

@@ -4,71 +4,16 @@
 //! the next handshake while the old connection keeps serving, and upstream TLS.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::ports::free_port;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
+use stagedoor_test_support::{replace, TestCerts};
 
-/// A CA and the leaves it signs, as files.
-struct Certs {
-    dir: PathBuf,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-    ca_pem: String,
-}
-
-impl Certs {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("stagedoor-edge-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut params = rcgen::CertificateParams::default();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        // Not rcgen's default name, which every leaf would share: BoringSSL would take a
-        // leaf named like its issuer for a self-signed certificate.
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "Stagedoor edge test CA");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let ca_pem = params.self_signed(&key).unwrap().pem();
-        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
-        Self { dir, ca: rcgen::Issuer::new(params, key), ca_pem }
-    }
-
-    fn ca_file(&self) -> String {
-        self.dir.join("ca.pem").display().to_string()
-    }
-
-    /// Writes `<file>.pem` and `<file>-key.pem` (each replaced in one rename, as a
-    /// certificate manager does) and returns the certificate's DER.
-    fn leaf(&self, file: &str, names: &[&str]) -> Vec<u8> {
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(1);
-        params.not_after = now + time::Duration::days(30);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        let (cert_path, key_path) = self.paths(file);
-        replace(&key_path, &key.serialize_pem());
-        replace(&cert_path, &cert.pem());
-        cert.der().to_vec()
-    }
-
-    fn paths(&self, file: &str) -> (PathBuf, PathBuf) {
-        (self.dir.join(format!("{file}.pem")), self.dir.join(format!("{file}-key.pem")))
-    }
-}
-
-fn replace(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
-}
-
-fn edge_registry(certs: &Certs, https_port: u16, services: &str) -> String {
+fn edge_registry(certs: &TestCerts, https_port: u16, services: &str) -> String {
     let (a_cert, a_key) = certs.paths("a");
     let (b_cert, b_key) = certs.paths("b");
     auth_yaml()
@@ -97,7 +42,7 @@ const VENUE: &str = "services:
 
 /// A client trusting only the test CA, resolving the test names to the gateway, keeping
 /// what each response's TLS peer presented.
-fn https_client(certs: &Certs, https_port: u16, http1_only: bool) -> reqwest::blocking::Client {
+fn https_client(certs: &TestCerts, https_port: u16, http1_only: bool) -> reqwest::blocking::Client {
     let gateway = SocketAddr::from(([127, 0, 0, 1], https_port));
     let mut builder = reqwest::blocking::Client::builder()
         .no_proxy()
@@ -127,9 +72,9 @@ fn wait_https_ready(stack: &Stack, client: &reqwest::blocking::Client, https_por
 
 #[test]
 fn https_speaks_h2_and_http11_picks_the_certificate_by_sni_sets_hsts_and_http_redirects() {
-    let certs = Certs::new("sni");
-    let a = certs.leaf("a", &["a.test"]);
-    let b = certs.leaf("b", &["b.test"]);
+    let certs = TestCerts::new("e2e-sni");
+    let a = certs.write_leaf("a", &["a.test"], -1, 30).der;
+    let b = certs.write_leaf("b", &["b.test"], -1, 30).der;
     let https_port = free_port();
     let stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), ..Default::default() });
     let h2 = https_client(&certs, https_port, false);
@@ -171,9 +116,9 @@ fn a_rotated_certificate_reaches_a_delta_xds_envoy_too() {
 }
 
 fn rotation(delta: bool) {
-    let certs = Certs::new(if delta { "rotate-delta" } else { "rotate" });
-    let old = certs.leaf("a", &["a.test"]);
-    certs.leaf("b", &["b.test"]);
+    let certs = TestCerts::new(if delta { "e2e-rotate-delta" } else { "e2e-rotate" });
+    let old = certs.write_leaf("a", &["a.test"], -1, 30).der;
+    certs.write_leaf("b", &["b.test"], -1, 30);
     let https_port = free_port();
     let stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), delta, ..Default::default() });
     let kept = https_client(&certs, https_port, false);
@@ -192,7 +137,7 @@ fn rotation(delta: bool) {
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    let new = certs.leaf("a", &["a.test"]);
+    let new = certs.write_leaf("a", &["a.test"], -1, 30).der;
     let rotated = time_until(Duration::from_secs(15), || {
         https_client(&certs, https_port, false).get(&url).send().map(|r| peer_certificate(&r) == new).unwrap_or(false)
     });
@@ -212,9 +157,9 @@ fn rotation(delta: bool) {
 
 #[test]
 fn a_bad_certificate_is_refused_and_the_last_good_one_keeps_serving() {
-    let certs = Certs::new("bad");
-    let good = certs.leaf("a", &["a.test"]);
-    certs.leaf("b", &["b.test"]);
+    let certs = TestCerts::new("e2e-bad");
+    let good = certs.write_leaf("a", &["a.test"], -1, 30).der;
+    certs.write_leaf("b", &["b.test"], -1, 30);
     let https_port = free_port();
     let stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), ..Default::default() });
     let client = https_client(&certs, https_port, false);
@@ -245,18 +190,18 @@ fn a_bad_certificate_is_refused_and_the_last_good_one_keeps_serving() {
 
 #[test]
 fn a_service_whose_instances_require_tls_and_a_client_certificate_is_reached_over_tls() {
-    let certs = Certs::new("upstream");
-    certs.leaf("a", &["a.test"]);
-    certs.leaf("b", &["b.test"]);
-    certs.leaf("secure", &["secure.internal"]);
-    certs.leaf("gateway", &["gateway.internal"]);
+    let certs = TestCerts::new("e2e-upstream");
+    certs.write_leaf("a", &["a.test"], -1, 30);
+    certs.write_leaf("b", &["b.test"], -1, 30);
+    certs.write_leaf("secure", &["secure.internal"], -1, 30);
+    certs.write_leaf("gateway", &["gateway.internal"], -1, 30);
     let https_port = free_port();
     let mut stack = Stack::start(StackOptions { registry_yaml: edge_registry(&certs, https_port, VENUE), ..Default::default() });
     let client = https_client(&certs, https_port, false);
     wait_https_ready(&stack, &client, https_port);
     let (secure_cert, secure_key) = certs.paths("secure");
     let (gateway_cert, gateway_key) = certs.paths("gateway");
-    let ca = PathBuf::from(certs.ca_file());
+    let ca = PathBuf::from(&certs.ca_file);
     let port = stack.start_tls_echo("secure", &secure_cert, &secure_key, Some(&ca));
     let service = |name: &str, tls: &str| {
         format!(
@@ -288,13 +233,13 @@ fn a_service_whose_instances_require_tls_and_a_client_certificate_is_reached_ove
 
 #[test]
 fn a_partner_name_requiring_a_client_certificate_passes_only_certificates_its_ca_signed() {
-    let certs = Certs::new("partner");
-    let partners = Certs::new("partner-ca");
-    let stranger = Certs::new("stranger-ca");
-    certs.leaf("a", &["a.test"]);
-    certs.leaf("partners", &["partners.test"]);
-    partners.leaf("client", &["client.partner"]);
-    stranger.leaf("client", &["client.partner"]);
+    let certs = TestCerts::new("partner");
+    let partners = TestCerts::new("partner-ca");
+    let stranger = TestCerts::new("stranger-ca");
+    certs.leaf("a", &["a.test"], -1, 30);
+    certs.leaf("partners", &["partners.test"], -1, 30);
+    partners.leaf("client", &["client.partner"], -1, 30);
+    stranger.leaf("client", &["client.partner"], -1, 30);
     let https_port = free_port();
     let (a_cert, a_key) = certs.paths("a");
     let (p_cert, p_key) = certs.paths("partners");
@@ -310,12 +255,12 @@ fn a_partner_name_requiring_a_client_certificate_passes_only_certificates_its_ca
             a_key.display(),
             p_cert.display(),
             p_key.display(),
-            partners.ca_file()
+            partners.ca_file
         );
     let stack = Stack::start(StackOptions { registry_yaml: registry, ..Default::default() });
     wait_https_ready(&stack, &https_client(&certs, https_port, false), https_port);
     let gateway = SocketAddr::from(([127, 0, 0, 1], https_port));
-    let client_with = |identity: Option<&Certs>| {
+    let client_with = |identity: Option<&TestCerts>| {
         let mut builder = reqwest::blocking::Client::builder()
             .no_proxy()
             .use_rustls_tls()

@@ -255,7 +255,10 @@ fn a_filter_that_never_got_the_list_holds_then_refuses_and_releases_when_it_arri
     assert!(waited >= Duration::from_millis(1_500) && waited < Duration::from_secs(5), "held about 2 s: {waited:?}");
     let started = Instant::now();
     assert_eq!(raw::request(stack.gateway_port, "GET", "/api/v1/venues/open", &[], "").status, 200);
-    assert!(started.elapsed() < Duration::from_millis(500), "public paths never wait");
+    let public = started.elapsed();
+    eprintln!("public path with the feed unreachable: {} ms", public.as_millis());
+    // Well under the 2 s a protected request is held, with room for a loaded machine.
+    assert!(public < Duration::from_millis(1_500), "public paths never wait: {public:?}");
 
     // The feed becomes reachable while a request is held: it goes on, well before 2 s.
     let port = stack.gateway_port;

@@ -16,6 +16,6 @@ pub fn line(who: &str, action: &str, what: Value, outcome: Result<(), &tonic::St
 }
 
 pub fn record(who: &str, action: &str, what: Value, outcome: Result<(), &tonic::Status>) {
-    let line = line(who, action, what, outcome, crate::xds::status::unix_ms());
+    let line = line(who, action, what, outcome, crate::clock::unix_ms());
     tracing::info!(target: TARGET, "{line}");
 }

@@ -14,16 +14,12 @@ pub mod backoff;
 pub mod heartbeat;
 pub mod redis_source;
 pub mod revocation_sync;
+pub mod scan;
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use crate::registry::InstanceSpec;
+use crate::registry::{InstanceSpec, LiveInstances};
 
 pub const KEY_PREFIX: &str = "stagedoor:instance:";
 pub const CHANNEL: &str = "stagedoor:instances";
-
-/// Live instances by service name.
-pub type LiveInstances = BTreeMap<String, BTreeSet<InstanceSpec>>;
 
 pub fn instance_key(service: &str, address: &str, port: u16) -> String {
     format!("{KEY_PREFIX}{service}:{address}:{port}")

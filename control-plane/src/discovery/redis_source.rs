@@ -10,7 +10,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use super::backoff::Backoff;
-use super::{collect, LiveInstances, CHANNEL, KEY_PREFIX};
+use super::{collect, CHANNEL, KEY_PREFIX};
+use crate::registry::LiveInstances;
 use crate::shared_publisher::SharedPublisher;
 use crate::shutdown::Stop;
 
@@ -122,7 +123,7 @@ async fn resync(
     let count = live.values().map(|s| s.len()).sum();
     if let Ok(mut s) = status.lock() {
         s.connected = true;
-        s.last_sync_unix_ms = Some(crate::xds::status::unix_ms());
+        s.last_sync_unix_ms = Some(crate::clock::unix_ms());
         s.live_instances = count;
         s.rescans += 1;
     }
@@ -135,23 +136,7 @@ async fn resync(
 }
 
 async fn scan(conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<LiveInstances> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{KEY_PREFIX}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(collect(keys));
-        }
-        cursor = next;
-    }
+    Ok(collect(super::scan::keys_with_prefix(conn, KEY_PREFIX).await?))
 }
 
 /// A Redis URL without its password, for logs and status.
@@ -179,7 +164,7 @@ impl Instance {
     pub fn record(&self) -> String {
         serde_json::json!({
             "service": self.service, "address": self.address, "port": self.port,
-            "registered_at": crate::xds::status::unix_ms() / 1000,
+            "registered_at": crate::clock::unix_ms() / 1000,
         })
         .to_string()
     }

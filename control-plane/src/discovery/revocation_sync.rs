@@ -90,7 +90,7 @@ async fn write(conn: &mut redis::aio::MultiplexedConnection, entries: &[(String,
 
 /// Writes every entry Redis does not hold yet and marks them stored. Returns how many.
 async fn write_back(conn: &mut redis::aio::MultiplexedConnection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
-    let now = crate::xds::status::unix_ms() as i64 / 1000;
+    let now = crate::clock::unix_ms() as i64 / 1000;
     let (generation, unstored) =
         revocations.lock().map(|store| (store.redis_generation(), store.unstored(now))).unwrap_or_default();
     if unstored.is_empty() {
@@ -173,21 +173,13 @@ async fn run(url: &str, revocations: &Mutex<RevocationStore>, wake: &WriteBack, 
 /// Learns every revocation Redis holds. Returns how many were new here.
 async fn load(conn: &mut redis::aio::MultiplexedConnection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
     let mut learned = 0;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{KEY_PREFIX}*")).arg("COUNT").arg(1000).query_async(conn).await?;
-        for key in keys {
-            let expires: Option<i64> = redis::cmd("GET").arg(&key).query_async(conn).await?;
-            if let (Some(expires_at), Some(name), Ok(mut store)) = (expires, key.strip_prefix(KEY_PREFIX), revocations.lock()) {
-                learned += usize::from(store.learn(name.to_owned(), expires_at));
-            }
+    for key in super::scan::keys_with_prefix(conn, KEY_PREFIX).await? {
+        let expires: Option<i64> = redis::cmd("GET").arg(&key).query_async(conn).await?;
+        if let (Some(expires_at), Some(name), Ok(mut store)) = (expires, key.strip_prefix(KEY_PREFIX), revocations.lock()) {
+            learned += usize::from(store.learn(name.to_owned(), expires_at));
         }
-        if next == 0 {
-            return Ok(learned);
-        }
-        cursor = next;
     }
+    Ok(learned)
 }
 
 fn timed_out(_: tokio::time::error::Elapsed) -> redis::RedisError {

@@ -2,10 +2,16 @@
 //! registry's own rules for its static instances, and a service the registry has. One place,
 //! used by the command line and the gRPC API alike.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::input::bounded;
+use super::model::InstanceSpec;
 use super::validate::{is_service_name, Registry};
+
+/// Live instances by service name, as discovery finds them and translation adds them to
+/// each service's static ones.
+pub type LiveInstances = BTreeMap<String, BTreeSet<InstanceSpec>>;
 
 /// How long a live instance may stay without a heartbeat. Bounded so that an instance that
 /// died without deregistering leaves within a day at worst.

@@ -12,6 +12,7 @@ mod model;
 pub mod traffic;
 mod validate;
 
+pub use live::LiveInstances;
 pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
 pub use validate::{Registry, RegistryError, REDACTED};
 

@@ -17,8 +17,26 @@ fn good() -> String {
     crate::test_support::registry_yaml(GOOD_SERVICES)
 }
 
+/// The error of a whole check: the registry's rules, then the filter compiler's
+/// (`translate::check`), both naming the file as `stagedoor validate` does.
 fn error_of(yaml: &str) -> String {
-    Registry::parse("reg.yaml", yaml).unwrap_err().to_string()
+    match Registry::parse("reg.yaml", yaml) {
+        Err(e) => e.to_string(),
+        Ok(registry) => crate::translate::check(&registry, None).unwrap_err().in_file("reg.yaml").to_string(),
+    }
+}
+
+/// One owner per rule, and the filter config compiled once per edit: a public path only
+/// the filter's compiler refuses passes the registry's rules and is refused by
+/// `translate::check` (as `translate` runs it on the config it pushes), named the same way.
+#[test]
+fn the_registry_leaves_the_filters_rules_to_translate_check() {
+    let yaml = good().replace("/webhooks/*", "/webhooks/*/x");
+    let registry = Registry::parse("reg.yaml", &yaml).expect("the registry's own rules pass");
+    let refused = crate::translate::check(&registry, None).unwrap_err();
+    assert_eq!(refused.to_string(), "service \"payment\": public_paths[0]: '*' is only allowed as a final '/*'");
+    let translated = crate::translate::translate(&registry, &LiveInstances::new(), &[], &crate::test_support::translate_options(8080));
+    assert!(matches!(translated, Err(crate::translate::TranslateError::FilterConfig(r)) if r == refused));
 }
 
 #[test]

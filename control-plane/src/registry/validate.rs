@@ -3,8 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
 use super::input::{name_the_service, MAX_REGISTRY_BYTES};
@@ -65,7 +63,7 @@ impl RegistryError {
     }
 
     /// The same error with every part it echoes cut to a bounded length.
-    fn bounded(self) -> Self {
+    pub fn bounded(self) -> Self {
         use super::input::bounded;
         match self {
             Self::Io { file, source } => Self::Io { file: bounded(&file), source },
@@ -100,146 +98,38 @@ impl Registry {
         Self::validate(file, parsed, env).map_err(RegistryError::bounded)
     }
 
+    /// The registry's own rules, step by step; the filter's rules (keys, rules, roles, public
+    /// paths, header policies) are `translate::check`'s, run on the config it pushes.
     pub fn validate(file: &str, parsed: RegistryFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, RegistryError> {
-        let field_error = |item: &str, field: String, reason: String| RegistryError::Field {
-            file: file.to_owned(),
-            item: item.to_owned(),
-            field,
-            reason,
-        };
-        let invalid = |service: &str, field: String, reason: String| RegistryError::Invalid {
-            file: file.to_owned(),
-            service: service.to_owned(),
-            field,
-            reason,
-        };
-        let mut services = BTreeMap::new();
-        let mut prefix_owner: BTreeMap<String, String> = BTreeMap::new();
-        for (index, svc) in parsed.services.into_iter().enumerate() {
-            let name = svc.name.clone();
-            let label = if name.is_empty() { format!("services[{index}]") } else { name.clone() };
-            if !is_service_name(&name) {
-                return Err(invalid(&label, "name".into(), "must match [a-z][a-z0-9-]{0,39}".into()));
-            }
-            if services.contains_key(&name) {
-                return Err(invalid(&label, "name".into(), "is defined twice".into()));
-            }
-            if svc.routes.is_empty() {
-                return Err(invalid(&label, "routes".into(), "needs at least one route".into()));
-            }
-            for (i, route) in svc.routes.iter().enumerate() {
-                check_prefix(&route.prefix).map_err(|r| invalid(&label, format!("routes[{i}].prefix"), r))?;
-                if route.prefix == "/health" {
-                    return Err(invalid(&label, format!("routes[{i}].prefix"), "/health is answered by the gateway itself".into()));
-                }
-                if let Some(up) = &route.upstream_prefix {
-                    check_prefix(up).map_err(|r| invalid(&label, format!("routes[{i}].upstream_prefix"), r))?;
-                }
-                if let Some(owner) = prefix_owner.insert(route.prefix.clone(), name.clone()) {
-                    return Err(invalid(
-                        &label,
-                        format!("routes[{i}].prefix"),
-                        format!("{} is already routed to service \"{owner}\"", route.prefix),
-                    ));
-                }
-            }
-            for (i, inst) in svc.instances.iter().enumerate() {
-                if !is_host(&inst.address) {
-                    return Err(invalid(&label, format!("instances[{i}].address"), "must be an IP address or a DNS name".into()));
-                }
-                if inst.port == 0 {
-                    return Err(invalid(&label, format!("instances[{i}].port"), "must be 1-65535".into()));
-                }
-            }
-            super::traffic::check(&svc.traffic).map_err(|(field, reason)| invalid(&label, field, reason))?;
-            for (i, rt) in svc.traffic.route_timeouts.iter().enumerate() {
-                let field = format!("traffic.route_timeouts[{i}].prefix");
-                check_prefix(&rt.prefix).map_err(|r| invalid(&label, field.clone(), r))?;
-                if !svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&rt.prefix, &r.prefix)) {
-                    return Err(invalid(&label, field, "must be under one of the service's route prefixes".into()));
-                }
-            }
-            // Public paths, rules and header policies are the filter compiler's to judge
-            // (below); it names the service and the field.
-            services.insert(name, svc);
-        }
-        let mut keys = Vec::with_capacity(parsed.auth.keys.len());
-        for (i, key) in parsed.auth.keys.iter().enumerate() {
-            let secret = match (&key.secret, &key.secret_env) {
-                (Some(_), Some(_)) => {
-                    return Err(field_error(&format!("auth.keys[{i}]"), "secret".into(), "give `secret` or `secret_env`, not both".into()))
-                }
-                (Some(secret), None) => Some(secret.clone()),
-                (None, Some(var)) => Some(env(var).ok_or_else(|| {
-                    field_error(&format!("auth.keys[{i}]"), "secret_env".into(), format!("{var} is not set in the control plane's environment"))
-                })?),
-                (None, None) => None,
-            };
-            if key.dev && !key.algorithms.iter().any(|a| a.starts_with("HS")) {
-                return Err(field_error(&format!("auth.keys[{i}]"), "dev".into(), "only an HMAC key can sign development tokens".into()));
-            }
-            keys.push(KeyConfig { kid: key.kid.clone(), algorithms: key.algorithms.clone(), secret, jwk: key.jwk.clone() });
-        }
-        let identity_signing_key = match &parsed.identity {
-            None => None,
-            Some(IdentitySpec { signing_key: Some(k), signing_key_env: None }) => Some(k.clone()),
-            Some(IdentitySpec { signing_key: None, signing_key_env: Some(var) }) => Some(env(var).ok_or_else(|| {
-                field_error("identity", "signing_key_env".into(), format!("{var} is not set in the control plane's environment"))
-            })?),
-            Some(_) => return Err(field_error("identity", "signing_key".into(), "give exactly one of `signing_key` or `signing_key_env`".into())),
-        };
+        Self::from_file(parsed, env).map_err(|fault| fault.in_file(file))
+    }
+
+    fn from_file(parsed: RegistryFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Fault> {
+        let services = services(parsed.services)?;
+        let keys = keys(&parsed.auth, env)?;
+        let identity_signing_key = identity_signing_key(parsed.identity.as_ref(), env)?;
         if let Some(cors) = &parsed.cors {
-            if cors.allowed_origins.is_empty() {
-                return Err(field_error("cors", "allowed_origins".into(), "list at least one origin".into()));
-            }
-            if let Some(bad) = cors.allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
-                return Err(field_error("cors", "allowed_origins".into(), format!("{bad:?} is not an origin like https://app.example.com")));
-            }
+            check_cors(cors)?;
         }
-        if let Some(rl) = &parsed.rate_limit {
-            if rl.requests == 0 {
-                return Err(field_error("rate_limit", "requests".into(), "must be positive".into()));
-            }
-            if rl.window_ms < 50 {
-                return Err(field_error("rate_limit", "window_ms".into(), "must be at least 50".into()));
-            }
-            if rl.max_clients == 0 {
-                return Err(field_error("rate_limit", "max_clients".into(), "must be positive".into()));
-            }
+        if let Some(rate_limit) = &parsed.rate_limit {
+            check_rate_limit(rate_limit)?;
         }
         let global_rate_limits = super::global_rate_limit::compile(parsed.global_rate_limit.as_ref(), env)
-            .map_err(|e| field_error("global_rate_limit", e.field, e.reason))?;
-        let mut webhooks = Vec::new();
-        for (i, hook) in parsed.webhooks.iter().enumerate() {
-            let item = format!("webhooks[{i}]");
-            let secret = match (&hook.stripe_secret, &hook.stripe_secret_env) {
-                (Some(s), None) => s.clone(),
-                (None, Some(var)) => env(var).ok_or_else(|| {
-                    field_error(&item, "stripe_secret_env".into(), format!("{var} is not set in the control plane's environment"))
-                })?,
-                _ => return Err(field_error(&item, "stripe_secret".into(), "give exactly one of `stripe_secret` or `stripe_secret_env`".into())),
-            };
-            if !services.values().any(|s| s.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&hook.path, &r.prefix))) {
-                return Err(field_error(&item, "path".into(), format!("{} is not routed to any service", hook.path)));
-            }
-            webhooks.push(stagedoor_filter_core::config::WebhookConfig { path: hook.path.clone(), stripe_secret: secret });
-        }
+            .map_err(|e| Fault::item("global_rate_limit", e.field, e.reason))?;
+        let webhooks = webhooks(&parsed.webhooks, &services, env)?;
         let now = crate::tls::load::unix_now();
         let edge_tls = match &parsed.edge_tls {
             None => None,
-            Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| field_error(&item, field, reason))?),
+            Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| Fault::item(&item, field, reason))?),
         };
-        let mut upstream_tls = BTreeMap::new();
-        for svc in services.values() {
-            if let Some(spec) = &svc.tls {
-                let resolved = super::edge::resolve_upstream(spec, now).map_err(|(field, reason)| invalid(&svc.name, field, reason))?;
-                upstream_tls.insert(svc.name.clone(), resolved);
-            }
-        }
+        let upstream_tls = upstream_tls(&services, now)?;
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
-        let version = content_hash(&(&services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls, &upstream_tls, &parsed.global_rate_limit));
-        let registry = Self {
+        let version = crate::hash::content_hash(&(
+            &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
+            &upstream_tls, &parsed.global_rate_limit,
+        ));
+        Ok(Self {
             services,
             auth: parsed.auth,
             identity: parsed.identity,
@@ -257,15 +147,7 @@ impl Registry {
             edge_tls,
             upstream_tls,
             version,
-        };
-        // The filter's own compiler is the one place that knows what a good key, rule or
-        // role is: run it now so a bad registry never reaches an Envoy.
-        let config = crate::translate::filter_config(&registry, None);
-        stagedoor_filter_core::Policy::compile(&config).map_err(|e| match &e.service {
-            Some(service) => invalid(service, registry_field(&registry, service, &e.field), e.reason.clone()),
-            None => field_error(&e.item, e.field.clone(), e.reason.clone()),
-        })?;
-        Ok(registry)
+        })
     }
 
     /// The file as it was written (secrets by variable name, literal secrets redacted).
@@ -322,19 +204,194 @@ impl Registry {
 /// What literal secrets read as in a registry the control plane hands out.
 pub const REDACTED: &str = "<redacted>";
 
+/// A broken rule, before the file's name is attached.
+enum Fault {
+    Service { service: String, field: String, reason: String },
+    Item { item: String, field: String, reason: String },
+}
+
+impl Fault {
+    fn service(service: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Service { service: service.to_owned(), field: field.into(), reason: reason.into() }
+    }
+
+    fn item(item: &str, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Item { item: item.to_owned(), field: field.into(), reason: reason.into() }
+    }
+
+    fn in_file(self, file: &str) -> RegistryError {
+        let file = file.to_owned();
+        match self {
+            Self::Service { service, field, reason } => RegistryError::Invalid { file, service, field, reason },
+            Self::Item { item, field, reason } => RegistryError::Field { file, item, field, reason },
+        }
+    }
+}
+
+/// Services by name, each checked on its own and for prefixes another service routes.
+fn services(specs: Vec<ServiceSpec>) -> Result<BTreeMap<String, ServiceSpec>, Fault> {
+    let mut services = BTreeMap::new();
+    let mut prefix_owner: BTreeMap<String, String> = BTreeMap::new();
+    for (index, svc) in specs.into_iter().enumerate() {
+        let label = if svc.name.is_empty() { format!("services[{index}]") } else { svc.name.clone() };
+        if !is_service_name(&svc.name) {
+            return Err(Fault::service(&label, "name", "must match [a-z][a-z0-9-]{0,39}"));
+        }
+        if services.contains_key(&svc.name) {
+            return Err(Fault::service(&label, "name", "is defined twice"));
+        }
+        check_routes(&svc, &label, &mut prefix_owner)?;
+        check_instances(&svc, &label)?;
+        check_traffic(&svc, &label)?;
+        // Public paths, rules and header policies are the filter compiler's to judge
+        // (translate::check); it names the service and the field.
+        services.insert(svc.name.clone(), svc);
+    }
+    Ok(services)
+}
+
+/// Route prefixes: well formed, not the gateway's own /health, and routed once in the
+/// whole registry (`prefix_owner` remembers which service has which).
+fn check_routes(svc: &ServiceSpec, label: &str, prefix_owner: &mut BTreeMap<String, String>) -> Result<(), Fault> {
+    if svc.routes.is_empty() {
+        return Err(Fault::service(label, "routes", "needs at least one route"));
+    }
+    for (i, route) in svc.routes.iter().enumerate() {
+        let field = format!("routes[{i}].prefix");
+        check_prefix(&route.prefix).map_err(|r| Fault::service(label, field.clone(), r))?;
+        if route.prefix == "/health" {
+            return Err(Fault::service(label, field, "/health is answered by the gateway itself"));
+        }
+        if let Some(up) = &route.upstream_prefix {
+            check_prefix(up).map_err(|r| Fault::service(label, format!("routes[{i}].upstream_prefix"), r))?;
+        }
+        if let Some(owner) = prefix_owner.insert(route.prefix.clone(), svc.name.clone()) {
+            return Err(Fault::service(label, field, format!("{} is already routed to service \"{owner}\"", route.prefix)));
+        }
+    }
+    Ok(())
+}
+
+fn check_instances(svc: &ServiceSpec, label: &str) -> Result<(), Fault> {
+    for (i, inst) in svc.instances.iter().enumerate() {
+        if !is_host(&inst.address) {
+            return Err(Fault::service(label, format!("instances[{i}].address"), "must be an IP address or a DNS name"));
+        }
+        if inst.port == 0 {
+            return Err(Fault::service(label, format!("instances[{i}].port"), "must be 1-65535"));
+        }
+    }
+    Ok(())
+}
+
+/// The traffic policy's own rules, and per-route timeouts under the service's prefixes.
+fn check_traffic(svc: &ServiceSpec, label: &str) -> Result<(), Fault> {
+    super::traffic::check(&svc.traffic).map_err(|(field, reason)| Fault::service(label, field, reason))?;
+    for (i, rt) in svc.traffic.route_timeouts.iter().enumerate() {
+        let field = format!("traffic.route_timeouts[{i}].prefix");
+        check_prefix(&rt.prefix).map_err(|r| Fault::service(label, field.clone(), r))?;
+        if !svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&rt.prefix, &r.prefix)) {
+            return Err(Fault::service(label, field, "must be under one of the service's route prefixes"));
+        }
+    }
+    Ok(())
+}
+
+/// The token keys with their secrets resolved (literal or from the environment).
+fn keys(auth: &AuthSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<KeyConfig>, Fault> {
+    let mut keys = Vec::with_capacity(auth.keys.len());
+    for (i, key) in auth.keys.iter().enumerate() {
+        let item = format!("auth.keys[{i}]");
+        let secret = match (&key.secret, &key.secret_env) {
+            (Some(_), Some(_)) => return Err(Fault::item(&item, "secret", "give `secret` or `secret_env`, not both")),
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(var)) => Some(from_env(env, var).map_err(|reason| Fault::item(&item, "secret_env", reason))?),
+            (None, None) => None,
+        };
+        if key.dev && !key.algorithms.iter().any(|a| a.starts_with("HS")) {
+            return Err(Fault::item(&item, "dev", "only an HMAC key can sign development tokens"));
+        }
+        keys.push(KeyConfig { kid: key.kid.clone(), algorithms: key.algorithms.clone(), secret, jwk: key.jwk.clone() });
+    }
+    Ok(keys)
+}
+
+fn identity_signing_key(identity: Option<&IdentitySpec>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, Fault> {
+    match identity {
+        None => Ok(None),
+        Some(IdentitySpec { signing_key: Some(k), signing_key_env: None }) => Ok(Some(k.clone())),
+        Some(IdentitySpec { signing_key: None, signing_key_env: Some(var) }) => {
+            from_env(env, var).map(Some).map_err(|reason| Fault::item("identity", "signing_key_env", reason))
+        }
+        Some(_) => Err(Fault::item("identity", "signing_key", "give exactly one of `signing_key` or `signing_key_env`")),
+    }
+}
+
+fn check_cors(cors: &CorsSpec) -> Result<(), Fault> {
+    if cors.allowed_origins.is_empty() {
+        return Err(Fault::item("cors", "allowed_origins", "list at least one origin"));
+    }
+    if let Some(bad) = cors.allowed_origins.iter().find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')) {
+        return Err(Fault::item("cors", "allowed_origins", format!("{bad:?} is not an origin like https://app.example.com")));
+    }
+    Ok(())
+}
+
+fn check_rate_limit(rate_limit: &RateLimitSpec) -> Result<(), Fault> {
+    if rate_limit.requests == 0 {
+        return Err(Fault::item("rate_limit", "requests", "must be positive"));
+    }
+    if rate_limit.window_ms < 50 {
+        return Err(Fault::item("rate_limit", "window_ms", "must be at least 50"));
+    }
+    if rate_limit.max_clients == 0 {
+        return Err(Fault::item("rate_limit", "max_clients", "must be positive"));
+    }
+    Ok(())
+}
+
+/// Webhooks with their secrets resolved, each on a path some service routes.
+fn webhooks(
+    specs: &[WebhookSpec],
+    services: &BTreeMap<String, ServiceSpec>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<stagedoor_filter_core::config::WebhookConfig>, Fault> {
+    let mut webhooks = Vec::with_capacity(specs.len());
+    for (i, hook) in specs.iter().enumerate() {
+        let item = format!("webhooks[{i}]");
+        let secret = match (&hook.stripe_secret, &hook.stripe_secret_env) {
+            (Some(s), None) => s.clone(),
+            (None, Some(var)) => from_env(env, var).map_err(|reason| Fault::item(&item, "stripe_secret_env", reason))?,
+            _ => return Err(Fault::item(&item, "stripe_secret", "give exactly one of `stripe_secret` or `stripe_secret_env`")),
+        };
+        if !services.values().any(|s| s.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(&hook.path, &r.prefix))) {
+            return Err(Fault::item(&item, "path", format!("{} is not routed to any service", hook.path)));
+        }
+        webhooks.push(stagedoor_filter_core::config::WebhookConfig { path: hook.path.clone(), stripe_secret: secret });
+    }
+    Ok(webhooks)
+}
+
+/// The TLS material of every service whose instances are reached over TLS, read and checked.
+fn upstream_tls(services: &BTreeMap<String, ServiceSpec>, now: i64) -> Result<BTreeMap<String, UpstreamTls>, Fault> {
+    let mut upstream_tls = BTreeMap::new();
+    for svc in services.values() {
+        if let Some(spec) = &svc.tls {
+            let resolved = super::edge::resolve_upstream(spec, now).map_err(|(field, reason)| Fault::service(&svc.name, field, reason))?;
+            upstream_tls.insert(svc.name.clone(), resolved);
+        }
+    }
+    Ok(upstream_tls)
+}
+
+/// A secret from the control plane's environment, or why not.
+fn from_env(env: &dyn Fn(&str) -> Option<String>, var: &str) -> Result<String, String> {
+    env(var).ok_or_else(|| format!("{var} is not set in the control plane's environment"))
+}
+
 /// The filter's rule for a routed prefix (one owner: `stagedoor_filter_core::path`).
 fn check_prefix(prefix: &str) -> Result<(), String> {
     stagedoor_filter_core::path::check_prefix(prefix).map_err(|e| e.to_string())
-}
-
-/// The registry's name for a field of the filter's service config: the filter's
-/// `prefixes[i]` is the i-th route's prefix in the file.
-fn registry_field(registry: &Registry, service: &str, field: &str) -> String {
-    let route = field.strip_prefix("prefixes[").and_then(|rest| rest.strip_suffix(']')).and_then(|i| i.parse::<usize>().ok());
-    match route {
-        Some(i) if registry.services.get(service).is_some_and(|s| i < s.routes.len()) => format!("routes[{i}].prefix"),
-        _ => field.to_owned(),
-    }
 }
 
 /// `[a-z][a-z0-9-]{0,39}`: a registry service name (also checked for live instances).
@@ -355,10 +412,4 @@ fn is_host(address: &str) -> bool {
                     && !label.starts_with('-')
                     && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             }))
-}
-
-fn content_hash(canonical: &impl serde::Serialize) -> String {
-    // serde_json of BTreeMaps and plain structs is deterministic and cannot fail.
-    let canonical = serde_json::to_vec(canonical).unwrap_or_default();
-    hex::encode(&Sha256::digest(&canonical)[..8])
 }

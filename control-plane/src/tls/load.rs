@@ -133,7 +133,7 @@ fn read(path: &Path) -> Result<String, TlsError> {
 }
 
 pub fn unix_now() -> i64 {
-    (crate::xds::status::unix_ms() / 1000) as i64
+    (crate::clock::unix_ms() / 1000) as i64
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -9,7 +9,7 @@ use super::super::{names, translate, Resources, TranslateOptions};
 use crate::registry::Registry;
 use crate::snapshot::{check_consistent, InconsistentSnapshot};
 use crate::test_support::{registry_yaml, TestCerts};
-use crate::xds::type_url;
+use crate::resources::type_url;
 
 fn options() -> TranslateOptions {
     crate::test_support::translate_options(8080)
@@ -26,7 +26,7 @@ fn registry(certs: &TestCerts, edge_extra: &str, venue_tls: &str) -> Registry {
 }
 
 fn resources(registry: &Registry) -> Resources {
-    translate(registry, &crate::discovery::LiveInstances::new(), &[], &options()).unwrap()
+    translate(registry, &crate::registry::LiveInstances::new(), &[], &options()).unwrap()
 }
 
 fn hcm_of(chain: &envoy_types::pb::envoy::config::listener::v3::FilterChain) -> HttpConnectionManager {

@@ -2,6 +2,7 @@
 //! byte-identical resources, so content hashes version them.
 
 mod any;
+mod check;
 mod cluster;
 mod control_plane_tls;
 mod cors;
@@ -28,10 +29,11 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
 use stagedoor_filter_core::config::RevocationConfig;
 
-use crate::discovery::LiveInstances;
+use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 
 pub use any::to_any;
+pub use check::{check, load_checked, FilterConfigRefused};
 pub use filter_config::filter_config;
 pub use rate_limit_global::DOMAIN as RATE_LIMIT_DOMAIN;
 
@@ -67,7 +69,7 @@ pub struct Resources {
 #[derive(Debug, thiserror::Error)]
 pub enum TranslateError {
     #[error("filter config refused: {0}")]
-    FilterConfig(#[from] stagedoor_filter_core::CompileError),
+    FilterConfig(#[from] FilterConfigRefused),
 }
 
 /// `live` adds instances registered in Redis to each service's static ones. `retired`
@@ -85,10 +87,9 @@ pub fn translate(
         path: String::from(names::REVOCATION_FEED_PATH),
         poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
     });
-    let config = filter_config(registry, revocation);
-    // Check before publish: the filter would refuse this config in on_configure, so the
-    // control plane refuses it first and keeps the last good snapshot.
-    stagedoor_filter_core::Policy::compile(&config)?;
+    // Check before publish: the control plane refuses what the filter would, and keeps
+    // the last good snapshot.
+    let config = check(registry, revocation)?;
     let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
     let mut clusters: Vec<_> = registry
         .services

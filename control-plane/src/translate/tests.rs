@@ -15,7 +15,7 @@ use stagedoor_filter_core::config::FilterConfig;
 use super::*;
 
 fn translate_static(registry: &Registry, options: &TranslateOptions) -> Result<Resources, TranslateError> {
-    translate(registry, &crate::discovery::LiveInstances::new(), &[], options)
+    translate(registry, &crate::registry::LiveInstances::new(), &[], options)
 }
 
 const SERVICES: &str = r#"

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
-use super::sotw::{StreamEvent, GATED_TYPES, UNGATED_TYPES};
-use super::type_url;
+use super::step::{SendsTypes, Step, StreamEvent, GATED_TYPES};
+use crate::resources::type_url;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default)]
@@ -62,12 +62,8 @@ pub struct DeltaStream {
     nonce_counter: u64,
 }
 
-/// Responses to send, in order, and events to record.
-#[derive(Debug, Default)]
-pub struct DeltaStep {
-    pub responses: Vec<DeltaDiscoveryResponse>,
-    pub events: Vec<StreamEvent>,
-}
+/// What one request or snapshot does to a delta stream.
+pub type DeltaStep = Step<DeltaDiscoveryResponse>;
 
 fn is_wildcard_type(type_url: &str) -> bool {
     type_url == type_url::CLUSTER || type_url == type_url::LISTENER
@@ -132,34 +128,14 @@ impl DeltaStream {
         if !gated || self.clusters_ready(snapshot) {
             step.responses.extend(self.respond(&type_url, snapshot));
         }
-        step.responses.extend(self.push_routes_if_ready(snapshot));
+        step.responses.extend(super::step::send_gated_if_ready(self, snapshot));
         step
     }
 
+    /// A new snapshot: what changed of the ungated types, then of the gated ones once the
+    /// clusters are ready.
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> DeltaStep {
-        let mut step = DeltaStep::default();
-        for type_url in UNGATED_TYPES {
-            step.responses.extend(self.respond(type_url, snapshot));
-        }
-        step.responses.extend(self.push_routes_if_ready(snapshot));
-        step
-    }
-
-    /// Whether this Envoy ACKed exactly the snapshot's clusters and the endpoints of every
-    /// one of them (compared by content, so a new type version with equal content counts).
-    fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
-        let settled = |t: &str| {
-            let (Some(state), Some(typed)) = (self.types.get(t), snapshot.types.get(t)) else { return false };
-            state.pending.is_empty() && typed.hashes.iter().all(|(name, hash)| state.acked.get(name) == Some(hash))
-        };
-        settled(type_url::CLUSTER) && settled(type_url::ENDPOINT)
-    }
-
-    fn push_routes_if_ready(&mut self, snapshot: &Snapshot) -> Vec<DeltaDiscoveryResponse> {
-        if !self.clusters_ready(snapshot) {
-            return Vec::new();
-        }
-        GATED_TYPES.into_iter().filter_map(|t| self.respond(t, snapshot)).collect()
+        super::step::on_snapshot(self, snapshot)
     }
 
     /// The changes this Envoy lacks for one type, if any. A response that goes out anyway
@@ -202,6 +178,25 @@ impl DeltaStream {
             nonce,
             ..Default::default()
         })
+    }
+}
+
+impl SendsTypes for DeltaStream {
+    type Response = DeltaDiscoveryResponse;
+
+    /// `respond` already sends only what changed.
+    fn respond_if_changed(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DeltaDiscoveryResponse> {
+        self.respond(type_url, snapshot)
+    }
+
+    /// Whether this Envoy ACKed exactly the snapshot's clusters and the endpoints of every
+    /// one of them (compared by content, so a new type version with equal content counts).
+    fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
+        let settled = |t: &str| {
+            let (Some(state), Some(typed)) = (self.types.get(t), snapshot.types.get(t)) else { return false };
+            state.pending.is_empty() && typed.hashes.iter().all(|(name, hash)| state.acked.get(name) == Some(hash))
+        };
+        settled(type_url::CLUSTER) && settled(type_url::ENDPOINT)
     }
 }
 

@@ -12,7 +12,7 @@ fn snapshot(services: &[(&str, u16)], previous: Option<&Snapshot>) -> Snapshot {
         yaml += &format!("  - name: {name}\n    routes: [{{prefix: /{name}}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n");
     }
     let options = crate::test_support::translate_options(8080);
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 fn subscribe(t: &str, names: &[&str]) -> DeltaDiscoveryRequest {
@@ -202,7 +202,7 @@ fn policy_snapshot(public: Option<&str>, previous: Option<&Snapshot>) -> Snapsho
     let yaml = crate::test_support::AUTH.to_owned()
         + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
     let options = crate::test_support::translate_options(8080);
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 #[test]

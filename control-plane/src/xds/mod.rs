@@ -5,4 +5,4 @@ pub mod delta;
 pub mod server;
 pub mod sotw;
 pub mod status;
-pub mod type_url;
+pub mod step;

@@ -20,9 +20,10 @@ use tonic::{Request, Response, Status, Streaming};
 use envoy_types::pb::envoy::config::core::v3::Node;
 
 use super::delta::DeltaStream;
-use super::sotw::{SotwStream, StreamEvent};
+use super::sotw::SotwStream;
+use super::step::{Step, StreamEvent};
 use super::status::EnvoyRegistry;
-use super::type_url;
+use crate::resources::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
 use crate::tls::identity::{identity_of, PeerIdentity};
@@ -96,8 +97,8 @@ trait Protocol: Default + Send + 'static {
     type Response: Send + std::fmt::Debug + 'static;
     const NAME: &'static str;
     fn node(request: &Self::Request) -> Option<&Node>;
-    fn on_request(&mut self, request: &Self::Request, snapshot: &Snapshot) -> (Vec<Self::Response>, Vec<StreamEvent>);
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<Self::Response>, Vec<StreamEvent>);
+    fn on_request(&mut self, request: &Self::Request, snapshot: &Snapshot) -> Step<Self::Response>;
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step<Self::Response>;
     fn describe(response: &Self::Response) -> (&str, &str, &str, usize);
 }
 
@@ -108,13 +109,11 @@ impl Protocol for SotwStream {
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
-    fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<StreamEvent>) {
-        let step = SotwStream::on_request(self, request, snapshot);
-        (step.responses, step.events)
+    fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Step<DiscoveryResponse> {
+        SotwStream::on_request(self, request, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<DiscoveryResponse>, Vec<StreamEvent>) {
-        let step = SotwStream::on_snapshot(self, snapshot);
-        (step.responses, step.events)
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step<DiscoveryResponse> {
+        SotwStream::on_snapshot(self, snapshot)
     }
     fn describe(r: &DiscoveryResponse) -> (&str, &str, &str, usize) {
         (&r.type_url, &r.version_info, &r.nonce, r.resources.len())
@@ -128,13 +127,11 @@ impl Protocol for DeltaStream {
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
-    fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> (Vec<DeltaDiscoveryResponse>, Vec<StreamEvent>) {
-        let step = DeltaStream::on_request(self, request, snapshot);
-        (step.responses, step.events)
+    fn on_request(&mut self, request: &DeltaDiscoveryRequest, snapshot: &Snapshot) -> Step<DeltaDiscoveryResponse> {
+        DeltaStream::on_request(self, request, snapshot)
     }
-    fn on_snapshot(&mut self, snapshot: &Snapshot) -> (Vec<DeltaDiscoveryResponse>, Vec<StreamEvent>) {
-        let step = DeltaStream::on_snapshot(self, snapshot);
-        (step.responses, step.events)
+    fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step<DeltaDiscoveryResponse> {
+        DeltaStream::on_snapshot(self, snapshot)
     }
     fn describe(r: &DeltaDiscoveryResponse) -> (&str, &str, &str, usize) {
         (&r.type_url, &r.system_version_info, &r.nonce, r.resources.len() + r.removed_resources.len())
@@ -205,7 +202,7 @@ async fn run_stream<P: Protocol>(
     let mut node_id = String::new();
     let mut admitted = false;
     loop {
-        let (responses, events) = tokio::select! {
+        let Step { responses, events } = tokio::select! {
             request = inbound.next() => match request {
                 Some(Ok(request)) => {
                     if !admitted {

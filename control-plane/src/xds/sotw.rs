@@ -21,16 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
-use super::type_url;
+use super::step::{SendsTypes, Step, StreamEvent};
+use crate::resources::type_url;
 use crate::snapshot::Snapshot;
-
-/// The types a new snapshot sends at once, in this order. Secrets are not gated: Envoy asks
-/// for one only when a cluster or listener it received names it, and that cluster or
-/// listener warms until the secret comes; a rotated secret goes out first.
-pub(super) const UNGATED_TYPES: [&str; 3] = [type_url::SECRET, type_url::CLUSTER, type_url::ENDPOINT];
-
-/// The types that wait for clusters, in the order they go out.
-pub(super) const GATED_TYPES: [&str; 3] = [type_url::EXTENSION_CONFIG, type_url::LISTENER, type_url::ROUTE];
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -43,29 +36,18 @@ struct TypeState {
     sent_names: BTreeSet<String>,
 }
 
-/// What happened on the stream that the operator should know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    Ack { type_url: String, version: String },
-    Nack { type_url: String, version: String, nonce: String, detail: String },
-}
-
 #[derive(Debug, Default)]
 pub struct SotwStream {
     types: BTreeMap<String, TypeState>,
     nonce_counter: u64,
 }
 
-/// Responses to send, in order, and events to record.
-#[derive(Debug, Default)]
-pub struct Step {
-    pub responses: Vec<DiscoveryResponse>,
-    pub events: Vec<StreamEvent>,
-}
+/// What one request or snapshot does to a SotW stream.
+pub type SotwStep = Step<DiscoveryResponse>;
 
 impl SotwStream {
-    pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> Step {
-        let mut step = Step::default();
+    pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> SotwStep {
+        let mut step = SotwStep::default();
         let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
         let state = self.types.entry(request.type_url.clone()).or_default();
         if !request.response_nonce.is_empty() {
@@ -89,7 +71,7 @@ impl SotwStream {
             state.acked_version = state.sent_version.clone();
             if state.names == names {
                 // An ACK may be what held routes were waiting for.
-                step.responses.extend(self.push_routes_if_ready(snapshot));
+                step.responses.extend(super::step::send_gated_if_ready(self, snapshot));
                 return step;
             }
         }
@@ -100,56 +82,11 @@ impl SotwStream {
         step
     }
 
-    /// Whether this Envoy has the snapshot's clusters, and endpoints for each of them.
-    fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
-        let acked = |type_url: &str| {
-            let version = snapshot.types.get(type_url).map(|t| t.version.as_str());
-            self.types.get(type_url).is_some_and(|s| s.acked_version.as_deref() == version)
-        };
-        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.sent_names);
-        let all_endpoints = snapshot
-            .types
-            .get(type_url::ENDPOINT)
-            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains(name))));
-        acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
-    }
-
-    /// Sends ECDS, LDS and RDS whose versions differ from what was sent, once clusters are ready.
-    fn push_routes_if_ready(&mut self, snapshot: &Snapshot) -> Vec<DiscoveryResponse> {
-        if !self.clusters_ready(snapshot) {
-            return Vec::new();
-        }
-        let mut responses = Vec::new();
-        for type_url in GATED_TYPES {
-            let Some(state) = self.types.get(type_url) else { continue };
-            let Some(typed) = snapshot.types.get(type_url) else { continue };
-            if state.sent_version.as_deref() == Some(typed.version.as_str()) {
-                continue;
-            }
-            if let Some(response) = self.respond(type_url, snapshot) {
-                responses.push(response);
-            }
-        }
-        responses
-    }
-
-    /// A new snapshot: send every subscribed cluster and endpoint type whose version
-    /// differs from what this stream was last sent; filter configs, listeners and routes follow once the
-    /// clusters are ready (now, or on a later ACK).
-    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> Step {
-        let mut step = Step::default();
-        for type_url in UNGATED_TYPES {
-            let Some(state) = self.types.get(type_url) else { continue };
-            let Some(typed) = snapshot.types.get(type_url) else { continue };
-            if state.sent_version.as_deref() == Some(typed.version.as_str()) {
-                continue;
-            }
-            if let Some(response) = self.respond(type_url, snapshot) {
-                step.responses.push(response);
-            }
-        }
-        step.responses.extend(self.push_routes_if_ready(snapshot));
-        step
+    /// A new snapshot: every subscribed cluster and endpoint type whose version differs
+    /// from what this stream was last sent; filter configs, listeners and routes follow once
+    /// the clusters are ready (now, or on a later ACK).
+    pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> SotwStep {
+        super::step::on_snapshot(self, snapshot)
     }
 
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
@@ -169,6 +106,33 @@ impl SotwStream {
             nonce,
             ..Default::default()
         })
+    }
+}
+
+impl SendsTypes for SotwStream {
+    type Response = DiscoveryResponse;
+
+    /// A type goes again only when the snapshot's version of it is not the one last sent.
+    fn respond_if_changed(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
+        let state = self.types.get(type_url)?;
+        let typed = snapshot.types.get(type_url)?;
+        if state.sent_version.as_deref() == Some(typed.version.as_str()) {
+            return None;
+        }
+        self.respond(type_url, snapshot)
+    }
+
+    fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
+        let acked = |type_url: &str| {
+            let version = snapshot.types.get(type_url).map(|t| t.version.as_str());
+            self.types.get(type_url).is_some_and(|s| s.acked_version.as_deref() == version)
+        };
+        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.sent_names);
+        let all_endpoints = snapshot
+            .types
+            .get(type_url::ENDPOINT)
+            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains(name))));
+        acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
     }
 }
 

@@ -11,7 +11,7 @@ fn snapshot(port: u16, previous: Option<&Snapshot>) -> Snapshot {
         "services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: {port}}}]\n  - name: b\n    routes: [{{prefix: /b}}]\n"
     );
     let options = crate::test_support::translate_options(8080);
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 fn request(type_url: &str, nonce: &str, version: &str, names: &[&str]) -> DiscoveryRequest {
@@ -119,7 +119,7 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
     let options = crate::test_support::translate_options(8080);
-    let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
+    let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
     let step = stream.on_snapshot(&second);
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
     assert!(!types.contains(&type_url::ROUTE) && !types.contains(&type_url::LISTENER), "routes wait: {types:?}");
@@ -142,7 +142,7 @@ fn policy_snapshot(public: Option<&str>, listen_port: u16, previous: Option<&Sna
     let yaml = crate::test_support::AUTH.to_owned()
         + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{public}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
     let options = crate::test_support::translate_options(listen_port);
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 /// Subscribes to all five types as Envoy does (ECDS by the filter's name) and ACKs each.
@@ -203,7 +203,7 @@ fn a_filter_config_goes_out_before_the_listener_and_waits_for_clusters_like_it()
     let yaml = crate::test_support::AUTH.to_owned()
         + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
     let options = crate::test_support::translate_options(8081);
-    let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
+    let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
     for r in &step.responses {
         let names: &[&str] = if r.type_url == type_url::EXTENSION_CONFIG { &["stagedoor"] } else { &[] };
         stream.on_request(&request(&r.type_url, &r.nonce, &r.version_info, names), &third);
@@ -226,7 +226,7 @@ fn edge_snapshot(certs: &crate::test_support::TestCerts, previous: Option<&Snaps
         "edge_tls:\n  port: 8443\n  certificates: [{{ server_names: [a.test], cert_file: {cert}, key_file: {key} }}]\nservices:\n  - name: a\n    routes: [{{prefix: /a}}]\n"
     );
     let options = crate::test_support::translate_options(8080);
-    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::discovery::LiveInstances::new(), &[], &options, previous).unwrap()
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
 }
 
 #[test]

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use crate::clock::unix_ms;
 
 use serde::Serialize;
 
-use super::sotw::StreamEvent;
-use super::type_url;
+use super::step::StreamEvent;
+use crate::resources::type_url;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TypeStatus {
@@ -39,10 +39,6 @@ pub struct EnvoyStatus {
 #[derive(Debug, Clone, Default)]
 pub struct EnvoyRegistry {
     inner: Arc<Mutex<BTreeMap<u64, EnvoyStatus>>>,
-}
-
-pub fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
 }
 
 impl EnvoyRegistry {

@@ -1,4 +1,4 @@
-//! `stagedoor echo`: an upstream that answers every request with what it received, exactly.
+//! `stagedoor-echo`: an upstream that answers every request with what it received, exactly.
 //!
 //! A hand-rolled HTTP/1.1 server on purpose: general-purpose servers normalize the request
 //! target, merge repeated headers and reorder them, which is what the gateway's tests must
@@ -82,7 +82,7 @@ pub fn tls_config(cert: &std::path::Path, key: &std::path::Path, client_ca: Opti
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key)?;
-    let builder = rustls::ServerConfig::builder_with_provider(crate::tls::load::provider()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(stagedoor_control_plane::tls::load::provider()).with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
@@ -91,7 +91,7 @@ pub fn tls_config(cert: &std::path::Path, key: &std::path::Path, client_ca: Opti
                 roots.add(der?)?;
             }
             builder.with_client_cert_verifier(
-                rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), crate::tls::load::provider()).build()?,
+                rustls::server::WebPkiClientVerifier::builder_with_provider(std::sync::Arc::new(roots), stagedoor_control_plane::tls::load::provider()).build()?,
             )
         }
     };

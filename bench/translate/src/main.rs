@@ -1,11 +1,36 @@
-//! `stagedoor bench-translate`: how translation and snapshots scale with the registry.
-//! Synthetic registries of N services with 5 instances each, translated as `serve` would.
+//! `stagedoor-bench-translate`: how validation, translation and snapshots scale with the
+//! registry. Synthetic registries of N services with M instances each, translated as
+//! `serve` would, through the control plane's library (see bench/README.md).
 
+use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::discovery::LiveInstances;
-use crate::registry::Registry;
-use crate::translate::TranslateOptions;
+use clap::Parser;
+use stagedoor_control_plane::registry::LiveInstances;
+use stagedoor_control_plane::registry::Registry;
+use stagedoor_control_plane::translate::TranslateOptions;
+
+#[derive(Parser)]
+#[command(name = "stagedoor-bench-translate", about = "Translate synthetic registries of the given sizes")]
+struct Args {
+    /// Registry sizes, in services.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    services: Vec<usize>,
+    /// Static instances per service.
+    #[arg(long, default_value = "5")]
+    instances: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args.services, args.instances) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stagedoor-bench-translate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 fn synthetic_registry(services: usize, instances: usize) -> String {
     let mut yaml = String::from(
@@ -30,7 +55,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn run(sizes: &[usize], instances: usize) -> anyhow::Result<()> {
+fn run(sizes: &[usize], instances: usize) -> anyhow::Result<()> {
     println!("| services | instances | parse+validate ms | translate+snapshot ms | snapshot bytes | RSS MiB after |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let options = TranslateOptions {
@@ -46,7 +71,7 @@ pub fn run(sizes: &[usize], instances: usize) -> anyhow::Result<()> {
         let registry = Registry::parse("synthetic", &yaml)?;
         let parsed = start.elapsed();
         let start = Instant::now();
-        let snapshot = crate::publish::build_snapshot(&registry, &LiveInstances::new(), &[], &options, None)?;
+        let snapshot = stagedoor_control_plane::publish::build_snapshot(&registry, &LiveInstances::new(), &[], &options, None)?;
         let built = start.elapsed();
         let bytes: usize = snapshot.types.values().flat_map(|t| t.resources.values()).map(|a| a.value.len()).sum();
         println!(

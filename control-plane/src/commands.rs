@@ -1,0 +1,172 @@
+//! The bodies of `stagedoor`'s subcommands other than `serve`: each prints what it did and
+//! returns an error for the binary to print as one line with a non-zero exit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::client::ApiArgs;
+use crate::publish::PublishError;
+use crate::registry;
+use crate::tls::files::CredentialDir;
+use crate::tls::generate;
+use crate::translate::{TranslateError, TranslateOptions};
+
+/// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would.
+pub fn validate(file: &Path) -> anyhow::Result<()> {
+    let registry = registry::load(file)?;
+    let options = TranslateOptions {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        wasm_path: String::from("/stagedoor.wasm"),
+        control_plane_http: Some((String::from("127.0.0.1"), 18080)),
+        control_plane_tls: true,
+        rate_limit_service: None,
+    };
+    crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
+        // The filter compiler's refusal reads as the registry's other errors, naming the file.
+        PublishError::Translate(TranslateError::FilterConfig(refused)) => refused.in_file(&file.display().to_string()).into(),
+        other => anyhow::Error::from(other),
+    })?;
+    println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
+    Ok(())
+}
+
+/// `stagedoor filter-config`: the filter config (JSON) the control plane would push.
+pub fn print_filter_config(file: &Path) -> anyhow::Result<()> {
+    let registry = registry::load(file)?;
+    let config = crate::translate::check(&registry, None).map_err(|e| e.in_file(&file.display().to_string()))?;
+    println!("{}", config.to_json());
+    Ok(())
+}
+
+/// `stagedoor token`: a development token signed with the registry's dev key.
+pub fn mint_token(registry_file: &Path, request: &crate::token::MintRequest) -> anyhow::Result<()> {
+    let registry = crate::translate::load_checked(registry_file)?;
+    let now = (crate::clock::unix_ms() / 1000) as i64;
+    println!("{}", crate::token::mint(&registry, request, now)?);
+    Ok(())
+}
+
+/// The instance `stagedoor register` and `deregister` name.
+pub struct InstanceTarget {
+    pub service: String,
+    pub address: std::net::IpAddr,
+    /// Wider than a port so that a wrong number is refused with the registry's message.
+    pub port: u32,
+    pub redis: String,
+}
+
+/// `stagedoor register`: checked against the registry's rules before Redis is touched;
+/// with `heartbeat`, kept alive until a stop signal, then deregistered.
+pub async fn register(instance: &InstanceTarget, registry_file: &Path, ttl: Duration, heartbeat: bool) -> anyhow::Result<()> {
+    let registry = registry::load(registry_file)?;
+    let live = registry::live::check_instance(Some(&registry), &instance.service, &instance.address.to_string(), instance.port)?;
+    let ttl = registry::live::check_ttl(ttl)?;
+    if heartbeat {
+        let target = crate::discovery::redis_source::Instance {
+            service: live.service.clone(),
+            address: live.address.clone(),
+            port: live.port,
+        };
+        let signal = crate::discovery::heartbeat::run(&instance.redis, &target, ttl).await?;
+        println!("deregistered {}:{}:{} ({signal})", live.service, live.address, live.port);
+        return Ok(());
+    }
+    crate::discovery::redis_source::register(&instance.redis, &live.service, &live.address, live.port, ttl).await?;
+    println!("registered {}:{}:{}", live.service, live.address, live.port);
+    Ok(())
+}
+
+/// `stagedoor deregister`.
+pub async fn deregister(instance: &InstanceTarget) -> anyhow::Result<()> {
+    let live = registry::live::check_instance(None, &instance.service, &instance.address.to_string(), instance.port)?;
+    crate::discovery::redis_source::deregister(&instance.redis, &live.service, &live.address, live.port).await?;
+    println!("deregistered {}:{}:{}", live.service, live.address, live.port);
+    Ok(())
+}
+
+/// `stagedoor certs init`.
+pub fn certs_init(dir: PathBuf, request: &generate::InitRequest<'_>) -> anyhow::Result<()> {
+    print_lines(generate::init(&CredentialDir::new(dir), request)?);
+    Ok(())
+}
+
+/// `stagedoor certs envoy`.
+pub fn certs_envoy(dir: PathBuf, node_id: &str, force: bool) -> anyhow::Result<()> {
+    print_lines([generate::envoy(&CredentialDir::new(dir), node_id, force)?]);
+    Ok(())
+}
+
+fn print_lines<T: std::fmt::Display>(lines: impl IntoIterator<Item = T>) {
+    for line in lines {
+        println!("{line}");
+    }
+}
+
+/// The control plane's refusal as it wrote it (tonic's Display quotes and escapes it).
+fn refused(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the control plane refused ({:?}): {}", status.code(), status.message())
+}
+
+/// `stagedoor token revoke`: a token or a bare jti, on a running control plane's list.
+pub async fn revoke(server: &ApiArgs, token: String, jti: String) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(server).await?;
+    let reply = client
+        .revoke_token(stagedoor_proto::v1::RevokeTokenRequest { token, jti, expires_at_unix: 0 })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    use stagedoor_proto::v1::Persistence;
+    let persistence = match reply.persistence() {
+        Persistence::Stored => String::from("stored in redis"),
+        Persistence::Queued => format!("queued: {}; written back when it returns", reply.detail),
+        Persistence::MemoryOnly => String::from("in memory only (no --redis): lost when the control plane restarts"),
+        Persistence::Unspecified => String::from("persistence not reported"),
+    };
+    println!("revoked {} (cursor {}): {persistence}", reply.key, reply.cursor);
+    Ok(())
+}
+
+/// `stagedoor apply`: the diff against the running control plane, then the push.
+pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Result<()> {
+    use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let proposed = registry::Registry::parse(&file.display().to_string(), &text)?;
+    // The served registry comes back re-serialized (block YAML), which can be larger than
+    // the compact file that loaded; the request side is bounded by the registry's limit.
+    let mut client = crate::client::connect(server).await?.max_decoding_message_size(4 * registry::input::MAX_REGISTRY_BYTES);
+    let current = client.get_registry(GetRegistryRequest {}).await.map_err(refused)?.into_inner();
+    // The served registry comes back with literal secrets redacted; compare services and
+    // sections, and let the control plane judge the rest.
+    // Placeholders stand in for the redacted and environment secrets: the diff compares
+    // services and where secrets come from, never their values.
+    let placeholder = "x".repeat(32);
+    let served_yaml = current.yaml.replace(registry::REDACTED, &placeholder);
+    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|_| Some(placeholder.clone()))?;
+    let changes = crate::diff::diff(&served, &proposed);
+    print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
+    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await.map_err(refused)?.into_inner();
+    if dry_run {
+        println!("dry run: nothing pushed (registry {} -> {})", reply.previous_version, reply.version);
+    } else if reply.changed {
+        println!("applied: registry {} -> {}, snapshot {}", reply.previous_version, reply.version, reply.snapshot_version);
+    } else {
+        println!("nothing to push: Envoys already run registry {}", reply.version);
+    }
+    Ok(())
+}
+
+/// `stagedoor status`: the connected Envoys and the versions they run.
+pub async fn status(server: &ApiArgs) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(server).await?;
+    let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await.map_err(refused)?.into_inner();
+    println!("snapshot {}: {} Envoy(s) connected", reply.snapshot_version, reply.envoys.len());
+    for envoy in reply.envoys {
+        println!("- node {} (cluster {}, {}, stream {})", envoy.node_id, envoy.node_cluster, envoy.protocol, envoy.stream_id);
+        for t in envoy.types {
+            let nack = t.last_nack.map(|n| format!("; last NACK of {}: {}", n.version, n.detail)).unwrap_or_default();
+            println!("    {}: ACKed {}{}", t.r#type, if t.acked_version.is_empty() { "-" } else { &t.acked_version }, nack);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! `stagedoor serve`'s arguments (flags and environment variables), and the deployment
+//! facts translation takes from them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::translate::TranslateOptions;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[arg(long, env = "STAGEDOOR_REGISTRY", default_value = "registry/tickettoken.yaml")]
+    pub registry: PathBuf,
+    /// gRPC address for xDS (ADS) and the stagedoor.v1 API.
+    #[arg(long, env = "STAGEDOOR_XDS", default_value = "127.0.0.1:18000")]
+    pub xds: SocketAddr,
+    /// HTTP address for /status.
+    #[arg(long, env = "STAGEDOOR_HTTP", default_value = "127.0.0.1:18080")]
+    pub http: SocketAddr,
+    /// Plain HTTP address for /metrics and /healthz (no credentials: keep it private).
+    #[arg(long, env = "STAGEDOOR_METRICS", default_value = "127.0.0.1:18081")]
+    pub metrics: SocketAddr,
+    /// Where the CA and the control plane's certificate are (`stagedoor certs init`).
+    #[arg(long, env = "STAGEDOOR_TLS_DIR", default_value = crate::tls::files::DEFAULT_DIR)]
+    pub tls_dir: PathBuf,
+    /// Serve xDS, the API and /status in plain text, with no client authentication:
+    /// anyone who reaches the ports gets the secrets and every API right. Debugging only.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Bearer tokens for API scripts (name, sha256, scopes; see README).
+    #[arg(long, env = "STAGEDOOR_API_TOKENS")]
+    pub api_tokens: Option<PathBuf>,
+    /// Where Envoy's gateway listener binds.
+    #[arg(long, env = "STAGEDOOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The HTTP address as Envoy reaches it (revocation feed), `host:port`; default: --http,
+    /// with an unspecified IP read as 127.0.0.1. `none` (the only way) turns revocation off.
+    #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP", value_parser = parse_advertise_http)]
+    pub advertise_http: Option<AdvertiseHttp>,
+    /// Redis with live instances (`stagedoor register`); absent: static instances only.
+    #[arg(long, env = "STAGEDOOR_REDIS")]
+    pub redis: Option<String>,
+    /// Path of the compiled filter, as Envoy sees it.
+    #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
+    pub wasm: PathBuf,
+    /// gRPC address for Envoy's RateLimitService (global rate limiting, same TLS as xDS, Envoy
+    /// certificates only); absent: the registry's global limits take their failure modes.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT")]
+    pub ratelimit: Option<SocketAddr>,
+    /// Redis counting the global limits; default: --redis.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS")]
+    pub ratelimit_redis: Option<String>,
+    /// How long the RateLimitService waits for Redis before the route's fail mode applies:
+    /// under Envoy's timeout (20 ms by default), so the fallback is the service's, not Envoy's.
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS_TIMEOUT_MS", default_value_t = 15)]
+    pub ratelimit_redis_timeout_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn ratelimit_redis_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ratelimit_redis_timeout_ms.max(1))
+    }
+
+    pub fn translate_options(&self) -> TranslateOptions {
+        // Envoy resolves a relative path against its own working directory, not ours.
+        let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
+        let control_plane_http = match &self.advertise_http {
+            Some(AdvertiseHttp::Off) => None,
+            Some(AdvertiseHttp::At(host, port)) => Some((host.clone(), *port)),
+            None if self.http.ip().is_unspecified() => Some((String::from("127.0.0.1"), self.http.port())),
+            None => Some((self.http.ip().to_string(), self.http.port())),
+        };
+        // The RateLimitService as Envoy reaches it: an unspecified IP read as 127.0.0.1.
+        let rate_limit_service = self.ratelimit.map(|addr| {
+            let host = if addr.ip().is_unspecified() { String::from("127.0.0.1") } else { addr.ip().to_string() };
+            (host, addr.port())
+        });
+        TranslateOptions {
+            listen: self.listen,
+            wasm_path: wasm.display().to_string(),
+            control_plane_http,
+            control_plane_tls: !self.insecure,
+            rate_limit_service,
+        }
+    }
+}
+
+/// Where Envoy reaches the revocation feed, or `none`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertiseHttp {
+    Off,
+    At(String, u16),
+}
+
+/// `none`, or `host:port` with a host name or IP and a port 1-65535. Anything else is an
+/// error at startup: a typo must never turn revocation off silently.
+pub fn parse_advertise_http(value: &str) -> Result<AdvertiseHttp, String> {
+    if value == "none" {
+        return Ok(AdvertiseHttp::Off);
+    }
+    let expected = "expected host:port (a host name or IP, a port 1-65535) or none";
+    let (host, port) = value.rsplit_once(':').ok_or_else(|| format!("{expected}: no port"))?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(|| format!("{expected}: bad port {port:?}"))?;
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let is_host = bare.parse::<std::net::IpAddr>().is_ok()
+        || (!bare.is_empty() && bare.len() <= 253 && bare.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        }));
+    if !is_host {
+        return Err(format!("{expected}: bad host {host:?}"));
+    }
+    Ok(AdvertiseHttp::At(bare.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advertise_http_is_host_port_or_none_and_nothing_else() {
+        assert_eq!(parse_advertise_http("none"), Ok(AdvertiseHttp::Off));
+        assert_eq!(parse_advertise_http("127.0.0.1:18080"), Ok(AdvertiseHttp::At("127.0.0.1".into(), 18080)));
+        assert_eq!(parse_advertise_http("control-plane.svc:80"), Ok(AdvertiseHttp::At("control-plane.svc".into(), 80)));
+        assert_eq!(parse_advertise_http("[::1]:18080"), Ok(AdvertiseHttp::At("::1".into(), 18080)));
+        for bad in ["127.0.0.1", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:x", ":18080", "a b:80", "None", "off", "http://x:80"] {
+            let error = parse_advertise_http(bad).expect_err(bad);
+            assert!(error.contains("expected host:port"), "{bad}: {error}");
+        }
+    }
+}
