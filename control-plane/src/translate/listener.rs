@@ -44,7 +44,7 @@ pub fn connection_manager(registry: &Registry, hsts: Option<String>) -> HttpConn
     if let Some(spec) = &registry.rate_limit {
         http_filters.push(super::rate_limit::filter(spec));
     }
-    http_filters.extend([stagedoor_filter(), response_header_filter(), router_filter()]);
+    http_filters.extend([stagedoor_filter(), super::response_strip::response_header_filter(), router_filter()]);
     HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -120,36 +120,6 @@ fn stagedoor_filter() -> HttpFilter {
             apply_default_config_without_warming: false,
             type_urls: vec![Wasm::type_url()],
         })),
-        ..Default::default()
-    }
-}
-
-/// Strips internal headers from upstream responses natively: cheaper than reading every
-/// response's headers into the wasm VM. The lists are the filter core's.
-fn response_header_filter() -> HttpFilter {
-    use envoy_types::pb::envoy::config::common::mutation_rules::v3::{header_mutation, HeaderMutation as Mutation};
-    use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3::{HeaderMutation, Mutations};
-    use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher, StringMatcher};
-    use stagedoor_filter_core::headers::{response_removed_headers, RESPONSE_REMOVED_PREFIX};
-
-    let mut response_mutations = vec![Mutation {
-        action: Some(header_mutation::Action::RemoveOnMatch(header_mutation::RemoveOnMatch {
-            key_matcher: Some(StringMatcher {
-                match_pattern: Some(string_matcher::MatchPattern::Prefix(RESPONSE_REMOVED_PREFIX.to_owned())),
-                ignore_case: true,
-            }),
-        })),
-    }];
-    response_mutations.extend(response_removed_headers().map(|name| Mutation {
-        action: Some(header_mutation::Action::Remove(name.to_owned())),
-    }));
-    let config = HeaderMutation {
-        mutations: Some(Mutations { response_mutations, ..Default::default() }),
-        ..Default::default()
-    };
-    HttpFilter {
-        name: String::from("envoy.filters.http.header_mutation"),
-        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&config))),
         ..Default::default()
     }
 }

@@ -11,6 +11,7 @@ mod filter_config;
 mod listener;
 mod local_reply;
 mod rate_limit;
+mod response_strip;
 pub mod names;
 mod route;
 
