@@ -15,6 +15,7 @@ mod metrics;
 mod publish;
 mod shared_publisher;
 mod registry;
+mod revocation_wait;
 mod revocations;
 mod scale;
 mod serve;

@@ -79,6 +79,7 @@ pub fn translate(
         authority: String::from("stagedoor-control-plane"),
         path: String::from(names::REVOCATION_FEED_PATH),
         poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
+        wait_ms: stagedoor_filter_core::feed_poll::DEFAULT_WAIT_MS,
     });
     let config = filter_config(registry, revocation);
     // Check before publish: the filter would refuse this config in on_configure, so the
