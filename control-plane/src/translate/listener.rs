@@ -124,10 +124,13 @@ fn stagedoor_filter() -> HttpFilter {
     }
 }
 
+/// Without dynamic stats: the router would look up per-response-code and per-zone cluster
+/// counters by name on every request, which the bootstrap's stats_matcher drops anyway.
 pub fn router_filter() -> HttpFilter {
+    let router = Router { dynamic_stats: Some(BoolValue { value: false }), ..Default::default() };
     HttpFilter {
         name: String::from("envoy.filters.http.router"),
-        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&Router::default()))),
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(&router))),
         ..Default::default()
     }
 }
