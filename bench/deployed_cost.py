@@ -401,9 +401,9 @@ def edit_each(items, edit):
 # plane pushes none (checked in the dump by `hash_policy_count`), so there is no row.
 VARIANTS = [
     ("without the wasm filter", lambda c: replace_stagedoor_filter(c, [])),
-    ("without the response header_mutation (17 entries)",
+    ("without the response header_mutation (one regex entry)",
      lambda c: edit_each(hcms(c), lambda h: h["http_filters"].remove(response_mutation(h)))),
-    ("response header_mutation cut to 1 entry (the x-internal- prefix)",
+    ("response header_mutation cut to its first entry (now all of it: a repeat of the base)",
      lambda c: edit_each(hcms(c), lambda h: response_mutation(h)["typed_config"]["mutations"].update(
          response_mutations=response_mutation(h)["typed_config"]["mutations"]["response_mutations"][:1]))),
     ("without the idempotency-key route (present_match)", lambda c: drop_header_routes(c, ["idempotency-key"])),
