@@ -134,3 +134,18 @@ pub fn router_filter() -> HttpFilter {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn the_router_looks_up_no_dynamic_stats() {
+        let Some(http_filter::ConfigType::TypedConfig(any)) = router_filter().config_type else {
+            panic!("the router has a typed config");
+        };
+        let router = Router::decode(any.value.as_slice()).unwrap();
+        assert_eq!(router.dynamic_stats.map(|b| b.value), Some(false), "9,400 instructions per request (bench/README.md)");
+    }
+}
