@@ -40,8 +40,13 @@ after the rounds.
 Bounded: --rounds x --seconds CPU bursts; --requests per callgrind workload; every wait has a
 deadline. Needs valgrind, wrk, taskset. Kills only what it started.
 
+Before and after: --before DIR runs an earlier build (DIR/stagedoor, DIR/stagedoor_filter.wasm,
+DIR/bootstrap.yaml) as a third control plane and Envoy, identity signing on; the "cut undone"
+breakdown rows undo one cut of issue 18 each in the static config.
+
 Usage: bench/deployed_cost.py [--requests 2000] [--rounds 7] [--seconds 3] [--jobs 2]
-                              [--no-breakdown] [--no-cpu] [--keep DIR] [--out bench/results-deployed.md]
+                              [--no-breakdown] [--no-cpu] [--before DIR] [--variants REGEX]
+                              [--keep DIR] [--out bench/results-deployed.md]
 """
 
 import argparse
