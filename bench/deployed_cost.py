@@ -40,8 +40,13 @@ after the rounds.
 Bounded: --rounds x --seconds CPU bursts; --requests per callgrind workload; every wait has a
 deadline. Needs valgrind, wrk, taskset. Kills only what it started.
 
+Before and after: --before DIR runs an earlier build (DIR/stagedoor, DIR/stagedoor_filter.wasm,
+DIR/bootstrap.yaml) as a third control plane and Envoy, identity signing on; the "cut undone"
+breakdown rows undo one cut of issue 18 each in the static config.
+
 Usage: bench/deployed_cost.py [--requests 2000] [--rounds 7] [--seconds 3] [--jobs 2]
-                              [--no-breakdown] [--no-cpu] [--keep DIR] [--out bench/results-deployed.md]
+                              [--no-breakdown] [--no-cpu] [--before DIR] [--variants REGEX]
+                              [--keep DIR] [--out bench/results-deployed.md]
 """
 
 import argparse
@@ -243,7 +248,11 @@ def callgrind(label, config_path, workdir, port, runs, requests, admin_port=None
     print(f"{label}: {', '.join(f'{k} {v:,.0f} ({request_path[k]:,.0f})' for k, v in counts.items())} "
           f"instructions/request (less idle {idle_rate:,.0f}/s over {windows[0]:.1f} s; {time.time() - started:.0f} s)",
           file=sys.stderr)
+    IDLE_RATES[label] = idle_rate
     return counts, request_path, dump
+
+
+IDLE_RATES = {}  # {callgrind label: instructions per second with no requests}
 
 
 # --- the deployed stack -------------------------------------------------------------------
@@ -251,13 +260,13 @@ def callgrind(label, config_path, workdir, port, runs, requests, admin_port=None
 class ControlPlane:
     """`stagedoor serve` on free ports; `processes` gets it at once, so it is stopped even if it never comes up."""
 
-    def __init__(self, workdir, name, registry, tls_dir, processes):
+    def __init__(self, workdir, name, registry, tls_dir, processes, binary=fc.BIN, wasm=fc.WASM):
         self.xds, self.http, self.metrics, self.listen = (fc.free_port() for _ in range(4))
         log = open(os.path.join(workdir, f"control-plane-{name}.log"), "w")
         self.process = subprocess.Popen(
-            [fc.BIN, "serve", "--registry", registry, "--xds", f"127.0.0.1:{self.xds}", "--http", f"127.0.0.1:{self.http}",
+            [binary, "serve", "--registry", registry, "--xds", f"127.0.0.1:{self.xds}", "--http", f"127.0.0.1:{self.http}",
              "--metrics", f"127.0.0.1:{self.metrics}", "--tls-dir", tls_dir, "--listen", f"127.0.0.1:{self.listen}",
-             "--wasm", fc.WASM], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "NO_COLOR": "1"})
+             "--wasm", wasm], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "NO_COLOR": "1"})
         processes.append(self.process)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -271,9 +280,9 @@ class ControlPlane:
         raise SystemExit(f"control plane {name} never answered /healthz")
 
 
-def ads_bootstrap(workdir, node, admin, cp, tls_dir):
+def ads_bootstrap(workdir, node, admin, cp, tls_dir, template=os.path.join(fc.ROOT, "envoy/bootstrap.yaml")):
     stagedoor("certs", "envoy", "--dir", tls_dir, "--node-id", node)
-    with open(os.path.join(fc.ROOT, "envoy/bootstrap.yaml")) as f:
+    with open(template) as f:
         text = f.read()
     for key, value in (("NODE_ID", node), ("ADMIN_PORT", admin), ("XDS_HOST", "127.0.0.1"), ("XDS_PORT", cp.xds),
                        ("XDS_API_TYPE", "GRPC"), ("TLS_DIR", tls_dir)):
@@ -320,8 +329,12 @@ def static_from_dump(dump, secrets):
                 if not locality.get("load_balancing_weight"):
                     locality.pop("load_balancing_weight", None)
         clusters.append(cluster)
-    return {"node": {"id": boot["node"]["id"], "cluster": boot["node"]["cluster"]}, "admin": boot["admin"],
-            "static_resources": {"secrets": secrets, "listeners": listeners, "clusters": clusters}}
+    static = {"node": {"id": boot["node"]["id"], "cluster": boot["node"]["cluster"]}, "admin": boot["admin"],
+              "static_resources": {"secrets": secrets, "listeners": listeners, "clusters": clusters}}
+    for key in ("stats_config", "layered_runtime", "memory_allocator_manager"):  # the bootstrap's own
+        if key in boot:
+            static[key] = boot[key]
+    return static
 
 
 def hcms(config):
@@ -393,9 +406,9 @@ def edit_each(items, edit):
 # plane pushes none (checked in the dump by `hash_policy_count`), so there is no row.
 VARIANTS = [
     ("without the wasm filter", lambda c: replace_stagedoor_filter(c, [])),
-    ("without the response header_mutation (17 entries)",
+    ("without the response header_mutation (one regex entry)",
      lambda c: edit_each(hcms(c), lambda h: h["http_filters"].remove(response_mutation(h)))),
-    ("response header_mutation cut to 1 entry (the x-internal- prefix)",
+    ("response header_mutation cut to its first entry (now all of it: a repeat of the base)",
      lambda c: edit_each(hcms(c), lambda h: response_mutation(h)["typed_config"]["mutations"].update(
          response_mutations=response_mutation(h)["typed_config"]["mutations"]["response_mutations"][:1]))),
     ("without the idempotency-key route (present_match)", lambda c: drop_header_routes(c, ["idempotency-key"])),
@@ -410,6 +423,42 @@ VARIANTS = [
     ("without request ids (generate_request_id off)",
      lambda c: edit_each(hcms(c), lambda h: (h.pop("always_set_request_id_in_response", None), h.update(generate_request_id=False)))),
     ("without stats (stats_matcher reject_all)", lambda c: c.update(stats_config={"stats_matcher": {"reject_all": True}})),
+]
+
+# The cuts of issue 18, each undone alone in the static as-deployed config: what each saves,
+# in the same run (the "before" ADS row, --before, undoes them all and the filter build too).
+# The three x-internal-* names the one regex leaves to its prefix.
+PREFIX_COVERED = ["x-internal-service", "x-internal-signature", "x-internal-key"]
+
+
+def original_strip_list(hcm):
+    """The 17 entries pushed before: remove_on_match on the x-internal- prefix, then one
+    `remove` per name (the names read back from the one regex now pushed)."""
+    mutations = response_mutation(hcm)["typed_config"]["mutations"]
+    regex = mutations["response_mutations"][0]["remove_on_match"]["key_matcher"]["safe_regex"]["regex"]
+    prefix, *names = regex.split("|")
+    mutations["response_mutations"] = (
+        [{"remove_on_match": {"key_matcher": {"prefix": prefix.removesuffix(".*"), "ignore_case": True}}}]
+        + [{"remove": n} for n in PREFIX_COVERED + names])
+
+
+def revocation_wait(config, wait_ms):
+    for hcm in hcms(config):
+        for f in hcm["http_filters"]:
+            if f["name"] == "stagedoor":
+                inner = f["typed_config"]["config"]["configuration"]
+                policy = json.loads(inner["value"])
+                policy["revocation"]["wait_ms"] = wait_ms
+                inner["value"] = json.dumps(policy)
+
+
+UNDONE_CUTS = [
+    ("cut undone: the original 17-entry response strip list", lambda c: edit_each(hcms(c), original_strip_list)),
+    ("cut undone: all stats kept (no stats_matcher)", lambda c: c.pop("stats_config", None)),
+    ("cut undone: revocations polled every 250 ms (wait_ms 0)", lambda c: revocation_wait(c, 0)),
+    ("cut undone: router dynamic stats on", lambda c: edit_each(hcms(c), lambda h: next(
+        f for f in h["http_filters"] if f["name"] == "envoy.filters.http.router")["typed_config"].pop("dynamic_stats", None))),
+    ("cut undone: no heap release (memory_allocator_manager)", lambda c: c.pop("memory_allocator_manager", None)),
 ]
 
 
@@ -452,7 +501,7 @@ def fmt(n):
     return f"{n:,.0f}"
 
 
-def report(args, counts, breakdown, static_name, cpu, rss, hash_policies):
+def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle):
     """counts: {configuration: ({workload: all counted}, {workload: less the idle rate})};
     breakdown: {variant: (all counted, less the idle rate)} for the 200 workload."""
     plain, plain_path = (counts["plain Envoy"][i]["200"] for i in (0, 1))
@@ -485,6 +534,10 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies):
     lines += ["", "403: Stagedoor, GET /api/v1/venues/v9/reports with a token for venues v1,v2 (venue scope); "
               "native, a token whose type is `refresh` (rbac). Cold: every request carries a token never seen before "
               "(new jti, signed again), so the signature is verified and the cache filled."]
+    if idle:
+        lines += ["", f"## Idle (instructions per second counted in the {IDLE_SECONDS} s window with no requests)", "",
+                  "| Envoy with ... | instructions/s idle |", "|---|---:|"]
+        lines += [f"| {name} | {fmt(rate)} |" for name, rate in idle.items()]
     if breakdown:
         base, base_path = breakdown[static_name]
         lines += ["", f"## Breakdown: the pushed config made static, one element removed at a time", "",
@@ -513,6 +566,7 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies):
 NATIVE = "native jwt_authn + rbac + header_mutation (JWT cache on), same traffic policy"
 ADS_KEY = "Stagedoor over ADS, identity signing on"
 ADS_NOKEY = "Stagedoor over ADS, no identity key"
+ADS_BEFORE = "Stagedoor over ADS, identity signing on, before the cuts (the build at the start of the day)"
 FLOOR = "wasm floor (empty filter + one header-map read) in Stagedoor's place"
 
 
@@ -532,6 +586,9 @@ def main():
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--no-cpu", action="store_true")
     ap.add_argument("--out", default=os.path.join(fc.ROOT, "bench/results-deployed.md"))
+    ap.add_argument("--before", metavar="DIR", help="also run the control plane as it was: DIR/stagedoor, "
+                    "DIR/stagedoor_filter.wasm and DIR/bootstrap.yaml (identity signing on), in the same run")
+    ap.add_argument("--variants", metavar="REGEX", help="only the breakdown variants whose name matches")
     ap.add_argument("--keep", metavar="DIR", help="keep configs, logs, dumps and callgrind files in DIR (must be empty)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control", "wrk", "taskset"):
@@ -553,6 +610,11 @@ def main():
             no_key = write_registry(workdir, "nokey", upstream_port, identity=False)
             cp_key = ControlPlane(workdir, "key", with_key, tls_dir, processes)
             cp_nokey = ControlPlane(workdir, "nokey", no_key, tls_dir, processes)
+            ads = [(ADS_KEY, cp_key, "bench-key", None), (ADS_NOKEY, cp_nokey, "bench-nokey", None)]
+            if args.before:
+                cp_before = ControlPlane(workdir, "before", with_key, tls_dir, processes,
+                                         os.path.join(args.before, "stagedoor"), os.path.join(args.before, "stagedoor_filter.wasm"))
+                ads.append((ADS_BEFORE, cp_before, "bench-before", os.path.join(args.before, "bootstrap.yaml")))
             hot = stagedoor("token", "--registry", with_key, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", "4h")
             tokens = {"hot": hot, "bad": bad_signature(hot),
                       "refresh": stagedoor("token", "--registry", with_key, "--role", "venue-manager", "--venues", "v1,v2",
@@ -567,12 +629,14 @@ def main():
             with open(plain_path, "w") as f:
                 f.write(fc.gateway_yaml("", plain_port, fc.free_port(), upstream_port))
             counts["plain Envoy"] = callgrind("plain", plain_path, workdir, plain_port, ok_only, args.requests)[:2]
+            labels = {"plain Envoy": "plain"}
 
             dumps, boots = {}, {}
-            for name, cp, node in ((ADS_KEY, cp_key, "bench-key"), (ADS_NOKEY, cp_nokey, "bench-nokey")):
+            for name, cp, node, template in ads:
                 admin = fc.free_port()
-                boot = boots[node] = ads_bootstrap(workdir, node, admin, cp, tls_dir)
+                boot = boots[node] = ads_bootstrap(workdir, node, admin, cp, tls_dir, *([template] if template else []))
                 *counts[name], dumps[node] = callgrind(node, boot, workdir, cp.listen, stagedoor_runs, args.requests, admin)
+                labels[name] = node
                 with open(os.path.join(workdir, f"config_dump-{node}.json"), "w") as f:
                     json.dump(dumps[node], f)
 
@@ -586,7 +650,7 @@ def main():
                 edit(config)
                 port = fc.free_port()
                 set_ports(config, port, fc.free_port())
-                label = re.sub(r"\W+", "-", name.lower()).strip("-")[:60]
+                label = labels[name] = re.sub(r"\W+", "-", name.lower()).strip("-")[:60]
                 path = os.path.join(workdir, f"{label}.json")
                 with open(path, "w") as f:
                     json.dump(config, f, indent=1)
@@ -596,7 +660,8 @@ def main():
                     (NATIVE, lambda c: replace_stagedoor_filter(c, native_filters()), native_runs),
                     (FLOOR, lambda c: replace_stagedoor_filter(c, floor_filter(c)), ok_only)]
             if not args.no_breakdown:
-                jobs += [(name, edit, ok_only) for name, edit in VARIANTS]
+                jobs += [(name, edit, ok_only) for name, edit in VARIANTS + UNDONE_CUTS
+                         if not args.variants or re.search(args.variants, name)]
             with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 futures = {name: pool.submit(static_run, name, edit, runs) for name, edit, runs in jobs}
                 static_counts = {name: future.result() for name, future in futures.items()}
@@ -614,8 +679,8 @@ def main():
                 native_port = fc.free_port()
                 set_ports(native_config, native_port, fc.free_port())
                 gateways.append((NATIVE, start_cpu_envoy(json.dumps(native_config), workdir, "native", "json"), native_port))
-                for name, cp, node in ((ADS_KEY, cp_key, "bench-key"), (ADS_NOKEY, cp_nokey, "bench-nokey")):
-                    with open(ads_bootstrap(workdir, node, fc.free_port(), cp, tls_dir)) as f:
+                for name, cp, node, template in ads:
+                    with open(ads_bootstrap(workdir, node, fc.free_port(), cp, tls_dir, *([template] if template else []))) as f:
                         gateways.append((name, start_cpu_envoy(f.read(), workdir, node, "yaml"), cp.listen))
                 processes += [g for _, g, _ in gateways]
                 for name, g, port in gateways:
@@ -629,8 +694,10 @@ def main():
                     p.wait(timeout=30)
         if args.keep:  # the raw figures, for re-rendering the report
             with open(os.path.join(args.keep, "results.json"), "w") as f:
-                json.dump({"counts": counts, "breakdown": breakdown, "cpu": cpu, "rss": rss}, f)
-    report(args, counts, breakdown, static_name, cpu, rss, hash_policy_count(deployed))
+                json.dump({"counts": counts, "breakdown": breakdown, "cpu": cpu, "rss": rss, "idle": IDLE_RATES}, f)
+    idle = {name: IDLE_RATES[label] for name, label in labels.items()
+            if label in IDLE_RATES and (name in counts or name.startswith("cut undone") or name == static_name)}
+    report(args, counts, breakdown, static_name, cpu, rss, hash_policy_count(deployed), idle)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ pub mod publish;
 pub mod ratelimit;
 pub mod registry;
 pub mod resources;
+pub mod revocation_wait;
 pub mod revocations;
 pub mod serve;
 pub mod serve_args;

@@ -126,6 +126,12 @@ impl RevocationStore {
         self.entries.iter().filter(|e| !e.stored).count()
     }
 
+    /// The cursor a poll compares its own with, counting as a poll of the feed (for status).
+    pub fn cursor_for_poll(&mut self) -> u64 {
+        self.last_poll_ms = Some(now_ms());
+        self.cursor()
+    }
+
     /// What a filter holding `since` needs.
     pub fn feed(&mut self, since: u64) -> RevocationUpdate {
         self.last_poll_ms = Some(now_ms());

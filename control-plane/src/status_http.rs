@@ -44,7 +44,13 @@ pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls
     let app = Router::new()
         .route("/status", get(status))
         .route("/healthz", get(|| async { "ok" }))
-        .route(crate::translate::names::REVOCATION_FEED_PATH, get(revocation_feed))
+        .route(
+            crate::translate::names::REVOCATION_FEED_PATH,
+            get({
+                let stop = stop.clone();
+                move |state, peer, query| revocation_feed(state, peer, query, stop)
+            }),
+        )
         .with_state(state)
         .into_make_service_with_connect_info::<Peer>();
     tracing::info!(%listen, tls = tls.is_some(), "status HTTP listening");
@@ -131,18 +137,24 @@ async fn metrics(State(state): State<AppState>) -> String {
 struct FeedQuery {
     #[serde(default)]
     since: u64,
+    /// Hold the poll up to this long while nothing changes (crate::revocation_wait).
+    #[serde(default)]
+    wait_ms: u64,
 }
 
-/// What filters poll: the revocations since their cursor (or all, see RevocationStore).
+/// What filters poll: the revocations since their cursor (or all, see RevocationStore),
+/// once there are any or the poll's `wait_ms` has passed.
 async fn revocation_feed(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     Query(query): Query<FeedQuery>,
+    stop: Stop,
 ) -> Response {
     if let Err(refusal) = feed_reader(&peer, state.insecure) {
         tracing::warn!(peer = %peer.addr, ?refusal, "revocation feed refused");
         return refused(refusal);
     }
+    crate::revocation_wait::until_news(&state.revocations, query.since, query.wait_ms, &stop).await;
     let update = state.revocations.lock().map(|mut store| store.feed(query.since)).ok();
     Json(serde_json::to_value(update).unwrap_or(Value::Null)).into_response()
 }

@@ -303,6 +303,10 @@ fn internal_response_headers_never_reach_the_client() {
     assert_eq!(r.header("x-echo-marker"), Some("1"), "the upstream did set headers");
     assert!(r.header("x-internal-secret").is_none());
     assert!(r.header("x-internal-debug").is_none());
+    for name in stagedoor_filter_core::headers::response_removed_headers() {
+        assert!(r.header(name).is_none(), "{name} reached the client: {:?}", r.header(name));
+    }
+    assert_eq!(r.header("www-authenticate"), Some("from-upstream"), "not on the response strip list");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod rate_limit;
 mod rate_limit_global;
 #[cfg(test)]
 mod rate_limit_global_tests;
+mod response_strip;
 pub mod names;
 mod route;
 
@@ -86,6 +87,7 @@ pub fn translate(
         authority: String::from("stagedoor-control-plane"),
         path: String::from(names::REVOCATION_FEED_PATH),
         poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
+        wait_ms: stagedoor_filter_core::feed_poll::DEFAULT_WAIT_MS,
     });
     // Check before publish: the control plane refuses what the filter would, and keeps
     // the last good snapshot.

@@ -173,6 +173,11 @@ pub struct RevocationConfig {
     pub path: String,
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+    /// How long the control plane may hold a poll open when nothing changed, answering at
+    /// once when something does (a long poll, see [`crate::feed_poll`]); 0: answered at once,
+    /// polled every `poll_interval_ms`.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 fn default_poll_ms() -> u64 {

@@ -12,6 +12,7 @@ fn with_revocation() -> Harness {
         authority: "cp".into(),
         path: "/revocations".into(),
         poll_interval_ms: 250,
+        wait_ms: 0,
     });
     Harness::with(config)
 }

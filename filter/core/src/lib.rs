@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod defaults;
 pub mod fast_bytes;
+pub mod feed_poll;
 pub mod header_map;
 pub mod headers;
 pub mod hold;

@@ -196,9 +196,12 @@ fn compile_keys(configs: &[KeyConfig]) -> Result<Vec<VerifyingKey>, CompileError
 }
 
 fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {
-    let RevocationConfig { cluster, authority: _, path, poll_interval_ms } = rev;
+    let RevocationConfig { cluster, authority: _, path, poll_interval_ms, wait_ms } = rev;
     if cluster.is_empty() || !path.starts_with('/') || *poll_interval_ms == 0 {
         return Err(CompileError::new("revocation", "", "needs a cluster, an absolute path and a poll interval"));
+    }
+    if *wait_ms > crate::feed_poll::MAX_WAIT_MS {
+        return Err(CompileError::new("revocation", "wait_ms", format!("at most {} ms", crate::feed_poll::MAX_WAIT_MS)));
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use stagedoor_filter_core::apply::refuse_or_stop;
 use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
+use stagedoor_filter_core::feed_poll::{callout_timeout, feed_path, poll_again_now};
 use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::{FilterState, Policy};
@@ -20,7 +21,6 @@ use crate::http::{StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
 use crate::time::{now_ms, CoarseTime};
 
-const CALLOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Metrics are handed to Envoy this often at the latest.
 const METRICS_FLUSH: Duration = Duration::from_millis(500);
 
@@ -82,6 +82,9 @@ impl Context for StagedoorRoot {
             }
             return;
         };
+        let cursor_before = state.borrow().revocations.cursor();
+        let wait_ms = self.policy.as_ref().and_then(|p| p.revocation.as_ref()).map_or(0, |rev| rev.wait_ms);
+        let again = poll_again_now(wait_ms, &update, cursor_before);
         let changed = update.full || !update.revoked.is_empty() || !state.borrow().revocations.has_synced();
         let (entries, released) = {
             let mut state = state.borrow_mut();
@@ -98,12 +101,16 @@ impl Context for StagedoorRoot {
             m.set(m.revocation_staleness_ms, 0);
         }
         self.release(released);
+        if again {
+            self.poll_revocations(false);
+        }
     }
 }
 
 impl StagedoorRoot {
     /// Asks the control plane for the revocations since the list's cursor (one callout at
-    /// a time; a slow control plane is not piled onto). `early`: a try before the cluster
+    /// a time; a slow control plane is not piled onto), held open by it up to the config's
+    /// `wait_ms` when nothing changed (stagedoor_filter_core::feed_poll). `early`: a try before the cluster
     /// may exist (Envoy still starting), whose failure is neither logged nor counted.
     fn poll_revocations(&mut self, early: bool) {
         let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
@@ -111,9 +118,9 @@ impl StagedoorRoot {
             return;
         }
         let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
-        let path = format!("{}?since={cursor}", rev.path);
+        let path = feed_path(&rev.path, cursor, rev.wait_ms);
         let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
-        match host::dispatch_http_call(&rev.cluster, headers, CALLOUT_TIMEOUT) {
+        match host::dispatch_http_call(&rev.cluster, headers, callout_timeout(rev.wait_ms)) {
             Ok(token) => self.revocation_call = Some(token),
             Err(_) if early => {}
             Err(e) => {

@@ -5,7 +5,8 @@
 //! be able to see. It keeps the raw target, every header in order and case, and the body.
 //!
 //! Control headers: `x-echo-status: NNN` answers that status, `x-echo-delay-ms: N` waits
-//! first, `x-echo-set-internal: 1` adds response headers the gateway must strip, and
+//! first, `x-echo-set-internal: 1` adds response headers the gateway must strip (every name
+//! of the filter core's response list, and `www-authenticate`, which it keeps), and
 //! `x-echo-key: K` counts the request under K; `GET /__echo/count/K` (sent to the echo
 //! itself) answers `{"key": K, "count": N}`, which is how tests see retries.
 
@@ -196,6 +197,10 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
         );
         if set_internal {
             response.push_str("X-Internal-Secret: s3cr3t\r\nx-internal-debug: 1\r\nX-Echo-Marker: 1\r\n");
+            // And every name the gateway strips from responses, plus one it must keep.
+            for name in stagedoor_filter_core::headers::response_removed_headers().chain(["www-authenticate"]) {
+                response.push_str(&format!("{name}: from-upstream\r\n"));
+            }
         }
         if close {
             response.push_str("connection: close\r\n");
