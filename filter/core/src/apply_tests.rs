@@ -85,3 +85,37 @@ fn a_denial_is_answered_and_a_failed_reply_still_stops_the_request() {
     let mut failing = RecordingHost::failing_at(0);
     assert_eq!(apply(&mut failing, &outcome, &|| 0), Next::Stop, "fail closed even when the reply fails");
 }
+
+/// The host-call budget bench/README.md lists for deployed_cost.py's workloads: the filter
+/// adds to the header-map read and (for a refusal) the reply's clock read only these.
+#[test]
+fn the_benchs_requests_make_the_listed_host_calls() {
+    let mut config = crate::decision::tests::config();
+    config.identity_signing_key = Some("identity-key-identity-key-0123456789".into());
+    let mut h = Harness::with(config);
+    let auth: &'static str = Box::leak(bearer(&token(json!({}))).into_boxed_str());
+    let envoys_id = "0262666b-b131-4751-9433-9b6c45ea58b7";
+    let ok = h.run("GET", "/api/v1/venues/v1", &[("authorization", auth), ("x-tenant-id", "evil"), ("x-request-id", envoys_id)]);
+    let mut host = RecordingHost::default();
+    assert_eq!(apply(&mut host, &ok, &|| panic!("a forwarded request reads no clock")), Next::Continue);
+    let kinds: Vec<&str> = host.calls.iter().map(|c| c.split_once(' ').map_or("", |(kind, _)| kind)).collect();
+    assert_eq!(kinds, ["set", "add", "add", "add", "add", "add", "add"], "200 with signing: {:?}", host.calls);
+
+    let bad = format!("{}x", &auth[..auth.len() - 1]);
+    let bad: &'static str = Box::leak(bad.into_boxed_str());
+    for (headers, status) in [([("authorization", bad)], 401), ([("authorization", auth)], 403)] {
+        let path = if status == 403 { "/api/v1/venues/v9/events" } else { "/api/v1/venues/v1" };
+        let method = if status == 403 { "POST" } else { "GET" };
+        let refused = h.run(method, path, &headers);
+        let mut host = RecordingHost::default();
+        let clock_reads = std::cell::Cell::new(0);
+        let now = || {
+            clock_reads.set(clock_reads.get() + 1);
+            0
+        };
+        assert_eq!(apply(&mut host, &refused, &now), Next::Stop);
+        assert_eq!(host.calls.len(), 1, "{status}: {:?}", host.calls);
+        assert!(host.calls[0].starts_with(&format!("reply {status} ")), "{:?}", host.calls);
+        assert_eq!(clock_reads.get(), 1, "{status}: the reply's timestamp");
+    }
+}

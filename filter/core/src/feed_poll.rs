@@ -39,6 +39,21 @@ pub fn callout_timeout(wait_ms: u64) -> Duration {
     Duration::from_millis(wait_ms) + ANSWER_MARGIN
 }
 
+/// The root context's tick: it times cached tokens (the coarse clock), hands metrics to
+/// Envoy, releases overdue held requests and sends a feed poll when none is in flight.
+/// `revocation` is the feed's (poll_interval_ms, wait_ms), if there is a feed.
+///
+/// Without a long poll the tick is the poll interval (capped by `metrics_flush`). With one,
+/// a poll is in flight nearly all the time and the tick only finds it busy, so it need not
+/// run more often than metrics are flushed: each tick is a VM entry and a clock read, an
+/// idle cost (bench/README.md, the idle window).
+pub fn tick_period(revocation: Option<(u64, u64)>, metrics_flush: Duration) -> Duration {
+    match revocation {
+        Some((poll_interval_ms, 0)) => Duration::from_millis(poll_interval_ms).min(metrics_flush),
+        Some(_) | None => metrics_flush,
+    }
+}
+
 /// Whether to poll again at once rather than on the next tick.
 pub fn poll_again_now(wait_ms: u64, answer: &RevocationUpdate, cursor_before: u64) -> bool {
     wait_ms > 0 && (answer.full || !answer.revoked.is_empty() || answer.cursor != cursor_before)
@@ -62,6 +77,15 @@ mod tests {
     fn the_callout_outlasts_the_hold() {
         assert_eq!(callout_timeout(0), Duration::from_secs(2));
         assert_eq!(callout_timeout(4000), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_long_poll_lets_the_tick_run_at_the_metrics_flush() {
+        let flush = Duration::from_millis(500);
+        assert_eq!(tick_period(Some((250, 4000)), flush), flush, "the long poll, as pushed");
+        assert_eq!(tick_period(Some((250, 0)), flush), Duration::from_millis(250), "polling: every poll interval");
+        assert_eq!(tick_period(Some((2000, 0)), flush), flush, "a slow poll: metrics still every flush");
+        assert_eq!(tick_period(None, flush), flush, "no feed");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::revocation::RevocationList;
 use crate::token::TokenError;
 
 /// How long a request waits for the first revocation list. The first poll is sent when
-/// the VM is configured and retried every poll interval (250 ms by default).
+/// the VM is configured and retried every tick (`feed_poll::tick_period`: 500 ms as pushed).
 pub const HOLD_LIMIT_MS: u64 = 2_000;
 
 /// At most this many requests wait per VM; more get the 503 at once (a VM that cannot

@@ -11,7 +11,7 @@ use proxy_wasm::types::{ContextType, LogLevel};
 use stagedoor_filter_core::apply::refuse_or_stop;
 use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
-use stagedoor_filter_core::feed_poll::{callout_timeout, feed_path, poll_again_now};
+use stagedoor_filter_core::feed_poll::{callout_timeout, feed_path, poll_again_now, tick_period};
 use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::{FilterState, Policy};
@@ -175,8 +175,8 @@ impl StagedoorRoot {
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
-        let poll = policy.revocation.as_ref().map(|rev| Duration::from_millis(rev.poll_interval_ms));
-        let tick = poll.map_or(METRICS_FLUSH, |p| p.min(METRICS_FLUSH));
+        let feed = policy.revocation.as_ref().map(|rev| (rev.poll_interval_ms, rev.wait_ms));
+        let tick = tick_period(feed, METRICS_FLUSH);
         host::set_tick_period(tick).map_err(|e| format!("no tick: {e}"))?;
         self.time.set_tick(tick);
         self.time.set(now_ms());
