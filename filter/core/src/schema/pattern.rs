@@ -1,5 +1,6 @@
 //! `pattern`: a regular expression searched for anywhere in the string (anchor it with
-//! `^...$`), with ASCII classes (`\d` is `[0-9]`, `\w` is `[0-9A-Za-z_]`).
+//! `^...$`), with ASCII classes (`\d` is `[0-9]`, `\w` is `[0-9A-Za-z_]`); `.` and negated
+//! classes step over bytes, so a pattern that counts non-ASCII characters counts bytes.
 //!
 //! The regex crate is built without its Unicode tables, which keep most of its size out of
 //! the wasm module; a pattern that needs them (`\p{L}`, a Unicode-aware `.`) is refused at
