@@ -22,9 +22,10 @@ pub use reply::validation_reply;
 
 /// A body larger than this gets a 413 unless the route sets its own limit.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// No route may make the filter buffer more than this (Envoy holds the body in memory
-/// while the filter waits for its end).
-pub const MAX_BODY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// No route may ask for more: Envoy refuses a body it buffers beyond the connection's
+/// buffer limit (1 MiB by default, not raised by the translator) with its own 413 before
+/// the filter sees it, so a larger limit would be a promise the gateway cannot keep.
+pub const MAX_BODY_BYTES_LIMIT: usize = 1024 * 1024;
 
 /// One validated route as the registry and the filter config write it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +45,7 @@ pub struct ValidationConfig {
     /// The path params as an object of the pattern's `{name}`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Value>,
-    /// The largest body accepted (413 above it); 1 MiB when absent.
+    /// The largest body accepted (413 above it); 1 MiB when absent, and at most that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
 }
