@@ -137,6 +137,9 @@ def stagedoor_filters(wasm=WASM, statement=True):
                       config:
                         name: stagedoor
                         root_id: stagedoor
+                        # As the control plane pushes it (translate/extension_config.rs): a
+                        # request held at its headers still gets its body (webhooks, validation).
+                        allow_on_headers_stop_iteration: true
                         vm_config:
                           vm_id: stagedoor
                           runtime: envoy.wasm.runtime.v8

@@ -55,13 +55,20 @@ def envoy_binary():
     return candidate if os.path.isfile(candidate) else found
 
 
+# The request measured: GET /api/v1/venues/v1 unless --post PATH BODY_FILE (e.g. a ticket
+# purchase on a route with a body schema, against the same route without one).
+REQUEST = {"method": "GET", "path": "/api/v1/venues/v1", "body": None}
+
+
 def send(port, token, n, deadline):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {token}", "x-tenant-id": "evil"}
+    if REQUEST["body"] is not None:
+        headers["Content-Type"] = "application/json"
     for _ in range(n):
         if time.time() > deadline:
             raise SystemExit("requests took too long")
-        conn.request("GET", "/api/v1/venues/v1", headers=headers)
+        conn.request(REQUEST["method"], REQUEST["path"], body=REQUEST["body"], headers=headers)
         response = conn.getresponse()
         response.read()
         if response.status != 200:
@@ -108,12 +115,18 @@ def main():
     ap.add_argument("--module", action="append", default=[], metavar="LABEL=PATH")
     ap.add_argument("--only", help="comma-separated first words of configs to run (plain,stagedoor,native)")
     ap.add_argument("--out", default=os.path.join(fc.ROOT, "bench/results-instructions.md"))
+    ap.add_argument("--post", nargs=2, metavar=("PATH", "BODY_FILE"), help="measure POST PATH with this body instead")
+    ap.add_argument("--role", default="venue-manager", help="the bench token's role (customer may purchase tickets)")
     ap.add_argument("--keep", metavar="DIR", help="keep configs, logs and callgrind dumps in DIR (created, must be empty)")
     args = ap.parse_args()
     for tool in ("valgrind", "callgrind_control"):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: run scripts/bootstrap.sh")
-    token = fc.bench_token("4h")
+    if args.post:
+        with open(args.post[1], "rb") as f:
+            REQUEST.update(method="POST", path=args.post[0], body=f.read())
+    token = subprocess.run([fc.BIN, "token", "--registry", fc.REGISTRY, "--role", args.role, "--ttl", "4h"],
+                           check=True, capture_output=True, text=True).stdout.strip()
     configs = fc.configurations(args.module, args.only)
     counts = {}
     if args.keep:
@@ -134,7 +147,8 @@ def main():
             upstream.wait(timeout=10)
     plain = counts.get("plain Envoy")
     lines = [
-        f"Envoy 1.40 under callgrind, --concurrency 1; {args.requests} requests on one connection per configuration; "
+        f"Envoy 1.40 under callgrind, --concurrency 1; {args.requests} {REQUEST['method']} {REQUEST['path']} "
+        f"({len(REQUEST['body'] or b'')} body bytes) on one connection per configuration; "
         f"{time.strftime('%Y-%m-%d')} on {os.uname().nodename}.",
         "",
         "| Envoy with ... | instructions/req | added over plain |",

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig, Unmatched};
+use stagedoor_filter_core::validation::ValidationConfig;
 
 use super::edge::{EdgeTlsSpec, UpstreamTlsSpec};
 use super::traffic::TrafficSpec;
@@ -164,6 +165,10 @@ pub struct ServiceSpec {
     /// or `deny` (403 ROUTE_NOT_ALLOWED).
     #[serde(default, skip_serializing_if = "is_default_unmatched")]
     pub unmatched: Unmatched,
+    /// Routes whose body, query or path params are checked against JSON schemas at the
+    /// edge (422 with every violation); the filter's compiler judges them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<ValidationConfig>,
     /// Timeouts, retries, circuit breaking, load balancing, health checks.
     #[serde(default, skip_serializing_if = "is_default_traffic")]
     pub traffic: TrafficSpec,

@@ -199,3 +199,19 @@ fn unknown_fields_and_wrong_types_name_the_service_not_its_index() {
     assert!(e.starts_with("reg.yaml: service \"venue\": instances[0].port: invalid type"), "{e}");
     assert!(!e.contains("services["), "{e}");
 }
+
+#[test]
+fn validation_schemas_are_checked_by_the_filters_own_compiler_naming_route_and_schema_path() {
+    let with_schema = |schema: &str| {
+        good().replace(
+            "    public_paths: [\"/webhooks/*\"]",
+            &format!("    public_paths: [\"/webhooks/*\"]\n    validation:\n      - {{ method: POST, path: /api/v1/payments/process, body: {schema} }}"),
+        )
+    };
+    assert!(Registry::parse("reg.yaml", &with_schema("{ type: object, required: [amount] }")).is_ok());
+    assert_eq!(
+        error_of(&with_schema("{ properties: { amount: { type: number, minimun: 1 } } }")),
+        "reg.yaml: service \"payment\": validation[0] (POST /api/v1/payments/process).body/properties/amount/minimun: keyword \"minimun\" is not supported"
+    );
+    assert!(error_of(&with_schema("{ pattern: \"((\" }")).contains(".body/pattern: pattern"));
+}

@@ -21,6 +21,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
                 rules: svc.rules.clone(),
                 request_headers: svc.request_headers.clone(),
                 unmatched: svc.unmatched,
+                validation: svc.validation.clone(),
             })
             .collect(),
         auth: AuthConfig {

@@ -28,6 +28,16 @@ pub fn json_errors() -> LocalReplyConfig {
             ),
             // The global limiter unreachable on a fail-closed route (its filter's status_on_error).
             mapper(&["RLSE"], Some(503), "Service Unavailable", "RATE_LIMITER_UNAVAILABLE", "Rate limiter unavailable; try again"),
+            // Envoy's own 413 (a body a filter buffers passed the request's buffer limit,
+            // before the filter saw it) in the shape the filter's validation 413 has; the
+            // filter's own 413 matches too and keeps its status and code.
+            with_filter(
+                status_code_is(413),
+                None,
+                "Payload Too Large",
+                "BODY_TOO_LARGE",
+                "The request body is larger than this route accepts",
+            ),
             mapper(&["UT"], Some(504), "Gateway Timeout", "GATEWAY_TIMEOUT", &format!("{SERVICE} service timeout after {TIMEOUT_MS}ms")),
             mapper(&["UH", "UF", "NC", "UO"], Some(503), "Service Unavailable", "SERVICE_UNAVAILABLE", &format!("{SERVICE} service is down")),
             mapper(&["UC", "UR", "UMSDR", "DPE", "UPE"], Some(502), "Bad Gateway", "BAD_GATEWAY", &format!("{SERVICE} service error")),

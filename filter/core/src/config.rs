@@ -74,6 +74,10 @@ pub struct ServiceConfig {
     /// What a protected request that no rule covers gets.
     #[serde(default, skip_serializing_if = "Unmatched::is_default")]
     pub unmatched: Unmatched,
+    /// Routes whose body, query or path params are checked against JSON schemas; the
+    /// first that covers a request applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validation: Vec<crate::validation::ValidationConfig>,
 }
 
 impl Unmatched {

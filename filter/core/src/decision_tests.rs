@@ -25,6 +25,7 @@ pub(crate) fn config() -> FilterConfig {
                 rules: vec![],
                 request_headers: HeaderPolicyConfig::default(),
                 unmatched: Unmatched::Authenticated,
+                validation: vec![],
             },
             ServiceConfig {
                 name: "event".into(),
@@ -38,6 +39,7 @@ pub(crate) fn config() -> FilterConfig {
                 ],
                 request_headers: HeaderPolicyConfig { allow: vec!["x-echo-*".into()], allow_any: false },
                 unmatched: Unmatched::Authenticated,
+                validation: vec![],
             },
         ],
         auth: AuthConfig {

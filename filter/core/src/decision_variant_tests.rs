@@ -18,6 +18,7 @@ fn shipped_rules(unmatched: Unmatched) -> FilterConfig {
         rules,
         request_headers: Default::default(),
         unmatched,
+        validation: vec![],
     };
     let mut config = super::tests::config();
     config.services = vec![

@@ -1,6 +1,7 @@
 //! The compiled, validated form of a [`FilterConfig`]: what the filter consults per request.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::config::{
     AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
@@ -9,6 +10,7 @@ use crate::headers::HeaderPolicy;
 use crate::path::{check_prefix, is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
 use crate::rbac::{compile_roles, Rule};
 use crate::token::{compile_key_set, KeySource, Verifier, VerifyingKey};
+use crate::validation::{RouteValidation, ValidationConfigError};
 
 /// A config the filter can enforce. Only [`Policy::compile`] makes one, so holding a
 /// `Policy` means every rule in it was checked.
@@ -36,6 +38,8 @@ pub struct Service {
     pub rules: Vec<Rule>,
     pub headers: HeaderPolicy,
     pub unmatched: Unmatched,
+    /// Shared, so a request waiting for its body holds its route without copying schemas.
+    pub validations: Vec<Rc<RouteValidation>>,
 }
 
 /// A config error, naming the item and the field at fault.
@@ -131,7 +135,7 @@ fn compile_service(
     svc: &ServiceConfig,
     prefixes: &mut Prefixes,
 ) -> Result<Service, CompileError> {
-    let ServiceConfig { name, prefixes: own_prefixes, public_paths, rules, request_headers, unmatched } = svc;
+    let ServiceConfig { name, prefixes: own_prefixes, public_paths, rules, request_headers, unmatched, validation } = svc;
     if name.is_empty() {
         return Err(CompileError::new(format!("services[{index}]"), "name", "must not be empty"));
     }
@@ -162,7 +166,16 @@ fn compile_service(
         .collect::<Result<Vec<_>, _>>()?;
     let headers =
         HeaderPolicy::compile(request_headers).map_err(|e| CompileError::in_service(name, "request_headers.allow", e))?;
-    Ok(Service { name: name.clone(), public_paths, rules, headers, unmatched: *unmatched })
+    let validations = validation
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            // The route is named beside its index: a schema path alone does not say which.
+            let field = |e: &ValidationConfigError| format!("validation[{i}] ({} {}).{}", v.method, v.path, e.field);
+            RouteValidation::compile(v).map(Rc::new).map_err(|e| CompileError::in_service(name, field(&e), e.reason))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Service { name: name.clone(), public_paths, rules, headers, unmatched: *unmatched, validations })
 }
 
 fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {

@@ -14,6 +14,7 @@ use stagedoor_filter_core::fast_bytes::bytes_eq;
 use stagedoor_filter_core::headers::is_forbidden_trailer;
 use stagedoor_filter_core::hold::{awaiting_revocations, revocations_unavailable, HeldRequests};
 use stagedoor_filter_core::reply::Denial;
+use stagedoor_filter_core::validation::{check_request_head, validation_reply, PendingBody, ValidationFailure};
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
 
@@ -31,6 +32,9 @@ pub struct StagedoorHttp {
     /// A webhook whose signature is checked once the whole body is here: (index into the
     /// policy's webhooks, the Stripe-Signature header, the request id for a refusal).
     pending_webhook: Option<(usize, Option<String>, String)>,
+    /// A route whose body schema the body is checked against once it is all here, and the
+    /// request id for a refusal.
+    pending_validation: Option<(PendingBody, String)>,
 }
 
 fn now_ms() -> i64 {
@@ -53,11 +57,35 @@ impl StagedoorHttp {
         held: Rc<RefCell<HeldRequests>>,
         metrics: Rc<Metrics>,
     ) -> Self {
-        Self { context_id, time, policy, state, held, metrics, pending_webhook: None }
+        Self { context_id, time, policy, state, held, metrics, pending_webhook: None, pending_validation: None }
     }
 
     fn refuse(&self, denial: &Denial, request_id: &str) -> Action {
         action(refuse_or_stop(&mut CurrentRequest, denial, request_id, now_ms()))
+    }
+
+    fn refuse_invalid(&self, failure: &ValidationFailure, request_id: &str) -> Action {
+        self.held.borrow_mut().forget(self.context_id);
+        self.metrics.validation_refused();
+        let (status, body) = validation_reply(failure, request_id, now_ms());
+        let headers = [("content-type", "application/json"), ("cache-control", "no-store")];
+        // A failed reply leaves the request paused; Envoy's stream timeout ends it (fail closed).
+        let _ = host::send_reply(status, &headers, &body);
+        Action::Pause
+    }
+
+    /// Checks the whole body against the pending route's schema, then the webhook's
+    /// signature if one is pending; lets the request go on if both pass.
+    fn check_body(&mut self, body: &[u8]) -> Action {
+        if let Some((pending, request_id)) = self.pending_validation.take() {
+            if let Err(failure) = pending.check(body) {
+                return self.refuse_invalid(&failure, &request_id);
+            }
+            if self.pending_webhook.is_none() {
+                return if self.held.borrow_mut().body_checked(self.context_id) { Action::Pause } else { Action::Continue };
+            }
+        }
+        self.check_webhook(body)
     }
 
     /// Verifies the pending webhook against the raw body: passes it on (unless it still
@@ -116,38 +144,63 @@ impl HttpContext for StagedoorHttp {
         }
         let request_id = outcome.request_id.as_str();
         let Decision::Forward { webhook, .. } = &outcome.decision else { return Action::Pause };
+        let validation = match check_request_head(&self.policy, request.method, request.path) {
+            Ok(validation) => validation,
+            Err(failure) => return self.refuse_invalid(&failure, request_id),
+        };
+        if let Some(pending) = &validation {
+            // A declared length over the limit is refused before any of the body is buffered.
+            let declared = headers.iter().find(|(n, _)| *n == "content-length").and_then(|(_, v)| v.parse::<usize>().ok());
+            if let Some(failure) = declared.and_then(|length| pending.route.too_large(length)) {
+                return self.refuse_invalid(&failure, request_id);
+            }
+        }
         let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
         if let Some(key) = awaiting.as_deref() {
-            let awaiting_body = webhook.is_some() && !end_of_stream;
+            let awaiting_body = (webhook.is_some() || validation.is_some()) && !end_of_stream;
             if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
                 return self.refuse(&revocations_unavailable(), request_id);
             }
             self.metrics.held();
         }
+        if let Some(pending) = validation {
+            self.pending_validation = Some((pending, request_id.to_owned()));
+        }
         if let Some(index) = *webhook {
             let signature = headers.iter().find(|(n, _)| *n == "stripe-signature").map(|(_, v)| (*v).to_owned());
             self.pending_webhook = Some((index, signature, request_id.to_owned()));
+        }
+        if self.pending_validation.is_some() || self.pending_webhook.is_some() {
             if end_of_stream {
-                return self.check_webhook(&[]);
+                return self.check_body(&[]);
             }
-            // Hold the request (headers included) until the body is verified.
+            // Hold the request (headers included) until the body is checked.
             return Action::Pause;
         }
         if awaiting.is_some() { Action::Pause } else { Action::Continue }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.pending_webhook.is_none() {
+        // Routes without a body schema or webhook stream: this is the only work they get.
+        if self.pending_webhook.is_none() && self.pending_validation.is_none() {
             return Action::Continue;
+        }
+        if let Some((pending, request_id)) = &self.pending_validation {
+            // A chunked body is refused as soon as it passes the limit, not once buffered.
+            if let Some(failure) = pending.route.too_large(body_size) {
+                let request_id = request_id.clone();
+                return self.refuse_invalid(&failure, &request_id);
+            }
         }
         if !end_of_stream {
             return Action::Pause; // Envoy buffers until the whole body is here
         }
         match host::request_body(body_size) {
-            Ok(body) => self.check_webhook(&body),
+            Ok(body) => self.check_body(&body),
             Err(e) => {
                 self.held.borrow_mut().forget(self.context_id);
-                let request_id = self.pending_webhook.take().map(|(_, _, id)| id).unwrap_or_default();
+                let webhook_id = self.pending_webhook.take().map(|(_, _, id)| id);
+                let request_id = self.pending_validation.take().map(|(_, id)| id).or(webhook_id).unwrap_or_default();
                 self.refuse(&host_failure(&e), &request_id)
             }
         }

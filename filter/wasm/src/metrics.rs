@@ -42,6 +42,7 @@ pub struct Metrics {
     cache_misses: Counter,
     host_refusals: Counter,
     held: Counter,
+    validation_refused: Counter,
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
@@ -78,6 +79,7 @@ impl Metrics {
             cache_misses: Counter::new("stagedoor_token_cache_misses"),
             host_refusals: Counter::new("stagedoor_internal_refusals"),
             held: Counter::new("stagedoor_held_for_revocations"),
+            validation_refused: Counter::new("stagedoor_validation_refused"),
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
@@ -112,6 +114,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a request refused by its route's validation (400, 413 or 422).
+    pub fn validation_refused(&self) {
+        self.validation_refused.add();
+    }
+
     /// Counts a request held until the revocation list is known.
     pub fn held(&self) {
         self.held.add();
@@ -120,7 +127,7 @@ impl Metrics {
     /// Hands the counts to Envoy; called from the root context's tick.
     pub fn flush(&self) {
         let counters =
-            [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses, &self.host_refusals, &self.held];
+            [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses, &self.host_refusals, &self.held, &self.validation_refused];
         for counter in counters
             .into_iter()
             .chain(&self.authn_failed)
