@@ -11,11 +11,11 @@ use stagedoor_e2e::raw::{self, RawResponse};
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
 
-const AUTH_SERVICE: &str = "  - name: auth\n    routes: [{ prefix: /api/v1/auth }]\n    public_paths: [/api/v1/auth/login]\n    instances: [{ address: 127.0.0.1, port: 1 }]\n";
+const AUTH_SERVICE: &str = "  - name: auth\n    routes: [{ prefix: /api/v1/auth }]\n    public_paths: [/api/v1/auth/login, /api/v1/auth/register]\n    instances: [{ address: 127.0.0.1, port: 1 }]\n";
 
 /// `limited` falls back locally (the default off /api/v1/auth), `open` says so, `login`
-/// fails closed (the default under /api/v1/auth).
-const LIMITS: &str = "    - { name: limited, requests: 3, period_ms: 60000, routes: [/api/v1/venues/limited] }\n    - { name: open, requests: 3, period_ms: 60000, routes: [/api/v1/venues/open], fail_mode: open }\n    - { name: login, requests: 3, period_ms: 60000, per: address, routes: [/api/v1/auth/login] }\n";
+/// fails closed (the default under /api/v1/auth), `register` falls back locally per address.
+const LIMITS: &str = "    - { name: limited, requests: 3, period_ms: 60000, routes: [/api/v1/venues/limited] }\n    - { name: register, requests: 2, period_ms: 60000, per: address, routes: [/api/v1/auth/register], fail_mode: local_fallback }\n    - { name: open, requests: 3, period_ms: 60000, routes: [/api/v1/venues/open], fail_mode: open }\n    - { name: login, requests: 3, period_ms: 60000, per: address, routes: [/api/v1/auth/login] }\n";
 
 fn stack_without_limiter() -> Stack {
     let registry = format!("{}global_rate_limit:\n  salt: e2e-salt\n  limits:\n{LIMITS}services:\n{VENUE_SERVICE}{AUTH_SERVICE}", auth_yaml());
@@ -50,6 +50,12 @@ fn with_the_limiter_unreachable_local_fallback_routes_are_limited_per_envoy() {
     // Per user: another caller has its own bucket.
     let bob = bearer(json!({"sub": "bob", "role": "customer"}));
     assert_eq!(get(&stack, "/api/v1/venues/limited/1", Some(&bob)).status, 200);
+    // Anonymous, per client address: a forged x-user-id is removed by the Stagedoor filter
+    // before the fallback's descriptor is built, so it does not buy a bucket of its own.
+    let anonymous: Vec<u16> = (0..4)
+        .map(|i| raw::request(stack.gateway_port, "GET", "/api/v1/auth/register", &[&format!("x-user-id: forged-{i}")], "").status)
+        .collect();
+    assert_eq!(anonymous, [200, 200, 429, 429], "per address, whatever x-user-id says");
     // Fail open without a fallback: admitted, whatever the count.
     let open: Vec<u16> = (0..5).map(|_| get(&stack, "/api/v1/venues/open/1", Some(&alice)).status).collect();
     assert_eq!(open, [200; 5]);

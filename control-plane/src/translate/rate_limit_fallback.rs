@@ -217,8 +217,10 @@ fn exact(value: &str) -> header_matcher::HeaderMatchSpecifier {
     })
 }
 
+/// RE2 takes a backslash before any ASCII punctuation; before a letter or a non-ASCII
+/// character it may mean something else or be refused, so those go as they are.
 fn regex_escape(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_ascii_alphanumeric() || c == '_' { vec![c] } else { vec!['\\', c] }).collect()
+    s.chars().flat_map(|c| if c.is_ascii_punctuation() { vec!['\\', c] } else { vec![c] }).collect()
 }
 
 /// The limit's burst at once, refilled at requests per period (Envoy refills continuously,
