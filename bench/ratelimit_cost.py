@@ -197,6 +197,7 @@ def report(args, results, evalsha, inner, limited_requests, metrics_port, limite
         "",
         f"{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections} on core 1, each Envoy --concurrency 1 on core 0;",
         f"control plane: `{os.path.relpath(args.bin, fc.ROOT)}`; Envoy's limiter timeout {args.timeout_ms} ms. Medians of the rounds.",
+        "The limited gateway also runs the per-Envoy fallback filter (the limit's default mode, local_fallback).",
         "",
         "| gateway | requests/s | p50 µs | p99 µs |",
         "|---|---:|---:|---:|",
