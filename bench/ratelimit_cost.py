@@ -14,8 +14,13 @@ own CPU is a debug build's; pass --bin target/release/stagedoor for release figu
 
 Bounded: --rounds x --seconds under wrk, every wait has a deadline. Kills only what it started.
 
-Usage: bench/ratelimit_cost.py [--rounds 3] [--seconds 5] [--connections 8] [--bin PATH]
-                               [--out bench/results-ratelimit.md]
+--release is --bin target/release/stagedoor (build it first: cargo build --release -p
+stagedoor-control-plane). --throughput also measures the RateLimitService alone, no Envoy in
+the path (tests/tests/ratelimit_throughput.rs: 16 calls in flight over one gRPC channel for
+5 s, at most 200,000 calls, against a real Redis), and adds its line to the report.
+
+Usage: bench/ratelimit_cost.py [--rounds 3] [--seconds 5] [--connections 8] [--bin PATH | --release]
+                               [--throughput] [--out bench/results-ratelimit.md]
 """
 
 import argparse
@@ -105,8 +110,14 @@ def main():
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--timeout-ms", type=int, default=20, help="the registry's timeout_ms (Envoy's wait for the limiter)")
     parser.add_argument("--bin", default=fc.BIN)
+    parser.add_argument("--release", action="store_true", help="--bin target/release/stagedoor")
+    parser.add_argument("--throughput", action="store_true", help="also the RateLimitService alone (a gRPC load client)")
     parser.add_argument("--out", default=os.path.join(fc.ROOT, "bench/results-ratelimit.md"))
     args = parser.parse_args()
+    if args.release:
+        args.bin = os.path.join(fc.ROOT, "target/release/stagedoor")
+        if not os.path.exists(args.bin):
+            raise SystemExit(f"{args.bin} is missing: cargo build --release -p stagedoor-control-plane")
     processes = []
     workdir = tempfile.mkdtemp(prefix="stagedoor-ratelimit-bench-")
     try:
@@ -150,7 +161,8 @@ def main():
                     evalsha += stats.get("evalsha", 0)
                     inner += sum(v for k, v in stats.items() if k not in ("evalsha", "config", "info"))
                     limited_requests += r["requests"]
-        report(args, results, evalsha, inner, limited_requests, gateways["with the global limiter"]["metrics"])
+        report(args, results, evalsha, inner, limited_requests, gateways["with the global limiter"]["metrics"],
+               throughput(args) if args.throughput else None)
     finally:
         for p in reversed(processes):
             with contextlib.suppress(ProcessLookupError):
@@ -159,7 +171,18 @@ def main():
                 p.wait(timeout=10)
 
 
-def report(args, results, evalsha, inner, limited_requests, metrics_port):
+def throughput(args):
+    """The limiter alone; the test picks target/release/stagedoor when it exists, so say which."""
+    out = subprocess.run(["cargo", "test", "-q", "-p", "stagedoor-e2e", "--test", "ratelimit_throughput", "--", "--ignored",
+                          "--nocapture"], cwd=fc.ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "STAGEDOOR_BIN": args.bin})
+    line = re.search(r"RESULT (.*)", out.stdout)
+    if out.returncode != 0 or not line:
+        raise SystemExit(f"the throughput client failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    return line.group(1)
+
+
+def report(args, results, evalsha, inner, limited_requests, metrics_port, limiter_alone=None):
     conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=5)
     conn.request("GET", "/metrics")
     metrics = conn.getresponse().read().decode()
@@ -174,6 +197,7 @@ def report(args, results, evalsha, inner, limited_requests, metrics_port):
         "",
         f"{args.rounds} rounds x {args.seconds} s, wrk -t1 -c{args.connections} on core 1, each Envoy --concurrency 1 on core 0;",
         f"control plane: `{os.path.relpath(args.bin, fc.ROOT)}`; Envoy's limiter timeout {args.timeout_ms} ms. Medians of the rounds.",
+        "The limited gateway also runs the per-Envoy fallback filter (the limit's default mode, local_fallback).",
         "",
         "| gateway | requests/s | p50 µs | p99 µs |",
         "|---|---:|---:|---:|",
@@ -190,6 +214,8 @@ def report(args, results, evalsha, inner, limited_requests, metrics_port):
         "",
         "Rounds (requests/s): " + "; ".join(f"{n}: " + ", ".join(f"{r['rps']:.0f}" for r in rs) for n, rs in results.items()),
     ]
+    if limiter_alone:
+        lines += ["", f"The RateLimitService alone (tests/tests/ratelimit_throughput.rs, no Envoy): {limiter_alone}."]
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:

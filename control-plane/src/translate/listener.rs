@@ -47,6 +47,8 @@ pub fn connection_manager(registry: &Registry, hsts: Option<String>) -> HttpConn
     http_filters.push(stagedoor_filter());
     // After Stagedoor: the global limits count the identity it verified.
     http_filters.extend(super::rate_limit_global::filters(registry.global_rate_limits.as_ref()));
+    // After both: counts only what the global limiter admitted or could not be asked about.
+    http_filters.extend(super::rate_limit_fallback::filter(registry.global_rate_limits.as_ref()));
     http_filters.extend([super::response_strip::response_header_filter(), router_filter()]);
     HttpConnectionManager {
         stat_prefix: String::from("stagedoor"),

@@ -12,6 +12,9 @@ mod filter_config;
 mod listener;
 mod local_reply;
 mod rate_limit;
+mod rate_limit_fallback;
+#[cfg(test)]
+mod rate_limit_fallback_tests;
 mod rate_limit_global;
 #[cfg(test)]
 mod rate_limit_global_tests;

@@ -46,3 +46,10 @@ fn the_limiter_cluster_speaks_h2_over_mutual_tls_and_has_no_endpoint_without_an_
     assert!(nowhere.transport_socket.is_none());
     assert_eq!(nowhere.load_assignment.as_ref().map(|l| l.endpoints.len()), Some(0));
 }
+
+#[test]
+fn both_pushed_filters_wait_20_ms_when_the_registry_sets_no_timeout() {
+    let wait = |yaml: &str| filters(Some(&limits(yaml))).iter().map(|f| config(f).timeout.unwrap()).map(|t| (t.seconds, t.nanos)).collect::<Vec<_>>();
+    assert_eq!(wait("salt: s\nlimits: [{ name: api, requests: 100, period_ms: 60000 }]"), [(0, 20_000_000), (0, 20_000_000)]);
+    assert_eq!(wait("salt: s\ntimeout_ms: 1000\nlimits: [{ name: api, requests: 100, period_ms: 60000 }]"), [(1, 0), (1, 0)]);
+}
