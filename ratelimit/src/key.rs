@@ -74,3 +74,10 @@ pub fn redis_key(limit: &str, subject: &Subject) -> String {
         Subject::Address { hashed } => format!("sd:rl:{{a:{hashed}}}:{}", part(limit)),
     }
 }
+
+/// The Redis key a signed request's signature is spent under (issue 15): the filter's
+/// digest of the key id and the MAC, never the MAC itself. Its own prefix, so no limit's
+/// key can be one; the digest is its own hash tag.
+pub fn replay_key(digest: &str) -> String {
+    format!("sd:replay:{{{digest}}}")
+}

@@ -93,6 +93,34 @@ impl Limiter {
         }
     }
 
+    /// A signed request's signature spent once (issue 15): the first use of `digest` within
+    /// `window_ms` is admitted, any other refused, across every Envoy (one GCRA key of 1 per
+    /// window with a bucket of 1, in the same script call as any limit). No store, or a store
+    /// that cannot answer: [`Verdict::Unavailable`], never a local guess (a replay on another
+    /// replica would pass one).
+    pub async fn first_use(&self, digest: &str, window_ms: u64) -> Verdict {
+        let Some(rate) = crate::gcra::Rate::new(1, window_ms, 1) else { return Verdict::Unavailable };
+        let Some(store) = &self.store else { return Verdict::Unavailable };
+        let keyed = [KeyedLimit { key: crate::key::replay_key(digest), rate, shadow: false, count_refused: false }];
+        let started = Instant::now();
+        let result = store.count(&keyed, 1).await;
+        self.metrics.record_store(started.elapsed(), result.is_ok());
+        match result {
+            Ok(counted) if counted.decision.admitted => Verdict::Admit { headers: None },
+            Ok(counted) => {
+                let checks: Vec<_> = keyed.iter().map(|l| l.with_state(None)).collect();
+                match reply_headers(&checks, &counted.decision) {
+                    Some(headers) => Verdict::Refuse { headers },
+                    None => Verdict::Unavailable,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "replay store unavailable");
+                Verdict::Unavailable
+            }
+        }
+    }
+
     fn decide_locally(&self, keyed: &[KeyedLimit], cost: u32) -> Decision {
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let mut table = match self.local.lock() {

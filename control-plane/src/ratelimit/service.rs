@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use stagedoor_filter_core::signature::replay;
 use stagedoor_ratelimit::limiter::{Limiter, Verdict};
 use stagedoor_ratelimit::plan::RequestView;
 use tonic::{Request, Response, Status};
@@ -35,6 +37,24 @@ impl RateLimitApi {
     }
 }
 
+/// The widest replay window a filter may ask for: twice the largest tolerance.
+const MAX_REPLAY_WINDOW_MS: u64 = 2 * stagedoor_filter_core::signature::MAX_TOLERANCE_SECS * 1000;
+
+impl RateLimitApi {
+    /// A signed request's replay check (the filter's descriptor `signature_replay`,
+    /// `window_ms`), or `None` for any other descriptor.
+    async fn replay_check(&self, descriptors: &[RateLimitDescriptor]) -> Option<Result<Verdict, Status>> {
+        let entries = &descriptors.first()?.entries;
+        let value = |key: &str| entries.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+        let digest = value(replay::DIGEST_KEY)?;
+        let window_ms = value(replay::WINDOW_KEY).and_then(|w| w.parse::<u64>().ok()).filter(|w| (1..=MAX_REPLAY_WINDOW_MS).contains(w));
+        let (Some(window_ms), true) = (window_ms, digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit())) else {
+            return Some(Err(Status::invalid_argument("a replay check needs a 64-hex digest and a window_ms within bounds")));
+        };
+        Some(Ok(self.limiter.first_use(digest, window_ms).await))
+    }
+}
+
 #[tonic::async_trait]
 impl RateLimitService for RateLimitApi {
     async fn should_rate_limit(&self, request: Request<RateLimitRequest>) -> Result<Response<RateLimitResponse>, Status> {
@@ -42,6 +62,9 @@ impl RateLimitService for RateLimitApi {
         let RateLimitRequest { domain, descriptors, hits_addend } = request.into_inner();
         if domain != RATE_LIMIT_DOMAIN {
             return Err(Status::invalid_argument(format!("unknown domain {domain:?}")));
+        }
+        if let Some(verdict) = self.replay_check(&descriptors).await {
+            return response(&verdict?).map(Response::new);
         }
         let view = self.publisher.view();
         // A registry without global limits (removed since Envoy's last config): admit.

@@ -32,6 +32,9 @@ pub struct RegistryFile {
     /// Webhook endpoints whose Stripe signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookSpec>,
+    /// Callers' keys for signed service-to-service requests (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_requests: Option<super::signed::SignedRequestsSpec>,
     /// HTTPS at the edge; absent: plain HTTP only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_tls: Option<EdgeTlsSpec>,
@@ -169,6 +172,15 @@ pub struct ServiceSpec {
     /// edge (422 with every violation); the filter's compiler judges them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation: Vec<ValidationConfig>,
+    /// Every request must be signed by a `signed_requests` key (401 SIGNATURE_* if not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signatures: bool,
+    /// Routes (method and path, as a rule's) that must be signed, when not all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_routes: Vec<stagedoor_filter_core::signature::SignedRouteConfig>,
+    /// Every rule of the service decided in shadow only (counted, never refusing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rbac_shadow: bool,
     /// Timeouts, retries, circuit breaking, load balancing, health checks.
     #[serde(default, skip_serializing_if = "is_default_traffic")]
     pub traffic: TrafficSpec,

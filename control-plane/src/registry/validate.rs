@@ -31,6 +31,9 @@ pub struct Registry {
     /// As written, and with secrets resolved for the filter.
     pub webhook_specs: Vec<WebhookSpec>,
     pub webhooks: Vec<stagedoor_filter_core::config::WebhookConfig>,
+    /// As written, and with secrets resolved for the filter.
+    pub signed_requests_spec: Option<super::signed::SignedRequestsSpec>,
+    pub signed_requests: Option<super::signed::SignedRequests>,
     /// As written (file paths and variable names), and with certificates read and checked.
     pub edge_tls_spec: Option<EdgeTlsSpec>,
     pub edge_tls: Option<EdgeTls>,
@@ -117,6 +120,11 @@ impl Registry {
         let global_rate_limits = super::global_rate_limit::compile(parsed.global_rate_limit.as_ref(), env)
             .map_err(|e| Fault::item("global_rate_limit", e.field, e.reason))?;
         let webhooks = webhooks(&parsed.webhooks, &services, env)?;
+        let signed_requests = parsed
+            .signed_requests
+            .as_ref()
+            .map(|spec| super::signed::resolve(spec, env).map_err(|(field, reason)| Fault::item("signed_requests", field, reason)))
+            .transpose()?;
         let now = crate::tls::load::unix_now();
         let edge_tls = match &parsed.edge_tls {
             None => None,
@@ -127,7 +135,7 @@ impl Registry {
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit,
+            &upstream_tls, &parsed.global_rate_limit, &signed_requests,
         ));
         Ok(Self {
             services,
@@ -143,6 +151,8 @@ impl Registry {
             global_rate_limits,
             webhook_specs: parsed.webhooks,
             webhooks,
+            signed_requests_spec: parsed.signed_requests,
+            signed_requests,
             edge_tls_spec: parsed.edge_tls,
             edge_tls,
             upstream_tls,
@@ -179,6 +189,7 @@ impl Registry {
                     ..w.clone()
                 })
                 .collect(),
+            signed_requests: self.signed_requests_spec.as_ref().map(|spec| super::signed::redacted(spec, redact)),
             edge_tls: self.edge_tls_spec.clone(),
             services: self.services.values().cloned().collect(),
         }

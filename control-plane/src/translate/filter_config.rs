@@ -4,6 +4,8 @@ use stagedoor_filter_core::config::{
     AuthConfig, FilterConfig, RevocationConfig, ServiceConfig, DEFAULT_LEEWAY_SECS, DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 
+use stagedoor_filter_core::signature::{ReplayConfig, SignedRequestsConfig};
+
 use crate::registry::Registry;
 
 /// The config's version is a hash of its own content, not the registry's: an instance
@@ -22,6 +24,9 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
                 request_headers: svc.request_headers.clone(),
                 unmatched: svc.unmatched,
                 validation: svc.validation.clone(),
+                require_signatures: svc.require_signatures,
+                signed_routes: svc.signed_routes.clone(),
+                rbac_shadow: svc.rbac_shadow,
             })
             .collect(),
         auth: AuthConfig {
@@ -35,6 +40,12 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
         revocation,
         token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
         webhooks: registry.webhooks.clone(),
+        signed_requests: registry.signed_requests.as_ref().map(|signed| SignedRequestsConfig {
+            tolerance_secs: signed.tolerance_secs,
+            keys: signed.keys.clone(),
+            // The RateLimitService's cluster, which the translation adds for signed requests.
+            replay: ReplayConfig { cluster: super::rate_limit_global::CLUSTER.to_owned(), timeout_ms: signed.replay_timeout_ms },
+        }),
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config

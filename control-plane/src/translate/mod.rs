@@ -110,7 +110,9 @@ pub fn translate(
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
     }
-    if registry.global_rate_limits.is_some() {
+    // Signed requests spend each signature once in the RateLimitService (the filter's replay
+    // check), so they need its cluster even without global limits.
+    if registry.global_rate_limits.is_some() || registry.signed_requests.is_some() {
         clusters.push(rate_limit_global::cluster(options.rate_limit_service.as_ref(), options.control_plane_tls));
     }
     Ok(Resources {

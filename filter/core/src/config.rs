@@ -35,6 +35,10 @@ pub struct FilterConfig {
     /// Webhook endpoints whose signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// Callers' keys for signed requests and the replay store; needed when any service
+    /// requires signatures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_requests: Option<crate::signature::SignedRequestsConfig>,
 }
 
 /// A Stripe webhook endpoint: the exact path it is posted to and its signing secret.
@@ -78,6 +82,16 @@ pub struct ServiceConfig {
     /// first that covers a request applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validation: Vec<crate::validation::ValidationConfig>,
+    /// Every request of the service must be signed (see [`crate::signature`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signatures: bool,
+    /// Routes that must be signed, when not the whole service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signed_routes: Vec<crate::signature::SignedRouteConfig>,
+    /// Every rule of the service (and `unmatched: deny`) is decided in shadow only: the
+    /// enforced decision lets any valid token through, and differences are counted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rbac_shadow: bool,
 }
 
 impl Unmatched {
@@ -107,6 +121,22 @@ pub struct RuleConfig {
     /// Segments are literal or `{name}` (one whole segment, captured as a path param).
     pub path: String,
     pub permission: String,
+    /// Names the rule in shadow metrics and logs: `[a-z0-9_-]`, 1 to 40; default
+    /// `rules_<index>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Decided in shadow only: the request goes on as if the rule were not there, and is
+    /// counted where the rule would have refused it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+}
+
+impl RuleConfig {
+    /// A route (method and path) for matchers that share the rules' (validation, signed
+    /// routes): no permission needed, never shadow.
+    pub fn route(method: &str, path: &str) -> Self {
+        Self { method: method.to_owned(), path: path.to_owned(), permission: String::from("*"), name: None, shadow: false }
+    }
 }
 
 fn any_method() -> String {
@@ -164,6 +194,10 @@ pub struct RoleConfig {
     pub permissions: Vec<String>,
     /// A venue-scoped role acts only on the venues in the token's `venues` claim.
     pub venue_scoped: bool,
+    /// The permissions the role is about to get, decided in shadow: requests go on by
+    /// `permissions`, and those the new set would decide otherwise are counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_permissions: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

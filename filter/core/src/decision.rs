@@ -7,12 +7,13 @@ use crate::cache::TokenCache;
 use crate::clock::Clock;
 use crate::fast_bytes::bytes_eq;
 use crate::header_map::NOT_UTF8;
-use crate::config::Unmatched;
+use crate::authorize;
 use crate::headers::{HeaderPolicy, Verdict};
 use crate::identity::{Identity, IdentityHeaderSet};
 use crate::path::{strip_query, PathReadings};
-use crate::policy::{Policy, Service};
-use crate::rbac::{has_permission, is_method_token, Params};
+use crate::policy::Policy;
+use crate::rbac::is_method_token;
+use crate::shadow::ShadowDifference;
 use crate::reply::Denial;
 use crate::revocation::RevocationList;
 use crate::token::{bearer_candidate, check_token_chars, TokenError};
@@ -84,12 +85,14 @@ impl Decision<'_> {
 pub const STATEMENT_HEADER: &str = "x-stagedoor-identity";
 
 /// What happened, for metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub authenticated: bool,
     pub token_error: Option<TokenError>,
     pub cache_hit: Option<bool>,
     pub rbac_denied: bool,
+    /// Where the shadow policy decided otherwise than the enforced one.
+    pub shadow: Option<ShadowDifference>,
 }
 
 pub struct Outcome<'r> {
@@ -192,7 +195,8 @@ fn decide_inner<'r>(
         }
     };
     observed.authenticated = true;
-    if let Err(denial) = authorize(service, &identity, request.method, &readings, &venue_headers) {
+    let place = authorize::Request { method: request.method, readings: &readings, venue_headers: &venue_headers };
+    if let Err(denial) = authorize::authorize(service, &identity, &place, &mut observed.shadow) {
         observed.rbac_denied = true;
         return Decision::Deny(denial);
     }
@@ -251,56 +255,6 @@ impl<'r> ScannedHeaders<'r> {
         }
         scan
     }
-}
-
-/// The rules' verdict on an authenticated request. Every reading of the path must pass
-/// (see [`PathReadings`]): a rule that matches any form a backend may serve applies.
-fn authorize(
-    service: &Service,
-    identity: &Identity,
-    method: &str,
-    readings: &PathReadings<'_>,
-    venue_headers: &[&str],
-) -> Result<(), Denial> {
-    for path in readings.each() {
-        let params = match service.rules.iter().find_map(|r| r.matches(method, path).map(|p| (p, r))) {
-            Some((params, rule)) => {
-                if !has_permission(&identity.permissions, &rule.permission, &params, &identity.token.subject) {
-                    return Err(Denial {
-                        status: 403,
-                        code: "INSUFFICIENT_PERMISSIONS",
-                        message: format!("Insufficient permissions: {} required", rule.permission),
-                    });
-                }
-                params
-            }
-            None if service.unmatched == Unmatched::Deny => {
-                return Err(Denial {
-                    status: 403,
-                    code: "ROUTE_NOT_ALLOWED",
-                    message: String::from("No rule allows this method and path"),
-                });
-            }
-            None => Params::new(),
-        };
-        if identity.venue_scoped {
-            check_venue_scope(identity, &params, venue_headers)?;
-        }
-    }
-    Ok(())
-}
-
-/// A venue-scoped identity acts only on the venues its token lists: every `venueId` path
-/// param and every `x-venue-id` header must be one of them.
-fn check_venue_scope(identity: &Identity, params: &Params<'_>, venue_headers: &[&str]) -> Result<(), Denial> {
-    let allowed = identity.token.venues.as_deref().unwrap_or(&[]);
-    let venues = params.iter().filter(|(name, _)| *name == "venueId").map(|(_, v)| *v).chain(venue_headers.iter().copied());
-    for venue in venues {
-        if !allowed.iter().any(|v| v == venue) {
-            return Err(Denial { status: 403, code: "VENUE_ACCESS_DENIED", message: String::from("Access denied to this venue") });
-        }
-    }
-    Ok(())
 }
 
 /// The headers the decision reads as well as filters.

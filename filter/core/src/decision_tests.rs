@@ -11,7 +11,7 @@ pub(crate) const SECRET: &str = "decision-secret-decision-secret-0123";
 pub(crate) const NOW: i64 = 1_800_000_000;
 
 pub(crate) fn rule(method: &str, path: &str, permission: &str) -> RuleConfig {
-    RuleConfig { method: method.into(), path: path.into(), permission: permission.into() }
+    RuleConfig { permission: permission.into(), ..RuleConfig::route(method, path) }
 }
 
 pub(crate) fn config() -> FilterConfig {
@@ -26,6 +26,9 @@ pub(crate) fn config() -> FilterConfig {
                 request_headers: HeaderPolicyConfig::default(),
                 unmatched: Unmatched::Authenticated,
                 validation: vec![],
+                require_signatures: false,
+                signed_routes: vec![],
+                rbac_shadow: false,
             },
             ServiceConfig {
                 name: "event".into(),
@@ -40,6 +43,9 @@ pub(crate) fn config() -> FilterConfig {
                 request_headers: HeaderPolicyConfig { allow: vec!["x-echo-*".into()], allow_any: false },
                 unmatched: Unmatched::Authenticated,
                 validation: vec![],
+                require_signatures: false,
+                signed_routes: vec![],
+                rbac_shadow: false,
             },
         ],
         auth: AuthConfig {
@@ -53,6 +59,7 @@ pub(crate) fn config() -> FilterConfig {
         revocation: None,
         token_cache_entries: 16,
         webhooks: vec![crate::config::WebhookConfig { path: "/api/v1/auth/public/stripe".into(), stripe_secret: "whsec".into() }],
+        signed_requests: None,
     }
 }
 

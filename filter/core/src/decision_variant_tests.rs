@@ -19,6 +19,9 @@ fn shipped_rules(unmatched: Unmatched) -> FilterConfig {
         request_headers: Default::default(),
         unmatched,
         validation: vec![],
+        require_signatures: false,
+        signed_routes: vec![],
+        rbac_shadow: false,
     };
     let mut config = super::tests::config();
     config.services = vec![

@@ -11,6 +11,7 @@ pub fn roles() -> BTreeMap<String, RoleConfig> {
     let role = |permissions: &[&str], venue_scoped: bool| RoleConfig {
         permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
         venue_scoped,
+        shadow_permissions: None,
     };
     BTreeMap::from([
         ("venue-owner".to_owned(), role(&["*"], true)),

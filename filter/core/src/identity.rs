@@ -71,6 +71,9 @@ pub struct Identity {
     pub token: VerifiedToken,
     pub role: String,
     pub permissions: Vec<String>,
+    /// The role's `shadow_permissions`, when it has them and the token carries no
+    /// `permissions` claim (which replaces the role's set in both decisions).
+    pub shadow_permissions: Option<Vec<String>>,
     pub venue_scoped: bool,
     /// `x-user-permissions` and `x-venue-ids`, joined once.
     pub permissions_header: String,
@@ -94,7 +97,9 @@ impl Identity {
         let role = token.role.clone().unwrap_or_else(|| DEFAULT_ROLE.to_owned());
         let role_config = roles.get(&role).ok_or(TokenError::UnknownRole)?;
         let permissions = token.permissions.clone().unwrap_or_else(|| role_config.permissions.clone());
+        let shadow_permissions = role_config.shadow_permissions.clone().filter(|_| token.permissions.is_none());
         Ok(Self {
+            shadow_permissions,
             permissions_header: permissions.join(","),
             venues_header: token.venues.as_ref().map(|v| v.join(",")),
             permissions,

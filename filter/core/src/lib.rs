@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod apply;
+mod authorize;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,8 @@ pub mod rbac;
 pub mod reply;
 pub mod revocation;
 pub mod schema;
+pub mod shadow;
+pub mod signature;
 pub mod token;
 pub mod validation;
 pub mod webhook;

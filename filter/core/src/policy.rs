@@ -10,6 +10,7 @@ use crate::headers::HeaderPolicy;
 use crate::path::{check_prefix, is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
 use crate::rbac::{compile_roles, Rule};
 use crate::token::{compile_key_set, KeySource, Verifier, VerifyingKey};
+use crate::signature::{SignaturePolicy, SignedRoutes};
 use crate::validation::{RouteValidation, ValidationConfigError};
 
 /// A config the filter can enforce. Only [`Policy::compile`] makes one, so holding a
@@ -29,6 +30,8 @@ pub struct Policy {
     pub unrouted_headers: HeaderPolicy,
     /// (exact path, Stripe signing secret) of webhook endpoints checked at the edge.
     pub webhooks: Vec<(String, Vec<u8>)>,
+    /// Callers' keys for signed requests; present when any service requires signatures.
+    pub signatures: Option<SignaturePolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,14 @@ pub struct Service {
     pub unmatched: Unmatched,
     /// Shared, so a request waiting for its body holds its route without copying schemas.
     pub validations: Vec<Rc<RouteValidation>>,
+    /// The requests that must be signed.
+    pub signed: SignedRoutes,
+    /// Every rule (and `unmatched: deny`) decided in shadow only.
+    pub rbac_shadow: bool,
+    /// Whether anything of the service is decided in shadow (a shadow rule, or
+    /// `rbac_shadow`): the shadow decision is only computed then, or for a role with
+    /// shadow permissions.
+    pub has_shadow: bool,
 }
 
 /// A config error, naming the item and the field at fault.
@@ -75,8 +86,19 @@ impl Policy {
             revocation,
             token_cache_entries,
             webhooks,
+            signed_requests,
         } = config;
         let (services, prefixes) = compile_services(service_configs)?;
+        let signatures = signed_requests
+            .as_ref()
+            .map(|s| SignaturePolicy::compile(s).map_err(|e| CompileError::new("signed_requests", e.field, e.reason)))
+            .transpose()?;
+        if signatures.is_none() {
+            if let Some(svc) = service_configs.iter().find(|s| s.require_signatures || !s.signed_routes.is_empty()) {
+                let field = if svc.require_signatures { "require_signatures" } else { "signed_routes" };
+                return Err(CompileError::in_service(&svc.name, field, "needs the callers' keys: add signed_requests"));
+            }
+        }
         let verifier = compile_verifier(auth)?;
         let roles = compile_roles(roles).map_err(|e| CompileError::new("roles", "", e))?;
         if identity_signing_key.as_ref().is_some_and(|key| key.len() < 32) {
@@ -96,6 +118,7 @@ impl Policy {
             token_cache_entries: *token_cache_entries,
             unrouted_headers: HeaderPolicy::open(),
             webhooks: compile_webhooks(webhooks)?,
+            signatures,
         })
     }
 
@@ -135,7 +158,18 @@ fn compile_service(
     svc: &ServiceConfig,
     prefixes: &mut Prefixes,
 ) -> Result<Service, CompileError> {
-    let ServiceConfig { name, prefixes: own_prefixes, public_paths, rules, request_headers, unmatched, validation } = svc;
+    let ServiceConfig {
+        name,
+        prefixes: own_prefixes,
+        public_paths,
+        rules,
+        request_headers,
+        unmatched,
+        validation,
+        require_signatures,
+        signed_routes,
+        rbac_shadow,
+    } = svc;
     if name.is_empty() {
         return Err(CompileError::new(format!("services[{index}]"), "name", "must not be empty"));
     }
@@ -159,11 +193,7 @@ fn compile_service(
         .enumerate()
         .map(|(i, p)| PathPattern::parse(p).map_err(|e| CompileError::in_service(name, format!("public_paths[{i}]"), e)))
         .collect::<Result<Vec<_>, _>>()?;
-    let rules = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Rule::compile(r).map_err(|e| CompileError::in_service(name, format!("rules[{i}]"), e)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let rules = compile_rules(name, rules)?;
     let headers =
         HeaderPolicy::compile(request_headers).map_err(|e| CompileError::in_service(name, "request_headers.allow", e))?;
     let validations = validation
@@ -175,7 +205,37 @@ fn compile_service(
             RouteValidation::compile(v).map(Rc::new).map_err(|e| CompileError::in_service(name, field(&e), e.reason))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Service { name: name.clone(), public_paths, rules, headers, unmatched: *unmatched, validations })
+    let signed = SignedRoutes::compile(*require_signatures, signed_routes)
+        .map_err(|e| CompileError::in_service(name, e.field, e.reason))?;
+    let has_shadow = *rbac_shadow || rules.iter().any(|r| r.shadow);
+    Ok(Service {
+        name: name.clone(),
+        public_paths,
+        rules,
+        headers,
+        unmatched: *unmatched,
+        validations,
+        signed,
+        rbac_shadow: *rbac_shadow,
+        has_shadow,
+    })
+}
+
+/// The rules, each labelled `<service>.<name>` (its own name, or `rules_<index>`) for
+/// shadow metrics; two rules of a service may not share a label.
+fn compile_rules(service: &str, configs: &[crate::config::RuleConfig]) -> Result<Vec<Rule>, CompileError> {
+    let mut rules: Vec<Rule> = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        let mut rule = Rule::compile(config).map_err(|e| CompileError::in_service(service, &field, e))?;
+        let name = config.name.clone().unwrap_or_else(|| format!("rules_{i}"));
+        rule.label = format!("{service}.{name}").into();
+        if rules.iter().any(|r| r.label == rule.label) {
+            return Err(CompileError::in_service(service, format!("{field}.name"), format!("{name:?} is used twice")));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {

@@ -12,6 +12,11 @@ pub struct Rule {
     method: Option<String>,
     segments: Vec<Segment>,
     pub permission: String,
+    /// Decided in shadow only (see [`crate::shadow`]).
+    pub shadow: bool,
+    /// `<service>.<rule name>`, set by the policy compiler; names the rule in shadow
+    /// metrics and logs.
+    pub label: std::rc::Rc<str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +44,8 @@ pub enum RuleError {
     NotNormalized(String),
     #[error("permission {0:?} must be resource:action")]
     Permission(String),
+    #[error("name {0:?} must be 1 to 40 of [a-z0-9_-]")]
+    Name(String),
     #[error("role {0:?}: name must be lower-case letters and '-'")]
     RoleName(String),
     #[error("role {role:?}: permission {permission:?} must be resource:action")]
@@ -47,7 +54,10 @@ pub enum RuleError {
 
 impl Rule {
     pub fn compile(config: &RuleConfig) -> Result<Self, RuleError> {
-        let RuleConfig { method, path, permission } = config;
+        let RuleConfig { method, path, permission, name, shadow } = config;
+        if let Some(name) = name.as_deref().filter(|n| !is_rule_name(n)) {
+            return Err(RuleError::Name(name.to_owned()));
+        }
         let method = match method.as_str() {
             "*" => None,
             m if !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()) => Some(m.to_owned()),
@@ -71,7 +81,8 @@ impl Rule {
         if !is_permission(permission) {
             return Err(RuleError::Permission(permission.clone()));
         }
-        Ok(Self { method, segments, permission: permission.clone() })
+        let label = name.as_deref().unwrap_or_default().into();
+        Ok(Self { method, segments, permission: permission.clone(), shadow: *shadow, label })
     }
 
     /// Does the rule cover this method? A GET rule covers HEAD too: every common backend
@@ -133,13 +144,19 @@ fn is_permission(p: &str) -> bool {
         })
 }
 
+/// A rule's name, as it appears in metric names.
+pub fn is_rule_name(name: &str) -> bool {
+    (1..=40).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 /// Checks role and permission names in a roles table.
 pub fn compile_roles(roles: &BTreeMap<String, RoleConfig>) -> Result<BTreeMap<String, RoleConfig>, RuleError> {
     for (name, role) in roles {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') {
             return Err(RuleError::RoleName(name.clone()));
         }
-        if let Some(bad) = role.permissions.iter().find(|p| !is_permission(p)) {
+        let shadow = role.shadow_permissions.iter().flatten();
+        if let Some(bad) = role.permissions.iter().chain(shadow).find(|p| !is_permission(p)) {
             return Err(RuleError::RolePermission { role: name.clone(), permission: bad.clone() });
         }
     }
@@ -166,7 +183,7 @@ mod tests {
     use super::*;
 
     fn rule(method: &str, path: &str, permission: &str) -> Rule {
-        Rule::compile(&RuleConfig { method: method.into(), path: path.into(), permission: permission.into() }).unwrap()
+        Rule::compile(&RuleConfig { permission: permission.into(), ..RuleConfig::route(method, path) }).unwrap()
     }
 
     fn perms(list: &[&str]) -> Vec<String> {
@@ -260,7 +277,7 @@ mod tests {
             ("GET", "/x", "ab"),
             ("GET", "/x", ":b"),
         ] {
-            let r = Rule::compile(&RuleConfig { method: method.into(), path: path.into(), permission: perm.into() });
+            let r = Rule::compile(&RuleConfig { permission: perm.into(), ..RuleConfig::route(method, path) });
             assert!(r.is_err(), "{method} {path} {perm}");
         }
     }

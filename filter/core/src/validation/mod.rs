@@ -91,7 +91,7 @@ impl RouteValidation {
         let ValidationConfig { method, path, body, query, params, max_body_bytes } = config;
         // The rule matcher's own method and path rules, so a validated route covers exactly
         // the requests a rule with the same method and path covers.
-        let rule = RuleConfig { method: method.clone(), path: path.clone(), permission: String::from("*") };
+        let rule = RuleConfig::route(method, path);
         let route = Rule::compile(&rule).map_err(|e| ValidationConfigError { field: String::from("path"), reason: e.to_string() })?;
         let schema = |field: &str, value: &Option<serde_json::Value>| {
             value

@@ -41,6 +41,9 @@ fn policy(validation: Vec<ValidationConfig>) -> Result<Policy, crate::CompileErr
         request_headers: Default::default(),
         unmatched: Default::default(),
         validation,
+        require_signatures: false,
+        signed_routes: vec![],
+        rbac_shadow: false,
     });
     Policy::compile(&config)
 }
