@@ -6,7 +6,7 @@ use std::sync::Arc;
 use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, EnvoyStatus, GetRegistryRequest, GetRegistryResponse,
-    DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack,
+    DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack, RbacShadowCount,
     Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
 };
 use tonic::{Request, Response, Status};
@@ -29,6 +29,8 @@ pub struct ControlPlaneApi {
     pub redis_url: Option<String>,
     /// Wakes the revocation sync when a revocation could not be written to Redis.
     pub revocation_write_back: crate::discovery::revocation_sync::WriteBack,
+    /// RBAC shadow differences the filters reported (`stagedoor status` shows them).
+    pub shadow_counts: crate::shadow_report::ShadowCounts,
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -168,7 +170,8 @@ impl ControlPlane for ControlPlaneApi {
                     .collect(),
             })
             .collect();
-        Ok(Response::new(ListEnvoysResponse { snapshot_version, envoys }))
+        let rbac_shadow = self.shadow_counts.counts().into_iter().map(|(label, c)| RbacShadowCount { label, denied: c.denied, allowed: c.allowed }).collect();
+        Ok(Response::new(ListEnvoysResponse { snapshot_version, envoys, rbac_shadow }))
     }
 }
 

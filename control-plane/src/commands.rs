@@ -168,5 +168,11 @@ pub async fn status(server: &ApiArgs) -> anyhow::Result<()> {
             println!("    {}: ACKed {}{}", t.r#type, if t.acked_version.is_empty() { "-" } else { &t.acked_version }, nack);
         }
     }
+    if !reply.rbac_shadow.is_empty() {
+        println!("rbac shadow (requests decided otherwise in shadow, all Envoys, since the control plane started):");
+        for count in reply.rbac_shadow {
+            println!("- {}: would deny {}, would allow {}", count.label, count.denied, count.allowed);
+        }
+    }
     Ok(())
 }

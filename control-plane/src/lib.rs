@@ -35,6 +35,7 @@ pub mod revocation_wait;
 pub mod revocations;
 pub mod serve;
 pub mod serve_args;
+pub mod shadow_report;
 pub mod shared_publisher;
 pub mod shutdown;
 pub mod snapshot;

@@ -93,6 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => Some(crate::ratelimit::limiter(rate_limit_redis, args.ratelimit_redis_timeout(), &publisher)?),
         None => None,
     };
+    let shadow_counts = crate::shadow_report::ShadowCounts::default();
     let http_state = AppState {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -103,6 +104,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         certificate_problems,
         served_tls: trust.served.clone(),
         rate_limiter: rate_limiter.clone(),
+        shadow_counts: shadow_counts.clone(),
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
@@ -119,6 +121,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         revocations,
         redis_url: args.redis.clone(),
         revocation_write_back,
+        shadow_counts,
     };
     let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
     tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS and stagedoor.v1 gRPC listening");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -36,6 +36,8 @@ pub struct AppState {
     pub served_tls: Option<crate::tls::served::ServedTls>,
     /// The global rate limiter, when `--ratelimit` serves it: its counters in both.
     pub rate_limiter: Option<Arc<stagedoor_ratelimit::limiter::Limiter>>,
+    /// RBAC shadow differences the filters reported, summed.
+    pub shadow_counts: crate::shadow_report::ShadowCounts,
 }
 
 /// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
@@ -51,6 +53,7 @@ pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls
                 move |state, peer, query| revocation_feed(state, peer, query, stop)
             }),
         )
+        .route(stagedoor_filter_core::shadow::SHADOW_REPORT_PATH, post(shadow_report))
         .with_state(state)
         .into_make_service_with_connect_info::<Peer>();
     tracing::info!(%listen, tls = tls.is_some(), "status HTTP listening");
@@ -159,6 +162,28 @@ async fn revocation_feed(
     Json(serde_json::to_value(update).unwrap_or(Value::Null)).into_response()
 }
 
+/// A filter's RBAC shadow counts since its last report (Envoys only, as the feed).
+async fn shadow_report(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refusal) = feed_reader(&peer, state.insecure) {
+        tracing::warn!(peer = %peer.addr, ?refusal, "shadow report refused");
+        return refused(refusal);
+    }
+    let added = serde_json::from_slice::<stagedoor_filter_core::shadow::ShadowReport>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|report| state.shadow_counts.add(&report));
+    match added {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(reason) => {
+            tracing::warn!(peer = %peer.addr, %reason, "shadow report refused");
+            (StatusCode::BAD_REQUEST, reason).into_response()
+        }
+    }
+}
+
 /// /status: the operator certificate or a `read` token, as the API's ListEnvoys.
 async fn status(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
     let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
@@ -223,6 +248,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "envoys": envoys,
         "last_nack": last_nack,
         "rate_limit": state.rate_limiter.as_ref().map(|l| crate::ratelimit::status(&l.metrics.snapshot())),
+        "rbac_shadow": state.shadow_counts.to_json(),
     }))
 }
 

@@ -48,7 +48,8 @@ impl Denial {
     /// Headers of the reply besides content-type.
     pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
         let mut headers = vec![("cache-control", "no-store")];
-        if self.status == 401 {
+        // A signed request's refusal is about its signature, not a bearer token.
+        if self.status == 401 && !self.code.starts_with("SIGNATURE_") {
             headers.push(("www-authenticate", r#"Bearer error="invalid_token""#));
         }
         headers

@@ -69,3 +69,26 @@ impl ShadowDifference {
         )
     }
 }
+
+/// Where filters report their shadow differences on the control plane's HTTP side (the
+/// revocation feed's cluster), batched on the root context's tick: never a callout per
+/// request.
+pub const SHADOW_REPORT_PATH: &str = "/v1/shadow-report";
+
+/// One report: the differences a filter counted since its last report, by label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowReport {
+    pub counts: std::collections::BTreeMap<String, ShadowCount>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowCount {
+    /// Requests the shadow policy would refuse and the enforced one let through.
+    #[serde(default)]
+    pub denied: u64,
+    /// Requests the enforced policy refused and the shadow one would let through.
+    #[serde(default)]
+    pub allowed: u64,
+}

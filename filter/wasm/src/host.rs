@@ -129,6 +129,11 @@ pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
     buffer("request_body", BufferType::HttpRequestBody, 0, size)
 }
 
+/// The message of a gRPC call's answer.
+pub fn grpc_response_body(size: usize) -> Result<Vec<u8>, HostError> {
+    buffer("grpc_response_body", BufferType::GrpcReceiveBuffer, 0, size)
+}
+
 pub fn call_response_body(size: usize) -> Result<Vec<u8>, HostError> {
     buffer("call_response_body", BufferType::HttpCallResponseBody, 0, size)
 }
@@ -211,9 +216,19 @@ pub fn resume_request() -> Result<(), HostError> {
     check("resume_request", unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) })
 }
 
-pub fn dispatch_http_call(cluster: &str, headers: Vec<(&str, &str)>, timeout: Duration) -> Result<u32, HostError> {
-    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+pub fn dispatch_http_call(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration) -> Result<u32, HostError> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
         .map_err(|status| HostError { call: "dispatch_http_call", status: status as u32 })
+}
+
+/// A unary gRPC call; its answer comes to the calling context's `on_grpc_call_response`
+/// (through the SDK, which must register the token, as for `dispatch_http_call`; Envoy
+/// returns Ok, ParseFailure or InternalFailure for it, which the SDK maps without a panic).
+pub fn dispatch_grpc_call(upstream: &[u8], service: &str, method: &str, message: &[u8], timeout: Duration) -> Result<u32, HostError> {
+    // The SDK takes the upstream as text; Envoy reads it as bytes (a serialized GrpcService).
+    let upstream = std::str::from_utf8(upstream).map_err(|_| HostError { call: "dispatch_grpc_call", status: u32::MAX })?;
+    proxy_wasm::hostcalls::dispatch_grpc_call(upstream, service, method, vec![], Some(message), timeout)
+        .map_err(|status| HostError { call: "dispatch_grpc_call", status: status as u32 })
 }
 
 pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, HostError> {

@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
@@ -13,7 +14,10 @@ use stagedoor_filter_core::clock::Clock;
 use stagedoor_filter_core::fast_bytes::bytes_eq;
 use stagedoor_filter_core::headers::is_forbidden_trailer;
 use stagedoor_filter_core::hold::{awaiting_revocations, revocations_unavailable, HeldRequests};
+use stagedoor_filter_core::path::strip_query;
 use stagedoor_filter_core::reply::Denial;
+use stagedoor_filter_core::signature::replay::{self, ReplayVerdict};
+use stagedoor_filter_core::signature::{self, PendingSignature, SignatureError, Verified};
 use stagedoor_filter_core::validation::{check_request_head, validation_reply, PendingBody, ValidationFailure};
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
@@ -35,6 +39,10 @@ pub struct StagedoorHttp {
     /// A route whose body schema the body is checked against once it is all here, and the
     /// request id for a refusal.
     pending_validation: Option<(PendingBody, String)>,
+    /// A signed request whose MAC is checked once the body is here, and the request id.
+    pending_signature: Option<(PendingSignature, String)>,
+    /// The replay check in flight: the gRPC call's token and the request id.
+    replay_call: Option<(u32, String)>,
 }
 
 fn now_ms() -> i64 {
@@ -57,7 +65,18 @@ impl StagedoorHttp {
         held: Rc<RefCell<HeldRequests>>,
         metrics: Rc<Metrics>,
     ) -> Self {
-        Self { context_id, time, policy, state, held, metrics, pending_webhook: None, pending_validation: None }
+        Self {
+            context_id,
+            time,
+            policy,
+            state,
+            held,
+            metrics,
+            pending_webhook: None,
+            pending_validation: None,
+            pending_signature: None,
+            replay_call: None,
+        }
     }
 
     fn refuse(&self, denial: &Denial, request_id: &str) -> Action {
@@ -74,35 +93,77 @@ impl StagedoorHttp {
         Action::Pause
     }
 
-    /// Checks the whole body against the pending route's schema, then the webhook's
-    /// signature if one is pending; lets the request go on if both pass.
+    fn refuse_signature(&self, error: SignatureError, request_id: &str) -> Action {
+        self.held.borrow_mut().forget(self.context_id);
+        self.metrics.signature_refused(error);
+        self.refuse(&error.denial(), request_id)
+    }
+
+    /// Checks the whole body: the signature's MAC, the route's schema, the webhook's
+    /// signature, each that is pending; then spends a verified signature (its replay check),
+    /// or lets the request go on.
     fn check_body(&mut self, body: &[u8]) -> Action {
+        let mut verified = None;
+        if let Some((pending, request_id)) = self.pending_signature.take() {
+            match pending.verify(body) {
+                Ok(v) => verified = Some((v, request_id)),
+                Err(e) => return self.refuse_signature(e, &request_id),
+            }
+        }
         if let Some((pending, request_id)) = self.pending_validation.take() {
             if let Err(failure) = pending.check(body) {
                 return self.refuse_invalid(&failure, &request_id);
             }
-            if self.pending_webhook.is_none() {
-                return if self.held.borrow_mut().body_checked(self.context_id) { Action::Pause } else { Action::Continue };
-            }
         }
-        self.check_webhook(body)
+        if let Some(refusal) = self.check_webhook(body) {
+            return refusal;
+        }
+        match verified {
+            // Only a signature that verified takes a replay slot.
+            Some((verified, request_id)) => self.spend_signature(&verified, request_id),
+            None => self.body_done(),
+        }
     }
 
-    /// Verifies the pending webhook against the raw body: passes it on (unless it still
-    /// waits for the revocation list, whose arrival lets it go), or answers 400.
-    fn check_webhook(&mut self, body: &[u8]) -> Action {
-        let Some((index, signature, request_id)) = self.pending_webhook.take() else { return Action::Continue };
+    /// Every body check passed: the request goes on, unless it still waits for the
+    /// revocation list (whose arrival lets it go).
+    fn body_done(&self) -> Action {
+        if self.held.borrow_mut().body_checked(self.context_id) { Action::Pause } else { Action::Continue }
+    }
+
+    /// Verifies the pending webhook against the raw body; `Some(refusal)` if it fails.
+    fn check_webhook(&mut self, body: &[u8]) -> Option<Action> {
+        let (index, signature, request_id) = self.pending_webhook.take()?;
         // A webhook index always comes from this policy; a missing one refuses (fail closed).
         let secret = self.policy.webhooks.get(index).map(|(_, secret)| secret.as_slice()).unwrap_or_default();
         match verify_stripe(secret, signature.as_deref(), body, now_ms() / 1000) {
-            Ok(()) if !secret.is_empty() => {
-                if self.held.borrow_mut().body_checked(self.context_id) { Action::Pause } else { Action::Continue }
-            }
+            Ok(()) if !secret.is_empty() => None,
             result => {
                 self.held.borrow_mut().forget(self.context_id);
                 let error = result.err().unwrap_or(WebhookError::BadSignature);
                 let denial = Denial { status: 400, code: error.code(), message: error.message().to_owned() };
-                self.refuse(&denial, &request_id)
+                Some(self.refuse(&denial, &request_id))
+            }
+        }
+    }
+
+    /// Asks the RateLimitService whether this is the signature's first use; the request
+    /// waits for the answer (`on_grpc_call_response`).
+    fn spend_signature(&mut self, verified: &Verified, request_id: String) -> Action {
+        // Signatures verified only under a policy with keys; without one, fail closed.
+        let Some(signatures) = &self.policy.signatures else { return self.refuse_signature(SignatureError::ReplayUnavailable, &request_id) };
+        let window_ms = u64::try_from(signatures.replay_window_secs()).unwrap_or(u64::MAX).saturating_mul(1000);
+        let message = replay::rate_limit_request(&verified.replay_digest, window_ms);
+        let upstream = replay::grpc_service(&signatures.replay.cluster);
+        let timeout = Duration::from_millis(signatures.replay.timeout_ms);
+        match host::dispatch_grpc_call(&upstream, replay::SERVICE, replay::METHOD, &message, timeout) {
+            Ok(token) => {
+                self.replay_call = Some((token, request_id));
+                Action::Pause
+            }
+            Err(e) => {
+                host::log(LogLevel::Warn, &format!("stagedoor: replay check not sent: {e}"));
+                self.refuse_signature(SignatureError::ReplayUnavailable, &request_id)
             }
         }
     }
@@ -117,7 +178,40 @@ impl Drop for StagedoorHttp {
     }
 }
 
-impl Context for StagedoorHttp {}
+impl Context for StagedoorHttp {
+    /// The replay check's answer: the first use goes on, a reuse is refused, and no answer
+    /// (an error, a timeout, a reply that does not read) refuses too: fail closed.
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some((token, request_id)) = self.replay_call.take() else { return };
+        if token != token_id {
+            self.replay_call = Some((token, request_id));
+            return;
+        }
+        let verdict = match status_code {
+            0 => host::grpc_response_body(response_size).map_or(ReplayVerdict::Unreadable, |body| replay::read_verdict(&body)),
+            _ => ReplayVerdict::Unreadable,
+        };
+        match verdict {
+            ReplayVerdict::FirstUse => {
+                self.metrics.signature_verified();
+                if self.body_done() == Action::Continue {
+                    if let Err(e) = host::resume_request() {
+                        host::log(LogLevel::Error, &format!("stagedoor: a signed request could not be resumed: {e}"));
+                    }
+                }
+            }
+            ReplayVerdict::Replayed => {
+                self.refuse_signature(SignatureError::Replayed, &request_id);
+            }
+            ReplayVerdict::Unreadable => {
+                if status_code != 0 {
+                    host::log(LogLevel::Warn, &format!("stagedoor: replay check failed with gRPC status {status_code}"));
+                }
+                self.refuse_signature(SignatureError::ReplayUnavailable, &request_id);
+            }
+        }
+    }
+}
 
 impl HttpContext for StagedoorHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -139,6 +233,10 @@ impl HttpContext for StagedoorHttp {
             decide_at(&self.policy, &request, &mut clock, &mut state)
         };
         self.metrics.observe(&outcome.observed);
+        if let Some(difference) = &outcome.observed.shadow {
+            // The route without its query (which may carry data), never the token.
+            host::log(LogLevel::Info, &difference.log_line(request.method, strip_query(request.path)));
+        }
         if apply(&mut CurrentRequest, &outcome, &now_ms) == Next::Stop {
             return Action::Pause;
         }
@@ -147,6 +245,10 @@ impl HttpContext for StagedoorHttp {
         let validation = match check_request_head(&self.policy, request.method, request.path) {
             Ok(validation) => validation,
             Err(failure) => return self.refuse_invalid(&failure, request_id),
+        };
+        let signed = match signature::check_request_head(&self.policy, request.method, request.path, &headers, now_ms() / 1000) {
+            Ok(signed) => signed,
+            Err(e) => return self.refuse_signature(e, request_id),
         };
         if let Some(pending) = &validation {
             // A declared length over the limit is refused before any of the body is buffered.
@@ -157,7 +259,7 @@ impl HttpContext for StagedoorHttp {
         }
         let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
         if let Some(key) = awaiting.as_deref() {
-            let awaiting_body = (webhook.is_some() || validation.is_some()) && !end_of_stream;
+            let awaiting_body = (webhook.is_some() || validation.is_some() || signed.is_some()) && !end_of_stream;
             if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
                 return self.refuse(&revocations_unavailable(), request_id);
             }
@@ -166,11 +268,14 @@ impl HttpContext for StagedoorHttp {
         if let Some(pending) = validation {
             self.pending_validation = Some((pending, request_id.to_owned()));
         }
+        if let Some(pending) = signed {
+            self.pending_signature = Some((pending, request_id.to_owned()));
+        }
         if let Some(index) = *webhook {
             let signature = headers.iter().find(|(n, _)| *n == "stripe-signature").map(|(_, v)| (*v).to_owned());
             self.pending_webhook = Some((index, signature, request_id.to_owned()));
         }
-        if self.pending_validation.is_some() || self.pending_webhook.is_some() {
+        if self.pending_validation.is_some() || self.pending_webhook.is_some() || self.pending_signature.is_some() {
             if end_of_stream {
                 return self.check_body(&[]);
             }
@@ -181,8 +286,9 @@ impl HttpContext for StagedoorHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        // Routes without a body schema or webhook stream: this is the only work they get.
-        if self.pending_webhook.is_none() && self.pending_validation.is_none() {
+        // Routes without a body schema, webhook or signature stream: this is the only work
+        // they get.
+        if self.pending_webhook.is_none() && self.pending_validation.is_none() && self.pending_signature.is_none() {
             return Action::Continue;
         }
         if let Some((pending, request_id)) = &self.pending_validation {
@@ -200,7 +306,9 @@ impl HttpContext for StagedoorHttp {
             Err(e) => {
                 self.held.borrow_mut().forget(self.context_id);
                 let webhook_id = self.pending_webhook.take().map(|(_, _, id)| id);
-                let request_id = self.pending_validation.take().map(|(_, id)| id).or(webhook_id).unwrap_or_default();
+                let signature_id = self.pending_signature.take().map(|(_, id)| id);
+                let request_id =
+                    self.pending_validation.take().map(|(_, id)| id).or(webhook_id).or(signature_id).unwrap_or_default();
                 self.refuse(&host_failure(&e), &request_id)
             }
         }

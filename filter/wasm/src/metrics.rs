@@ -1,9 +1,12 @@
 //! The filter's counters and gauges, visible at Envoy's /stats/prometheus as
 //! `stagedoor_*` (and at /stats as `wasmcustom.stagedoor_*`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 
 use proxy_wasm::types::{LogLevel, MetricType};
+use stagedoor_filter_core::shadow::ShadowDifference;
+use stagedoor_filter_core::signature::SignatureError;
 use stagedoor_filter_core::token::TokenError;
 use stagedoor_filter_core::Observed;
 
@@ -43,6 +46,13 @@ pub struct Metrics {
     host_refusals: Counter,
     held: Counter,
     validation_refused: Counter,
+    signature_verified: Counter,
+    signature_refused: Vec<Counter>,
+    /// One counter per shadow difference's metric name, defined on first use (the names
+    /// come from the config's rules and roles, so they are bounded by it).
+    shadow: RefCell<BTreeMap<String, Counter>>,
+    /// Shadow differences since the last report to the control plane, by (label, denied).
+    shadow_unreported: RefCell<BTreeMap<(String, bool), u64>>,
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
@@ -80,6 +90,13 @@ impl Metrics {
             host_refusals: Counter::new("stagedoor_internal_refusals"),
             held: Counter::new("stagedoor_held_for_revocations"),
             validation_refused: Counter::new("stagedoor_validation_refused"),
+            signature_verified: Counter::new("stagedoor_signature_verified"),
+            signature_refused: SignatureError::ALL
+                .iter()
+                .map(|e| Counter::new(&format!("stagedoor_signature_refused_{}", e.code().to_ascii_lowercase())))
+                .collect(),
+            shadow: RefCell::default(),
+            shadow_unreported: RefCell::default(),
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
@@ -112,6 +129,38 @@ impl Metrics {
         if observed.rbac_denied {
             self.rbac_denied.add();
         }
+        if let Some(difference) = &observed.shadow {
+            self.shadow_difference(difference);
+        }
+    }
+
+    fn shadow_difference(&self, difference: &ShadowDifference) {
+        let name = difference.metric_name();
+        self.shadow.borrow_mut().entry(name).or_insert_with_key(|name| Counter::new(name)).add();
+        *self.shadow_unreported.borrow_mut().entry((difference.label.to_string(), difference.denied)).or_default() += 1;
+    }
+
+    /// The shadow differences not yet reported, emptied (handed back with
+    /// [`Metrics::unreported_again`] if the report fails).
+    pub fn take_unreported_shadow(&self) -> BTreeMap<(String, bool), u64> {
+        std::mem::take(&mut *self.shadow_unreported.borrow_mut())
+    }
+
+    pub fn unreported_again(&self, counts: BTreeMap<(String, bool), u64>) {
+        let mut unreported = self.shadow_unreported.borrow_mut();
+        for (key, n) in counts {
+            *unreported.entry(key).or_default() += n;
+        }
+    }
+
+    pub fn signature_verified(&self) {
+        self.signature_verified.add();
+    }
+
+    pub fn signature_refused(&self, error: SignatureError) {
+        if let Some(counter) = self.signature_refused.get(error.index()) {
+            counter.add();
+        }
     }
 
     /// Counts a request refused by its route's validation (400, 413 or 422).
@@ -126,12 +175,21 @@ impl Metrics {
 
     /// Hands the counts to Envoy; called from the root context's tick.
     pub fn flush(&self) {
-        let counters =
-            [&self.authn_ok, &self.rbac_denied, &self.revoked_hits, &self.cache_hits, &self.cache_misses, &self.host_refusals, &self.held, &self.validation_refused];
-        for counter in counters
-            .into_iter()
-            .chain(&self.authn_failed)
-        {
+        let counters = [
+            &self.authn_ok,
+            &self.rbac_denied,
+            &self.revoked_hits,
+            &self.cache_hits,
+            &self.cache_misses,
+            &self.host_refusals,
+            &self.held,
+            &self.validation_refused,
+            &self.signature_verified,
+        ];
+        for counter in counters.into_iter().chain(&self.authn_failed).chain(&self.signature_refused) {
+            counter.flush();
+        }
+        for counter in self.shadow.borrow().values() {
             counter.flush();
         }
     }

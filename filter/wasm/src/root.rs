@@ -3,6 +3,7 @@
 //! the background, so no request ever waits on a callout once the list is known.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use stagedoor_filter_core::config::FilterConfig;
 use stagedoor_filter_core::feed_poll::{callout_timeout, feed_path, poll_again_now, tick_period};
 use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
+use stagedoor_filter_core::shadow::{ShadowReport, SHADOW_REPORT_PATH};
 use stagedoor_filter_core::{FilterState, Policy};
 
 use crate::host::{self, CurrentRequest};
@@ -33,7 +35,15 @@ pub struct StagedoorRoot {
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
     last_revocation_sync_ms: Option<u64>,
+    /// The shadow report in flight and the counts it carries (handed back if it fails).
+    shadow_report_call: Option<(u32, ShadowCounts)>,
 }
+
+/// Shadow differences by (label, denied).
+type ShadowCounts = BTreeMap<(String, bool), u64>;
+
+/// How long a shadow report may take; the next tick's report carries what a failed one held.
+const SHADOW_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl StagedoorRoot {
     pub fn new(context_id: u32) -> Self {
@@ -46,6 +56,7 @@ impl StagedoorRoot {
             time: Rc::default(),
             revocation_call: None,
             last_revocation_sync_ms: None,
+            shadow_report_call: None,
         }
     }
 }
@@ -66,6 +77,10 @@ fn error(message: &str) {
 
 impl Context for StagedoorRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.shadow_report_call.as_ref().is_some_and(|(token, _)| *token == token_id) {
+            self.shadow_report_answered();
+            return;
+        }
         if self.revocation_call != Some(token_id) {
             return;
         }
@@ -120,7 +135,7 @@ impl StagedoorRoot {
         let cursor = self.state.as_ref().map(|s| s.borrow().revocations.cursor()).unwrap_or(0);
         let path = feed_path(&rev.path, cursor, rev.wait_ms);
         let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", rev.authority.as_str())];
-        match host::dispatch_http_call(&rev.cluster, headers, callout_timeout(rev.wait_ms)) {
+        match host::dispatch_http_call(&rev.cluster, headers, None, callout_timeout(rev.wait_ms)) {
             Ok(token) => self.revocation_call = Some(token),
             Err(_) if early => {}
             Err(e) => {
@@ -128,6 +143,54 @@ impl StagedoorRoot {
                 if let Some(m) = &self.metrics {
                     m.bump(m.revocation_sync_failures);
                 }
+            }
+        }
+    }
+
+    /// Posts the shadow differences counted since the last report to the control plane (one
+    /// at a time, on the tick: never a callout per request). Needs the revocation feed's
+    /// cluster; without one the counts are in Envoy's stats only.
+    fn report_shadow(&mut self) {
+        let (Some(rev), Some(metrics)) = (self.policy.as_ref().and_then(|p| p.revocation.clone()), self.metrics.clone()) else { return };
+        if self.shadow_report_call.is_some() {
+            return;
+        }
+        let counts = metrics.take_unreported_shadow();
+        if counts.is_empty() {
+            return;
+        }
+        let mut report = ShadowReport::default();
+        for ((label, denied), n) in &counts {
+            let count = report.counts.entry(label.clone()).or_default();
+            if *denied {
+                count.denied += n;
+            } else {
+                count.allowed += n;
+            }
+        }
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", SHADOW_REPORT_PATH),
+            (":authority", rev.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        match host::dispatch_http_call(&rev.cluster, headers, Some(&body), SHADOW_REPORT_TIMEOUT) {
+            Ok(token) => self.shadow_report_call = Some((token, counts)),
+            Err(e) => {
+                host::log(LogLevel::Warn, &format!("stagedoor: shadow report not sent: {e}"));
+                metrics.unreported_again(counts);
+            }
+        }
+    }
+
+    /// A report the control plane did not take (any status but 204) goes again next tick.
+    fn shadow_report_answered(&mut self) {
+        let Some((_, counts)) = self.shadow_report_call.take() else { return };
+        let taken = matches!(host::call_response_header(":status"), Ok(Some(status)) if status == b"204");
+        if !taken {
+            if let Some(metrics) = &self.metrics {
+                metrics.unreported_again(counts);
             }
         }
     }
@@ -212,6 +275,7 @@ impl RootContext for StagedoorRoot {
         let overdue = self.held.borrow_mut().release_overdue(now);
         self.release(overdue);
         self.poll_revocations(false);
+        self.report_shadow();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

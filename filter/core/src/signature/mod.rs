@@ -93,3 +93,26 @@ pub struct SignedRouteConfig {
 fn any_method() -> String {
     String::from("*")
 }
+
+/// The signature a request's route asks for, checked as far as its head allows:
+/// `Ok(Some(pending))` when the body must still be verified, `Ok(None)` when the route
+/// needs no signature.
+pub fn check_request_head(
+    policy: &crate::Policy,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    now: i64,
+) -> Result<Option<PendingSignature>, SignatureError> {
+    let path = crate::path::strip_query(target);
+    let Some(service) = policy.service_for(path).filter(|s| !s.signed.is_empty()) else { return Ok(None) };
+    // A path without readings was refused by the decision already.
+    let Ok(readings) = crate::path::PathReadings::read(path) else { return Ok(None) };
+    if !service.signed.require(method, &readings) {
+        return Ok(None);
+    }
+    // A service that requires signatures with no keys is refused by the compiler; should
+    // one get here, every request is refused (fail closed).
+    let Some(signatures) = &policy.signatures else { return Err(SignatureError::UnknownKey) };
+    check_signed_head(signatures, method, target, headers, now).map(Some)
+}
