@@ -92,3 +92,7 @@ pub struct ShadowCount {
     #[serde(default)]
     pub allowed: u64,
 }
+
+#[cfg(test)]
+#[path = "shadow_tests.rs"]
+mod tests;
