@@ -274,3 +274,26 @@ proptest! {
         }
     }
 }
+
+/// A signature's replay slot: one per window with a bucket of one admits its first use and
+/// refuses every other until the window (twice the signature's tolerance) has passed.
+#[test]
+fn a_replay_slot_admits_the_first_use_once_per_window() {
+    let window_us = 600 * S;
+    let slot = Rate::new(1, 600_000, 1).unwrap();
+    let t0 = 1_000 * S;
+    let (admitted, _) = run(&slot, &[t0, t0 + 1, t0 + 300 * S, t0 + window_us - 1]);
+    assert_eq!(admitted, 1, "only the first use within the window");
+    let (admitted, _) = run(&slot, &[t0, t0 + window_us]);
+    assert_eq!(admitted, 2, "a whole window later the digest is free again (the timestamp is long expired by then)");
+    assert!(crate::key::replay_key("ab").starts_with("sd:replay:{ab}"));
+    assert!(!crate::key::replay_key("ab").starts_with("sd:rl:"), "no limit's key can be a replay key");
+}
+
+#[test]
+fn a_replay_check_without_a_store_fails_closed() {
+    let limiter = crate::limiter::Limiter::new(None, 10);
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let verdict = runtime.block_on(limiter.first_use(&"ab".repeat(32), 600_000));
+    assert_eq!(verdict, crate::limiter::Verdict::Unavailable);
+}

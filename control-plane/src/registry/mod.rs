@@ -28,3 +28,5 @@ pub fn load(path: &Path) -> Result<Registry, RegistryError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod signed_tests;
