@@ -90,16 +90,21 @@ pub fn read_verdict(bytes: &[u8]) -> ReplayVerdict {
     let mut code = 0;
     while at < bytes.len() {
         let Some(tag) = read_varint(bytes, &mut at) else { return ReplayVerdict::Unreadable };
-        let skipped = match (tag >> 3, tag & 7) {
-            (1, 0) => read_varint(bytes, &mut at).map(|value| code = value),
-            (_, 0) => read_varint(bytes, &mut at).map(|_| ()),
-            (_, 1) => Some(at += 8),
-            (_, 5) => Some(at += 4),
-            (_, 2) => read_varint(bytes, &mut at).and_then(|len| usize::try_from(len).ok()).map(|len| at = at.saturating_add(len)),
+        // Where the field ends; `None` for a wire type this message never carries.
+        let end = match (tag >> 3, tag & 7) {
+            (1, 0) => read_varint(bytes, &mut at).map(|value| {
+                code = value;
+                at
+            }),
+            (_, 0) => read_varint(bytes, &mut at).map(|_| at),
+            (_, 1) => Some(at + 8),
+            (_, 5) => Some(at + 4),
+            (_, 2) => read_varint(bytes, &mut at).and_then(|len| usize::try_from(len).ok()).map(|len| at.saturating_add(len)),
             _ => None,
         };
-        if skipped.is_none() || at > bytes.len() {
-            return ReplayVerdict::Unreadable;
+        match end {
+            Some(end) if end <= bytes.len() => at = end,
+            _ => return ReplayVerdict::Unreadable,
         }
     }
     match code {
