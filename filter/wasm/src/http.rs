@@ -259,7 +259,9 @@ impl HttpContext for StagedoorHttp {
         }
         let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
         if let Some(key) = awaiting.as_deref() {
-            let awaiting_body = (webhook.is_some() || validation.is_some() || signed.is_some()) && !end_of_stream;
+            // A signed request also waits for its replay check, body or not: the list's
+            // arrival must not let it go before that answers.
+            let awaiting_body = signed.is_some() || ((webhook.is_some() || validation.is_some()) && !end_of_stream);
             if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
                 return self.refuse(&revocations_unavailable(), request_id);
             }
