@@ -67,3 +67,36 @@ fn a_shadow_rule_lets_requests_through_and_counts_where_it_would_deny() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(printed.contains("- venue.reports: would deny 4, would allow 0"), "{printed}");
 }
+
+/// A role's coming permissions (`shadow_permissions`): counted both ways under `role.<role>`,
+/// while the permissions in force decide.
+#[test]
+fn a_roles_shadow_permissions_are_counted_where_they_would_decide_otherwise() {
+    let registry = format!(
+        "{}roles:
+  venue-manager: {{ permissions: ['events:create', 'reports:view'], venue_scoped: true, shadow_permissions: ['reports:view'] }}
+  door-staff: {{ permissions: ['tickets:view'], venue_scoped: true, shadow_permissions: ['tickets:view', 'events:create'] }}
+services:
+  - name: venue
+    routes: [{{ prefix: /api/v1/venues }}]
+    instances: [{{ address: 127.0.0.1, port: 1 }}]
+    rules:
+      - {{ method: POST, path: '/api/v1/venues/{{venueId}}/events', permission: 'events:create' }}
+",
+        auth_yaml()
+    );
+    let stack = Stack::start(StackOptions { registry_yaml: registry, ..Default::default() });
+    stack.wait_ready();
+    let post = |role: &str, jti: &str| {
+        let auth = format!("Authorization: {}", bearer(json!({"role": role, "jti": jti})));
+        raw::request(stack.gateway_port, "POST", "/api/v1/venues/v1/events", &[&auth], "{}").status
+    };
+    assert_eq!(post("venue-manager", "m1"), 200, "still holds events:create");
+    assert_eq!(post("venue-manager", "m2"), 200);
+    assert_eq!(post("door-staff", "d1"), 403, "does not hold it yet");
+    let counts = || stack.control_plane_status()["rbac_shadow"].clone();
+    let expected = json!({"role.venue-manager": {"denied": 2, "allowed": 0}, "role.door-staff": {"denied": 0, "allowed": 1}});
+    assert!(wait_for(Duration::from_secs(10), || counts() == expected), "{}", counts());
+    assert_eq!(stack.envoy_stat(0, "wasmcustom.stagedoor_rbac_shadow_allowed.role.door-staff"), Some(1));
+    assert_eq!(stack.envoy_stat(0, "wasmcustom.stagedoor_rbac_shadow_denied.role.venue-manager"), Some(2));
+}
