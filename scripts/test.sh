@@ -13,6 +13,10 @@ echo "test: clippy"
 # --workspace: the wasm filter too, checked natively (its host imports are declared, never
 # linked, in a check).
 cargo clippy --workspace --all-targets -q -- -D warnings
+echo "test: fuzz targets compile"
+# The fuzz crate is outside the workspace (running it needs nightly and cargo-fuzz), so
+# nothing else would notice a target that stopped compiling after a config change.
+cargo check -q --manifest-path fuzz/Cargo.toml --bins
 echo "test: docker-compose.yml"
 docker-compose -f docker-compose.yml config -q
 echo "test: unit and end-to-end tests"

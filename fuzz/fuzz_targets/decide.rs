@@ -3,39 +3,32 @@
 
 use libfuzzer_sys::fuzz_target;
 use stagedoor_filter_core::cache::TokenCache;
-use stagedoor_filter_core::config::{AuthConfig, FilterConfig, HeaderPolicyConfig, KeyConfig, RuleConfig, ServiceConfig, Unmatched};
+use stagedoor_filter_core::config::FilterConfig;
 use stagedoor_filter_core::revocation::RevocationList;
 use stagedoor_filter_core::{decide, Decision, FilterState, Policy, RequestView};
 
 fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
     let (method, path, headers) = input;
-    let config = FilterConfig {
-        config_version: "fuzz".into(),
-        services: vec![ServiceConfig {
-            name: "svc".into(),
-            prefixes: vec!["/api".into()],
-            public_paths: vec!["/api/public/*".into(), "/api/login".into()],
-            rules: vec![RuleConfig { method: "GET".into(), path: "/api/v/{venueId}/r".into(), permission: "reports:view".into() }],
-            request_headers: HeaderPolicyConfig::default(),
-            unmatched: Unmatched::Deny,
+    // Built from JSON, as the filter receives it, so a field added to the config (with its
+    // serde default) does not break this target.
+    let config: FilterConfig = serde_json::from_value(serde_json::json!({
+        "config_version": "fuzz",
+        "services": [{
+            "name": "svc",
+            "prefixes": ["/api"],
+            "public_paths": ["/api/public/*", "/api/login"],
+            "rules": [{"method": "GET", "path": "/api/v/{venueId}/r", "permission": "reports:view"}],
+            "unmatched": "deny",
         }],
-        auth: AuthConfig {
-            issuer: "i".into(),
-            audience: "a".into(),
-            leeway_secs: 30,
-            keys: vec![KeyConfig {
-                kid: None,
-                algorithms: vec!["HS256".into()],
-                secret: Some("fuzz-secret-fuzz-secret-fuzz-secret-0".into()),
-                jwk: None,
-            }],
+        "auth": {
+            "issuer": "i",
+            "audience": "a",
+            "leeway_secs": 30,
+            "keys": [{"algorithms": ["HS256"], "secret": "fuzz-secret-fuzz-secret-fuzz-secret-0"}],
         },
-        roles: stagedoor_filter_core::defaults::roles(),
-        identity_signing_key: None,
-        revocation: None,
-        token_cache_entries: 8,
-        webhooks: vec![],
-    };
+        "token_cache_entries": 8,
+    }))
+    .expect("config");
     let policy = Policy::compile(&config).expect("policy");
     let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default() };
     let owned: Vec<(String, String)> = headers.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect();
