@@ -28,7 +28,9 @@ fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
                 algorithms: vec!["HS256".into()],
                 secret: Some("fuzz-secret-fuzz-secret-fuzz-secret-0".into()),
                 jwk: None,
+                issuer: None,
             }],
+            jwks: None,
         },
         roles: stagedoor_filter_core::defaults::roles(),
         identity_signing_key: None,
@@ -37,7 +39,7 @@ fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
         webhooks: vec![],
     };
     let policy = Policy::compile(&config).expect("policy");
-    let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default() };
+    let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default(), key_reports: Default::default() };
     let owned: Vec<(String, String)> = headers.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect();
     let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let outcome = decide(&policy, &RequestView { method, path, headers: &headers }, 1_800_000_000, &mut state);

@@ -46,7 +46,8 @@ pub(crate) fn config() -> FilterConfig {
             issuer: "tickettoken".into(),
             audience: "tickettoken-platform".into(),
             leeway_secs: 30,
-            keys: vec![KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None }],
+            keys: vec![KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None, issuer: None }],
+            jwks: None,
         },
         roles: crate::defaults::roles(),
         identity_signing_key: None,
@@ -80,7 +81,7 @@ impl Harness {
     pub(crate) fn with(config: FilterConfig) -> Self {
         Self {
             policy: Policy::compile(&config).unwrap(),
-            state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default() },
+            state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default(), key_reports: Default::default() },
         }
     }
 

@@ -216,6 +216,12 @@ pub fn dispatch_http_call(cluster: &str, headers: Vec<(&str, &str)>, timeout: Du
         .map_err(|status| HostError { call: "dispatch_http_call", status: status as u32 })
 }
 
+/// A callout with a body (a POST); its answer comes to the root context like any other.
+pub fn dispatch_http_call_with_body(cluster: &str, headers: Vec<(&str, &str)>, body: &[u8], timeout: Duration) -> Result<u32, HostError> {
+    proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+        .map_err(|status| HostError { call: "dispatch_http_call", status: status as u32 })
+}
+
 pub fn define_metric(kind: MetricType, name: &str) -> Result<u32, HostError> {
     let mut id: u32 = 0;
     // SAFETY: `name` outlives the call; the host writes one u32 into the local.
