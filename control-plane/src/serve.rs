@@ -93,6 +93,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => Some(crate::ratelimit::limiter(rate_limit_redis, args.ratelimit_redis_timeout(), &publisher)?),
         None => None,
     };
+    let jwks = crate::jwks::JwksHandle::default();
+    {
+        let (publisher, jwks) = (publisher.clone(), jwks.clone());
+        background.spawn("jwks fetcher", move || crate::jwks::follow::follow(publisher.clone(), jwks.clone()));
+    }
     let http_state = AppState {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -103,6 +108,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         certificate_problems,
         served_tls: trust.served.clone(),
         rate_limiter: rate_limiter.clone(),
+        jwks,
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));

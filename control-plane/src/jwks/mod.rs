@@ -1,0 +1,83 @@
+//! Keys from identity providers' JWKS URLs (registry keys with `jwks_uri`).
+//!
+//! The control plane fetches each JWKS (`fetch`), judges every key with the filter's own
+//! compiler (`document`) and pushes the keys inside the filter config, so every Envoy gets
+//! the same key set over xDS and no Envoy fetches on the request path. The fetch repeats on
+//! the provider's Cache-Control within bounds (`freshness`), and at once when a filter
+//! reports a kid it does not know, at most once per 30 s per issuer (`limiter`). A failed
+//! or invalid fetch keeps the last good keys (`issuer`); `follow` is the task that does it.
+
+pub mod document;
+pub mod fetch;
+pub mod follow;
+pub mod freshness;
+pub mod issuer;
+pub mod limiter;
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use stagedoor_filter_core::config::KeyConfig;
+use tokio::sync::mpsc;
+
+use crate::registry::Registry;
+
+/// Issuer -> its keys, as last fetched and judged good.
+pub type RemoteKeys = BTreeMap<String, Vec<KeyConfig>>;
+
+/// The registry with each JWKS issuer's fetched keys after its own keys: what the filter
+/// config is built from. Keys of an issuer the registry no longer names are left out.
+pub fn with_remote_keys<'a>(registry: &'a Registry, remote: &RemoteKeys) -> Cow<'a, Registry> {
+    let fetched: Vec<KeyConfig> = registry.jwks.iter().filter_map(|s| remote.get(&s.issuer)).flatten().cloned().collect();
+    if fetched.is_empty() {
+        return Cow::Borrowed(registry);
+    }
+    let mut merged = registry.clone();
+    merged.keys.extend(fetched);
+    Cow::Owned(merged)
+}
+
+/// An (issuer, kid) a filter reported: a hint to fetch, never a key.
+pub type UnknownKid = (String, String);
+
+/// How many reports may wait for the fetcher; more are dropped (the limiter would ignore
+/// them: a flood of kids costs one fetch either way).
+pub const REPORT_QUEUE: usize = 1024;
+
+/// What the HTTP side shares with the fetcher task: the report queue and the status.
+#[derive(Clone)]
+pub struct JwksHandle {
+    reports: mpsc::Sender<UnknownKid>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<UnknownKid>>>,
+    status: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Default for JwksHandle {
+    fn default() -> Self {
+        let (reports, receiver) = mpsc::channel(REPORT_QUEUE);
+        Self { reports, receiver: Arc::new(tokio::sync::Mutex::new(receiver)), status: Arc::default() }
+    }
+}
+
+impl JwksHandle {
+    /// Queues a report without waiting; false if the queue is full.
+    pub fn report(&self, issuer: String, kid: String) -> bool {
+        self.reports.try_send((issuer, kid)).is_ok()
+    }
+
+    /// Each issuer as /status shows it.
+    pub fn status(&self) -> Vec<Value> {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set_status(&self, status: Vec<Value>) {
+        if let Ok(mut s) = self.status.lock() {
+            *s = status;
+        }
+    }
+}
+
+#[cfg(test)]
+mod publish_tests;
