@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         let base = "jwks_uri: 'https://idp.example/jwks', issuer: 'https://idp.example/', algorithms: [RS256]";
-        assert_eq!(refusal(&format!("{{jwks_uri: 'http://idp.example/jwks', issuer: i, algorithms: [RS256]}}")).0, "jwks_uri");
+        assert_eq!(refusal("{jwks_uri: 'http://idp.example/jwks', issuer: i, algorithms: [RS256]}").0, "jwks_uri");
         assert_eq!(refusal("{jwks_uri: 'https://u:p@idp.example/jwks', issuer: i, algorithms: [RS256]}").0, "jwks_uri");
         assert_eq!(refusal("{jwks_uri: 'not a url', issuer: i, algorithms: [RS256]}").0, "jwks_uri");
         assert_eq!(refusal("{jwks_uri: 'https://idp.example/jwks', algorithms: [RS256]}").0, "issuer");

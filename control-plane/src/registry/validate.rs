@@ -193,11 +193,25 @@ impl Registry {
         super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream)
     }
 
+    /// The file's keys that are in `keys` (all but those with `jwks_uri`), in their order.
+    pub fn static_key_specs(&self) -> impl Iterator<Item = &super::model::KeySpec> {
+        self.auth.keys.iter().filter(|k| k.jwks_uri.is_none())
+    }
+
+    /// The file's index of the key at `index` in the filter's key list: a static key's own
+    /// place, or for a key fetched from a JWKS (after the static ones), its source's place.
+    pub fn key_index_in_file(&self, index: usize) -> Option<usize> {
+        let mut static_places = self.auth.keys.iter().enumerate().filter(|(_, k)| k.jwks_uri.is_none()).map(|(i, _)| i);
+        if let Some(place) = static_places.nth(index) {
+            return Some(place);
+        }
+        let issuer = self.keys.get(index)?.issuer.as_deref()?;
+        self.auth.keys.iter().position(|k| k.jwks_uri.is_some() && k.issuer.as_deref() == Some(issuer))
+    }
+
     /// The HMAC key `stagedoor token` signs with: the one marked `dev: true`.
     pub fn dev_key(&self) -> Option<(Option<String>, String)> {
-        self.auth
-            .keys
-            .iter()
+        self.static_key_specs()
             .zip(&self.keys)
             .find(|(spec, _)| spec.dev)
             .and_then(|(_, key)| key.secret.clone().map(|s| (key.kid.clone(), s)))
