@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::jwks::RemoteKeys;
+use crate::registry::remote_keys::RemoteKeys;
 use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
@@ -41,7 +41,7 @@ pub fn build_snapshot_with_keys(
     options: &TranslateOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
-    let merged = crate::jwks::with_remote_keys(registry, remote_keys);
+    let merged = crate::registry::remote_keys::with_remote_keys(registry, remote_keys);
     let resources = translate(&merged, live, retired, options)?;
     let retired_names: Vec<&str> = retired.iter().map(|s| s.name.as_str()).collect();
     let keys_version = crate::hash::short_hash(serde_json::to_string(remote_keys).unwrap_or_default().as_bytes());

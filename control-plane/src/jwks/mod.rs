@@ -14,30 +14,12 @@ pub mod freshness;
 pub mod issuer;
 pub mod limiter;
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use stagedoor_filter_core::config::KeyConfig;
 use tokio::sync::mpsc;
 
-use crate::registry::Registry;
-
-/// Issuer -> its keys, as last fetched and judged good.
-pub type RemoteKeys = BTreeMap<String, Vec<KeyConfig>>;
-
-/// The registry with each JWKS issuer's fetched keys after its own keys: what the filter
-/// config is built from. Keys of an issuer the registry no longer names are left out.
-pub fn with_remote_keys<'a>(registry: &'a Registry, remote: &RemoteKeys) -> Cow<'a, Registry> {
-    let fetched: Vec<KeyConfig> = registry.jwks.iter().filter_map(|s| remote.get(&s.issuer)).flatten().cloned().collect();
-    if fetched.is_empty() {
-        return Cow::Borrowed(registry);
-    }
-    let mut merged = registry.clone();
-    merged.keys.extend(fetched);
-    Cow::Owned(merged)
-}
+pub use crate::registry::remote_keys::{with_remote_keys, RemoteKeys};
 
 /// An (issuer, kid) a filter reported: a hint to fetch, never a key.
 pub type UnknownKid = (String, String);
