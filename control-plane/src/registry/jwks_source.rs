@@ -19,10 +19,9 @@ pub struct JwksSource {
     pub uri: String,
     /// The algorithms the issuer's keys may verify (asymmetric only).
     pub algorithms: Vec<String>,
-    #[serde(skip)]
     pub refresh: Duration,
-    /// The CA bundle (PEM) the server must chain to; None: the platform's roots.
-    #[serde(skip)]
+    /// The CA bundle (PEM) the server must chain to; None: the platform's roots. In the
+    /// registry's version, so a rotated CA file is a new version (cert_watch.rs).
     pub ca_pem: Option<String>,
 }
 

@@ -129,7 +129,7 @@ impl Registry {
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit,
+            &upstream_tls, &parsed.global_rate_limit, &jwks,
         ));
         Ok(Self {
             services,
@@ -190,7 +190,9 @@ impl Registry {
     /// Every certificate, key and CA file this registry read, for the certificate watcher.
     pub fn certificate_files(&self) -> Vec<String> {
         let upstream: Vec<_> = self.services.values().filter_map(|s| s.tls.as_ref()).collect();
-        super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream)
+        let mut files = super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream);
+        files.extend(self.auth.keys.iter().filter(|k| k.jwks_uri.is_some()).filter_map(|k| k.ca_file.clone()));
+        files
     }
 
     /// The file's keys that are in `keys` (all but those with `jwks_uri`), in their order.

@@ -400,3 +400,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "decision_variant_tests.rs"]
 mod variant_tests;
+
+#[cfg(test)]
+#[path = "key_report_tests.rs"]
+mod key_report_tests;

@@ -70,7 +70,7 @@ pub(crate) fn token(patch: Value) -> String {
 
 pub(crate) struct Harness {
     pub(crate) policy: Policy,
-    state: FilterState,
+    pub(crate) state: FilterState,
 }
 
 impl Harness {

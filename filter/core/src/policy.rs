@@ -221,7 +221,7 @@ fn compile_keys(configs: &[KeyConfig], jwks_issuers: &[String]) -> Result<Vec<Ve
         return Err(CompileError::new("auth", "keys", "needs at least one key"));
     }
     if let Some((index, key)) = configs.iter().enumerate().find(|(_, k)| k.issuer.as_ref().is_some_and(|i| !jwks_issuers.contains(i))) {
-        return Err(CompileError::new(format!("auth.keys[{index}]"), "issuer", format!("{:?} is not in auth.jwks.issuers", key.issuer)));
+        return Err(CompileError::new(format!("auth.keys[{index}]"), "issuer", format!("{:?} is not in auth.jwks.issuers", key.issuer.as_deref().unwrap_or_default())));
     }
     // One owner for the key rules, the set-wide ones (one kid each, never an HMAC secret
     // beside public keys) included: token::compile_key_set.
