@@ -21,8 +21,7 @@ fn with_jwks(report: bool) -> FilterConfig {
 }
 
 fn idp_bearer(kid: &str) -> String {
-    let mut header = Header::default();
-    header.kid = Some(kid.into());
+    let header = Header { kid: Some(kid.into()), ..Header::default() };
     let claims = json!({"sub": "u1", "iss": IDP, "aud": "tickettoken-platform", "type": "access", "tenant_id": "t1", "exp": NOW + 900});
     format!("Bearer {}", encode(&header, &claims, &EncodingKey::from_secret(b"whatever-the-idp-signs-with-0123456")).unwrap())
 }
@@ -46,8 +45,7 @@ fn unknown_kids_are_reported_only_with_somewhere_to_report_them() {
 #[test]
 fn the_gateways_own_tokens_with_an_unknown_kid_are_not_reported() {
     let mut h = Harness::with(with_jwks(true));
-    let mut header = Header::default();
-    header.kid = Some("nope".into());
+    let header = Header { kid: Some("nope".into()), ..Header::default() };
     let claims = json!({"sub": "u1", "iss": "tickettoken", "aud": "tickettoken-platform", "type": "access", "tenant_id": "t1", "exp": NOW + 900});
     let token = encode(&header, &claims, &EncodingKey::from_secret(super::tests::SECRET.as_bytes())).unwrap();
     let outcome = h.run("GET", "/api/v1/venues/v1", &[("authorization", &format!("Bearer {token}"))]);
