@@ -100,3 +100,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     message
 }
+
+#[cfg(test)]
+#[path = "fetch_tests.rs"]
+mod tests;
