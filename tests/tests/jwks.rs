@@ -314,6 +314,9 @@ fn a_provider_that_goes_away_leaves_the_last_keys_working_and_status_shows_the_e
     eprintln!("status after the provider went away: {status}");
     assert!(status["last_error"].as_str().unwrap().contains("fetch failed"), "{status}");
     assert!(status["last_error_age_ms"].is_u64() && status["last_fetch_age_ms"].is_u64(), "{status}");
+    std::thread::sleep(Duration::from_millis(300));
+    let later = issuer_status(&stack);
+    assert!(later["last_error_age_ms"].as_u64() > status["last_error_age_ms"].as_u64(), "the age grows: {later}");
     assert_eq!(status["kids"], json!(["kept"]), "the last good keys are still the ones served");
     assert_eq!(call(&client, &stack, &token).0, 200, "the last keys keep working");
 }

@@ -168,10 +168,11 @@ impl IssuerState {
         self.last_error = Some((error, unix_ms));
     }
 
-    /// The issuer as /status shows it.
+    /// The issuer as /status shows it, with times as unix ms (`super::with_ages` adds the
+    /// ages when /status is read: this is written when something happens, read any time).
     pub fn status(&self, now: Instant, now_unix_ms: u64) -> Value {
-        let age = |at: Option<u64>| at.map(|t| now_unix_ms.saturating_sub(t));
         let error_at = self.last_error.as_ref().map(|(_, at)| *at);
+        let next_refresh_unix_ms = now_unix_ms.saturating_add(self.next_refresh.saturating_duration_since(now).as_millis() as u64);
         json!({
             "issuer": self.source.issuer,
             "jwks_uri": self.source.uri,
@@ -179,12 +180,10 @@ impl IssuerState {
             "kids": self.keys.as_ref().map(|s| s.kids().into_iter().collect::<Vec<_>>()).unwrap_or_default(),
             "skipped": self.keys.as_ref().map(|s| s.skipped.clone()).unwrap_or_default(),
             "last_fetch_unix_ms": self.last_fetch_unix_ms,
-            "last_fetch_age_ms": age(self.last_fetch_unix_ms),
             "last_success_unix_ms": self.last_success_unix_ms,
             "last_error": self.last_error.as_ref().map(|(e, _)| e.clone()),
             "last_error_unix_ms": error_at,
-            "last_error_age_ms": age(error_at),
-            "next_refresh_in_ms": self.next_refresh.saturating_duration_since(now).as_millis() as u64,
+            "next_refresh_unix_ms": (self.in_flight.is_none()).then_some(next_refresh_unix_ms),
             "fetches": self.fetches,
             "refetches": self.refetches,
             "kids_known_absent": self.limiter.absent_count(),

@@ -64,10 +64,11 @@ fn an_error_keeps_the_last_good_keys_and_retries_soon() {
     let bad = Fetched::Document { body: b"<html>".to_vec(), etag: None, cache_control: None };
     assert_eq!(fetched(&mut s, FetchKind::Refresh, Ok(bad), t0), FetchOutcome::Unchanged, "an invalid document too");
     assert_eq!(s.wake_at(t0), Some(t0 + Duration::from_secs(2)), "second failure in a row");
-    let status = s.status(t0, 3_000);
+    let status = super::super::with_ages(s.status(t0, 1_000), 3_000);
     assert_eq!(status["kids"], json!(["ec-1", "rsa-1"]));
     assert!(status["last_error"].as_str().unwrap().contains("not JSON"), "{status}");
-    assert_eq!(status["last_error_age_ms"], json!(2_000));
+    assert_eq!(status["last_error_age_ms"], json!(2_000), "read later than written: aged");
+    assert_eq!(status["next_refresh_in_ms"], json!(0), "due: 2 s after it was written, read 2 s later");
 }
 
 #[test]

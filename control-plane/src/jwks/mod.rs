@@ -21,6 +21,20 @@ use tokio::sync::mpsc;
 
 pub use crate::registry::remote_keys::{with_remote_keys, RemoteKeys};
 
+/// An issuer's status with `last_fetch_age_ms`, `last_success_age_ms`, `last_error_age_ms`
+/// and `next_refresh_in_ms` as of `now_unix_ms` (null where the time is).
+pub fn with_ages(mut issuer: Value, now_unix_ms: u64) -> Value {
+    for (at, age) in [
+        ("last_fetch_unix_ms", "last_fetch_age_ms"),
+        ("last_success_unix_ms", "last_success_age_ms"),
+        ("last_error_unix_ms", "last_error_age_ms"),
+    ] {
+        issuer[age] = issuer[at].as_u64().map(|t| now_unix_ms.saturating_sub(t)).into();
+    }
+    issuer["next_refresh_in_ms"] = issuer["next_refresh_unix_ms"].as_u64().map(|t| t.saturating_sub(now_unix_ms)).into();
+    issuer
+}
+
 /// An (issuer, kid) a filter reported: a hint to fetch, never a key.
 pub type UnknownKid = (String, String);
 
@@ -49,9 +63,10 @@ impl JwksHandle {
         self.reports.try_send((issuer, kid)).is_ok()
     }
 
-    /// Each issuer as /status shows it.
+    /// Each issuer as /status shows it, its ages as of now.
     pub fn status(&self) -> Vec<Value> {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let now = crate::clock::unix_ms() as u64;
+        self.status.lock().map(|s| s.iter().map(|issuer| with_ages(issuer.clone(), now)).collect()).unwrap_or_default()
     }
 
     fn set_status(&self, status: Vec<Value>) {
