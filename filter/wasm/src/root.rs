@@ -40,6 +40,8 @@ pub struct StagedoorRoot {
     /// The unknown-kid report in flight (its answer is not waited for, only awaited before
     /// the next one, so a slow control plane is not piled onto).
     key_report_call: Option<u32>,
+    /// How many dropped kids the metric already counts (the batch counts since the VM began).
+    dropped_kids_counted: u64,
 }
 
 impl StagedoorRoot {
@@ -54,6 +56,7 @@ impl StagedoorRoot {
             revocation_call: None,
             last_revocation_sync_ms: None,
             key_report_call: None,
+            dropped_kids_counted: 0,
         }
     }
 }
@@ -153,7 +156,10 @@ impl StagedoorRoot {
         if self.key_report_call.is_some() || state.borrow().key_reports.is_empty() {
             return;
         }
-        let batch = state.borrow_mut().key_reports.take();
+        let (batch, dropped) = {
+            let mut state = state.borrow_mut();
+            (state.key_reports.take(), state.key_reports.dropped())
+        };
         let body = report_body(&batch);
         let headers = vec![
             (":method", "POST"),
@@ -161,8 +167,17 @@ impl StagedoorRoot {
             (":authority", report.authority.as_str()),
             ("content-type", "application/json"),
         ];
+        if let Some(m) = &self.metrics {
+            m.add(m.unknown_kids_dropped, dropped.saturating_sub(self.dropped_kids_counted));
+        }
+        self.dropped_kids_counted = dropped;
         match host::dispatch_http_call_with_body(&report.cluster, headers, &body, KEY_REPORT_TIMEOUT) {
-            Ok(token) => self.key_report_call = Some(token),
+            Ok(token) => {
+                self.key_report_call = Some(token);
+                if let Some(m) = &self.metrics {
+                    m.add(m.unknown_kids_reported, batch.len() as u64);
+                }
+            }
             // Dropped: the next token with the kid reports it again.
             Err(e) => host::log(LogLevel::Warn, &format!("stagedoor: unknown-kid report not sent: {e}")),
         }
@@ -212,6 +227,7 @@ impl StagedoorRoot {
             revocations,
             key_reports: KeyReports::default(),
         })));
+        self.dropped_kids_counted = 0;
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
