@@ -109,6 +109,11 @@ pub fn registry_certificates(registry: &crate::registry::Registry) -> Vec<(Strin
             served.push((format!("service {service} client certificate"), client.cert_pem.as_str()));
         }
     }
+    for source in &registry.jwks {
+        if let Some(ca) = &source.ca_pem {
+            served.push((format!("jwks {} CA", source.issuer), ca.as_str()));
+        }
+    }
     served
 }
 

@@ -26,6 +26,7 @@ pub mod commands;
 pub mod diff;
 pub mod discovery;
 pub mod hash;
+pub mod jwks;
 pub mod metrics;
 pub mod publish;
 pub mod ratelimit;

@@ -10,6 +10,10 @@ pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 pub static CLIENT_CERTIFICATES_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Background tasks that died and were started again (see supervise.rs).
 pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
+/// Key sets fetched from a JWKS URL that changed the keys Envoys get (see jwks/).
+pub static JWKS_KEY_SETS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
+/// Unknown-kid reports from filters (see jwks/limiter.rs for what they may cost).
+pub static JWKS_UNKNOWN_KID_REPORTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::registry::remote_keys::RemoteKeys;
 use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
@@ -28,10 +29,25 @@ pub fn build_snapshot(
     options: &TranslateOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
-    let resources = translate(registry, live, retired, options)?;
+    build_snapshot_with_keys(registry, &RemoteKeys::new(), live, retired, options, previous)
+}
+
+/// [`build_snapshot`] with the keys fetched from the registry's JWKS URLs.
+pub fn build_snapshot_with_keys(
+    registry: &Registry,
+    remote_keys: &RemoteKeys,
+    live: &LiveInstances,
+    retired: &[&ServiceSpec],
+    options: &TranslateOptions,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, PublishError> {
+    let merged = crate::registry::remote_keys::with_remote_keys(registry, remote_keys);
+    let resources = translate(&merged, live, retired, options)?;
     let retired_names: Vec<&str> = retired.iter().map(|s| s.name.as_str()).collect();
-    let inputs_version =
-        crate::hash::short_hash(format!("{}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes());
+    let keys_version = crate::hash::short_hash(serde_json::to_string(remote_keys).unwrap_or_default().as_bytes());
+    let inputs_version = crate::hash::short_hash(
+        format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
+    );
     Ok(Snapshot::build(resources, &registry.version, &inputs_version, previous)?)
 }
 
@@ -44,6 +60,8 @@ pub struct Publisher {
     options: TranslateOptions,
     registry: Registry,
     live: LiveInstances,
+    /// Keys fetched from the registry's JWKS URLs, by issuer (crate::jwks).
+    remote_keys: RemoteKeys,
     /// Services removed from the registry, kept as clusters until the instant given.
     retired: BTreeMap<String, (ServiceSpec, Instant)>,
     tx: watch::Sender<Arc<Snapshot>>,
@@ -54,7 +72,7 @@ impl Publisher {
         let live = LiveInstances::new();
         let snapshot = build_snapshot(&registry, &live, &[], &options, None)?;
         let (tx, rx) = watch::channel(Arc::new(snapshot));
-        Ok((Self { options, registry, live, retired: BTreeMap::new(), tx }, rx))
+        Ok((Self { options, registry, live, remote_keys: RemoteKeys::new(), retired: BTreeMap::new(), tx }, rx))
     }
 
     pub fn options(&self) -> &TranslateOptions {
@@ -84,7 +102,8 @@ impl Publisher {
         }
         retired.retain(|name, _| !registry.services.contains_key(name));
         let current = self.current();
-        let snapshot = build_snapshot(&registry, &self.live, &retired_specs(&retired), &self.options, Some(&current))?;
+        let snapshot =
+            build_snapshot_with_keys(&registry, &self.remote_keys, &self.live, &retired_specs(&retired), &self.options, Some(&current))?;
         self.registry = registry;
         self.retired = retired;
         self.publish(snapshot, &current)
@@ -98,7 +117,7 @@ impl Publisher {
             return Ok(false);
         }
         let current = self.current();
-        let snapshot = build_snapshot(&self.registry, &self.live, &retired_specs(&self.retired), &self.options, Some(&current))?;
+        let snapshot = self.build(&self.live, &self.remote_keys, &current)?;
         self.publish(snapshot, &current)
     }
 
@@ -108,9 +127,26 @@ impl Publisher {
             return Ok(false);
         }
         let current = self.current();
-        let snapshot = build_snapshot(&self.registry, &live, &retired_specs(&self.retired), &self.options, Some(&current))?;
+        let snapshot = self.build(&live, &self.remote_keys, &current)?;
         self.live = live;
         self.publish(snapshot, &current)
+    }
+
+    /// Replaces the keys fetched from JWKS URLs, if they make a good snapshot (a fetched
+    /// kid that one of the registry's own keys has is refused). Returns whether anything
+    /// changed.
+    pub fn set_remote_keys(&mut self, keys: RemoteKeys) -> Result<bool, PublishError> {
+        if keys == self.remote_keys {
+            return Ok(false);
+        }
+        let current = self.current();
+        let snapshot = self.build(&self.live, &keys, &current)?;
+        self.remote_keys = keys;
+        self.publish(snapshot, &current)
+    }
+
+    fn build(&self, live: &LiveInstances, remote_keys: &RemoteKeys, current: &Snapshot) -> Result<Snapshot, PublishError> {
+        build_snapshot_with_keys(&self.registry, remote_keys, live, &retired_specs(&self.retired), &self.options, Some(current))
     }
 
     fn publish(&mut self, snapshot: Snapshot, current: &Snapshot) -> Result<bool, PublishError> {

@@ -94,6 +94,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let shadow_counts = crate::shadow_report::ShadowCounts::default();
+    let jwks = crate::jwks::JwksHandle::default();
+    {
+        let (publisher, jwks) = (publisher.clone(), jwks.clone());
+        background.spawn("jwks fetcher", move || crate::jwks::follow::follow(publisher.clone(), jwks.clone()));
+    }
     let http_state = AppState {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -105,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         served_tls: trust.served.clone(),
         rate_limiter: rate_limiter.clone(),
         shadow_counts: shadow_counts.clone(),
+        jwks,
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));

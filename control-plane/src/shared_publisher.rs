@@ -47,6 +47,11 @@ impl SharedPublisher {
         Self { writer: Arc::new(Mutex::new(publisher)), view_tx: Arc::new(view_tx), view }
     }
 
+    /// Follows what is published (the JWKS fetcher watches the registry's sources).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PublishedView>> {
+        self.view.clone()
+    }
+
     /// What was last published; never waits for a writer.
     pub fn view(&self) -> Arc<PublishedView> {
         self.view.borrow().clone()

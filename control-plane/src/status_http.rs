@@ -38,6 +38,8 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<stagedoor_ratelimit::limiter::Limiter>>,
     /// RBAC shadow differences the filters reported, summed.
     pub shadow_counts: crate::shadow_report::ShadowCounts,
+    /// The JWKS fetcher's report queue and status (crate::jwks).
+    pub jwks: crate::jwks::JwksHandle,
 }
 
 /// Serves until `stop`, then finishes the requests in flight (the caller bounds the wait).
@@ -54,6 +56,7 @@ pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls
             }),
         )
         .route(stagedoor_filter_core::shadow::SHADOW_REPORT_PATH, post(shadow_report))
+        .route(crate::translate::names::KEY_REPORT_PATH, post(unknown_kids))
         .with_state(state)
         .into_make_service_with_connect_info::<Peer>();
     tracing::info!(%listen, tls = tls.is_some(), "status HTTP listening");
@@ -121,6 +124,10 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_registry_edits_rejected_total", "counter", "Registry file edits refused.", &[("", counter_value(&REGISTRY_EDITS_REJECTED))]);
     let help = "TLS handshakes refused for the client's certificate (not signed by the CA, expired, not for clients).";
     write(&mut out, "stagedoor_client_certificates_refused_total", "counter", help, &[("", counter_value(&CLIENT_CERTIFICATES_REFUSED))]);
+    let help = "JWKS fetches that changed the keys Envoys get.";
+    write(&mut out, "stagedoor_jwks_key_sets_published_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_KEY_SETS_PUBLISHED))]);
+    let help = "Unknown kids of JWKS issuers reported by filters.";
+    write(&mut out, "stagedoor_jwks_unknown_kid_reports_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_UNKNOWN_KID_REPORTS))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
@@ -182,6 +189,38 @@ async fn shadow_report(
             (StatusCode::BAD_REQUEST, reason).into_response()
         }
     }
+}
+
+/// At most this many kids per report are read (a filter sends 32 at most).
+const MAX_REPORTED_KIDS: usize = 64;
+
+#[derive(serde::Deserialize)]
+struct UnknownKids {
+    reports: Vec<UnknownKid>,
+}
+
+#[derive(serde::Deserialize)]
+struct UnknownKid {
+    issuer: String,
+    kid: String,
+}
+
+/// Filters report kids of JWKS issuers that no key has: each is a hint for the fetcher,
+/// which decides what it may cost (crate::jwks::limiter). Answered at once.
+async fn unknown_kids(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Peer>, body: axum::body::Bytes) -> Response {
+    if let Err(refusal) = feed_reader(&peer, state.insecure) {
+        tracing::warn!(peer = %peer.addr, ?refusal, "unknown-kid report refused");
+        return refused(refusal);
+    }
+    let Ok(UnknownKids { reports }) = serde_json::from_slice::<UnknownKids>(&body) else {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "expected {\"reports\": [{\"issuer\": .., \"kid\": ..}]}"}))).into_response();
+    };
+    let mut queued = 0;
+    for UnknownKid { issuer, kid } in reports.into_iter().take(MAX_REPORTED_KIDS) {
+        crate::metrics::bump(&crate::metrics::JWKS_UNKNOWN_KID_REPORTS);
+        queued += usize::from(state.jwks.report(issuer, kid));
+    }
+    (StatusCode::ACCEPTED, Json(json!({"queued": queued}))).into_response()
 }
 
 /// /status: the operator certificate or a `read` token, as the API's ListEnvoys.
@@ -249,6 +288,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "last_nack": last_nack,
         "rate_limit": state.rate_limiter.as_ref().map(|l| crate::ratelimit::status(&l.metrics.snapshot())),
         "rbac_shadow": state.shadow_counts.to_json(),
+        "jwks": state.jwks.status(),
     }))
 }
 

@@ -11,11 +11,13 @@ fuzz_target!(|data: &[u8]| {
         issuer: "tickettoken".into(),
         audience: "tickettoken-platform".into(),
         leeway_secs: 30,
+        jwks_issuers: vec![],
         keys: vec![compile_key(&KeyConfig {
             kid: None,
             algorithms: vec!["HS256".into()],
             secret: Some("fuzz-secret-fuzz-secret-fuzz-secret-0".into()),
             jwk: None,
+            issuer: None,
         })
         .expect("key")],
     };

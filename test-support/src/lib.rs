@@ -110,3 +110,43 @@ fn identity_leaf(issuer: &rcgen::Issuer<'_, rcgen::KeyPair>, name: &str, uri: &s
     let cert = params.signed_by(&key, issuer).expect("leaf certificate");
     (cert.pem(), key.serialize_pem())
 }
+
+/// An EC P-256 signing key as an identity provider holds it, under `kid`: the PKCS#8 PEM a
+/// test signs ES256 tokens with, and the public JWK (JSON text) its JWKS publishes.
+pub fn ec_signing_key(kid: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("EC P-256 key");
+    // The uncompressed point: 0x04, then x and y, 32 bytes each.
+    let point = key.public_key_raw();
+    assert_eq!((point.len(), point[0]), (65, 4), "an uncompressed P-256 point");
+    let jwk = format!(
+        r#"{{"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":"{kid}","x":"{}","y":"{}"}}"#,
+        base64url(&point[1..33]),
+        base64url(&point[33..65])
+    );
+    (key.serialize_pem(), jwk)
+}
+
+/// Unpadded base64url (RFC 4648 5), as JWKs write their numbers.
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64url_matches_rfc_4648_vectors() {
+        let cases = [("", ""), ("f", "Zg"), ("fo", "Zm8"), ("foo", "Zm9v"), ("foob", "Zm9vYg"), ("fooba", "Zm9vYmE"), ("foobar", "Zm9vYmFy")];
+        for (plain, encoded) in cases {
+            assert_eq!(super::base64url(plain.as_bytes()), encoded);
+        }
+        assert_eq!(super::base64url(&[0xfb, 0xff]), "-_8");
+    }
+}

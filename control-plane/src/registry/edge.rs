@@ -255,7 +255,7 @@ fn read(field: &str, path: &str) -> Result<String, FieldError> {
     std::fs::read_to_string(path).map_err(|e| (field.to_owned(), format!("{path}: {e}")))
 }
 
-fn read_bundle(field: &str, path: &str, now: i64) -> Result<String, FieldError> {
+pub(super) fn read_bundle(field: &str, path: &str, now: i64) -> Result<String, FieldError> {
     let pem = read(field, path)?;
     check_pem_bundle(Path::new(path), &pem, now).map_err(|e| (field.to_owned(), e.to_string()))?;
     Ok(pem)

@@ -7,6 +7,8 @@
 pub mod edge;
 mod global_rate_limit;
 pub mod input;
+pub mod jwks_source;
+pub mod remote_keys;
 pub mod live;
 mod model;
 pub mod signed;

@@ -135,6 +135,21 @@ pub struct KeySpec {
     /// `stagedoor token` signs development tokens with this key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dev: bool,
+    /// An identity provider's key set (`https://` only): the control plane fetches it and
+    /// pushes its keys to every Envoy. Goes with `issuer`; no `kid`, `secret` or `jwk`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// The `iss` of the tokens the JWKS's keys verify (and of no others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// How often the JWKS is fetched again at the most (a shorter Cache-Control max-age is
+    /// honoured down to 30 s); default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_secs: Option<u64>,
+    /// PEM CA bundle the JWKS server's certificate must chain to (a private IdP);
+    /// absent: the platform's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

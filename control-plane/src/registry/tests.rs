@@ -215,3 +215,24 @@ fn validation_schemas_are_checked_by_the_filters_own_compiler_naming_route_and_s
     );
     assert!(error_of(&with_schema("{ pattern: \"((\" }")).contains(".body/pattern: pattern"));
 }
+
+/// A JWKS key's fields are checked by `stagedoor validate`'s path, named by the file's
+/// index; a static key after it keeps its own index in errors, and the dev key is found.
+#[test]
+fn jwks_keys_are_validated_and_leave_the_other_keys_named_as_in_the_file() {
+    let jwks_key = "    - jwks_uri: https://idp.example/jwks\n      issuer: https://idp.example/\n      algorithms: [RS256]\n";
+    let with_jwks_first = |second: &str| {
+        good().replace("  keys:\n", &format!("  keys:\n{jwks_key}")).replace("      dev: true\n", &format!("      dev: true\n{second}"))
+    };
+    let registry = Registry::parse("reg.yaml", &with_jwks_first("")).unwrap();
+    assert_eq!(registry.jwks.len(), 1);
+    assert!(registry.dev_key().is_some(), "the dev key after a JWKS key is still found");
+    assert_eq!(
+        error_of(&with_jwks_first("").replace("https://idp.example/jwks", "http://idp.example/jwks")),
+        "reg.yaml: auth.keys[0]: jwks_uri: must be https:// (keys fetched in the clear could be anyone's)"
+    );
+    let short = with_jwks_first("    - kid: short\n      algorithms: [HS256]\n      secret: too-short\n");
+    assert!(error_of(&short).starts_with("reg.yaml: auth.keys[2] (kid \"short\"): secret:"), "{}", error_of(&short));
+    let stray = good().replace("      dev: true\n", "      dev: true\n      refresh_secs: 60\n");
+    assert_eq!(error_of(&stray), "reg.yaml: auth.keys[0]: refresh_secs: only a key with `jwks_uri` has one");
+}

@@ -19,6 +19,8 @@ pub struct Registry {
     pub identity: Option<IdentitySpec>,
     /// Keys with their secrets resolved, for the filter.
     pub keys: Vec<KeyConfig>,
+    /// Keys that come from an identity provider's JWKS URL, fetched by `crate::jwks`.
+    pub jwks: Vec<super::jwks_source::JwksSource>,
     pub identity_signing_key: Option<String>,
     pub roles: BTreeMap<String, RoleConfig>,
     /// Whether the file replaced the default roles (kept to write the file back as it was).
@@ -109,7 +111,8 @@ impl Registry {
 
     fn from_file(parsed: RegistryFile, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Fault> {
         let services = services(parsed.services)?;
-        let keys = keys(&parsed.auth, env)?;
+        let now = crate::tls::load::unix_now();
+        let (keys, jwks) = keys(&parsed.auth, env, now)?;
         let identity_signing_key = identity_signing_key(parsed.identity.as_ref(), env)?;
         if let Some(cors) = &parsed.cors {
             check_cors(cors)?;
@@ -125,7 +128,6 @@ impl Registry {
             .as_ref()
             .map(|spec| super::signed::resolve(spec, env).map_err(|(field, reason)| Fault::item("signed_requests", field, reason)))
             .transpose()?;
-        let now = crate::tls::load::unix_now();
         let edge_tls = match &parsed.edge_tls {
             None => None,
             Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| Fault::item(&item, field, reason))?),
@@ -135,13 +137,14 @@ impl Registry {
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit, &signed_requests,
+            &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks,
         ));
         Ok(Self {
             services,
             auth: parsed.auth,
             identity: parsed.identity,
             keys,
+            jwks,
             identity_signing_key,
             roles,
             custom_roles,
@@ -198,14 +201,30 @@ impl Registry {
     /// Every certificate, key and CA file this registry read, for the certificate watcher.
     pub fn certificate_files(&self) -> Vec<String> {
         let upstream: Vec<_> = self.services.values().filter_map(|s| s.tls.as_ref()).collect();
-        super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream)
+        let mut files = super::edge::files_of(self.edge_tls_spec.as_ref(), &upstream);
+        files.extend(self.auth.keys.iter().filter(|k| k.jwks_uri.is_some()).filter_map(|k| k.ca_file.clone()));
+        files
+    }
+
+    /// The file's keys that are in `keys` (all but those with `jwks_uri`), in their order.
+    pub fn static_key_specs(&self) -> impl Iterator<Item = &super::model::KeySpec> {
+        self.auth.keys.iter().filter(|k| k.jwks_uri.is_none())
+    }
+
+    /// The file's index of the key at `index` in the filter's key list: a static key's own
+    /// place, or for a key fetched from a JWKS (after the static ones), its source's place.
+    pub fn key_index_in_file(&self, index: usize) -> Option<usize> {
+        let mut static_places = self.auth.keys.iter().enumerate().filter(|(_, k)| k.jwks_uri.is_none()).map(|(i, _)| i);
+        if let Some(place) = static_places.nth(index) {
+            return Some(place);
+        }
+        let issuer = self.keys.get(index)?.issuer.as_deref()?;
+        self.auth.keys.iter().position(|k| k.jwks_uri.is_some() && k.issuer.as_deref() == Some(issuer))
     }
 
     /// The HMAC key `stagedoor token` signs with: the one marked `dev: true`.
     pub fn dev_key(&self) -> Option<(Option<String>, String)> {
-        self.auth
-            .keys
-            .iter()
+        self.static_key_specs()
             .zip(&self.keys)
             .find(|(spec, _)| spec.dev)
             .and_then(|(_, key)| key.secret.clone().map(|s| (key.kid.clone(), s)))
@@ -308,11 +327,31 @@ fn check_traffic(svc: &ServiceSpec, label: &str) -> Result<(), Fault> {
     Ok(())
 }
 
-/// The token keys with their secrets resolved (literal or from the environment).
-fn keys(auth: &AuthSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<KeyConfig>, Fault> {
+/// The token keys with their secrets resolved (literal or from the environment), and the
+/// JWKS URLs whose keys the control plane fetches, one per issuer.
+fn keys(
+    auth: &AuthSpec,
+    env: &dyn Fn(&str) -> Option<String>,
+    now: i64,
+) -> Result<(Vec<KeyConfig>, Vec<super::jwks_source::JwksSource>), Fault> {
     let mut keys = Vec::with_capacity(auth.keys.len());
+    let mut jwks: Vec<super::jwks_source::JwksSource> = Vec::new();
+    let hmac_issuer = auth.keys.iter().any(|k| k.jwks_uri.is_none() && (k.secret.is_some() || k.secret_env.is_some())).then_some(auth.issuer.as_str());
     for (i, key) in auth.keys.iter().enumerate() {
         let item = format!("auth.keys[{i}]");
+        if let Some(uri) = &key.jwks_uri {
+            let source = super::jwks_source::jwks_source(key, uri, hmac_issuer, now).map_err(|(field, reason)| Fault::item(&item, field, reason))?;
+            if jwks.iter().any(|s| s.issuer == source.issuer) {
+                return Err(Fault::item(&item, "issuer", format!("{:?} has a JWKS key already: one JWKS per issuer", source.issuer)));
+            }
+            jwks.push(source);
+            continue;
+        }
+        for (field, set) in [("issuer", key.issuer.is_some()), ("refresh_secs", key.refresh_secs.is_some()), ("ca_file", key.ca_file.is_some())] {
+            if set {
+                return Err(Fault::item(&item, field, "only a key with `jwks_uri` has one"));
+            }
+        }
         let secret = match (&key.secret, &key.secret_env) {
             (Some(_), Some(_)) => return Err(Fault::item(&item, "secret", "give `secret` or `secret_env`, not both")),
             (Some(secret), None) => Some(secret.clone()),
@@ -322,9 +361,9 @@ fn keys(auth: &AuthSpec, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Key
         if key.dev && !key.algorithms.iter().any(|a| a.starts_with("HS")) {
             return Err(Fault::item(&item, "dev", "only an HMAC key can sign development tokens"));
         }
-        keys.push(KeyConfig { kid: key.kid.clone(), algorithms: key.algorithms.clone(), secret, jwk: key.jwk.clone() });
+        keys.push(KeyConfig { kid: key.kid.clone(), algorithms: key.algorithms.clone(), secret, jwk: key.jwk.clone(), issuer: None });
     }
-    Ok(keys)
+    Ok((keys, jwks))
 }
 
 fn identity_signing_key(identity: Option<&IdentitySpec>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, Fault> {

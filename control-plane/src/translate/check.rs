@@ -52,11 +52,23 @@ pub fn load_checked(path: &Path) -> Result<Registry, RegistryError> {
 
 fn refusal(registry: &Registry, error: CompileError) -> FilterConfigRefused {
     let CompileError { item, service, field, reason } = error;
+    let item = registry_key_item(registry, &item).unwrap_or(item);
     let field = match &service {
         Some(service) => registry_field(registry, service, &field),
         None => field,
     };
     FilterConfigRefused { item, service, field, reason }
+}
+
+/// The file's name for the filter's `auth.keys[i]`: keys with `jwks_uri` are not in the
+/// filter's list, and keys fetched from one follow the registry's own.
+fn registry_key_item(registry: &Registry, item: &str) -> Option<String> {
+    let rest = item.strip_prefix("auth.keys[")?;
+    let (index, tail) = rest.split_once(']')?;
+    let index = index.parse::<usize>().ok()?;
+    let place = registry.key_index_in_file(index)?;
+    let fetched = if registry.keys.get(index).is_some_and(|k| k.issuer.is_some()) { " (fetched from its jwks_uri)" } else { "" };
+    Some(format!("auth.keys[{place}]{tail}{fetched}"))
 }
 
 /// The registry's name for a field of the filter's service config: the filter's

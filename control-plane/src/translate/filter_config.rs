@@ -1,7 +1,8 @@
 //! Registry -> the wasm filter's config (the type shared with the filter).
 
 use stagedoor_filter_core::config::{
-    AuthConfig, FilterConfig, RevocationConfig, ServiceConfig, DEFAULT_LEEWAY_SECS, DEFAULT_TOKEN_CACHE_ENTRIES,
+    AuthConfig, FilterConfig, JwksConfig, KeyReportConfig, RevocationConfig, ServiceConfig, DEFAULT_LEEWAY_SECS,
+    DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 
 use stagedoor_filter_core::signature::{ReplayConfig, SignedRequestsConfig};
@@ -34,6 +35,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
             audience: registry.auth.audience.clone(),
             leeway_secs: registry.auth.leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS),
             keys: registry.keys.clone(),
+            jwks: jwks_config(registry, revocation.as_ref()),
         },
         roles: registry.roles.clone(),
         identity_signing_key: registry.identity_signing_key.clone(),
@@ -49,4 +51,20 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config
+}
+
+/// The JWKS issuers, and the control plane's HTTP side (which the revocation feed reaches
+/// too) as where unknown kids are reported.
+fn jwks_config(registry: &Registry, revocation: Option<&RevocationConfig>) -> Option<JwksConfig> {
+    if registry.jwks.is_empty() {
+        return None;
+    }
+    Some(JwksConfig {
+        issuers: registry.jwks.iter().map(|s| s.issuer.clone()).collect(),
+        report: revocation.map(|rev| KeyReportConfig {
+            cluster: rev.cluster.clone(),
+            authority: rev.authority.clone(),
+            path: String::from(super::names::KEY_REPORT_PATH),
+        }),
+    })
 }

@@ -19,6 +19,8 @@ pub fn cluster(service: &str) -> String {
 /// The static cluster through which filters poll the control plane's revocation feed.
 pub const CONTROL_PLANE_CLUSTER: &str = "stagedoor_control_plane";
 pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";
+/// Where filters post the kids of JWKS issuers that no key has (crate::jwks).
+pub const KEY_REPORT_PATH: &str = "/v1/keys/unknown";
 
 /// Route metadata namespace the local-reply formats read (`%METADATA(ROUTE:stagedoor:...)%`).
 pub const METADATA_NAMESPACE: &str = "stagedoor";

@@ -13,7 +13,7 @@ fn main() {
     let token = args.next().expect("token");
     let config = FilterConfig::from_json(config_json.as_bytes()).expect("config");
     let policy = Policy::compile(&config).expect("policy");
-    let mut state = FilterState { cache: TokenCache::new(4096), revocations: RevocationList::default() };
+    let mut state = FilterState { cache: TokenCache::new(4096), revocations: RevocationList::default(), key_reports: Default::default() };
     let authorization = format!("Bearer {token}");
     let headers = [
         (":authority", "127.0.0.1:8080"),

@@ -166,6 +166,33 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Live keys; several at once so keys rotate without downtime.
     pub keys: Vec<KeyConfig>,
+    /// Issuers whose keys the control plane fetches from their JWKS URL and pushes in
+    /// `keys` (each with its `issuer`); absent: every key is the `issuer`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwksConfig>,
+}
+
+/// The issuers whose keys come from a JWKS, and where the filter reports a kid it does not
+/// know so the control plane can look for it at once (see [`crate::key_reports`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// A token of one of these issuers with no key pushed yet is refused with
+    /// `TOKEN_KEYS_UNAVAILABLE` (fail closed until the first good fetch).
+    pub issuers: Vec<String>,
+    /// Absent: unknown kids are not reported (the periodic refresh still finds new keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<KeyReportConfig>,
+}
+
+/// Where the root context posts the kids tokens named that no key has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyReportConfig {
+    /// The Envoy cluster that reaches the control plane's HTTP side.
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
 }
 
 fn default_leeway() -> u64 {
@@ -186,6 +213,10 @@ pub struct KeyConfig {
     pub secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwk: Option<serde_json::Value>,
+    /// A key from an issuer's JWKS verifies that issuer's tokens only; absent: the key is
+    /// `auth.issuer`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,8 @@ impl RequestId<'_> {
 pub struct FilterState {
     pub cache: TokenCache,
     pub revocations: RevocationList,
+    /// Unknown kids of JWKS issuers, sent to the control plane by the root context.
+    pub key_reports: crate::key_reports::KeyReports,
 }
 
 /// [`decide_at`] with the exact time `now` (unix seconds).
@@ -322,7 +324,7 @@ fn authenticate(
             observed.cache_hit = Some(false);
             check_token_chars(token)?;
             let now = clock.exact();
-            let verified = policy.verifier.verify(token, now)?;
+            let verified = policy.verifier.verify(token, now).inspect_err(|e| note_unknown_key(policy, token, *e, state))?;
             let identity = Rc::new(Identity::resolve(verified, &policy.roles)?);
             state.cache.insert(token, identity.clone(), now);
             identity
@@ -334,6 +336,17 @@ fn authenticate(
     Ok(identity)
 }
 
+/// A token whose kid no key has, of an issuer whose keys come from a JWKS: noted for the
+/// control plane, which may find the key in a fresh fetch (crate::key_reports).
+fn note_unknown_key(policy: &Policy, token: &str, error: TokenError, state: &mut FilterState) {
+    if policy.key_report.is_none() || !matches!(error, TokenError::UnknownKey | TokenError::KeysUnavailable) {
+        return;
+    }
+    if let Some((issuer, kid)) = policy.verifier.unknown_key_of(token) {
+        state.key_reports.note(issuer, kid);
+    }
+}
+
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 pub(crate) mod tests;
@@ -341,3 +354,7 @@ pub(crate) mod tests;
 #[cfg(test)]
 #[path = "decision_variant_tests.rs"]
 mod variant_tests;
+
+#[cfg(test)]
+#[path = "key_report_tests.rs"]
+mod key_report_tests;

@@ -52,7 +52,8 @@ pub(crate) fn config() -> FilterConfig {
             issuer: "tickettoken".into(),
             audience: "tickettoken-platform".into(),
             leeway_secs: 30,
-            keys: vec![KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None }],
+            keys: vec![KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None, issuer: None }],
+            jwks: None,
         },
         roles: crate::defaults::roles(),
         identity_signing_key: None,
@@ -76,7 +77,7 @@ pub(crate) fn token(patch: Value) -> String {
 
 pub(crate) struct Harness {
     pub(crate) policy: Policy,
-    state: FilterState,
+    pub(crate) state: FilterState,
 }
 
 impl Harness {
@@ -87,7 +88,7 @@ impl Harness {
     pub(crate) fn with(config: FilterConfig) -> Self {
         Self {
             policy: Policy::compile(&config).unwrap(),
-            state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default() },
+            state: FilterState { cache: TokenCache::new(16), revocations: RevocationList::default(), key_reports: Default::default() },
         }
     }
 

@@ -17,6 +17,7 @@ pub mod header_map;
 pub mod headers;
 pub mod hold;
 pub mod identity;
+pub mod key_reports;
 pub mod rbac;
 pub mod reply;
 pub mod revocation;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::config::{
-    AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
+    AuthConfig, FilterConfig, JwksConfig, KeyConfig, KeyReportConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
 };
 use crate::headers::HeaderPolicy;
 use crate::path::{check_prefix, is_normalized, is_under_prefix, segment_eq, PathPattern, PathReadings, PatternError};
@@ -25,6 +25,8 @@ pub struct Policy {
     pub roles: BTreeMap<String, RoleConfig>,
     pub identity_key: Option<Vec<u8>>,
     pub revocation: Option<RevocationConfig>,
+    /// Where unknown kids of JWKS issuers are reported (crate::key_reports).
+    pub key_report: Option<KeyReportConfig>,
     pub token_cache_entries: usize,
     /// Header policy for paths no service owns (Envoy answers them with a 404).
     pub unrouted_headers: HeaderPolicy,
@@ -115,6 +117,7 @@ impl Policy {
             roles,
             identity_key: identity_signing_key.as_ref().map(|k| k.as_bytes().to_vec()),
             revocation: revocation.clone(),
+            key_report: auth.jwks.as_ref().and_then(|j| j.report.clone()),
             token_cache_entries: *token_cache_entries,
             unrouted_headers: HeaderPolicy::open(),
             webhooks: compile_webhooks(webhooks)?,
@@ -239,7 +242,7 @@ fn compile_rules(service: &str, configs: &[crate::config::RuleConfig]) -> Result
 }
 
 fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {
-    let AuthConfig { issuer, audience, leeway_secs, keys } = auth;
+    let AuthConfig { issuer, audience, leeway_secs, keys, jwks } = auth;
     if issuer.is_empty() {
         return Err(CompileError::new("auth", "issuer", "must not be empty"));
     }
@@ -250,12 +253,35 @@ fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {
         .ok()
         .filter(|l| *l <= MAX_LEEWAY_SECS)
         .ok_or_else(|| CompileError::new("auth", "leeway_secs", format!("must be at most {MAX_LEEWAY_SECS}")))?;
-    Ok(Verifier { issuer: issuer.clone(), audience: audience.clone(), leeway_secs, keys: compile_keys(keys)? })
+    let jwks_issuers = match jwks {
+        Some(jwks) => compile_jwks(jwks)?,
+        None => Vec::new(),
+    };
+    let keys = compile_keys(keys, &jwks_issuers)?;
+    Ok(Verifier { issuer: issuer.clone(), audience: audience.clone(), leeway_secs, keys, jwks_issuers })
 }
 
-fn compile_keys(configs: &[KeyConfig]) -> Result<Vec<VerifyingKey>, CompileError> {
-    if configs.is_empty() {
+fn compile_jwks(jwks: &JwksConfig) -> Result<Vec<String>, CompileError> {
+    let JwksConfig { issuers, report } = jwks;
+    if issuers.is_empty() || issuers.iter().any(String::is_empty) {
+        return Err(CompileError::new("auth.jwks", "issuers", "list at least one, none empty"));
+    }
+    if let Some(KeyReportConfig { cluster, authority: _, path }) = report {
+        if cluster.is_empty() || !path.starts_with('/') {
+            return Err(CompileError::new("auth.jwks", "report", "needs a cluster and an absolute path"));
+        }
+    }
+    Ok(issuers.clone())
+}
+
+/// `jwks_issuers` may verify with keys bound to them, and may have none yet: their tokens
+/// are then refused until the control plane's first good fetch.
+fn compile_keys(configs: &[KeyConfig], jwks_issuers: &[String]) -> Result<Vec<VerifyingKey>, CompileError> {
+    if configs.is_empty() && jwks_issuers.is_empty() {
         return Err(CompileError::new("auth", "keys", "needs at least one key"));
+    }
+    if let Some((index, key)) = configs.iter().enumerate().find(|(_, k)| k.issuer.as_ref().is_some_and(|i| !jwks_issuers.contains(i))) {
+        return Err(CompileError::new(format!("auth.keys[{index}]"), "issuer", format!("{:?} is not in auth.jwks.issuers", key.issuer.as_deref().unwrap_or_default())));
     }
     // One owner for the key rules, the set-wide ones (one kid each, never an HMAC secret
     // beside public keys) included: token::compile_key_set.

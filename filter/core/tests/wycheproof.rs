@@ -119,7 +119,7 @@ impl OwnedKey {
     }
 
     fn source(&self) -> KeySource<'_> {
-        KeySource { kid: self.kid.as_deref(), algorithms: &self.algorithms, secret: self.secret.as_deref(), jwk: self.jwk.as_ref() }
+        KeySource { kid: self.kid.as_deref(), algorithms: &self.algorithms, secret: self.secret.as_deref(), jwk: self.jwk.as_ref(), issuer: None }
     }
 }
 
@@ -141,7 +141,7 @@ fn public_half(jwk: &Value) -> Value {
 fn verifier(jwks: &[Value]) -> Result<Verifier, String> {
     let owned: Vec<OwnedKey> = jwks.iter().map(OwnedKey::from_jwk).collect();
     let keys = compile_key_set(owned.iter().map(OwnedKey::source)).map_err(|e| format!("config refused: {e}"))?;
-    Ok(Verifier { issuer: "wycheproof".into(), audience: "wycheproof".into(), leeway_secs: 0, keys })
+    Ok(Verifier { issuer: "wycheproof".into(), audience: "wycheproof".into(), leeway_secs: 0, keys, jwks_issuers: vec![] })
 }
 
 /// Whether the filter's signature layer accepts a `jws` field (a compact string, or the

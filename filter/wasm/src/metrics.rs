@@ -56,6 +56,10 @@ pub struct Metrics {
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
+    /// Unknown kids of JWKS issuers posted to the control plane, and those dropped (over a
+    /// batch's bound, or oversize): counters, summed over every VM.
+    pub unknown_kids_reported: u32,
+    pub unknown_kids_dropped: u32,
 }
 
 fn define(kind: MetricType, name: &str) -> u32 {
@@ -100,6 +104,8 @@ impl Metrics {
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
+            unknown_kids_reported: counter("stagedoor_unknown_kids_reported"),
+            unknown_kids_dropped: counter("stagedoor_unknown_kids_dropped"),
         }
     }
 
@@ -199,6 +205,10 @@ impl Metrics {
     }
 
     pub fn bump(&self, id: u32) {
-        let _ = increment_metric(id, 1);
+        self.add(id, 1);
+    }
+
+    pub fn add(&self, id: u32, by: u64) {
+        let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
 }

@@ -14,6 +14,7 @@ use stagedoor_filter_core::cache::TokenCache;
 use stagedoor_filter_core::config::FilterConfig;
 use stagedoor_filter_core::feed_poll::{callout_timeout, feed_path, poll_again_now, tick_period};
 use stagedoor_filter_core::hold::{HeldRequests, Release};
+use stagedoor_filter_core::key_reports::{report_body, KeyReports};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::shadow::{ShadowReport, SHADOW_REPORT_PATH};
 use stagedoor_filter_core::{FilterState, Policy};
@@ -22,6 +23,9 @@ use crate::host::{self, CurrentRequest};
 use crate::http::{StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
 use crate::time::{now_ms, CoarseTime};
+
+/// An unknown-kid report is small and answered at once; past this it is given up.
+const KEY_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Metrics are handed to Envoy this often at the latest.
 const METRICS_FLUSH: Duration = Duration::from_millis(500);
@@ -37,6 +41,11 @@ pub struct StagedoorRoot {
     last_revocation_sync_ms: Option<u64>,
     /// The shadow report in flight and the counts it carries (handed back if it fails).
     shadow_report_call: Option<(u32, ShadowCounts)>,
+    /// The unknown-kid report in flight (its answer is not waited for, only awaited before
+    /// the next one, so a slow control plane is not piled onto).
+    key_report_call: Option<u32>,
+    /// How many dropped kids the metric already counts (the batch counts since the VM began).
+    dropped_kids_counted: u64,
 }
 
 /// Shadow differences by (label, denied).
@@ -57,6 +66,8 @@ impl StagedoorRoot {
             revocation_call: None,
             last_revocation_sync_ms: None,
             shadow_report_call: None,
+            key_report_call: None,
+            dropped_kids_counted: 0,
         }
     }
 }
@@ -79,6 +90,12 @@ impl Context for StagedoorRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.shadow_report_call.as_ref().is_some_and(|(token, _)| *token == token_id) {
             self.shadow_report_answered();
+            return;
+        }
+        if self.key_report_call == Some(token_id) {
+            // Fire and forget: what the control plane does with the kids reaches every
+            // Envoy as a new filter config.
+            self.key_report_call = None;
             return;
         }
         if self.revocation_call != Some(token_id) {
@@ -195,6 +212,40 @@ impl StagedoorRoot {
         }
     }
 
+    /// Sends the kids tokens named that no key has (stagedoor_filter_core::key_reports),
+    /// one batch per tick at most, never waited for by a request.
+    fn report_unknown_keys(&mut self) {
+        let (Some(report), Some(state)) = (self.policy.as_ref().and_then(|p| p.key_report.clone()), &self.state) else { return };
+        if self.key_report_call.is_some() || state.borrow().key_reports.is_empty() {
+            return;
+        }
+        let (batch, dropped) = {
+            let mut state = state.borrow_mut();
+            (state.key_reports.take(), state.key_reports.dropped())
+        };
+        let body = report_body(&batch);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", report.path.as_str()),
+            (":authority", report.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(m) = &self.metrics {
+            m.add(m.unknown_kids_dropped, dropped.saturating_sub(self.dropped_kids_counted));
+        }
+        self.dropped_kids_counted = dropped;
+        match host::dispatch_http_call(&report.cluster, headers, Some(&body), KEY_REPORT_TIMEOUT) {
+            Ok(token) => {
+                self.key_report_call = Some(token);
+                if let Some(m) = &self.metrics {
+                    m.add(m.unknown_kids_reported, batch.len() as u64);
+                }
+            }
+            // Dropped: the next token with the kid reports it again.
+            Err(e) => host::log(LogLevel::Warn, &format!("stagedoor: unknown-kid report not sent: {e}")),
+        }
+    }
+
     /// Lets held requests go on, or answers them, each in its own context.
     fn release(&self, released: Vec<(u32, Release)>) {
         if released.is_empty() {
@@ -234,7 +285,12 @@ impl StagedoorRoot {
             Some(state) => state.borrow().revocations.clone(),
             None => VM_REVOCATIONS.with(|list| list.borrow().clone()),
         };
-        self.state = Some(Rc::new(RefCell::new(FilterState { cache: TokenCache::new(policy.token_cache_entries), revocations })));
+        self.state = Some(Rc::new(RefCell::new(FilterState {
+            cache: TokenCache::new(policy.token_cache_entries),
+            revocations,
+            key_reports: KeyReports::default(),
+        })));
+        self.dropped_kids_counted = 0;
         if self.metrics.is_none() {
             self.metrics = Some(Rc::new(Metrics::define()));
         }
@@ -276,6 +332,7 @@ impl RootContext for StagedoorRoot {
         self.release(overdue);
         self.poll_revocations(false);
         self.report_shadow();
+        self.report_unknown_keys();
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -81,7 +81,8 @@ fn list_claim(value: &Option<serde_json::Value>, name: &'static str) -> Result<O
 }
 
 impl RawClaims {
-    pub(super) fn check(self, verifier: &Verifier, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
+    /// `issuer`: the one the verifying key vouches for.
+    pub(super) fn check(self, verifier: &Verifier, issuer: &str, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
         let exp = numeric_date(&self.exp, "exp is not a number")?.ok_or(TokenError::InvalidClaims("exp is required"))?;
         let nbf = numeric_date(&self.nbf, "nbf is not a number")?;
         if let Some(iat) = numeric_date(&self.iat, "iat is not a number")? {
@@ -89,7 +90,7 @@ impl RawClaims {
                 return Err(TokenError::IssuedInFuture);
             }
         }
-        if string_claim(&self.iss) != Some(verifier.issuer.as_str()) {
+        if string_claim(&self.iss) != Some(issuer) {
             return Err(TokenError::WrongIssuer);
         }
         let audience_ok = match &self.aud {

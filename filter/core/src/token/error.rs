@@ -18,12 +18,14 @@ pub enum TokenError {
     InvalidClaims(&'static str),
     UnknownRole,
     Revoked,
+    /// The token's issuer takes its keys from a JWKS the control plane has not fetched yet.
+    KeysUnavailable,
 }
 
 impl TokenError {
     /// One of each kind, in metric order: `ALL[e.index()]` is of `e`'s kind (a test checks
     /// it; `index` is an exhaustive match, so a new kind does not compile until it is placed).
-    pub const ALL: [TokenError; 17] = [
+    pub const ALL: [TokenError; 18] = [
         Self::Missing,
         Self::Malformed(""),
         Self::TooLarge,
@@ -41,11 +43,12 @@ impl TokenError {
         Self::InvalidClaims(""),
         Self::UnknownRole,
         Self::Revoked,
+        Self::KeysUnavailable,
     ];
 
     /// Every code, derived from [`Self::ALL`] and [`Self::code`].
-    pub const ALL_CODES: [&'static str; 17] = {
-        let mut codes = [""; 17];
+    pub const ALL_CODES: [&'static str; 18] = {
+        let mut codes = [""; 18];
         let mut i = 0;
         while i < codes.len() {
             codes[i] = Self::ALL[i].code();
@@ -73,6 +76,7 @@ impl TokenError {
             Self::InvalidClaims(_) => "TOKEN_INVALID_CLAIMS",
             Self::UnknownRole => "TOKEN_UNKNOWN_ROLE",
             Self::Revoked => "TOKEN_REVOKED",
+            Self::KeysUnavailable => "TOKEN_KEYS_UNAVAILABLE",
         }
     }
 
@@ -96,6 +100,7 @@ impl TokenError {
             Self::InvalidClaims(_) => 14,
             Self::UnknownRole => 15,
             Self::Revoked => 16,
+            Self::KeysUnavailable => 17,
         }
     }
 
@@ -119,6 +124,7 @@ impl TokenError {
             Self::InvalidClaims(why) => format!("Token claims are invalid: {why}"),
             Self::UnknownRole => "Token role is not known".into(),
             Self::Revoked => "Token has been revoked".into(),
+            Self::KeysUnavailable => "The keys of the token's issuer are not loaded yet".into(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A key set: each key compiled, and the rules that span keys (one kid each, one kind).
+//! A key set: each key compiled, and the rules that span keys (one kid each, one kind per
+//! issuer).
 
 use super::key_error::KeyError;
 use super::keys::{compile_key_source, KeySource, VerifyingKey};
@@ -21,7 +22,9 @@ pub fn compile_key_set<'a>(sources: impl IntoIterator<Item = KeySource<'a>>) -> 
             return Err(at(KeyError::DuplicateKid));
         }
         let key = compile_key_source(&source).map_err(at)?;
-        if let Some(first) = keys.first() {
+        // Per issuer: a key bound to another issuer never verifies this issuer's tokens,
+        // so an IdP's public keys beside a development secret give no second way in.
+        if let Some(first) = keys.iter().find(|k| k.issuer == key.issuer) {
             if first.kind.is_hmac() != key.kind.is_hmac() {
                 return Err(at(KeyError::MixedKinds { first: first.kind, this: key.kind }));
             }

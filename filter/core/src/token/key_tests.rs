@@ -25,11 +25,11 @@ fn with(mut jwk: Value, member: &str, value: Value) -> Value {
 }
 
 fn jwk_key(algorithms: &[&str], jwk: Value) -> KeyConfig {
-    KeyConfig { kid: None, algorithms: algorithms.iter().map(|a| a.to_string()).collect(), secret: None, jwk: Some(jwk) }
+    KeyConfig { kid: None, algorithms: algorithms.iter().map(|a| a.to_string()).collect(), secret: None, jwk: Some(jwk), issuer: None }
 }
 
 fn secret_key(algorithms: &[&str], len: usize) -> KeyConfig {
-    KeyConfig { kid: None, algorithms: algorithms.iter().map(|a| a.to_string()).collect(), secret: Some("s".repeat(len)), jwk: None }
+    KeyConfig { kid: None, algorithms: algorithms.iter().map(|a| a.to_string()).collect(), secret: Some("s".repeat(len)), jwk: None, issuer: None }
 }
 
 /// The field a refused key names, and the error itself.
@@ -141,7 +141,7 @@ fn an_ec_point_off_its_curve_or_an_unsupported_curve_is_refused() {
 }
 
 fn source<'a>(kid: &'a str, algorithms: &'a [String], secret: Option<&'a [u8]>, jwk: Option<&'a Value>) -> KeySource<'a> {
-    KeySource { kid: Some(kid), algorithms, secret, jwk }
+    KeySource { kid: Some(kid), algorithms, secret, jwk, issuer: None }
 }
 
 #[test]
@@ -172,7 +172,7 @@ fn policy_compile_names_the_key_and_the_field() {
     .unwrap();
     let e = crate::policy::Policy::compile(&config).unwrap_err();
     assert_eq!(e.to_string(), "auth.keys[1] (kid \"ec-1\"): jwk.use: is \"enc\": only a key for signatures (\"sig\") may verify tokens");
-    config.auth.keys[1] = KeyConfig { kid: Some("hs".into()), algorithms: vec!["HS384".into()], secret: Some("s".repeat(47)), jwk: None };
+    config.auth.keys[1] = KeyConfig { kid: Some("hs".into()), algorithms: vec!["HS384".into()], secret: Some("s".repeat(47)), jwk: None, issuer: None };
     let e = crate::policy::Policy::compile(&config).unwrap_err();
     assert_eq!(e.to_string(), "auth.keys[1] (kid \"hs\"): secret: must be at least 48 bytes (384 bits) for HS384, the size of its hash (RFC 7518 3.2)");
     config.auth.keys[1].secret = Some("s".repeat(48));

@@ -10,6 +10,8 @@ use crate::config::KeyConfig;
 #[derive(Clone)]
 pub struct VerifyingKey {
     pub kid: Option<String>,
+    /// The issuer whose tokens this key verifies; None: the verifier's own issuer.
+    pub issuer: Option<String>,
     pub algorithms: Vec<Algorithm>,
     pub kind: KeyKind,
     pub key: DecodingKey,
@@ -20,6 +22,7 @@ impl std::fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
             .field("algorithms", &self.algorithms)
             .field("kind", &self.kind)
             .finish()
@@ -72,12 +75,19 @@ pub struct KeySource<'a> {
     pub algorithms: &'a [String],
     pub secret: Option<&'a [u8]>,
     pub jwk: Option<&'a serde_json::Value>,
+    pub issuer: Option<&'a str>,
 }
 
 impl<'a> From<&'a KeyConfig> for KeySource<'a> {
     fn from(config: &'a KeyConfig) -> Self {
-        let KeyConfig { kid, algorithms, secret, jwk } = config;
-        Self { kid: kid.as_deref(), algorithms, secret: secret.as_ref().map(|s| s.as_bytes()), jwk: jwk.as_ref() }
+        let KeyConfig { kid, algorithms, secret, jwk, issuer } = config;
+        Self {
+            kid: kid.as_deref(),
+            algorithms,
+            secret: secret.as_ref().map(|s| s.as_bytes()),
+            jwk: jwk.as_ref(),
+            issuer: issuer.as_deref(),
+        }
     }
 }
 
@@ -108,7 +118,7 @@ pub fn compile_key_source(source: &KeySource<'_>) -> Result<VerifyingKey, KeyErr
     for alg in &algorithms {
         probe(&key, *alg)?;
     }
-    Ok(VerifyingKey { kid: source.kid.map(str::to_owned), algorithms, kind, key })
+    Ok(VerifyingKey { kid: source.kid.map(str::to_owned), issuer: source.issuer.map(str::to_owned), algorithms, kind, key })
 }
 
 /// RFC 7518 3.2: an HMAC key is at least as long as the hash output, so a secret that

@@ -31,6 +31,9 @@ pub struct Verifier {
     pub audience: String,
     pub leeway_secs: i64,
     pub keys: Vec<VerifyingKey>,
+    /// Issuers whose keys come from a JWKS (a key's `issuer`): a token of one of them with
+    /// no key at all is refused as [`TokenError::KeysUnavailable`].
+    pub jwks_issuers: Vec<String>,
 }
 
 /// The one bearer token of a request, from every Authorization value it carried.
@@ -130,11 +133,13 @@ fn algorithm(name: &str) -> Option<Algorithm> {
 impl Verifier {
     /// Verifies the signature, then every claim, at time `now` (unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
-        let payload = self.verify_signature(token)?;
-        // Only now, with the signature good, do the claims mean anything.
+        let (payload, key) = self.verify_signature_by_key(token)?;
+        // Only now, with the signature good, do the claims mean anything. A key from an
+        // issuer's JWKS vouches for that issuer only.
         let claims: claims::RawClaims =
             serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("the JWT claims are not base64url JSON"))?;
-        let verified = claims.check(self, token, now)?;
+        let issuer = key.issuer.as_deref().unwrap_or(&self.issuer);
+        let verified = claims.check(self, issuer, token, now)?;
         verified.check_time(now, self.leeway_secs)?;
         Ok(verified)
     }
@@ -143,16 +148,19 @@ impl Verifier {
     /// algorithm are allowed and its signature is good. Returns the decoded payload,
     /// whatever it holds; claims are the caller's business.
     pub fn verify_signature(&self, token: &str) -> Result<Vec<u8>, TokenError> {
+        self.verify_signature_by_key(token).map(|(payload, _)| payload)
+    }
+
+    /// [`Self::verify_signature`], with the key that verified it.
+    fn verify_signature_by_key(&self, token: &str) -> Result<(Vec<u8>, &VerifyingKey), TokenError> {
         let parts = split(token)?;
         let header: JoseHeader = decode_json(parts.header, "the JWT header is not base64url JSON")?;
         if header.crit.is_some() {
             return Err(TokenError::Malformed("the JWT header has critical extensions"));
         }
-        let key = self
-            .keys
-            .iter()
-            .find(|k| k.kid == header.kid)
-            .ok_or(TokenError::UnknownKey)?;
+        let Some(key) = self.keys.iter().find(|k| k.kid == header.kid) else {
+            return Err(self.no_key_error(parts.payload));
+        };
         let alg = algorithm(&header.alg).ok_or(TokenError::AlgorithmNotAllowed)?;
         if !key.algorithms.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed);
@@ -160,7 +168,50 @@ impl Verifier {
         if !key.verifies(alg, parts.signing_input.as_bytes(), parts.signature) {
             return Err(TokenError::InvalidSignature);
         }
-        URL_SAFE_NO_PAD.decode(parts.payload).map_err(|_| TokenError::Malformed("the JWT claims are not base64url JSON"))
+        let payload =
+            URL_SAFE_NO_PAD.decode(parts.payload).map_err(|_| TokenError::Malformed("the JWT claims are not base64url JSON"))?;
+        Ok((payload, key))
+    }
+
+    /// No key has the token's kid. If the token claims a JWKS issuer none of whose keys
+    /// has arrived yet, say so: its keys are missing, not its kid. The claim is unverified
+    /// and picks only the refusal's wording; the token is refused either way.
+    fn no_key_error(&self, payload: &str) -> TokenError {
+        match unverified_issuer(payload) {
+            Some(iss) if self.is_jwks_issuer(&iss) && !self.keys.iter().any(|k| k.issuer.as_deref() == Some(iss.as_str())) => {
+                TokenError::KeysUnavailable
+            }
+            _ => TokenError::UnknownKey,
+        }
+    }
+
+    fn is_jwks_issuer(&self, issuer: &str) -> bool {
+        self.jwks_issuers.iter().any(|i| i == issuer)
+    }
+
+    /// The (issuer, kid) to report for a token no key verifies: only a token that claims a
+    /// JWKS issuer and names a kid, which that issuer's JWKS may have gained since the last
+    /// fetch. Unverified, so the control plane treats it as a hint, never as a key.
+    pub fn unknown_key_of(&self, token: &str) -> Option<(String, String)> {
+        let parts = split(token).ok()?;
+        let header: JoseHeader = decode_json(parts.header, "").ok()?;
+        let kid = header.kid?;
+        let issuer = unverified_issuer(parts.payload)?;
+        self.is_jwks_issuer(&issuer).then_some((issuer, kid))
+    }
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    #[serde(default)]
+    iss: Option<serde_json::Value>,
+}
+
+fn unverified_issuer(payload: &str) -> Option<String> {
+    let claims: IssuerOnly = decode_json(payload, "").ok()?;
+    match claims.iss {
+        Some(serde_json::Value::String(iss)) => Some(iss),
+        _ => None,
     }
 }
 
@@ -181,3 +232,6 @@ mod tests;
 
 #[cfg(test)]
 mod key_tests;
+
+#[cfg(test)]
+mod issuer_tests;

@@ -14,16 +14,17 @@ fn jwks() -> Value {
 fn verifier() -> Verifier {
     let jwks = jwks();
     let keys = [
-        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None },
-        KeyConfig { kid: Some("hs-2".into()), algorithms: vec!["HS256".into()], secret: Some(format!("{SECRET}-2")), jwk: None },
-        KeyConfig { kid: Some("rsa-1".into()), algorithms: vec!["RS256".into()], secret: None, jwk: Some(jwks["keys"][0].clone()) },
-        KeyConfig { kid: Some("ec-1".into()), algorithms: vec!["ES256".into()], secret: None, jwk: Some(jwks["keys"][1].clone()) },
+        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some(SECRET.into()), jwk: None, issuer: None },
+        KeyConfig { kid: Some("hs-2".into()), algorithms: vec!["HS256".into()], secret: Some(format!("{SECRET}-2")), jwk: None, issuer: None },
+        KeyConfig { kid: Some("rsa-1".into()), algorithms: vec!["RS256".into()], secret: None, jwk: Some(jwks["keys"][0].clone()), issuer: None },
+        KeyConfig { kid: Some("ec-1".into()), algorithms: vec!["ES256".into()], secret: None, jwk: Some(jwks["keys"][1].clone()), issuer: None },
     ];
     Verifier {
         issuer: "tickettoken".into(),
         audience: "tickettoken-platform".into(),
         leeway_secs: 30,
         keys: keys.iter().map(|k| compile_key(k).unwrap()).collect(),
+        jwks_issuers: vec![],
     }
 }
 
@@ -120,13 +121,13 @@ fn alg_none_in_any_spelling_and_algorithm_confusion_are_refused() {
 fn keys_that_invite_confusion_are_refused_at_config_time() {
     let jwks = jwks();
     let bad = [
-        KeyConfig { kid: None, algorithms: vec!["RS256".into()], secret: Some(SECRET.into()), jwk: None },
-        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: None, jwk: Some(jwks["keys"][0].clone()) },
-        KeyConfig { kid: None, algorithms: vec!["none".into()], secret: Some(SECRET.into()), jwk: None },
-        KeyConfig { kid: None, algorithms: vec![], secret: Some(SECRET.into()), jwk: None },
-        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some("short".into()), jwk: None },
-        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: None, jwk: None },
-        KeyConfig { kid: None, algorithms: vec!["ES256".into()], secret: None, jwk: Some(json!({"kty": "EC"})) },
+        KeyConfig { kid: None, algorithms: vec!["RS256".into()], secret: Some(SECRET.into()), jwk: None, issuer: None },
+        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: None, jwk: Some(jwks["keys"][0].clone()), issuer: None },
+        KeyConfig { kid: None, algorithms: vec!["none".into()], secret: Some(SECRET.into()), jwk: None, issuer: None },
+        KeyConfig { kid: None, algorithms: vec![], secret: Some(SECRET.into()), jwk: None, issuer: None },
+        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: Some("short".into()), jwk: None, issuer: None },
+        KeyConfig { kid: None, algorithms: vec!["HS256".into()], secret: None, jwk: None, issuer: None },
+        KeyConfig { kid: None, algorithms: vec!["ES256".into()], secret: None, jwk: Some(json!({"kty": "EC"})), issuer: None },
     ];
     for k in bad {
         assert!(compile_key(&k).is_err(), "{k:?}");
