@@ -47,6 +47,21 @@ pub fn mint_token(registry_file: &Path, request: &crate::token::MintRequest) -> 
     Ok(())
 }
 
+/// `stagedoor token --refresh`: a new family's first refresh token, signed with the
+/// registry's `token_endpoint.refresh_key`.
+pub fn mint_refresh_token(registry_file: &Path, sub: &str, tenant: &str, role: &str) -> anyhow::Result<()> {
+    let registry = crate::translate::load_checked(registry_file)?;
+    let endpoint = registry
+        .token_endpoint
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: the registry has no token_endpoint (and so no refresh key)", registry_file.display()))?;
+    let signer = crate::token_endpoint::claims::Signer { registry: &registry, endpoint };
+    let now = (crate::clock::unix_ms() / 1000) as i64;
+    let claims = signer.first_refresh_claims(&crate::token::new_jti(), sub, tenant, Some(role), now);
+    println!("{}", signer.sign_refresh(&claims)?);
+    Ok(())
+}
+
 /// The instance `stagedoor register` and `deregister` name.
 pub struct InstanceTarget {
     pub service: String,

@@ -10,6 +10,11 @@ pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 pub static CLIENT_CERTIFICATES_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Background tasks that died and were started again (see supervise.rs).
 pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
+/// Token endpoint: refreshes answered with a pair (rotations and grace replays).
+pub static REFRESH_ROTATIONS: AtomicU64 = AtomicU64::new(0);
+/// Token endpoint: refresh tokens reused, each revoking its family (a security event).
+pub static REFRESH_REUSE_DETECTED: AtomicU64 = AtomicU64::new(0);
+pub static LOGOUTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ mod global_rate_limit;
 pub mod input;
 pub mod live;
 mod model;
+pub mod token_endpoint;
 pub mod traffic;
 mod validate;
 

@@ -4,6 +4,7 @@ use stagedoor_filter_core::config::{
     AuthConfig, FilterConfig, RevocationConfig, ServiceConfig, DEFAULT_LEEWAY_SECS, DEFAULT_TOKEN_CACHE_ENTRIES,
 };
 
+use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 use crate::registry::Registry;
 
 /// The config's version is a hash of its own content, not the registry's: an instance
@@ -23,6 +24,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
                 unmatched: svc.unmatched,
                 validation: svc.validation.clone(),
             })
+            .chain(registry.token_endpoint.as_ref().map(|_| token_endpoint_service()))
             .collect(),
         auth: AuthConfig {
             issuer: registry.auth.issuer.clone(),
@@ -38,4 +40,20 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config
+}
+
+/// The token endpoint's paths as the filter sees them: public, because the endpoint checks
+/// the tokens itself (a logout repeated with its now revoked token answers the same), and
+/// routed as Envoy routes them, so the filter and Envoy agree on what is whose.
+fn token_endpoint_service() -> ServiceConfig {
+    let paths = [REFRESH_PATH, LOGOUT_PATH];
+    ServiceConfig {
+        name: crate::translate::names::TOKEN_ENDPOINT_SERVICE.to_owned(),
+        prefixes: paths.iter().map(|p| (*p).to_owned()).collect(),
+        public_paths: paths.iter().flat_map(|p| [(*p).to_owned(), format!("{p}/*")]).collect(),
+        rules: Vec::new(),
+        request_headers: Default::default(),
+        unmatched: Default::default(),
+        validation: Vec::new(),
+    }
 }

@@ -110,6 +110,9 @@ pub fn translate(
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
     }
+    if let Some(endpoint) = &registry.token_endpoint {
+        clusters.push(cluster::token_endpoint(&endpoint.address, endpoint.port, options.control_plane_tls));
+    }
     if registry.global_rate_limits.is_some() {
         clusters.push(rate_limit_global::cluster(options.rate_limit_service.as_ref(), options.control_plane_tls));
     }

@@ -20,6 +20,12 @@ pub fn cluster(service: &str) -> String {
 pub const CONTROL_PLANE_CLUSTER: &str = "stagedoor_control_plane";
 pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";
 
+/// The static cluster to the token endpoint (refresh and logout, `stagedoor serve
+/// --token-endpoint`), and its name as a service in the filter's config (not a valid
+/// registry service name, so no service can take it).
+pub const TOKEN_ENDPOINT_CLUSTER: &str = "stagedoor_token_endpoint";
+pub const TOKEN_ENDPOINT_SERVICE: &str = "stagedoor:token-endpoint";
+
 /// Route metadata namespace the local-reply formats read (`%METADATA(ROUTE:stagedoor:...)%`).
 pub const METADATA_NAMESPACE: &str = "stagedoor";
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";

@@ -155,10 +155,11 @@ impl HttpContext for StagedoorHttp {
                 return self.refuse_invalid(&failure, request_id);
             }
         }
-        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
-        if let Some(key) = awaiting.as_deref() {
+        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision)
+            .map(|(key, family)| (key.to_owned(), family.map(str::to_owned)));
+        if let Some((key, family)) = &awaiting {
             let awaiting_body = (webhook.is_some() || validation.is_some()) && !end_of_stream;
-            if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
+            if !self.held.borrow_mut().hold(self.context_id, (key, family.as_deref()), request_id, host::now_ms(), awaiting_body) {
                 return self.refuse(&revocations_unavailable(), request_id);
             }
             self.metrics.held();
