@@ -224,6 +224,16 @@ fn logout_revokes_the_token_and_its_family_on_every_envoy_and_answers_the_same_t
     let access_ttl: i64 = stack.redis_cli(&["TTL", &format!("stagedoor:revoked:{}", claims(&access)["jti"].as_str().unwrap())]).parse().unwrap();
     assert!(access_ttl > 0 && access_ttl <= 900 + 60, "the access token's entry expires with the token: {access_ttl}");
 
+    // An access token from the auth service (no family) is revoked by its jti alone.
+    let plain = bearer(json!({"jti": "plain-logout", "role": "admin"}));
+    assert_eq!(venue_code(&stack, plain.trim_start_matches("Bearer ")).0, 200);
+    let plain_header = format!("Authorization: {plain}");
+    let out = raw::request(stack.gateway_port, "POST", "/api/v1/auth/logout", &[&plain_header], "");
+    assert_eq!((out.status, out.json()), (200, json!({"loggedOut": true, "familyRevoked": false})), "{}", out.body);
+    refused_everywhere_within_a_second(&stack, plain.trim_start_matches("Bearer "), Instant::now());
+    let nothing = raw::request(stack.gateway_port, "POST", "/api/v1/auth/logout", &[], "");
+    assert_error(&nothing, 401, "TOKEN_MISSING");
+
     // An operator revokes a family through the mTLS API.
     let (access2, next2) = pair(&refresh(&stack, &first_refresh_token(&stack)));
     let fid2 = claims(&next2)["fid"].as_str().unwrap().to_owned();

@@ -70,8 +70,9 @@ impl Call {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         Self {
             request_id: header("x-request-id").map(plain_request_id).unwrap_or_else(|| String::from("none")),
-            // Set by Envoy from the connection it saw, replacing any client copy.
-            client: header("x-original-ip").map(|ip| plain_request_id(ip)).unwrap_or_else(|| String::from("unknown")),
+            // Set by Envoy from the connection it saw, replacing any client copy; an address
+            // keeps to the request id's characters (digits, hex, '.', ':'), so it is log-safe.
+            client: header("x-original-ip").map(plain_request_id).unwrap_or_else(|| String::from("unknown")),
         }
     }
 

@@ -21,6 +21,8 @@ mod rate_limit_global_tests;
 mod response_strip;
 pub mod names;
 mod route;
+#[cfg(test)]
+mod token_endpoint_tests;
 
 use std::net::SocketAddr;
 
