@@ -155,9 +155,10 @@ pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Resu
     // sections, and let the control plane judge the rest.
     // Placeholders stand in for the redacted and environment secrets: the diff compares
     // services and where secrets come from, never their values.
+    // Each a different one: the registry refuses a refresh key equal to an access key.
     let placeholder = "x".repeat(32);
-    let served_yaml = current.yaml.replace(registry::REDACTED, &placeholder);
-    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|_| Some(placeholder.clone()))?;
+    let served_yaml = distinct_placeholders(&current.yaml, &placeholder);
+    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|name| Some(format!("{placeholder}-{name}")))?;
     let changes = crate::diff::diff(&served, &proposed);
     print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
     let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await.map_err(refused)?.into_inner();
@@ -169,6 +170,15 @@ pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Resu
         println!("nothing to push: Envoys already run registry {}", reply.version);
     }
     Ok(())
+}
+
+/// Every redacted secret in `yaml` replaced by `placeholder` and its position: distinct
+/// stand-ins, so rules that compare secrets judge the served registry as they did the file.
+fn distinct_placeholders(yaml: &str, placeholder: &str) -> String {
+    yaml.split(registry::REDACTED)
+        .enumerate()
+        .map(|(i, part)| if i == 0 { part.to_owned() } else { format!("{placeholder}-{i}{part}") })
+        .collect()
 }
 
 /// `stagedoor status`: the connected Envoys and the versions they run.
@@ -184,4 +194,14 @@ pub async fn status(server: &ApiArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_redacted_secret_gets_its_own_placeholder() {
+        let yaml = format!("a: {r}\nb: {r}\n", r = crate::registry::REDACTED);
+        assert_eq!(super::distinct_placeholders(&yaml, "x"), "a: x-1\nb: x-2\n");
+        assert_eq!(super::distinct_placeholders("none", "x"), "none");
+    }
 }

@@ -177,6 +177,9 @@ fn the_familys_absolute_expiry_holds_across_rotations_and_tokens_never_pass_for_
     let stack = start("  family_lifetime_secs: 10\n  idle_secs: 10\n  access_ttl_secs: 60\n", 1, true);
     let first = first_refresh_token(&stack);
     let fexp = claims(&first)["fexp"].as_i64().unwrap();
+    // The served registry (secrets redacted) reads back: `apply` compares against it.
+    let out = stack.cli().args(["apply", "-f", &stack.registry_path.display().to_string(), "--dry-run"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // A refresh token is no access token, and an access token no refresh token.
     assert_eq!(venue_code(&stack, &first), (401, "TOKEN_UNKNOWN_KEY".into()), "the filter never holds the refresh key");
