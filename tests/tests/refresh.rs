@@ -135,6 +135,9 @@ fn twenty_concurrent_refreshes_of_one_token_yield_exactly_one_successor() {
     let rotated = refresh(&stack, &next);
     assert_eq!(rotated.status, 200, "the successor rotates in turn: {}", rotated.body);
     assert_eq!(rotated.header("cache-control"), Some("no-store"));
+    // Under the endpoint's paths, and with another method: its own JSON refusals.
+    assert_error(&raw::request(stack.gateway_port, "POST", "/api/v1/auth/refresh/more", &[], "{}"), 404, "NOT_FOUND");
+    assert_error(&raw::request(stack.gateway_port, "GET", "/api/v1/auth/refresh", &[], ""), 405, "METHOD_NOT_ALLOWED");
     // The auth service never saw a refresh; its other paths still reach it.
     assert_eq!(stack.echo_count("auth", "e2e-refresh"), 0);
     let login = raw::request(stack.gateway_port, "POST", "/api/v1/auth/login", &["Content-Type: application/json"], "{}");

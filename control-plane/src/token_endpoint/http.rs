@@ -45,6 +45,7 @@ pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls
         .route(REFRESH_PATH, post(refresh))
         .route(LOGOUT_PATH, post(logout))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .into_make_service_with_connect_info::<Peer>();
@@ -130,6 +131,10 @@ fn read_body(body: &Bytes) -> Result<RefreshBody, Denial> {
 
 async fn not_found(headers: HeaderMap) -> Response {
     Call::read(&headers).refuse(&refusal(404, "NOT_FOUND", "The token endpoint answers POST /api/v1/auth/refresh and /api/v1/auth/logout"))
+}
+
+async fn method_not_allowed(headers: HeaderMap) -> Response {
+    Call::read(&headers).refuse(&refusal(405, "METHOD_NOT_ALLOWED", "Refresh and logout take POST"))
 }
 
 async fn refresh(State(state): State<TokenEndpointState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap, body: Bytes) -> Response {
