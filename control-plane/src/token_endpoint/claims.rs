@@ -165,7 +165,9 @@ impl<'r> Signer<'r> {
         if claims.iss != verifier.issuer {
             return Err(denial(TokenError::WrongIssuer, &TokenError::WrongIssuer.message()));
         }
-        if claims.iat > now + 30 {
+        // The registry's clock-skew allowance, as for access tokens (an auth service may mint the first).
+        let leeway = self.registry.auth.leeway_secs.unwrap_or(stagedoor_filter_core::config::DEFAULT_LEEWAY_SECS);
+        if claims.iat > now.saturating_add(i64::try_from(leeway).unwrap_or(0)) {
             return Err(denial(TokenError::IssuedInFuture, &TokenError::IssuedInFuture.message()));
         }
         // The family's absolute expiry holds even for logout: after it the family is gone.

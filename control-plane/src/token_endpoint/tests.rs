@@ -122,6 +122,10 @@ fn an_idle_refresh_token_expires_but_still_names_its_family_for_logout() {
     assert_eq!(signer.verify_refresh(&token, NOW + 301, false).unwrap_err().code, "TOKEN_EXPIRED");
     assert_eq!(signer.verify_refresh(&token, NOW + 301, true).unwrap().fid, "fam1");
     assert_eq!(signer.verify_refresh(&token, NOW + 1000, true).unwrap_err().code, "TOKEN_EXPIRED", "the family is over");
+    let early = signer.sign_refresh(&signer.first_refresh_claims("fam2", "u1", "t1", None, NOW + 31)).unwrap();
+    assert_eq!(signer.verify_refresh(&early, NOW, false).unwrap_err().code, "TOKEN_ISSUED_IN_FUTURE", "past the 30 s leeway");
+    let skewed = signer.sign_refresh(&signer.first_refresh_claims("fam3", "u1", "t1", None, NOW + 30)).unwrap();
+    assert!(signer.verify_refresh(&skewed, NOW, false).is_ok(), "within the leeway");
 }
 
 #[test]
