@@ -230,6 +230,15 @@ fn logout_revokes_the_token_and_its_family_on_every_envoy_and_answers_the_same_t
     let access_ttl: i64 = stack.redis_cli(&["TTL", &format!("stagedoor:revoked:{}", claims(&access)["jti"].as_str().unwrap())]).parse().unwrap();
     assert!(access_ttl > 0 && access_ttl <= 900 + 60, "the access token's entry expires with the token: {access_ttl}");
 
+    // The access token alone ends its family too: it names it (fid), until the family's end.
+    let (access3, next3) = pair(&refresh(&stack, &first_refresh_token(&stack)));
+    let out = raw::request(stack.gateway_port, "POST", "/api/v1/auth/logout", &[&format!("Authorization: Bearer {access3}")], "");
+    assert_eq!((out.status, out.json()), (200, json!({"loggedOut": true, "familyRevoked": true})), "{}", out.body);
+    assert_error(&refresh(&stack, &next3), 401, "TOKEN_REVOKED");
+    let fid3 = claims(&next3)["fid"].as_str().unwrap().to_owned();
+    let expiry: i64 = stack.redis_cli(&["GET", &format!("stagedoor:revoked:family:{fid3}")]).parse().unwrap();
+    assert_eq!(Some(expiry), claims(&next3)["fexp"].as_i64(), "the entry lasts exactly as long as the family");
+
     // An access token from the auth service (no family) is revoked by its jti alone.
     let plain = bearer(json!({"jti": "plain-logout", "role": "admin"}));
     assert_eq!(venue_code(&stack, plain.trim_start_matches("Bearer ")).0, 200);

@@ -57,6 +57,9 @@ struct AccessClaims<'a> {
     role: Option<&'a str>,
     jti: String,
     fid: &'a str,
+    /// The family's absolute expiry, so a logout with this token alone knows how long the
+    /// family's revocation must last.
+    fexp: i64,
     iat: i64,
     exp: i64,
 }
@@ -118,6 +121,7 @@ impl<'r> Signer<'r> {
             // Its own revocation key, apart from the refresh token's jti.
             jti: format!("{jti}.a"),
             fid: &presented.fid,
+            fexp: presented.fexp,
             iat,
             // An access token never outlives its family either.
             exp: (iat + secs(self.endpoint.access_ttl_secs)).min(presented.fexp),

@@ -1,5 +1,6 @@
 //! POST /api/v1/auth/logout: revokes the presented access token (its jti, else its hash)
-//! and, when a refresh token comes in the body, its whole family. Each entry goes on the
+//! and its whole family: the one the access token names (`fid`, when a refresh minted it)
+//! and the one of a refresh token in the body. Each entry goes on the
 //! revocation list like an operator's revoke (in force here at once, in Redis, announced to
 //! every control plane) and lasts until its token or family expires, no longer. A repeat
 //! answers the same: revoking a revoked key changes nothing.
@@ -34,23 +35,21 @@ pub async fn logout(state: &TokenEndpointState, peer: &Peer, headers: &HeaderMap
     let mut targets: Vec<(String, i64)> = Vec::new();
     if !authorization.is_empty() {
         let token = bearer_token(&authorization).map_err(|e| refusal(401, e.code(), e.message()))?;
-        if let Some(target) = access_target(&view.registry, token, now)? {
-            targets.push(target);
-        }
+        targets.extend(access_targets(&view.registry, endpoint.family_lifetime_secs, token, now)?);
     }
-    let mut family_revoked = false;
     if let Some(token) = refresh_token {
         let signer = Signer { registry: &view.registry, endpoint };
         match signer.verify_refresh(&token, now, true) {
-            Ok(claims) => {
-                targets.push((stagedoor_filter_core::revocation::family_key(&claims.fid), claims.fexp));
-                family_revoked = true;
-            }
+            Ok(claims) => targets.push((stagedoor_filter_core::revocation::family_key(&claims.fid), claims.fexp)),
             // A family past its absolute expiry is over already: nothing to revoke.
             Err(denial) if denial.code == TokenError::Expired.code() => {}
             Err(denial) => return Err(denial),
         }
     }
+    // Both tokens may name the same family: one entry, with the later expiry.
+    targets.sort();
+    targets.dedup_by(|later, earlier| later.0 == earlier.0 && { earlier.1 = earlier.1.max(later.1); true });
+    let family_revoked = targets.iter().any(|(key, _)| key.starts_with(stagedoor_filter_core::revocation::FAMILY_PREFIX));
     for (key, expires_at) in &targets {
         revoke(state, &store.url, key, *expires_at, now).await?;
     }
@@ -58,10 +57,12 @@ pub async fn logout(state: &TokenEndpointState, peer: &Peer, headers: &HeaderMap
     Ok(LoggedOut { logged_out: true, family_revoked })
 }
 
-/// The access token's revocation key and expiry, if it is a good one still alive. An
-/// expired token needs no entry; a forged one gets none (the list is not a dump).
-fn access_target(registry: &crate::registry::Registry, token: &str, now: i64) -> Result<Option<(String, i64)>, Denial> {
-    let leeway = registry.auth.leeway_secs.map_or(stagedoor_filter_core::config::DEFAULT_LEEWAY_SECS as i64, |l| l as i64);
+/// The access token's revocation key and expiry, and its family's when a refresh minted it
+/// (until the `fexp` it carries; an access token without one, until the longest a family
+/// lives), if it is a good token still alive. An expired token needs no entry; a forged one
+/// gets none (the list is not a dump).
+fn access_targets(registry: &crate::registry::Registry, family_lifetime_secs: u64, token: &str, now: i64) -> Result<Vec<(String, i64)>, Denial> {
+    let leeway = i64::try_from(registry.auth.leeway_secs.unwrap_or(stagedoor_filter_core::config::DEFAULT_LEEWAY_SECS)).unwrap_or(0);
     let verifier = Verifier {
         issuer: registry.auth.issuer.clone(),
         audience: registry.auth.audience.clone(),
@@ -69,11 +70,22 @@ fn access_target(registry: &crate::registry::Registry, token: &str, now: i64) ->
         // The registry is validated: a key that does not compile never reached a filter either.
         keys: registry.keys.iter().filter_map(|k| compile_key(k).ok()).collect(),
     };
-    match verifier.verify(token, now) {
-        Ok(verified) => Ok(Some((verified.revocation_key, verified.exp.saturating_add(leeway)))),
-        Err(TokenError::Expired) => Ok(None),
-        Err(e) => Err(refusal(401, e.code(), e.message())),
+    let verified = match verifier.verify(token, now) {
+        Ok(verified) => verified,
+        Err(TokenError::Expired) => return Ok(Vec::new()),
+        Err(e) => return Err(refusal(401, e.code(), e.message())),
+    };
+    let mut targets = vec![(verified.revocation_key, verified.exp.saturating_add(leeway))];
+    if let Some(family) = verified.family_revocation_key {
+        let fexp = verifier
+            .verify_signature(token)
+            .ok()
+            .and_then(|payload| serde_json::from_slice::<serde_json::Value>(&payload).ok())
+            .and_then(|claims| claims.get("fexp").and_then(serde_json::Value::as_i64))
+            .unwrap_or_else(|| now.saturating_add(i64::try_from(family_lifetime_secs).unwrap_or(i64::MAX / 4)));
+        targets.push((family, fexp));
     }
+    Ok(targets)
 }
 
 /// One entry on the list here, then in Redis; a Redis that cannot take it now gets it from

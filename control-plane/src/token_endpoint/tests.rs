@@ -85,6 +85,10 @@ fn a_successor_pair_is_the_same_bytes_every_time_and_its_access_token_carries_th
     assert_eq!(access.family_revocation_key.as_deref(), Some("family:fam1"));
     assert_eq!((access.subject.as_str(), access.tenant.as_str(), access.exp), ("u1", "t1", NOW + 5 + 900));
     assert_eq!(access.revocation_key, "j2.a");
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(a.access_token.split('.').nth(1).unwrap()).unwrap();
+    let access_claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(access_claims["fexp"], NOW + 1000, "a logout with the access token alone knows the family's end");
     assert_eq!(a.expires_in, 900);
 
     let next = signer.verify_refresh(&a.refresh_token, NOW + 6, false).unwrap();
