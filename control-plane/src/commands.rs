@@ -204,4 +204,20 @@ mod tests {
         assert_eq!(super::distinct_placeholders(&yaml, "x"), "a: x-1\nb: x-2\n");
         assert_eq!(super::distinct_placeholders("none", "x"), "none");
     }
+
+    #[test]
+    fn a_served_registry_with_a_refresh_key_reads_back_for_apply() {
+        let yaml = format!(
+            "{}token_endpoint:\n  instance: {{ address: 127.0.0.1, port: 1 }}\n  refresh_key: {{ kid: r, secret: unit-test-refresh-secret-refresh-0123456 }}\nservices: []\n",
+            crate::test_support::AUTH
+        );
+        let served = crate::api::registry_yaml(&crate::registry::Registry::parse("r.yaml", &yaml).unwrap());
+        let placeholder = "x".repeat(32);
+        let env = |name: &str| Some(format!("{placeholder}-{name}"));
+        let read_back = crate::registry::Registry::parse_with_env("served", &super::distinct_placeholders(&served, &placeholder), &env);
+        assert!(read_back.is_ok(), "{read_back:?}");
+        let one_for_all = served.replace(crate::registry::REDACTED, &placeholder);
+        let refused = crate::registry::Registry::parse_with_env("served", &one_for_all, &env).unwrap_err().to_string();
+        assert!(refused.contains("is also an access-token key's secret"), "why one placeholder cannot do: {refused}");
+    }
 }
