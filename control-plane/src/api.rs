@@ -86,7 +86,15 @@ impl ControlPlane for ControlPlaneApi {
 
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
         let now = (crate::clock::unix_ms() / 1000) as i64;
-        let (key, expires_at) = revocation_target(request.get_ref(), now).map_err(Status::invalid_argument)?;
+        let (key, mut expires_at) = revocation_target(request.get_ref(), now).map_err(Status::invalid_argument)?;
+        // A family's members are unknown here; none outlives the registry's family lifetime.
+        if key.starts_with(stagedoor_filter_core::revocation::FAMILY_PREFIX) && request.get_ref().expires_at_unix <= 0 {
+            let lifetime = self.publisher.view().registry.token_endpoint.as_ref().map_or(
+                crate::registry::token_endpoint::DEFAULT_FAMILY_LIFETIME_SECS,
+                |endpoint| endpoint.family_lifetime_secs,
+            );
+            expires_at = now + i64::try_from(lifetime).unwrap_or(i64::MAX / 4);
+        }
         let (cursor, generation) = self
             .revocations
             .lock()

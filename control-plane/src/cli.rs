@@ -111,11 +111,15 @@ enum TokenAction {
     /// Put a token (or a bare jti) on the revocation list of a running control plane.
     Revoke {
         /// The token to revoke.
-        #[arg(long, required_unless_present = "jti")]
+        #[arg(long, required_unless_present_any = ["jti", "family"])]
         token: Option<String>,
         /// A jti to revoke.
-        #[arg(long, conflicts_with = "token")]
+        #[arg(long, conflicts_with_all = ["token", "family"])]
         jti: Option<String>,
+        /// A refresh-token family (the `fid` claim): every refresh token of it and every
+        /// access token minted from it, until the family's absolute expiry.
+        #[arg(long, conflicts_with = "token")]
+        family: Option<String>,
         #[command(flatten)]
         server: stagedoor_control_plane::client::ApiArgs,
     },
@@ -156,6 +160,10 @@ struct MintArgs {
     /// The `type` claim; anything but `access` is refused by the gateway.
     #[arg(long = "type", default_value = "access")]
     token_type: String,
+    /// Print the first refresh token of a new family instead (the registry's
+    /// `token_endpoint.refresh_key`), for POST /api/v1/auth/refresh.
+    #[arg(long, conflicts_with_all = ["token_type", "venues", "permissions", "ttl"])]
+    refresh: bool,
 }
 
 impl Cli {
@@ -176,9 +184,16 @@ impl Cli {
             }
             Command::Deregister { instance } => run_async(async move { commands::deregister(&instance.into()).await }),
             Command::FilterConfig { registry } => commands::print_filter_config(&registry),
+            Command::Token { action: None, mint } if mint.refresh => {
+                commands::mint_refresh_token(&mint.registry, &mint.sub, &mint.tenant, &mint.role)
+            }
             Command::Token { action: None, mint } => commands::mint_token(&mint.registry.clone(), &mint.into()),
-            Command::Token { action: Some(TokenAction::Revoke { token, jti, server }), .. } => {
-                run_async(commands::revoke(&server, token.unwrap_or_default(), jti.unwrap_or_default()))
+            Command::Token { action: Some(TokenAction::Revoke { token, jti, family, server }), .. } => {
+                let jti = match family {
+                    Some(fid) => stagedoor_filter_core::revocation::family_key(&fid),
+                    None => jti.unwrap_or_default(),
+                };
+                run_async(commands::revoke(&server, token.unwrap_or_default(), jti))
             }
         }
     }
@@ -191,7 +206,7 @@ impl From<InstanceArgs> for InstanceTarget {
 }
 
 impl From<MintArgs> for stagedoor_control_plane::token::MintRequest {
-    fn from(MintArgs { registry: _, sub, tenant, role, venues, permissions, ttl, token_type }: MintArgs) -> Self {
+    fn from(MintArgs { registry: _, sub, tenant, role, venues, permissions, ttl, token_type, refresh: _ }: MintArgs) -> Self {
         Self { sub, tenant, role, venues, permissions, ttl, token_type }
     }
 }

@@ -47,6 +47,21 @@ pub fn mint_token(registry_file: &Path, request: &crate::token::MintRequest) -> 
     Ok(())
 }
 
+/// `stagedoor token --refresh`: a new family's first refresh token, signed with the
+/// registry's `token_endpoint.refresh_key`.
+pub fn mint_refresh_token(registry_file: &Path, sub: &str, tenant: &str, role: &str) -> anyhow::Result<()> {
+    let registry = crate::translate::load_checked(registry_file)?;
+    let endpoint = registry
+        .token_endpoint
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("{}: the registry has no token_endpoint (and so no refresh key)", registry_file.display()))?;
+    let signer = crate::token_endpoint::claims::Signer { registry: &registry, endpoint };
+    let now = (crate::clock::unix_ms() / 1000) as i64;
+    let claims = signer.first_refresh_claims(&crate::token::new_jti(), sub, tenant, Some(role), now);
+    println!("{}", signer.sign_refresh(&claims)?);
+    Ok(())
+}
+
 /// The instance `stagedoor register` and `deregister` name.
 pub struct InstanceTarget {
     pub service: String,
@@ -140,9 +155,10 @@ pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Resu
     // sections, and let the control plane judge the rest.
     // Placeholders stand in for the redacted and environment secrets: the diff compares
     // services and where secrets come from, never their values.
+    // Each a different one: the registry refuses a refresh key equal to an access key.
     let placeholder = "x".repeat(32);
-    let served_yaml = current.yaml.replace(registry::REDACTED, &placeholder);
-    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|_| Some(placeholder.clone()))?;
+    let served_yaml = distinct_placeholders(&current.yaml, &placeholder);
+    let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|name| Some(format!("{placeholder}-{name}")))?;
     let changes = crate::diff::diff(&served, &proposed);
     print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
     let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await.map_err(refused)?.into_inner();
@@ -154,6 +170,15 @@ pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Resu
         println!("nothing to push: Envoys already run registry {}", reply.version);
     }
     Ok(())
+}
+
+/// Every redacted secret in `yaml` replaced by `placeholder` and its position: distinct
+/// stand-ins, so rules that compare secrets judge the served registry as they did the file.
+fn distinct_placeholders(yaml: &str, placeholder: &str) -> String {
+    yaml.split(registry::REDACTED)
+        .enumerate()
+        .map(|(i, part)| if i == 0 { part.to_owned() } else { format!("{placeholder}-{i}{part}") })
+        .collect()
 }
 
 /// `stagedoor status`: the connected Envoys and the versions they run.
@@ -175,4 +200,30 @@ pub async fn status(server: &ApiArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_redacted_secret_gets_its_own_placeholder() {
+        let yaml = format!("a: {r}\nb: {r}\n", r = crate::registry::REDACTED);
+        assert_eq!(super::distinct_placeholders(&yaml, "x"), "a: x-1\nb: x-2\n");
+        assert_eq!(super::distinct_placeholders("none", "x"), "none");
+    }
+
+    #[test]
+    fn a_served_registry_with_a_refresh_key_reads_back_for_apply() {
+        let yaml = format!(
+            "{}token_endpoint:\n  instance: {{ address: 127.0.0.1, port: 1 }}\n  refresh_key: {{ kid: r, secret: unit-test-refresh-secret-refresh-0123456 }}\nservices: []\n",
+            crate::test_support::AUTH
+        );
+        let served = crate::api::registry_yaml(&crate::registry::Registry::parse("r.yaml", &yaml).unwrap());
+        let placeholder = "x".repeat(32);
+        let env = |name: &str| Some(format!("{placeholder}-{name}"));
+        let read_back = crate::registry::Registry::parse_with_env("served", &super::distinct_placeholders(&served, &placeholder), &env);
+        assert!(read_back.is_ok(), "{read_back:?}");
+        let one_for_all = served.replace(crate::registry::REDACTED, &placeholder);
+        let refused = crate::registry::Registry::parse_with_env("served", &one_for_all, &env).unwrap_err().to_string();
+        assert!(refused.contains("is also an access-token key's secret"), "why one placeholder cannot do: {refused}");
+    }
 }

@@ -46,6 +46,7 @@ pub mod supervise;
 mod test_support;
 pub mod tls;
 pub mod token;
+pub mod token_endpoint;
 pub mod translate;
 pub mod watch;
 pub mod xds;

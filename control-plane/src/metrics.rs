@@ -14,6 +14,11 @@ pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
 pub static JWKS_KEY_SETS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 /// Unknown-kid reports from filters (see jwks/limiter.rs for what they may cost).
 pub static JWKS_UNKNOWN_KID_REPORTS: AtomicU64 = AtomicU64::new(0);
+/// Token endpoint: refreshes answered with a pair (rotations and grace replays).
+pub static REFRESH_ROTATIONS: AtomicU64 = AtomicU64::new(0);
+/// Token endpoint: refresh tokens reused, each revoking its family (a security event).
+pub static REFRESH_REUSE_DETECTED: AtomicU64 = AtomicU64::new(0);
+pub static LOGOUTS: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -120,6 +120,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limiter,
         require_envoy_certificate: !args.insecure,
     });
+    let token_state = crate::token_endpoint::http::TokenEndpointState {
+        publisher: publisher.clone(),
+        revocations: revocations.clone(),
+        store: args.redis.clone().map(|url| Arc::new(crate::token_endpoint::store::TokenStore::new(url))),
+        write_back: revocation_write_back.clone(),
+        insecure: args.insecure,
+    };
+    if publisher.view().registry.token_endpoint.is_some() && args.token_endpoint.is_none() {
+        tracing::warn!("the registry declares a token_endpoint but serve has no --token-endpoint: refresh and logout answer 503");
+    }
+    let mut token_endpoint = tokio::spawn(serve_token_endpoint(args.token_endpoint, trust.served.clone(), token_state, stop.clone()));
     let api = ControlPlaneApi {
         publisher: publisher.clone(),
         envoys: envoys.clone(),
@@ -153,17 +164,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         joined = &mut http => return Err(ended_early("status server", outcome(joined))),
         joined = &mut metrics => return Err(ended_early("metrics server", outcome(joined))),
         joined = &mut rate_limit => return Err(ended_early("rate limit server", outcome(joined))),
+        joined = &mut token_endpoint => return Err(ended_early("token endpoint", outcome(joined))),
     }
     let stopping = Instant::now();
     stop_switch.stop();
     let drain = async {
-        let (grpc, http, metrics, rate_limit) = tokio::join!(&mut grpc, &mut http, &mut metrics, &mut rate_limit);
+        let (grpc, http, metrics, rate_limit, token_endpoint) =
+            tokio::join!(&mut grpc, &mut http, &mut metrics, &mut rate_limit, &mut token_endpoint);
         background.join().await;
         let servers = [
             ("gRPC server", outcome(grpc)),
             ("status server", outcome(http)),
             ("metrics server", outcome(metrics)),
             ("rate limit server", outcome(rate_limit)),
+            ("token endpoint", outcome(token_endpoint)),
         ];
         for (server, outcome) in servers {
             if let Err(e) = outcome {
@@ -180,6 +194,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!(after_ms = stopping.elapsed().as_millis(), "stopped");
     Ok(())
+}
+
+/// The token endpoint when `--token-endpoint` is given; else waits for the stop, like a
+/// server that is not there.
+async fn serve_token_endpoint(
+    listen: Option<std::net::SocketAddr>,
+    tls: Option<crate::tls::served::ServedTls>,
+    state: crate::token_endpoint::http::TokenEndpointState,
+    stop: crate::shutdown::Stop,
+) -> std::io::Result<()> {
+    match listen {
+        Some(listen) => crate::token_endpoint::http::serve(listen, tls, state, stop).await,
+        None => {
+            stop.requested().await;
+            Ok(())
+        }
+    }
 }
 
 /// A server task's result, whether the server or its task failed.

@@ -16,6 +16,10 @@ pub struct ServeArgs {
     /// HTTP address for /status.
     #[arg(long, env = "STAGEDOOR_HTTP", default_value = "127.0.0.1:18080")]
     pub http: SocketAddr,
+    /// Address of the token endpoint (refresh and logout, the registry's `token_endpoint`),
+    /// same TLS as /status, Envoy certificates only; absent: not served.
+    #[arg(long, env = "STAGEDOOR_TOKEN_ENDPOINT")]
+    pub token_endpoint: Option<SocketAddr>,
     /// Plain HTTP address for /metrics and /healthz (no credentials: keep it private).
     #[arg(long, env = "STAGEDOOR_METRICS", default_value = "127.0.0.1:18081")]
     pub metrics: SocketAddr,

@@ -101,7 +101,8 @@ fn feed_reader(peer: &Peer, insecure: bool) -> Result<(), Refusal> {
 
 async fn metrics(State(state): State<AppState>) -> String {
     use crate::metrics::{
-        counter_value, write, CLIENT_CERTIFICATES_REFUSED, NACKS, REGISTRY_EDITS_APPLIED, REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
+        counter_value, write, CLIENT_CERTIFICATES_REFUSED, LOGOUTS, NACKS, REFRESH_REUSE_DETECTED, REFRESH_ROTATIONS, REGISTRY_EDITS_APPLIED,
+        REGISTRY_EDITS_REJECTED, SNAPSHOTS_PUBLISHED, TASK_RESTARTS,
     };
     let (registry_version, snapshot_version, live) = {
         let p = state.publisher.view();
@@ -129,6 +130,10 @@ async fn metrics(State(state): State<AppState>) -> String {
     let help = "Unknown kids of JWKS issuers reported by filters.";
     write(&mut out, "stagedoor_jwks_unknown_kid_reports_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_UNKNOWN_KID_REPORTS))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
+    write(&mut out, "stagedoor_refreshes_total", "counter", "Refreshes answered with a token pair.", &[("", counter_value(&REFRESH_ROTATIONS))]);
+    let help = "Refresh tokens reused (an older family member, or the predecessor after the grace): each revoked its family.";
+    write(&mut out, "stagedoor_refresh_reuse_detected_total", "counter", help, &[("", counter_value(&REFRESH_REUSE_DETECTED))]);
+    write(&mut out, "stagedoor_logouts_total", "counter", "Logouts answered.", &[("", counter_value(&LOGOUTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
     if let Some(d) = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone())) {

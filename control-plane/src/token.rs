@@ -33,7 +33,7 @@ pub fn mint(registry: &Registry, request: &MintRequest, now: i64) -> anyhow::Res
         "aud": registry.auth.audience,
         "iat": now,
         "exp": now + i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX / 2),
-        "jti": jti(now),
+        "jti": new_jti(),
     });
     if let Some(venues) = &request.venues {
         claims["venues"] = json!(venues);
@@ -45,13 +45,14 @@ pub fn mint(registry: &Registry, request: &MintRequest, now: i64) -> anyhow::Res
     Ok(encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes()))?)
 }
 
-/// A unique id; not a secret, so time, process and a counter are enough.
-fn jti(now: i64) -> String {
+/// A unique id (a token's jti, a refresh family's id); not a secret (the tokens that carry
+/// it are signed), so time, process and a counter are enough.
+pub fn new_jti() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    crate::hash::short_hash(format!("{now}-{nanos}-{}-{n}", std::process::id()).as_bytes())
+    crate::hash::short_hash(format!("{nanos}-{}-{n}", std::process::id()).as_bytes())
 }
 
 /// The longest duration `parse_ttl` reads: ten years, far beyond any token or heartbeat, and

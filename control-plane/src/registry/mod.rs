@@ -12,6 +12,7 @@ pub mod remote_keys;
 pub mod live;
 mod model;
 pub mod signed;
+pub mod token_endpoint;
 pub mod traffic;
 mod validate;
 

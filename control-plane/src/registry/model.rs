@@ -38,6 +38,9 @@ pub struct RegistryFile {
     /// HTTPS at the edge; absent: plain HTTP only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_tls: Option<EdgeTlsSpec>,
+    /// Refresh and logout answered by the gateway (issue 12); absent: the auth service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<super::token_endpoint::TokenEndpointSpec>,
     pub services: Vec<ServiceSpec>,
 }
 

@@ -41,6 +41,9 @@ pub struct Registry {
     pub edge_tls: Option<EdgeTls>,
     /// Services whose instances are reached over TLS, with their CA and client certificate.
     pub upstream_tls: BTreeMap<String, UpstreamTls>,
+    /// As written, and with its secrets resolved (the refresh key, the access signing key).
+    pub token_endpoint_spec: Option<super::token_endpoint::TokenEndpointSpec>,
+    pub token_endpoint: Option<super::token_endpoint::TokenEndpoint>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -133,11 +136,18 @@ impl Registry {
             Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| Fault::item(&item, field, reason))?),
         };
         let upstream_tls = upstream_tls(&services, now)?;
+        let token_endpoint = match &parsed.token_endpoint {
+            None => None,
+            Some(spec) => Some(
+                super::token_endpoint::compile(spec, &parsed.auth, &keys, env)
+                    .map_err(|(field, reason)| Fault::item("token_endpoint", field, reason))?,
+            ),
+        };
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks,
+            &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks, &token_endpoint,
         ));
         Ok(Self {
             services,
@@ -159,6 +169,8 @@ impl Registry {
             edge_tls_spec: parsed.edge_tls,
             edge_tls,
             upstream_tls,
+            token_endpoint_spec: parsed.token_endpoint,
+            token_endpoint,
             version,
         })
     }
@@ -194,6 +206,7 @@ impl Registry {
                 .collect(),
             signed_requests: self.signed_requests_spec.as_ref().map(|spec| super::signed::redacted(spec, redact)),
             edge_tls: self.edge_tls_spec.clone(),
+            token_endpoint: self.token_endpoint_spec.as_ref().map(|spec| super::token_endpoint::redacted(spec, redact)),
             services: self.services.values().cloned().collect(),
         }
     }
@@ -452,7 +465,7 @@ pub fn is_service_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-fn is_host(address: &str) -> bool {
+pub(super) fn is_host(address: &str) -> bool {
     address.parse::<std::net::IpAddr>().is_ok()
         || (!address.is_empty()
             && address.len() <= 253

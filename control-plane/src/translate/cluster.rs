@@ -152,7 +152,16 @@ pub fn socket(address: &str, port: u16) -> Address {
 /// DNS-resolved for a name (a compose or Kubernetes service); over mutual TLS unless the
 /// control plane runs `--insecure`.
 pub fn control_plane(host: &str, port: u16, tls: bool) -> Cluster {
-    let name = names::CONTROL_PLANE_CLUSTER.to_owned();
+    static_or_dns(names::CONTROL_PLANE_CLUSTER, host, port, tls)
+}
+
+/// The token endpoint (a `stagedoor serve` too, so the same mutual TLS as the feed's).
+pub fn token_endpoint(host: &str, port: u16, tls: bool) -> Cluster {
+    static_or_dns(names::TOKEN_ENDPOINT_CLUSTER, host, port, tls)
+}
+
+fn static_or_dns(name: &str, host: &str, port: u16, tls: bool) -> Cluster {
+    let name = name.to_owned();
     let kind = if host.parse::<std::net::IpAddr>().is_ok() { DiscoveryType::Static } else { DiscoveryType::StrictDns };
     Cluster {
         name: name.clone(),

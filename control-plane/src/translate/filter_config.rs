@@ -6,6 +6,7 @@ use stagedoor_filter_core::config::{
 };
 
 use stagedoor_filter_core::signature::{ReplayConfig, SignedRequestsConfig};
+use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 
 use crate::registry::Registry;
 
@@ -29,6 +30,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
                 signed_routes: svc.signed_routes.clone(),
                 rbac_shadow: svc.rbac_shadow,
             })
+            .chain(registry.token_endpoint.as_ref().map(|_| token_endpoint_service()))
             .collect(),
         auth: AuthConfig {
             issuer: registry.auth.issuer.clone(),
@@ -67,4 +69,23 @@ fn jwks_config(registry: &Registry, revocation: Option<&RevocationConfig>) -> Op
             path: String::from(super::names::KEY_REPORT_PATH),
         }),
     })
+}
+
+/// The token endpoint's paths as the filter sees them: public, because the endpoint checks
+/// the tokens itself (a logout repeated with its now revoked token answers the same), and
+/// routed as Envoy routes them, so the filter and Envoy agree on what is whose.
+fn token_endpoint_service() -> ServiceConfig {
+    let paths = [REFRESH_PATH, LOGOUT_PATH];
+    ServiceConfig {
+        name: crate::translate::names::TOKEN_ENDPOINT_SERVICE.to_owned(),
+        prefixes: paths.iter().map(|p| (*p).to_owned()).collect(),
+        public_paths: paths.iter().flat_map(|p| [(*p).to_owned(), format!("{p}/*")]).collect(),
+        rules: Vec::new(),
+        request_headers: Default::default(),
+        unmatched: Default::default(),
+        validation: Vec::new(),
+        require_signatures: false,
+        signed_routes: Vec::new(),
+        rbac_shadow: false,
+    }
 }

@@ -21,6 +21,8 @@ mod rate_limit_global_tests;
 mod response_strip;
 pub mod names;
 mod route;
+#[cfg(test)]
+mod token_endpoint_tests;
 
 use std::net::SocketAddr;
 
@@ -109,6 +111,9 @@ pub fn translate(
         .collect();
     if let Some((host, port)) = &options.control_plane_http {
         clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
+    }
+    if let Some(endpoint) = &registry.token_endpoint {
+        clusters.push(cluster::token_endpoint(&endpoint.address, endpoint.port, options.control_plane_tls));
     }
     // Signed requests spend each signature once in the RateLimitService (the filter's replay
     // check), so they need its cluster even without global limits.

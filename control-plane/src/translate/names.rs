@@ -22,6 +22,12 @@ pub const REVOCATION_FEED_PATH: &str = "/v1/revocations";
 /// Where filters post the kids of JWKS issuers that no key has (crate::jwks).
 pub const KEY_REPORT_PATH: &str = "/v1/keys/unknown";
 
+/// The static cluster to the token endpoint (refresh and logout, `stagedoor serve
+/// --token-endpoint`), and its name as a service in the filter's config (not a valid
+/// registry service name, so no service can take it).
+pub const TOKEN_ENDPOINT_CLUSTER: &str = "stagedoor_token_endpoint";
+pub const TOKEN_ENDPOINT_SERVICE: &str = "stagedoor:token-endpoint";
+
 /// Route metadata namespace the local-reply formats read (`%METADATA(ROUTE:stagedoor:...)%`).
 pub const METADATA_NAMESPACE: &str = "stagedoor";
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";

@@ -17,6 +17,7 @@ use super::cluster::millis;
 use super::any::stable_map;
 use super::{names, to_any};
 use crate::registry::traffic::{LbPolicy, LoadBalancingSpec, RetrySpec, Traffic, FAST_RETRY_BASE_MS, FAST_RETRY_MAX_MS};
+use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 use crate::registry::{Registry, ServiceSpec};
 
 /// One place traffic for a prefix goes, with the policy that applies there.
@@ -58,6 +59,10 @@ pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfi
     targets.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then_with(|| a.prefix.cmp(&b.prefix)));
 
     let mut routes = vec![health_route()];
+    // Ahead of every service: the auth service's prefix covers these paths too.
+    if registry.token_endpoint.is_some() {
+        routes.extend([REFRESH_PATH, LOGOUT_PATH].map(token_endpoint_route));
+    }
     routes.extend(targets.iter().flat_map(service_routes));
     RouteConfiguration {
         name: names::ROUTE_CONFIG.to_owned(),
@@ -193,6 +198,39 @@ fn hash_policy(lb: &LoadBalancingSpec) -> Vec<route_action::HashPolicy> {
         .map(|p| route_action::HashPolicy { policy_specifier: Some(p), ..Default::default() })
         .collect()
 }
+
+/// Refresh or logout (and what is under them, as the filter reads it) to the token
+/// endpoint; no retries: a refresh is not idempotent for a reason the gateway can see.
+fn token_endpoint_route(path: &str) -> Route {
+    Route {
+        name: format!("gateway:{path}"),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::PathSeparatedPrefix(path.to_owned())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(names::TOKEN_ENDPOINT_CLUSTER.to_owned())),
+            timeout: Some(millis(TOKEN_ENDPOINT_TIMEOUT_MS)),
+            ..Default::default()
+        })),
+        metadata: Some(Metadata {
+            filter_metadata: stable_map([(
+                String::from(names::METADATA_NAMESPACE),
+                Struct {
+                    fields: stable_map([
+                        (String::from("service"), string_value("token endpoint")),
+                        (String::from("timeout_ms"), string_value(&TOKEN_ENDPOINT_TIMEOUT_MS.to_string())),
+                    ]),
+                },
+            )]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The token endpoint answers from Redis in milliseconds; its own Redis timeout is 2 s.
+const TOKEN_ENDPOINT_TIMEOUT_MS: u64 = 5_000;
 
 fn health_route() -> Route {
     Route {

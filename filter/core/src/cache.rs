@@ -103,6 +103,7 @@ mod tests {
             exp,
             nbf: None,
             revocation_key: "k".into(),
+            family_revocation_key: None,
         };
         Rc::new(Identity::resolve(token, &crate::defaults::roles()).unwrap())
     }

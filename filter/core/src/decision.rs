@@ -330,7 +330,7 @@ fn authenticate(
             identity
         }
     };
-    if state.revocations.is_revoked(&identity.token.revocation_key) {
+    if state.revocations.revokes(&identity.token.revocation_key, identity.token.family_revocation_key.as_deref()) {
         return Err(TokenError::Revoked);
     }
     Ok(identity)

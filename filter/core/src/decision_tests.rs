@@ -279,6 +279,31 @@ fn the_cache_serves_repeats_and_still_honours_exp_and_revocation() {
 }
 
 #[test]
+fn a_revoked_family_refuses_every_access_token_minted_from_it_cached_or_not() {
+    let mut h = Harness::new();
+    let path = "/api/v1/events";
+    let cached = bearer(&token(json!({"jti": "a-1", "fid": "fam1"})));
+    let fresh = bearer(&token(json!({"jti": "a-2", "fid": "fam1"})));
+    let other = bearer(&token(json!({"jti": "a-3", "fid": "fam2"})));
+    assert!(matches!(h.run("GET", path, &[("authorization", &cached)]).decision, Decision::Forward { .. }));
+    h.state.revocations.apply(RevocationUpdate { cursor: 1, full: false, revoked: vec!["family:fam1".into()] });
+    assert_eq!(denial(&h.run("GET", path, &[("authorization", &cached)])), (401, "TOKEN_REVOKED"));
+    assert_eq!(denial(&h.run("GET", path, &[("authorization", &fresh)])), (401, "TOKEN_REVOKED"));
+    assert!(matches!(h.run("GET", path, &[("authorization", &other)]).decision, Decision::Forward { .. }));
+    let bad = bearer(&token(json!({"fid": ["fam1"]})));
+    assert_eq!(denial(&h.run("GET", path, &[("authorization", &bad)])), (401, "TOKEN_INVALID_CLAIMS"));
+}
+
+#[test]
+fn a_refresh_token_signed_with_an_access_key_is_still_not_an_access_token() {
+    let mut h = Harness::new();
+    let refresh = bearer(&token(json!({"type": "refresh", "aud": "tickettoken-platform:refresh", "fid": "f"})));
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", &refresh)])), (401, "TOKEN_WRONG_AUDIENCE"));
+    let refresh_typed = bearer(&token(json!({"type": "refresh", "fid": "f"})));
+    assert_eq!(denial(&h.run("GET", "/api/v1/events", &[("authorization", &refresh_typed)])), (401, "TOKEN_WRONG_TYPE"));
+}
+
+#[test]
 fn a_cached_token_is_timed_by_the_coarse_clock_unless_its_expiry_is_inside_the_slack() {
     let mut h = Harness::new();
     let path = "/api/v1/events";

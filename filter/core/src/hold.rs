@@ -21,17 +21,20 @@ pub const HOLD_LIMIT_MS: u64 = 2_000;
 /// reach the control plane must not pile up requests without bound).
 pub const MAX_HELD: usize = 1_024;
 
-/// The revocation key a forwarded request must still be checked against, if the list is
-/// not known yet; `None` for a request that can go on now.
-pub fn awaiting_revocations<'d>(policy: &Policy, list: &RevocationList, decision: &'d Decision<'_>) -> Option<&'d str> {
+/// The revocation keys a forwarded request must still be checked against (the token's, and
+/// its family's if it has one), if the list is not known yet; `None` for a request that can
+/// go on now.
+pub fn awaiting_revocations<'d>(policy: &Policy, list: &RevocationList, decision: &'d Decision<'_>) -> Option<(&'d str, Option<&'d str>)> {
     let Decision::Forward { identity: Some(identity), .. } = decision else { return None };
-    (policy.revocation.is_some() && !list.has_synced()).then_some(identity.token.revocation_key.as_str())
+    let keys = (identity.token.revocation_key.as_str(), identity.token.family_revocation_key.as_deref());
+    (policy.revocation.is_some() && !list.has_synced()).then_some(keys)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
     context_id: u32,
     revocation_key: String,
+    family_key: Option<String>,
     request_id: String,
     since_ms: u64,
     /// The request also waits for its webhook signature check, which lets it go itself.
@@ -57,13 +60,14 @@ pub struct HeldRequests {
 
 impl HeldRequests {
     /// Holds a request; `false` when [`MAX_HELD`] are waiting already.
-    pub fn hold(&mut self, context_id: u32, revocation_key: &str, request_id: &str, now_ms: u64, awaiting_body: bool) -> bool {
+    pub fn hold(&mut self, context_id: u32, keys: (&str, Option<&str>), request_id: &str, now_ms: u64, awaiting_body: bool) -> bool {
         if self.held.len() >= MAX_HELD {
             return false;
         }
         self.held.push(Held {
             context_id,
-            revocation_key: revocation_key.to_owned(),
+            revocation_key: keys.0.to_owned(),
+            family_key: keys.1.map(str::to_owned),
             request_id: request_id.to_owned(),
             since_ms: now_ms,
             awaiting_body,
@@ -104,7 +108,7 @@ impl HeldRequests {
         self.held
             .drain(..)
             .map(|held| {
-                let release = if list.is_revoked(&held.revocation_key) {
+                let release = if list.revokes(&held.revocation_key, held.family_key.as_deref()) {
                     let e = TokenError::Revoked;
                     Release::Refuse(Denial { status: 401, code: e.code(), message: e.message() }, held.request_id)
                 } else if held.awaiting_body {

@@ -197,6 +197,7 @@ mod tests {
             exp: 10,
             nbf: None,
             revocation_key: "k".into(),
+            family_revocation_key: None,
         };
         Identity::resolve(token, &crate::defaults::roles()).unwrap()
     }

@@ -27,6 +27,8 @@ impl Denial {
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
             500 => "Internal Server Error",
             503 => "Service Unavailable",
             _ => "Error",

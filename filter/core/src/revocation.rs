@@ -23,9 +23,22 @@ pub struct RevocationList {
     synced: bool,
 }
 
+/// The revocation key of a whole refresh-token family: every access token minted from it
+/// carries the `fid` claim, so one entry refuses them all.
+pub fn family_key(fid: &str) -> String {
+    format!("{FAMILY_PREFIX}{fid}")
+}
+
+pub const FAMILY_PREFIX: &str = "family:";
+
 impl RevocationList {
     pub fn is_revoked(&self, key: &str) -> bool {
         !self.keys.is_empty() && self.keys.contains(key)
+    }
+
+    /// A token is refused when its own key or its family's is on the list.
+    pub fn revokes(&self, key: &str, family_key: Option<&str>) -> bool {
+        self.is_revoked(key) || family_key.is_some_and(|family| self.is_revoked(family))
     }
 
     pub fn cursor(&self) -> u64 {
@@ -70,5 +83,15 @@ mod tests {
         list.apply(RevocationUpdate { cursor: 1, full: true, revoked: vec!["c".into()] });
         assert!(!list.is_revoked("a") && list.is_revoked("c"));
         assert_eq!(list.cursor(), 1);
+    }
+
+    #[test]
+    fn a_revoked_family_revokes_every_token_that_names_it() {
+        let mut list = RevocationList::default();
+        list.apply(RevocationUpdate { cursor: 1, full: false, revoked: vec![family_key("f1")] });
+        assert!(list.revokes("jti-a", Some("family:f1")));
+        assert!(!list.revokes("jti-a", Some("family:f2")));
+        assert!(!list.revokes("jti-a", None));
+        assert!(!list.revokes("f1", None), "a jti equal to the family id is not the family");
     }
 }

@@ -257,12 +257,13 @@ impl HttpContext for StagedoorHttp {
                 return self.refuse_invalid(&failure, request_id);
             }
         }
-        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
-        if let Some(key) = awaiting.as_deref() {
+        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision)
+            .map(|(key, family)| (key.to_owned(), family.map(str::to_owned)));
+        if let Some((key, family)) = &awaiting {
             // A signed request also waits for its replay check, body or not: the list's
             // arrival must not let it go before that answers.
             let awaiting_body = signed.is_some() || ((webhook.is_some() || validation.is_some()) && !end_of_stream);
-            if !self.held.borrow_mut().hold(self.context_id, key, request_id, host::now_ms(), awaiting_body) {
+            if !self.held.borrow_mut().hold(self.context_id, (key, family.as_deref()), request_id, host::now_ms(), awaiting_body) {
                 return self.refuse(&revocations_unavailable(), request_id);
             }
             self.metrics.held();

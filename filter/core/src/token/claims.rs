@@ -30,6 +30,9 @@ pub(super) struct RawClaims {
     venues: Option<serde_json::Value>,
     #[serde(default)]
     jti: Option<serde_json::Value>,
+    /// The refresh-token family an access token was minted from (the token endpoint's).
+    #[serde(default)]
+    fid: Option<serde_json::Value>,
 }
 
 /// What a verified token says about its caller, in the form the headers carry.
@@ -44,6 +47,8 @@ pub struct VerifiedToken {
     pub exp: i64,
     pub nbf: Option<i64>,
     pub revocation_key: String,
+    /// `family:<fid>` for a token minted by a refresh: revoking the family revokes it.
+    pub family_revocation_key: Option<String>,
 }
 
 fn numeric_date(value: &Option<serde_json::Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
@@ -128,6 +133,11 @@ impl RawClaims {
             Some(serde_json::Value::String(j)) => Some(j.as_str()),
             Some(_) => return Err(TokenError::InvalidClaims("jti is not a string")),
         };
+        let family_revocation_key = match &self.fid {
+            None => None,
+            Some(serde_json::Value::String(fid)) if header_safe(fid, true) => Some(crate::revocation::family_key(fid)),
+            Some(_) => return Err(TokenError::InvalidClaims("fid is not a plain string")),
+        };
         Ok(VerifiedToken {
             subject: subject.to_owned(),
             tenant: tenant.to_owned(),
@@ -137,6 +147,7 @@ impl RawClaims {
             exp,
             nbf,
             revocation_key: revocation_key(jti, token),
+            family_revocation_key,
         })
     }
 }
