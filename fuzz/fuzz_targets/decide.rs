@@ -30,7 +30,7 @@ fuzz_target!(|input: (&str, &str, Vec<(String, String)>)| {
     }))
     .expect("config");
     let policy = Policy::compile(&config).expect("policy");
-    let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default() };
+    let mut state = FilterState { cache: TokenCache::new(8), revocations: RevocationList::default(), key_reports: Default::default() };
     let owned: Vec<(String, String)> = headers.into_iter().map(|(n, v)| (n.to_ascii_lowercase(), v)).collect();
     let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let outcome = decide(&policy, &RequestView { method, path, headers: &headers }, 1_800_000_000, &mut state);
