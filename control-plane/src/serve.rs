@@ -120,7 +120,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         limiter,
         require_envoy_certificate: !args.insecure,
     });
-    let token_state = crate::token_endpoint::http::TokenEndpointState {
+    let token_state = crate::token_endpoint::preflight::TokenEndpointState {
         publisher: publisher.clone(),
         revocations: revocations.clone(),
         store: args.redis.clone().map(|url| Arc::new(crate::token_endpoint::store::TokenStore::new(url))),
@@ -201,7 +201,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve_token_endpoint(
     listen: Option<std::net::SocketAddr>,
     tls: Option<crate::tls::served::ServedTls>,
-    state: crate::token_endpoint::http::TokenEndpointState,
+    state: crate::token_endpoint::preflight::TokenEndpointState,
     stop: crate::shutdown::Stop,
 ) -> std::io::Result<()> {
     match listen {

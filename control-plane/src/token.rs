@@ -55,9 +55,8 @@ pub fn new_jti() -> String {
     crate::hash::short_hash(format!("{nanos}-{}-{n}", std::process::id()).as_bytes())
 }
 
-/// The longest duration `parse_ttl` reads: ten years, far beyond any token or heartbeat, and
-/// far below where seconds overflow (a JWT `exp` is an i64, Redis `EX` too).
-pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The longest duration `parse_ttl` reads.
+pub use crate::registry::token_endpoint::MAX_TTL;
 
 /// `15m`, `1h`, `30s`, `2d`, or plain seconds, up to [`MAX_TTL`].
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {

@@ -7,6 +7,7 @@
 pub mod edge;
 mod global_rate_limit;
 pub mod input;
+pub mod instance;
 pub mod jwks_source;
 pub mod remote_keys;
 pub mod live;

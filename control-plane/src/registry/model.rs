@@ -8,6 +8,7 @@ use stagedoor_filter_core::config::{HeaderPolicyConfig, RoleConfig, RuleConfig, 
 use stagedoor_filter_core::validation::ValidationConfig;
 
 use super::edge::{EdgeTlsSpec, UpstreamTlsSpec};
+pub use super::instance::InstanceSpec;
 use super::traffic::TrafficSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,10 +232,3 @@ pub struct RouteSpec {
     pub upstream_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceSpec {
-    /// An IP address or a DNS name.
-    pub address: String,
-    pub port: u16,
-}

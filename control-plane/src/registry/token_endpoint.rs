@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{AuthSpec, InstanceSpec};
+use super::instance::InstanceSpec;
 use stagedoor_filter_core::config::KeyConfig;
 
 /// The paths the gateway answers itself; Envoy routes them (and whatever is under them)
@@ -19,6 +19,10 @@ pub const DEFAULT_IDLE_SECS: u64 = 86_400;
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 /// The bound: a longer grace hands a stolen predecessor the successor for longer.
 pub const MAX_GRACE_SECS: u64 = 60;
+/// The longest lifetime of anything the gateway mints or reads as a duration (`stagedoor
+/// token --ttl`, a family): ten years, far beyond any token or heartbeat, and far below
+/// where seconds overflow (a JWT `exp` is an i64, Redis `EX` too).
+pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,15 +94,14 @@ fn fault(field: &str, reason: impl Into<String>) -> TokenEndpointFault {
     (field.to_owned(), reason.into())
 }
 
-/// The spec's rules. `keys` are `auth.keys` with their secrets resolved (same order).
+/// The spec's rules. `keys` are the static `auth.keys` with their secrets resolved.
 pub fn compile(
     spec: &TokenEndpointSpec,
-    auth: &AuthSpec,
     keys: &[KeyConfig],
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<TokenEndpoint, TokenEndpointFault> {
     let TokenEndpointSpec { instance, refresh_key, access_kid, access_ttl_secs, family_lifetime_secs, idle_secs, grace_secs } = spec;
-    if !super::validate::is_host(&instance.address) {
+    if !super::instance::is_host(&instance.address) {
         return Err(fault("instance.address", "must be an IP address or a DNS name"));
     }
     if instance.port == 0 {
@@ -117,7 +120,7 @@ pub fn compile(
         return Err(fault("refresh_key.kid", "must be printable ASCII without spaces"));
     }
     // Distinct from every access key, so no refresh token ever verifies as an access token.
-    if auth.keys.iter().any(|k| k.kid.as_deref() == Some(refresh_key.kid.as_str())) {
+    if keys.iter().any(|k| k.kid.as_deref() == Some(refresh_key.kid.as_str())) {
         return Err(fault("refresh_key.kid", format!("{:?} is an access-token key's kid in auth.keys", refresh_key.kid)));
     }
     if keys.iter().any(|k| k.secret.as_deref() == Some(refresh_secret.as_str())) {
@@ -134,7 +137,7 @@ pub fn compile(
         _ => return Err(fault("access_kid", "the key must be an HMAC secret that allows HS256")),
     };
     check_seconds("access_ttl_secs", *access_ttl_secs, 10, 86_400)?;
-    check_seconds("family_lifetime_secs", *family_lifetime_secs, 10, crate::token::MAX_TTL.as_secs())?;
+    check_seconds("family_lifetime_secs", *family_lifetime_secs, 10, MAX_TTL.as_secs())?;
     check_seconds("idle_secs", *idle_secs, 10, *family_lifetime_secs)?;
     check_seconds("grace_secs", *grace_secs, 0, MAX_GRACE_SECS)?;
     Ok(TokenEndpoint {

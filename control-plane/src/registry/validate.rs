@@ -139,7 +139,7 @@ impl Registry {
         let token_endpoint = match &parsed.token_endpoint {
             None => None,
             Some(spec) => Some(
-                super::token_endpoint::compile(spec, &parsed.auth, &keys, env)
+                super::token_endpoint::compile(spec, &keys, env)
                     .map_err(|(field, reason)| Fault::item("token_endpoint", field, reason))?,
             ),
         };
@@ -317,7 +317,7 @@ fn check_routes(svc: &ServiceSpec, label: &str, prefix_owner: &mut BTreeMap<Stri
 
 fn check_instances(svc: &ServiceSpec, label: &str) -> Result<(), Fault> {
     for (i, inst) in svc.instances.iter().enumerate() {
-        if !is_host(&inst.address) {
+        if !super::instance::is_host(&inst.address) {
             return Err(Fault::service(label, format!("instances[{i}].address"), "must be an IP address or a DNS name"));
         }
         if inst.port == 0 {
@@ -465,14 +465,3 @@ pub fn is_service_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-pub(super) fn is_host(address: &str) -> bool {
-    address.parse::<std::net::IpAddr>().is_ok()
-        || (!address.is_empty()
-            && address.len() <= 253
-            && address.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && !label.starts_with('-')
-                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            }))
-}

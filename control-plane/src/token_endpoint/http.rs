@@ -3,7 +3,6 @@
 //! Every refusal is the gateway's JSON error shape with the request's id.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -11,34 +10,18 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde::Deserialize;
 use stagedoor_filter_core::decision::plain_request_id;
 use stagedoor_filter_core::reply::Denial;
 
 use super::claims::{RefreshClaims, Signer, TokenPair};
 use super::rotate::{Presented, Rotation};
-use super::store::TokenStore;
-use crate::discovery::revocation_sync::WriteBack;
+use super::preflight::{check_peer, not_configured, read_body, refusal, store_unavailable, TokenEndpointState};
 use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
-use crate::revocations::RevocationStore;
-use crate::shared_publisher::SharedPublisher;
 use crate::shutdown::Stop;
-use crate::tls::identity::PeerIdentity;
 use crate::tls::listener::{Peer, PlainListener, TlsListener};
 
 /// A refresh or logout body holds one token: far below this.
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-#[derive(Clone)]
-pub struct TokenEndpointState {
-    pub publisher: SharedPublisher,
-    pub revocations: Arc<Mutex<RevocationStore>>,
-    /// None without --redis: every call answers 503 (never an in-memory family that a
-    /// restart forgets).
-    pub store: Option<Arc<TokenStore>>,
-    pub write_back: WriteBack,
-    pub insecure: bool,
-}
 
 pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls>, state: TokenEndpointState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
@@ -97,36 +80,6 @@ impl Call {
         headers.insert("cache-control", HeaderValue::from_static("no-store"));
         response
     }
-}
-
-pub(super) fn refusal(status: u16, code: &'static str, message: impl Into<String>) -> Denial {
-    Denial { status, code, message: message.into() }
-}
-
-pub(super) fn store_unavailable(why: &str) -> Denial {
-    refusal(503, "TOKEN_STORE_UNAVAILABLE", format!("The token store is unavailable ({why}); try again shortly"))
-}
-
-/// Only Envoys call the endpoint: the client address it logs comes from their header.
-fn check_peer(peer: &Peer, insecure: bool) -> Result<(), Denial> {
-    match (&peer.identity, insecure) {
-        (_, true) | (Some(PeerIdentity::Envoy { .. }), _) => Ok(()),
-        _ => Err(refusal(403, "FORBIDDEN", "The token endpoint answers the gateway's Envoys only")),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RefreshBody {
-    #[serde(default)]
-    refresh_token: Option<String>,
-}
-
-fn read_body(body: &Bytes) -> Result<RefreshBody, Denial> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RefreshBody { refresh_token: None });
-    }
-    serde_json::from_slice(body).map_err(|_| refusal(400, "INVALID_BODY", "The body must be JSON like {\"refreshToken\": \"...\"}"))
 }
 
 async fn not_found(headers: HeaderMap) -> Response {
@@ -190,10 +143,6 @@ fn family_revoked_here(state: &TokenEndpointState, presented: &RefreshClaims, ca
     );
 }
 
-pub(super) fn not_configured() -> Denial {
-    refusal(404, "NOT_FOUND", "The registry declares no token_endpoint")
-}
-
 async fn logout(State(state): State<TokenEndpointState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap, body: Bytes) -> Response {
     let call = Call::read(&headers);
     match super::logout::logout(&state, &peer, &headers, &body).await {
@@ -202,9 +151,3 @@ async fn logout(State(state): State<TokenEndpointState>, ConnectInfo(peer): Conn
     }
 }
 
-/// For the logout half: the same peer, body and store rules as refresh.
-pub(super) fn preflight<'s>(state: &'s TokenEndpointState, peer: &Peer, body: &Bytes) -> Result<(&'s TokenStore, Option<String>), Denial> {
-    check_peer(peer, state.insecure)?;
-    let store = state.store.as_deref().ok_or_else(|| store_unavailable("the control plane runs without --redis"))?;
-    Ok((store, read_body(body)?.refresh_token))
-}

@@ -12,7 +12,7 @@ use stagedoor_filter_core::reply::Denial;
 use stagedoor_filter_core::token::{bearer_token, compile_key, TokenError, Verifier};
 
 use super::claims::Signer;
-use super::http::{not_configured, preflight, refusal, store_unavailable, TokenEndpointState};
+use super::preflight::{not_configured, preflight, refusal, store_unavailable, TokenEndpointState};
 use crate::tls::listener::Peer;
 
 #[derive(Debug, Serialize)]

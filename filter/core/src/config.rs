@@ -38,7 +38,7 @@ pub struct FilterConfig {
     /// Callers' keys for signed requests and the replay store; needed when any service
     /// requires signatures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signed_requests: Option<crate::signature::SignedRequestsConfig>,
+    pub signed_requests: Option<crate::signature::config::SignedRequestsConfig>,
 }
 
 /// A Stripe webhook endpoint: the exact path it is posted to and its signing secret.
@@ -81,13 +81,13 @@ pub struct ServiceConfig {
     /// Routes whose body, query or path params are checked against JSON schemas; the
     /// first that covers a request applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub validation: Vec<crate::validation::ValidationConfig>,
+    pub validation: Vec<crate::validation::config::ValidationConfig>,
     /// Every request of the service must be signed (see [`crate::signature`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_signatures: bool,
     /// Routes that must be signed, when not the whole service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signed_routes: Vec<crate::signature::SignedRouteConfig>,
+    pub signed_routes: Vec<crate::signature::config::SignedRouteConfig>,
     /// Every rule of the service (and `unmatched: deny`) is decided in shadow only: the
     /// enforced decision lets any valid token through, and differences are counted.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

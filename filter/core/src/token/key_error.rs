@@ -2,7 +2,7 @@
 
 use jsonwebtoken::Algorithm;
 
-use super::keys::KeyKind;
+use super::key_kind::KeyKind;
 
 /// A key the compiler refuses. [`KeyError::field`] names the field of the key's config
 /// (`jwk.use`, `secret`, ...); the message says why, and never echoes key material.

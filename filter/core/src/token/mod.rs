@@ -4,6 +4,7 @@
 mod claims;
 mod error;
 mod key_error;
+mod key_kind;
 mod key_set;
 mod keys;
 mod public_jwk;

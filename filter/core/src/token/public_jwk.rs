@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::key_error::KeyError;
-use super::keys::KeyKind;
+use super::key_kind::KeyKind;
 use super::rsa_key::check_rsa;
 
 /// The private members a JWK can carry (RFC 7518 6.2.2, 6.3.2), with their field names.

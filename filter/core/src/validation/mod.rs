@@ -4,13 +4,13 @@
 //! Only a route with a body schema makes the filter wait for the body; the bytes forwarded
 //! are the bytes received (the body is parsed to be checked, never re-serialized).
 
+pub mod config;
 mod reply;
 #[cfg(test)]
 mod tests;
 
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
 
 use crate::config::RuleConfig;
 use crate::path::{strip_query, PathReadings};
@@ -18,6 +18,7 @@ use crate::rbac::{Params, Rule};
 use crate::schema::params::{parse_query, QueryError};
 use crate::schema::{Schema, SchemaError, Violation};
 
+pub use config::ValidationConfig;
 pub use reply::validation_reply;
 
 /// A body larger than this gets a 413 unless the route sets its own limit.
@@ -26,33 +27,6 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// buffer limit (1 MiB by default, not raised by the translator) with its own 413 before
 /// the filter sees it, so a larger limit would be a promise the gateway cannot keep.
 pub const MAX_BODY_BYTES_LIMIT: usize = 1024 * 1024;
-
-/// One validated route as the registry and the filter config write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidationConfig {
-    /// An HTTP method, or `*` for any (GET covers HEAD, as for rules).
-    #[serde(default = "any_method")]
-    pub method: String,
-    /// As a rule's path: literal segments and `{name}` params.
-    pub path: String,
-    /// The JSON body's schema; a request on this route must then send JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<serde_json::Value>,
-    /// The query string as an object of its names (values typed by their schemas).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query: Option<serde_json::Value>,
-    /// The path params as an object of the pattern's `{name}`s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<serde_json::Value>,
-    /// The largest body accepted (413 above it); 1 MiB when absent, and at most that.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<usize>,
-}
-
-fn any_method() -> String {
-    String::from("*")
-}
 
 /// A compiled validated route.
 #[derive(Debug, Clone)]
