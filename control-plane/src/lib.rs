@@ -39,6 +39,7 @@ pub mod shared_publisher;
 pub mod shutdown;
 pub mod snapshot;
 pub mod status_http;
+pub mod status_table;
 pub mod supervise;
 #[cfg(test)]
 mod test_support;

@@ -32,7 +32,9 @@ pub fn build_snapshot(
     let retired_names: Vec<&str> = retired.iter().map(|s| s.name.as_str()).collect();
     let inputs_version =
         crate::hash::short_hash(format!("{}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes());
-    Ok(Snapshot::build(resources, &registry.version, &inputs_version, previous)?)
+    let mut snapshot = Snapshot::build(resources, &registry.version, &inputs_version, previous)?;
+    snapshot.origins = std::sync::Arc::new(crate::translate::origins::origins(registry, retired));
+    Ok(snapshot)
 }
 
 /// Holds the current registry and publishes snapshots to every stream.

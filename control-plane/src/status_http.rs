@@ -107,10 +107,7 @@ async fn metrics(State(state): State<AppState>) -> String {
     let info = format!("{{registry=\"{registry_version}\",snapshot=\"{snapshot_version}\"}}");
     write(&mut out, "stagedoor_config_info", "gauge", "The registry and snapshot versions served.", &[(&info, 1.0)]);
     write(&mut out, "stagedoor_connected_envoys", "gauge", "Envoys with an open ADS stream.", &[("", envoys.len() as f64)]);
-    let behind = envoys
-        .iter()
-        .filter(|e| e.types.values().any(|t| t.acked_version.is_none()))
-        .count();
+    let behind = envoys.iter().filter(|e| e.types.values().any(|t| t.acked_version.is_none())).count();
     write(&mut out, "stagedoor_envoys_without_full_ack", "gauge", "Envoys that have not ACKed every type yet.", &[("", behind as f64)]);
     write(&mut out, "stagedoor_nacks_total", "counter", "Responses Envoys rejected.", &[("", counter_value(&NACKS))]);
     write(&mut out, "stagedoor_snapshots_published_total", "counter", "Snapshots pushed.", &[("", counter_value(&SNAPSHOTS_PUBLISHED))]);
@@ -127,6 +124,7 @@ async fn metrics(State(state): State<AppState>) -> String {
         let help = "Revocations Redis does not hold yet, written back when it is reachable.";
         write(&mut out, "stagedoor_revocations_pending_write_back", "gauge", help, &[("", pending_write_back as f64)]);
     }
+    state.envoys.render_metrics(&mut out);
     if let Some(limiter) = &state.rate_limiter {
         out.push_str(&stagedoor_ratelimit::metrics::render(&limiter.metrics.snapshot()));
     }
@@ -190,12 +188,18 @@ async fn status_body(state: &AppState) -> Json<Value> {
         .iter()
         .map(|(url, t)| (crate::resources::type_url::short(url).to_owned(), json!(t.version)))
         .collect();
-    let envoys = state.envoys.list();
-    let last_nack = envoys
+    let nodes = state.envoys.nodes();
+    let last_nack = nodes
         .iter()
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
         .max_by_key(|(_, _, n)| n.at_unix_ms)
-        .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
+        .map(|(e, t, n)| {
+            json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms, "resources": n.resources})
+        });
+    let now = crate::xds::status::ledger_now_ms();
+    let (open, closed): (Vec<_>, Vec<_>) = nodes.iter().partition(|n| n.is_connected());
+    let envoys: Vec<Value> = open.iter().map(|n| crate::xds::status::node_json(n, now)).collect();
+    let disconnected: Vec<Value> = closed.iter().map(|n| crate::xds::status::node_json(n, now)).collect();
     let (revoked, pending_write_back, (last_change_ms, last_poll_ms)) =
         state.revocations.lock().map(|r| (r.len(), r.pending_write_back(), r.activity())).unwrap_or((0, 0, (None, None)));
     let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
@@ -221,6 +225,8 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "type_versions": types,
         "services": services,
         "envoys": envoys,
+        // Streams closed lately (DISCONNECTED), until their node reconnects.
+        "disconnected_envoys": disconnected,
         "last_nack": last_nack,
         "rate_limit": state.rate_limiter.as_ref().map(|l| crate::ratelimit::status(&l.metrics.snapshot())),
     }))

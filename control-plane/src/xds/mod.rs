@@ -2,6 +2,9 @@
 //! Envoy runs which version (`status`), and the tonic service that does the I/O (`server`).
 
 pub mod delta;
+pub mod ledger;
+pub mod ledger_proto;
+pub mod metrics;
 pub mod server;
 pub mod sotw;
 pub mod status;

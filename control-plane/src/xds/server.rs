@@ -202,7 +202,7 @@ async fn run_stream<P: Protocol>(
     let mut node_id = String::new();
     let mut admitted = false;
     loop {
-        let Step { responses, events } = tokio::select! {
+        let (Step { responses, events }, snapshot) = tokio::select! {
             request = inbound.next() => match request {
                 Some(Ok(request)) => {
                     if !admitted {
@@ -224,8 +224,9 @@ async fn run_stream<P: Protocol>(
                             tracing::info!(stream_id, node = %node.id, protocol = P::NAME, "envoy connected");
                         }
                     }
+                    envoys.seen(stream_id);
                     let snapshot = snapshots.borrow().clone();
-                    stream.on_request(&request, &snapshot)
+                    (stream.on_request(&request, &snapshot), snapshot)
                 }
                 Some(Err(status)) => {
                     tracing::info!(stream_id, node = %node_id, %status, "stream ended with error");
@@ -238,18 +239,20 @@ async fn run_stream<P: Protocol>(
                     break; // the control plane is shutting down
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                stream.on_snapshot(&snapshot)
+                (stream.on_snapshot(&snapshot), snapshot)
             }
         };
+        envoys.offered(stream_id, &snapshot.version);
         for event in &events {
             log_event(stream_id, &node_id, event);
-            envoys.record(stream_id, event);
+            envoys.record(stream_id, event, &snapshot.origins);
         }
         for response in responses {
             let (type_url, version, nonce, resources) = P::describe(&response);
             tracing::debug!(
                 stream_id, node = %node_id, r#type = type_url::short(type_url), %version, %nonce, resources, "sending"
             );
+            envoys.sent(stream_id, type_url, version, nonce, resources);
             if tx.send(Ok(response)).await.is_err() {
                 envoys.disconnect(stream_id);
                 return;
@@ -262,13 +265,13 @@ async fn run_stream<P: Protocol>(
 
 fn log_event(stream_id: u64, node_id: &str, event: &StreamEvent) {
     match event {
-        StreamEvent::Ack { type_url, version } => {
+        StreamEvent::Ack { type_url, version, .. } => {
             tracing::info!(stream_id, node = %node_id, r#type = type_url::short(type_url), %version, "ACK");
         }
-        StreamEvent::Nack { type_url, version, nonce, detail } => {
+        StreamEvent::Nack { type_url, version, nonce, detail, resources } => {
             tracing::warn!(
                 stream_id, node = %node_id, r#type = type_url::short(type_url), %version, %nonce,
-                %detail, "NACK: Envoy rejected this version and keeps its last good config"
+                %detail, ?resources, "NACK: Envoy rejected this version and keeps its last good config"
             );
         }
     }

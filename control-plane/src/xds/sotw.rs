@@ -60,6 +60,7 @@ impl SotwStream {
                     version: state.sent_version.clone().unwrap_or_default(),
                     nonce: request.response_nonce.clone(),
                     detail: error.message.clone(),
+                    resources: state.sent_names.iter().cloned().collect(),
                 });
                 state.names = names;
                 return step;
@@ -67,6 +68,7 @@ impl SotwStream {
             step.events.push(StreamEvent::Ack {
                 type_url: request.type_url.clone(),
                 version: request.version_info.clone(),
+                nonce: request.response_nonce.clone(),
             });
             state.acked_version = state.sent_version.clone();
             if state.names == names {

@@ -44,7 +44,7 @@ fn eds_sends_only_the_names_asked_for_and_new_names_after_an_ack() {
     let sent = &first.responses[0];
     let ack_same = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a"]), &snap);
     assert!(ack_same.responses.is_empty(), "a plain ACK needs no reply");
-    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone() }]);
+    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone(), nonce: sent.nonce.clone() }]);
     let more = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a", "svc_b"]), &snap);
     assert_eq!(more.responses.len(), 1, "a changed subscription is answered");
     assert_eq!(more.responses[0].resources.len(), 2);
@@ -68,13 +68,16 @@ fn a_nack_is_recorded_and_the_rejected_version_is_never_resent() {
     nack.error_detail = Some(RpcStatus { code: 3, message: "bad wasm".into(), details: vec![] });
     let step = stream.on_request(&nack, &snap);
     assert!(step.responses.is_empty(), "never resend what was just rejected");
+    let sent_listeners: Vec<String> = snap.types[type_url::LISTENER].resources.keys().cloned().collect();
+    assert!(!sent_listeners.is_empty(), "the NACK names what the rejected response carried");
     assert_eq!(
         step.events,
         [StreamEvent::Nack {
             type_url: type_url::LISTENER.into(),
             version: sent.version_info.clone(),
             nonce: sent.nonce.clone(),
-            detail: "bad wasm".into()
+            detail: "bad wasm".into(),
+            resources: sent_listeners,
         }]
     );
     assert!(stream.on_snapshot(&snap).responses.is_empty(), "same snapshot: still not resent");
