@@ -1,6 +1,8 @@
 //! The xDS server: a pure per-stream protocol state machine (`sotw`), the record of which
 //! Envoy runs which version (`status`), and the tonic service that does the I/O (`server`).
 
+pub mod csds;
+pub mod csds_server;
 pub mod delta;
 pub mod ledger;
 pub mod ledger_proto;
