@@ -3,7 +3,7 @@
 //! the verdict `--wait-synced` waits for. Pure: the command does the calls.
 
 use serde_json::{json, Value};
-use stagedoor_proto::v1::{EnvoyStatus, ListEnvoysResponse, Nack, Push, TypeStatus};
+use stagedoor_proto::v1::{EnvoyStatus, ListEnvoysResponse, Nack, Push, RejectedResource, TypeStatus};
 
 /// The type columns, in push order.
 pub const TYPE_COLUMNS: [&str; 6] = ["CDS", "EDS", "LDS", "RDS", "ECDS", "SDS"];
@@ -23,11 +23,13 @@ fn cell(envoy: &EnvoyStatus, name: &str) -> String {
     }
 }
 
-/// Where a NACK came from: `svc_venue (service venue, traffic.load_balancing)`.
+/// Where a NACK came from: `svc_venue (service venue, traffic.load_balancing)`; the
+/// resources Envoy's detail names, or all the rejected response carried if it names none.
 pub fn rejected_entries(nack: &Nack) -> String {
-    let entries: Vec<String> = nack
-        .resources
-        .iter()
+    let named: Vec<&RejectedResource> = nack.resources.iter().filter(|r| r.named_in_detail).collect();
+    let shown = if named.is_empty() { nack.resources.iter().collect() } else { named };
+    let entries: Vec<String> = shown
+        .into_iter()
         .map(|r| match (r.service.as_str(), r.field.as_str()) {
             ("", "") => r.name.clone(),
             ("", field) => format!("{} ({field})", r.name),
@@ -130,7 +132,7 @@ pub fn node_detail(envoy: &EnvoyStatus, snapshot_version: &str) -> String {
 fn nack_json(n: &Nack) -> Value {
     json!({
         "version": n.version, "nonce": n.nonce, "detail": n.detail, "at_unix_ms": n.at_unix_ms,
-        "resources": n.resources.iter().map(|r| json!({"name": r.name, "service": r.service, "route": r.route, "field": r.field})).collect::<Vec<_>>(),
+        "resources": n.resources.iter().map(|r| json!({"name": r.name, "service": r.service, "route": r.route, "field": r.field, "named_in_detail": r.named_in_detail})).collect::<Vec<_>>(),
     })
 }
 
@@ -181,13 +183,20 @@ pub enum Convergence {
 
 pub fn convergence(reply: &ListEnvoysResponse) -> Convergence {
     let connected: Vec<&EnvoyStatus> = reply.envoys.iter().filter(|e| e.connected).collect();
-    let nacked: Vec<String> =
-        connected.iter().filter(|e| e.state == "NACKED").map(|e| format!("{}: {}", e.node_id, nack_reasons(e).join(" | "))).collect();
-    if !nacked.is_empty() {
-        return Convergence::Nacked(nacked);
-    }
     if connected.is_empty() {
         return Convergence::Waiting(vec![String::from("no Envoy is connected")]);
+    }
+    // A NACK counts only on a stream that has been offered the current snapshot: an older
+    // one's NACK may be what the current snapshot fixes.
+    let current = |e: &&&EnvoyStatus| e.snapshot_version == reply.snapshot_version;
+    let nacked: Vec<String> = connected
+        .iter()
+        .filter(current)
+        .filter(|e| e.state == "NACKED")
+        .map(|e| format!("{}: {}", e.node_id, nack_reasons(e).join(" | ")))
+        .collect();
+    if !nacked.is_empty() {
+        return Convergence::Nacked(nacked);
     }
     let waiting: Vec<String> = connected
         .iter()

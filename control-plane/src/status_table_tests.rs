@@ -24,12 +24,16 @@ fn lb_nack() -> Nack {
         nonce: "4".into(),
         detail: "Error adding/updating cluster(s) svc_venue: no load balancer".into(),
         at_unix_ms: 1,
-        resources: vec![RejectedResource {
-            name: "svc_venue".into(),
-            service: "venue".into(),
-            route: String::new(),
-            field: "traffic.load_balancing".into(),
-        }],
+        resources: vec![
+            RejectedResource { name: "stagedoor_control_plane".into(), ..Default::default() },
+            RejectedResource {
+                name: "svc_venue".into(),
+                service: "venue".into(),
+                route: String::new(),
+                field: "traffic.load_balancing".into(),
+                named_in_detail: true,
+            },
+        ],
     }
 }
 
@@ -64,6 +68,11 @@ fn wait_synced_waits_for_every_connected_envoy_on_the_current_snapshot() {
     gone.connected = false;
     gone.state = "DISCONNECTED".into();
     assert_eq!(convergence(&reply(vec![synced("a", "s2"), gone])), Convergence::Synced, "a closed stream is not waited on");
+    let stale_nack = envoy("bad", "s1", "NACKED", vec![typed("CDS", "NACKED", Some(lb_nack()))]);
+    assert!(
+        matches!(convergence(&reply(vec![stale_nack])), Convergence::Waiting(_)),
+        "a NACK of an older snapshot than the current one may be fixed by it: wait"
+    );
     let nacked = envoy("bad", "s2", "NACKED", vec![typed("CDS", "NACKED", Some(lb_nack()))]);
     match convergence(&reply(vec![synced("a", "s2"), nacked])) {
         Convergence::Nacked(why) => assert!(why[0].starts_with("bad: CDS svc_venue (service venue"), "{why:?}"),
@@ -76,8 +85,8 @@ fn the_detail_and_json_carry_envoys_message_verbatim() {
     let e = envoy("gw-bad", "s2", "NACKED", vec![typed("CDS", "NACKED", Some(lb_nack()))]);
     let detail = node_detail(&e, "s2");
     assert!(detail.contains("NACKED version v2 (nonce 4): Error adding/updating cluster(s) svc_venue: no load balancer"), "{detail}");
-    assert!(detail.contains("rejected: svc_venue (service venue, traffic.load_balancing)"), "{detail}");
+    assert!(detail.contains("rejected: svc_venue (service venue, traffic.load_balancing)\n"), "only what Envoy named: {detail}");
     let j = reply_json(&reply(vec![e]));
     assert_eq!(j["envoys"][0]["types"]["CDS"]["rejected"]["detail"], lb_nack().detail);
-    assert_eq!(j["envoys"][0]["types"]["CDS"]["rejected"]["resources"][0]["service"], "venue");
+    assert_eq!(j["envoys"][0]["types"]["CDS"]["rejected"]["resources"][1]["service"], "venue");
 }

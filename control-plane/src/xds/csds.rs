@@ -7,7 +7,7 @@
 //! - SYNCED: config SYNCED, client ACKED, the version ACKed (the resource's content unless
 //!   `exclude_resource_contents`);
 //! - PENDING: config STALE (sent, not answered yet);
-//! - NACKED: the rejected resources config ERROR, client NACKED, with `error_state` holding
+//! - NACKED: the refused resources (those Envoy's detail names, else all it was sent) config ERROR, client NACKED, with `error_state` holding
 //!   Envoy's detail verbatim and the rejected version; the others of the type as if the
 //!   NACK had not happened;
 //! - NOT_SENT: config NOT_SENT. Closed streams are left out: they hold nothing now.
@@ -54,7 +54,7 @@ fn resource_config(
     with_contents: bool,
 ) -> GenericXdsConfig {
     let typed = snapshot.types.get(type_url);
-    let rejected = record.and_then(|r| r.rejected.as_ref()).filter(|n| n.resources.iter().any(|r| r.name == name));
+    let rejected = record.and_then(|r| r.rejected.as_ref()).filter(|n| n.refused().iter().any(|r| r.name == name));
     let acked = record.and_then(|r| r.acked_version.clone()).unwrap_or_default();
     let mut config = GenericXdsConfig { type_url: type_url.to_owned(), name: name.to_owned(), version_info: acked.clone(), ..Default::default() };
     if let Some(nack) = rejected {
@@ -93,7 +93,7 @@ fn client_config(node: &NodeRecord, snapshot: &Snapshot, with_contents: bool) ->
         let state = node.state_of(short);
         let mut names: Vec<String> = snapshot.types.get(type_url).map(|t| t.resources.keys().cloned().collect()).unwrap_or_default();
         // Rejected resources the snapshot no longer has still show, with their error.
-        for rejected in record.and_then(|r| r.rejected.as_ref()).map(|n| n.resources.as_slice()).unwrap_or_default() {
+        for rejected in record.and_then(|r| r.rejected.as_ref()).map(|n| n.refused()).unwrap_or_default() {
             if !names.contains(&rejected.name) {
                 names.push(rejected.name.clone());
             }

@@ -39,7 +39,7 @@ fn a_nacked_resource_is_an_error_with_envoys_detail_and_the_other_node_is_synced
         nonce: "1".into(),
         detail: "cluster svc_venue: refused".into(),
         at_unix_ms: 5,
-        resources: vec![RejectedResource { name: "svc_venue".into(), entry: Some(entry) }],
+        resources: vec![RejectedResource { name: "svc_venue".into(), entry: Some(entry), named_in_detail: true }],
     };
     ledger.nack(1, "CDS", nack, 5);
     let response = client_status(&ClientStatusRequest::default(), &ledger.nodes(), &snap);

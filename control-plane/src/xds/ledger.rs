@@ -68,6 +68,19 @@ pub struct RejectedResource {
     pub name: String,
     /// None when the resource is not made from the registry (or no longer in it).
     pub entry: Option<RegistryEntry>,
+    /// Envoy's detail names it. A SotW response carries every resource of its type and
+    /// Envoy applies what it can, so the ones it names are the ones it refused.
+    pub named_in_detail: bool,
+}
+
+/// Whether `detail` names `name` as a whole word (not as part of a longer name).
+pub fn names_resource(detail: &str, name: &str) -> bool {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    detail.match_indices(name).any(|(at, _)| {
+        let before = detail[..at].chars().next_back();
+        let after = detail[at + name.len()..].chars().next();
+        !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char)
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,6 +92,19 @@ pub struct Nack {
     pub at_unix_ms: u64,
     /// The resources of the rejected response (in delta, exactly those it carried).
     pub resources: Vec<RejectedResource>,
+}
+
+impl Nack {
+    /// The resources Envoy refused: those its detail names, or every one the response
+    /// carried when it names none.
+    pub fn refused(&self) -> Vec<&RejectedResource> {
+        let named: Vec<&RejectedResource> = self.resources.iter().filter(|r| r.named_in_detail).collect();
+        if named.is_empty() {
+            self.resources.iter().collect()
+        } else {
+            named
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

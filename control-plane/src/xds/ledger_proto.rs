@@ -29,6 +29,7 @@ fn nack(nack: &Nack) -> v1::Nack {
                     service: entry.service.unwrap_or_default(),
                     route: entry.route.unwrap_or_default(),
                     field: entry.field,
+                    named_in_detail: r.named_in_detail,
                 }
             })
             .collect(),

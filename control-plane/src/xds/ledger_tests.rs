@@ -9,6 +9,7 @@ fn nack(version: &str, nonce: &str, detail: &str) -> Nack {
         resources: vec![RejectedResource {
             name: "svc_venue".into(),
             entry: Some(RegistryEntry { service: Some("venue".into()), route: None, field: "traffic.load_balancing".into() }),
+            named_in_detail: true,
         }],
     }
 }
@@ -161,4 +162,20 @@ fn states_serialize_as_operators_read_them() {
     let as_str: Vec<&str> = SyncState::ALL.iter().map(|s| s.as_str()).collect();
     assert_eq!(names, as_str);
     assert_eq!(as_str, ["SYNCED", "PENDING", "NACKED", "NOT_SENT", "DISCONNECTED"]);
+}
+
+#[test]
+fn the_refused_resources_are_those_envoy_names() {
+    let detail = "Error adding/updating cluster(s) svc_venue: No load balancer factory found for LB type: MAGLEV";
+    assert!(names_resource(detail, "svc_venue"));
+    assert!(!names_resource(detail, "svc_ven"), "a prefix of a name is not the name");
+    assert!(!names_resource(detail, "stagedoor_control_plane"));
+    assert!(names_resource("svc_a, svc_b: bad", "svc_b"));
+    assert!(!names_resource("svc_venue_2: bad", "svc_venue"));
+    let resource = |name: &str, named_in_detail| RejectedResource { name: name.into(), entry: None, named_in_detail };
+    let mut n = nack("v", "1", detail);
+    n.resources = vec![resource("stagedoor_control_plane", false), resource("svc_venue", true)];
+    assert_eq!(n.refused().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["svc_venue"]);
+    n.resources = vec![resource("a", false), resource("b", false)];
+    assert_eq!(n.refused().len(), 2, "none named: every resource the response carried");
 }

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::ledger::{Ledger, Nack, NodeRecord, RejectedResource};
+use super::ledger::{names_resource, Ledger, Nack, NodeRecord, RejectedResource};
 use super::metrics::XdsMetrics;
 use super::step::StreamEvent;
 use crate::resources::type_url;
@@ -66,7 +66,11 @@ impl EnvoyRegistry {
                 let known = type_url::known(type_url);
                 let resources = resources
                     .iter()
-                    .map(|name| RejectedResource { name: name.clone(), entry: known.and_then(|t| origin_of(origins, t, name)) })
+                    .map(|name| RejectedResource {
+                        name: name.clone(),
+                        entry: known.and_then(|t| origin_of(origins, t, name)),
+                        named_in_detail: names_resource(detail, name),
+                    })
                     .collect();
                 let nack = Nack { version: version.clone(), nonce: nonce.clone(), detail: detail.clone(), at_unix_ms: now, resources };
                 let type_name = type_url::short(type_url);
