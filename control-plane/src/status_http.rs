@@ -43,6 +43,7 @@ pub struct AppState {
 pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls>, state: AppState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
+        .route("/ui", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route(
             crate::translate::names::REVOCATION_FEED_PATH,
@@ -167,9 +168,22 @@ async fn status(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Pe
     status_body(&state).await.into_response()
 }
 
+/// /ui: the read-only page, with the same authentication as /status.
+async fn dashboard(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let caller = authenticate(peer.identity.as_ref(), authorization, &state.tokens, state.insecure);
+    if let Err(refusal) = authorize(&caller, Action::Read) {
+        return refused(refusal);
+    }
+    let Json(status) = status_body(&state).await;
+    axum::response::Html(crate::dashboard::render(&status)).into_response()
+}
+
 async fn status_body(state: &AppState) -> Json<Value> {
     let view = state.publisher.view();
     let snapshot = &view.snapshot;
+    let nodes = state.envoys.nodes();
+    let rejections = crate::xds::status::rejections_by_service(&nodes);
     let services: Vec<Value> = view
         .registry
         .services
@@ -180,6 +194,8 @@ async fn status_body(state: &AppState) -> Json<Value> {
                 "prefixes": s.routes.iter().map(|r| r.prefix.clone()).collect::<Vec<_>>(),
                 "instances": s.instances,
                 "live_instances": view.live.get(&s.name).map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default(),
+                // NACKs in force of this service's resources, until a later version is ACKed.
+                "rejected": rejections.get(&s.name).cloned().unwrap_or_default(),
             })
         })
         .collect();
@@ -188,7 +204,6 @@ async fn status_body(state: &AppState) -> Json<Value> {
         .iter()
         .map(|(url, t)| (crate::resources::type_url::short(url).to_owned(), json!(t.version)))
         .collect();
-    let nodes = state.envoys.nodes();
     let last_nack = nodes
         .iter()
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))

@@ -141,6 +141,22 @@ fn one_envoy_nacking_an_edit_shows_nacked_with_its_message_and_the_registry_entr
     assert!(metrics.contains("stagedoor_xds_envoys{type=\"CDS\",state=\"SYNCED\"} 1\n"), "{metrics}");
     assert!(metrics.contains("stagedoor_xds_push_ack_seconds_count{type=\"CDS\"}"), "{metrics}");
 
+    // /status marks the service rejected, on that node only; /ui shows it, behind the same
+    // authentication as /status.
+    let http_status = stack.control_plane_status();
+    let venue = http_status["services"].as_array().unwrap().iter().find(|s| s["name"] == "venue").unwrap().clone();
+    let marks = venue["rejected"].as_array().unwrap();
+    assert_eq!(marks.len(), 1, "{venue:#}");
+    assert_eq!((marks[0]["node_id"].as_str(), marks[0]["field"].as_str()), (Some(bad.as_str()), Some("traffic.load_balancing")));
+    let ui_url = format!("https://127.0.0.1:{}/ui", stack.http_port);
+    let page = stagedoor_e2e::stack::operator_client(&stack.tls_dir).get(&ui_url).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().unwrap();
+    assert!(page.contains(&format!("<td>{bad}</td>")) && page.contains("<td class=\"NACKED\">NACKED</td>"), "{page}");
+    assert!(page.contains("svc_venue (service venue, traffic.load_balancing)") && page.contains("No load balancer factory found"), "{page}");
+    let anonymous = stagedoor_e2e::stack::https_client(&stack.tls_dir).get(&ui_url).send().unwrap();
+    assert_eq!(anonymous.status(), 401, "the page needs the operator certificate or a read token");
+
     // CSDS, with a standard client: ERROR with Envoy's detail on one node, SYNCED on the other.
     let response = csds(&stack, Some("operator")).expect("CSDS answers the operator");
     let (config_status, client_status, _, details) = csds_cluster(&response, &bad, "svc_venue");
@@ -166,6 +182,9 @@ fn one_envoy_nacking_an_edit_shows_nacked_with_its_message_and_the_registry_entr
     assert_eq!(cds["last_nack"]["detail"], detail.as_str(), "the last NACK stays on record");
     let response = csds(&stack, Some("operator")).unwrap();
     assert_eq!(csds_cluster(&response, &bad, "svc_venue").0, ConfigStatus::Synced as i32);
+    let http_status = stack.control_plane_status();
+    let venue = http_status["services"].as_array().unwrap().iter().find(|s| s["name"] == "venue").unwrap().clone();
+    assert_eq!(venue["rejected"], serde_json::json!([]), "the mark is cleared by the ACK: {venue:#}");
     let history = envoy(&json, &bad)["history"].as_array().unwrap();
     assert!(history.iter().any(|p| p["type"] == "CDS" && p["outcome"] == "NACKED"), "{json:#}");
     assert_eq!(history.iter().rev().find(|p| p["type"] == "CDS").unwrap()["outcome"], "ACKED");

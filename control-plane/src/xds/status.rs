@@ -115,3 +115,72 @@ pub fn node_json(node: &NodeRecord, now_ms: u64) -> serde_json::Value {
 pub fn ledger_now_ms() -> u64 {
     now_ms()
 }
+
+/// A registry entry an Envoy refuses, as the service's status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    pub node_id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub resource: String,
+    pub field: String,
+    pub version: String,
+    pub detail: String,
+}
+
+/// Per service, the NACKs in force on open streams that refused one of its resources:
+/// the service stays marked rejected until a later version of that type is ACKed.
+pub fn rejections_by_service(nodes: &[NodeRecord]) -> std::collections::BTreeMap<String, Vec<Rejection>> {
+    let mut by_service: std::collections::BTreeMap<String, Vec<Rejection>> = Default::default();
+    for node in nodes.iter().filter(|n| n.is_connected()) {
+        for (type_name, record) in &node.types {
+            let Some(nack) = &record.rejected else { continue };
+            for resource in nack.refused() {
+                let Some(entry) = &resource.entry else { continue };
+                let Some(service) = &entry.service else { continue };
+                by_service.entry(service.clone()).or_default().push(Rejection {
+                    node_id: node.node_id.clone(),
+                    type_name: type_name.clone(),
+                    resource: resource.name.clone(),
+                    field: entry.field.clone(),
+                    version: nack.version.clone(),
+                    detail: nack.detail.clone(),
+                });
+            }
+        }
+    }
+    by_service
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::ledger::RegistryEntry;
+
+    #[test]
+    fn a_service_is_marked_rejected_while_a_nack_of_its_resource_is_in_force() {
+        let mut ledger = Ledger::default();
+        ledger.connect(1, "gw-1", "c", "sotw", 0);
+        ledger.connect(2, "gw-2", "c", "sotw", 0);
+        ledger.sent(1, "CDS", "v2", "1", 2, 0);
+        let entry = RegistryEntry { service: Some("venue".into()), route: None, field: "traffic.load_balancing".into() };
+        let nack = Nack {
+            version: "v2".into(),
+            nonce: "1".into(),
+            detail: "cluster svc_venue refused".into(),
+            at_unix_ms: 1,
+            resources: vec![
+                RejectedResource { name: "stagedoor_control_plane".into(), entry: None, named_in_detail: false },
+                RejectedResource { name: "svc_venue".into(), entry: Some(entry), named_in_detail: true },
+            ],
+        };
+        ledger.nack(1, "CDS", nack, 1);
+        let marked = rejections_by_service(&ledger.nodes());
+        assert_eq!(marked.keys().collect::<Vec<_>>(), ["venue"]);
+        assert_eq!(marked["venue"][0].node_id, "gw-1");
+        assert_eq!(marked["venue"][0].field, "traffic.load_balancing");
+        ledger.sent(1, "CDS", "v3", "2", 2, 2);
+        ledger.ack(1, "CDS", "v3", "2", 3);
+        assert!(rejections_by_service(&ledger.nodes()).is_empty(), "a later ACK clears the mark");
+    }
+}
