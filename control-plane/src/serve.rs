@@ -131,7 +131,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
     tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS, CSDS and stagedoor.v1 gRPC listening");
     let router = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure)))
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure).with_stream_rate(args.max_new_xds_streams_per_second)))
         .add_service(ControlPlaneServer::new(api))
         // CSDS: the same port, certificates and read permission as the API.
         .add_service(ClientStatusDiscoveryServiceServer::new(csds));

@@ -116,6 +116,8 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_registry_edits_rejected_total", "counter", "Registry file edits refused.", &[("", counter_value(&REGISTRY_EDITS_REJECTED))]);
     let help = "TLS handshakes refused for the client's certificate (not signed by the CA, expired, not for clients).";
     write(&mut out, "stagedoor_client_certificates_refused_total", "counter", help, &[("", counter_value(&CLIENT_CERTIFICATES_REFUSED))]);
+    let help = "ADS streams refused for the new-stream rate (--max-new-xds-streams-per-second).";
+    write(&mut out, "stagedoor_xds_streams_refused_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_STREAMS_REFUSED))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);

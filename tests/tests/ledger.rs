@@ -189,3 +189,35 @@ fn one_envoy_nacking_an_edit_shows_nacked_with_its_message_and_the_registry_entr
     assert!(history.iter().any(|p| p["type"] == "CDS" && p["outcome"] == "NACKED"), "{json:#}");
     assert_eq!(history.iter().rev().find(|p| p["type"] == "CDS").unwrap()["outcome"], "ACKED");
 }
+
+/// After a restart every Envoy reconnects at once: streams over the cap are refused with
+/// UNAVAILABLE, Envoy retries with its backoff, and all of them converge.
+#[test]
+fn new_streams_over_the_cap_are_refused_and_every_envoy_still_converges() {
+    let stack = Stack::start(StackOptions {
+        registry_yaml: registry(),
+        envoys: 3,
+        serve_args: vec!["--max-new-xds-streams-per-second".into(), "1".into()],
+        ..Default::default()
+    });
+    let all_synced = || {
+        let json = status_json(&stack);
+        let envoys = json["envoys"].as_array().cloned().unwrap_or_default();
+        envoys.len() == 3 && envoys.iter().all(|e| e["connected"] == true && e["state"] == "SYNCED")
+    };
+    let took = time_until(Duration::from_secs(30), all_synced);
+    assert!(took.is_some(), "three Envoys converge through a cap of one new stream a second: {:#}", status_json(&stack));
+    let metrics = stagedoor_e2e::stack::client()
+        .get(format!("http://127.0.0.1:{}/metrics", stack.metrics_port))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stagedoor_xds_streams_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the refused-streams counter");
+    eprintln!("3 Envoys synced after {took:?} with {refused} stream(s) refused");
+    assert!(refused >= 1, "three Envoys starting together exceed one new stream a second: {metrics}");
+}

@@ -11,3 +11,4 @@ pub mod server;
 pub mod sotw;
 pub mod status;
 pub mod step;
+pub mod stream_rate;

@@ -23,6 +23,7 @@ use super::delta::DeltaStream;
 use super::sotw::SotwStream;
 use super::step::{Step, StreamEvent};
 use super::status::EnvoyRegistry;
+use super::stream_rate::StreamRate;
 use crate::resources::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
@@ -38,11 +39,39 @@ pub struct AdsServer {
     stop: Stop,
     /// Streams need a client certificate whose node id they claim (off with `--insecure`).
     require_certificate: bool,
+    /// The cap on new streams per second (`--max-new-xds-streams-per-second`).
+    stream_rate: Arc<std::sync::Mutex<StreamRate>>,
 }
 
 impl AdsServer {
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry, stop: Stop, require_certificate: bool) -> Self {
-        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)), stop, require_certificate }
+        Self {
+            snapshots,
+            envoys,
+            next_stream_id: Arc::new(AtomicU64::new(1)),
+            stop,
+            require_certificate,
+            stream_rate: Arc::new(std::sync::Mutex::new(StreamRate::new(0))),
+        }
+    }
+
+    /// At most `per_second` new streams a second (0: no cap).
+    pub fn with_stream_rate(mut self, per_second: u32) -> Self {
+        self.stream_rate = Arc::new(std::sync::Mutex::new(StreamRate::new(per_second)));
+        self
+    }
+
+    /// A stream over the cap is refused before anything is done for it.
+    fn within_stream_rate(&self) -> Result<(), Status> {
+        let now = u64::try_from(crate::clock::unix_ms()).unwrap_or(u64::MAX);
+        // A poisoned lock admits: the cap protects throughput, it is no security boundary.
+        let admitted = self.stream_rate.lock().map(|mut rate| rate.admit(now)).unwrap_or(true);
+        if admitted {
+            return Ok(());
+        }
+        crate::metrics::bump(&crate::metrics::XDS_STREAMS_REFUSED);
+        tracing::debug!("ADS stream refused: over the new-stream rate");
+        Err(Status::unavailable("too many new xDS streams this second; retry"))
     }
 
     /// Who may open this stream: a stream without a client certificate is refused before
@@ -148,6 +177,7 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let admission = self.admission(&request)?;
+        self.within_stream_rate()?;
         Ok(Response::new(self.start::<SotwStream>(request.into_inner(), admission)))
     }
 
@@ -156,6 +186,7 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let admission = self.admission(&request)?;
+        self.within_stream_rate()?;
         Ok(Response::new(self.start::<DeltaStream>(request.into_inner(), admission)))
     }
 }
