@@ -8,13 +8,14 @@
 #[derive(Debug, Clone)]
 pub struct StreamRate {
     per_second: u32,
-    tokens: f64,
+    /// Thousandths of a stream, so refilling by the millisecond is exact.
+    milli_tokens: u64,
     last_ms: Option<u64>,
 }
 
 impl StreamRate {
     pub fn new(per_second: u32) -> Self {
-        Self { per_second, tokens: f64::from(per_second), last_ms: None }
+        Self { per_second, milli_tokens: u64::from(per_second) * 1000, last_ms: None }
     }
 
     /// Whether a stream opening at `now_ms` may start.
@@ -22,14 +23,14 @@ impl StreamRate {
         if self.per_second == 0 {
             return true;
         }
-        let capacity = f64::from(self.per_second);
+        let capacity = u64::from(self.per_second) * 1000;
         if let Some(last) = self.last_ms {
-            let elapsed_s = now_ms.saturating_sub(last) as f64 / 1000.0;
-            self.tokens = (self.tokens + elapsed_s * capacity).min(capacity);
+            let refill = now_ms.saturating_sub(last).saturating_mul(u64::from(self.per_second));
+            self.milli_tokens = self.milli_tokens.saturating_add(refill).min(capacity);
         }
         self.last_ms = Some(now_ms.max(self.last_ms.unwrap_or(0)));
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
             true
         } else {
             false
@@ -48,7 +49,7 @@ mod tests {
         assert_eq!(admitted, 10, "a reconnect storm gets at most the cap at once");
         assert!(!rate.admit(50), "half a token after 50 ms");
         assert!(rate.admit(100), "one a tenth of a second");
-        let over_a_second = (0..1000).filter(|i| rate.admit(100 + i)).count();
+        let over_a_second = (1..=1000).filter(|i| rate.admit(100 + i)).count();
         assert_eq!(over_a_second, 10, "ten more over the next second");
     }
 
