@@ -194,6 +194,9 @@ pub struct NodeRecord {
     pub disconnected_at_unix_ms: Option<u64>,
     /// The last snapshot this stream has been offered (responses for it may be in flight).
     pub snapshot_version: Option<String>,
+    /// The types that snapshot has for every Envoy (SDS aside: an Envoy asks only for the
+    /// secrets it names): until each has been sent, the node is not synced.
+    pub expected_types: Vec<String>,
     /// Keyed by short type name: CDS, EDS, LDS, RDS, ECDS, SDS.
     pub types: BTreeMap<String, TypeRecord>,
     pub history: VecDeque<Push>,
@@ -212,12 +215,17 @@ impl NodeRecord {
         }
     }
 
-    /// The worst state of any type: what a deploy pipeline waits on.
+    /// The worst state of any type: what a deploy pipeline waits on. A type the offered
+    /// snapshot has and this stream was not sent yet (a new Envoy between its CDS ACK and
+    /// its first EDS request, say) counts as PENDING.
     pub fn overall(&self) -> SyncState {
         if !self.is_connected() {
             return SyncState::Disconnected;
         }
-        let states: Vec<SyncState> = self.types.values().map(TypeRecord::state).collect();
+        let mut states: Vec<SyncState> = self.types.values().map(TypeRecord::state).collect();
+        if self.expected_types.iter().any(|t| self.state_of(t) == SyncState::NotSent) {
+            states.push(SyncState::Pending);
+        }
         if states.contains(&SyncState::Nacked) {
             SyncState::Nacked
         } else if states.contains(&SyncState::Pending) {
@@ -277,6 +285,7 @@ impl Ledger {
                 last_seen_unix_ms: now_ms,
                 disconnected_at_unix_ms: None,
                 snapshot_version: None,
+                expected_types: Vec::new(),
                 types: BTreeMap::new(),
                 history: VecDeque::new(),
             },
@@ -307,10 +316,11 @@ impl Ledger {
         }
     }
 
-    /// The stream has been offered this snapshot.
-    pub fn offered(&mut self, stream_id: u64, snapshot_version: &str) {
+    /// The stream has been offered this snapshot, which has these types for every Envoy.
+    pub fn offered(&mut self, stream_id: u64, snapshot_version: &str, expected_types: &[&str]) {
         if let Some(node) = self.nodes.get_mut(&stream_id) {
             node.snapshot_version = Some(snapshot_version.to_owned());
+            node.expected_types = expected_types.iter().map(|t| (*t).to_owned()).collect();
         }
     }
 

@@ -179,3 +179,19 @@ fn the_refused_resources_are_those_envoy_names() {
     n.resources = vec![resource("a", false), resource("b", false)];
     assert_eq!(n.refused().len(), 2, "none named: every resource the response carried");
 }
+
+#[test]
+fn a_type_the_snapshot_has_and_the_stream_was_not_sent_keeps_the_node_pending() {
+    let mut ledger = connected();
+    ledger.offered(1, "s1", &["CDS", "EDS", "LDS"]);
+    ledger.sent(1, "CDS", "v1", "1", 1, 0);
+    ledger.ack(1, "CDS", "v1", "1", 5);
+    let n = node(&ledger, 1);
+    assert_eq!(n.state_of("EDS"), SyncState::NotSent);
+    assert_eq!(n.overall(), SyncState::Pending, "between its CDS ACK and its first EDS request a new Envoy is not synced");
+    for (t, nonce) in [("EDS", "2"), ("LDS", "3")] {
+        ledger.sent(1, t, "v1", nonce, 1, 10);
+        ledger.ack(1, t, "v1", nonce, 15);
+    }
+    assert_eq!(node(&ledger, 1).overall(), SyncState::Synced);
+}

@@ -273,7 +273,7 @@ async fn run_stream<P: Protocol>(
                 (stream.on_snapshot(&snapshot), snapshot)
             }
         };
-        envoys.offered(stream_id, &snapshot.version);
+        envoys.offered(stream_id, &snapshot);
         for event in &events {
             log_event(stream_id, &node_id, event);
             envoys.record(stream_id, event, &snapshot.origins);

@@ -43,8 +43,15 @@ impl EnvoyRegistry {
         self.with(|t| t.ledger.seen(stream_id, now_ms()));
     }
 
-    pub fn offered(&self, stream_id: u64, snapshot_version: &str) {
-        self.with(|t| t.ledger.offered(stream_id, snapshot_version));
+    /// The stream has been offered `snapshot`.
+    pub fn offered(&self, stream_id: u64, snapshot: &crate::snapshot::Snapshot) {
+        let expected: Vec<&str> = snapshot
+            .types
+            .iter()
+            .filter(|(url, typed)| **url != type_url::SECRET && !typed.resources.is_empty())
+            .map(|(url, _)| type_url::short(url))
+            .collect();
+        self.with(|t| t.ledger.offered(stream_id, &snapshot.version, &expected));
     }
 
     pub fn sent(&self, stream_id: u64, type_url: &str, version: &str, nonce: &str, resources: usize) {
