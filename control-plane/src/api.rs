@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
-    ApplyRegistryRequest, ApplyRegistryResponse, EnvoyStatus, GetRegistryRequest, GetRegistryResponse,
-    DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, Nack, RbacShadowCount,
-    Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse, TypeStatus,
+    ApplyRegistryRequest, ApplyRegistryResponse, GetRegistryRequest, GetRegistryResponse,
+    DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, RbacShadowCount,
+    Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -152,32 +152,8 @@ impl ControlPlane for ControlPlaneApi {
 
     async fn list_envoys(&self, _: Request<ListEnvoysRequest>) -> Result<Response<ListEnvoysResponse>, Status> {
         let snapshot_version = self.publisher.view().snapshot.version.clone();
-        let envoys = self
-            .envoys
-            .list()
-            .into_iter()
-            .map(|e| EnvoyStatus {
-                node_id: e.node_id,
-                node_cluster: e.node_cluster,
-                stream_id: e.stream_id,
-                protocol: e.protocol.to_owned(),
-                connected_at_unix_ms: u64::try_from(e.connected_at_unix_ms).unwrap_or(u64::MAX),
-                types: e
-                    .types
-                    .into_iter()
-                    .map(|(name, t)| TypeStatus {
-                        r#type: name,
-                        acked_version: t.acked_version.unwrap_or_default(),
-                        last_nack: t.last_nack.map(|n| Nack {
-                            version: n.version,
-                            nonce: n.nonce,
-                            detail: n.detail,
-                            at_unix_ms: u64::try_from(n.at_unix_ms).unwrap_or(u64::MAX),
-                        }),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let now = crate::xds::status::ledger_now_ms();
+        let envoys = self.envoys.nodes().iter().map(|node| crate::xds::ledger_proto::envoy_status(node, now)).collect();
         let rbac_shadow = self.shadow_counts.counts().into_iter().map(|(label, c)| RbacShadowCount { label, denied: c.denied, allowed: c.allowed }).collect();
         Ok(Response::new(ListEnvoysResponse { snapshot_version, envoys, rbac_shadow }))
     }

@@ -67,10 +67,23 @@ enum Command {
         #[command(subcommand)]
         action: CertsAction,
     },
-    /// Show connected Envoys and the versions they run (asks a running control plane).
+    /// Show every Envoy's state per xDS type and the NACKs in force, like `istioctl
+    /// proxy-status` (asks a running control plane).
     Status {
         #[command(flatten)]
         server: stagedoor_control_plane::client::ApiArgs,
+        /// One Envoy's detail: versions, timings, NACKs with the registry entries, pushes.
+        #[arg(long)]
+        node: Option<String>,
+        /// Output format: table (default) or json.
+        #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+        /// Wait until every connected Envoy ACKed the current snapshot; exit non-zero at
+        /// once on a NACK, or after --timeout while any is PENDING (or none is connected).
+        #[arg(long)]
+        wait_synced: bool,
+        #[arg(long, default_value = "30s", value_parser = stagedoor_control_plane::token::parse_ttl)]
+        timeout: std::time::Duration,
     },
 }
 
@@ -172,7 +185,10 @@ impl Cli {
         match self.command {
             Command::Validate { file } => commands::validate(&file),
             Command::Serve(args) => run_async(stagedoor_control_plane::serve::serve(args)),
-            Command::Status { server } => run_async(commands::status(&server)),
+            Command::Status { server, node, output, wait_synced, timeout } => {
+                let request = commands::StatusRequest { node, json: output == "json", wait_synced: wait_synced.then_some(timeout) };
+                run_async(async move { commands::status(&server, &request).await })
+            }
             Command::Certs { action: CertsAction::Init { dir, sans, node_id, operator, force } } => {
                 let request = stagedoor_control_plane::tls::generate::InitRequest { sans: &sans, node_id: &node_id, operator: &operator, force };
                 commands::certs_init(dir, &request)

@@ -181,25 +181,73 @@ fn distinct_placeholders(yaml: &str, placeholder: &str) -> String {
         .collect()
 }
 
-/// `stagedoor status`: the connected Envoys and the versions they run.
-pub async fn status(server: &ApiArgs) -> anyhow::Result<()> {
+/// What `stagedoor status` shows and whether it waits.
+#[derive(Debug, Clone)]
+pub struct StatusRequest {
+    /// One Envoy's detail instead of the table.
+    pub node: Option<String>,
+    pub json: bool,
+    /// Wait until every connected Envoy runs the current snapshot; fail on a NACK or after
+    /// `timeout`.
+    pub wait_synced: Option<Duration>,
+}
+
+/// `stagedoor status`: the convergence ledger of every Envoy (see status_table.rs).
+pub async fn status(server: &ApiArgs, request: &StatusRequest) -> anyhow::Result<()> {
+    use crate::status_table::{convergence, Convergence};
     let mut client = crate::client::connect(server).await?;
-    let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await.map_err(refused)?.into_inner();
-    println!("snapshot {}: {} Envoy(s) connected", reply.snapshot_version, reply.envoys.len());
-    for envoy in reply.envoys {
-        println!("- node {} (cluster {}, {}, stream {})", envoy.node_id, envoy.node_cluster, envoy.protocol, envoy.stream_id);
-        for t in envoy.types {
-            let nack = t.last_nack.map(|n| format!("; last NACK of {}: {}", n.version, n.detail)).unwrap_or_default();
-            println!("    {}: ACKed {}{}", t.r#type, if t.acked_version.is_empty() { "-" } else { &t.acked_version }, nack);
+    let started = std::time::Instant::now();
+    let reply = loop {
+        let reply = client.list_envoys(stagedoor_proto::v1::ListEnvoysRequest {}).await.map_err(refused)?.into_inner();
+        let Some(timeout) = request.wait_synced else { break reply };
+        match convergence(&reply) {
+            Convergence::Synced => break reply,
+            Convergence::Nacked(why) => {
+                print_status(&reply, request)?;
+                anyhow::bail!("not synced: NACKED ({})", why.join("; "));
+            }
+            Convergence::Waiting(why) if started.elapsed() >= timeout => {
+                print_status(&reply, request)?;
+                anyhow::bail!("not synced after {timeout:?}: {}", why.join("; "));
+            }
+            Convergence::Waiting(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
-    }
-    if !reply.rbac_shadow.is_empty() {
-        println!("rbac shadow (requests decided otherwise in shadow, all Envoys, since the control plane started):");
-        for count in reply.rbac_shadow {
-            println!("- {}: would deny {}, would allow {}", count.label, count.denied, count.allowed);
+    };
+    print_status(&reply, request)
+}
+
+fn print_status(reply: &stagedoor_proto::v1::ListEnvoysResponse, request: &StatusRequest) -> anyhow::Result<()> {
+    use crate::status_table::{envoy_json, node_detail, reply_json, table};
+    let Some(node) = &request.node else {
+        if request.json {
+            println!("{}", serde_json::to_string_pretty(&reply_json(reply))?);
+        } else {
+            print!("{}", table(reply));
+            print_shadow_counts(reply);
         }
+        return Ok(());
+    };
+    let envoy = reply
+        .envoys
+        .iter()
+        .find(|e| &e.node_id == node)
+        .ok_or_else(|| anyhow::anyhow!("no Envoy with node id {node:?} (connected: {})", reply.envoys.len()))?;
+    if request.json {
+        println!("{}", serde_json::to_string_pretty(&envoy_json(envoy))?);
+    } else {
+        print!("{}", node_detail(envoy, &reply.snapshot_version));
     }
     Ok(())
+}
+
+fn print_shadow_counts(reply: &stagedoor_proto::v1::ListEnvoysResponse) {
+    if reply.rbac_shadow.is_empty() {
+        return;
+    }
+    println!("rbac shadow (requests decided otherwise in shadow, all Envoys, since the control plane started):");
+    for count in &reply.rbac_shadow {
+        println!("- {}: would deny {}, would allow {}", count.label, count.denied, count.allowed);
+    }
 }
 
 #[cfg(test)]

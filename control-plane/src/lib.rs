@@ -23,6 +23,7 @@ pub mod cert_watch;
 pub mod client;
 pub mod clock;
 pub mod commands;
+pub mod dashboard;
 pub mod diff;
 pub mod discovery;
 pub mod hash;
@@ -41,6 +42,7 @@ pub mod shared_publisher;
 pub mod shutdown;
 pub mod snapshot;
 pub mod status_http;
+pub mod status_table;
 pub mod supervise;
 #[cfg(test)]
 mod test_support;

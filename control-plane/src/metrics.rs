@@ -8,6 +8,8 @@ pub static REGISTRY_EDITS_REJECTED: AtomicU64 = AtomicU64::new(0);
 pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 /// TLS handshakes refused for the client's certificate (not the CA's, expired, ...).
 pub static CLIENT_CERTIFICATES_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// ADS streams refused for the new-stream rate (`--max-new-xds-streams-per-second`).
+pub static XDS_STREAMS_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Background tasks that died and were started again (see supervise.rs).
 pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Key sets fetched from a JWKS URL that changed the keys Envoys get (see jwks/).

@@ -48,7 +48,9 @@ pub fn build_snapshot_with_keys(
     let inputs_version = crate::hash::short_hash(
         format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
     );
-    Ok(Snapshot::build(resources, &registry.version, &inputs_version, previous)?)
+    let mut snapshot = Snapshot::build(resources, &registry.version, &inputs_version, previous)?;
+    snapshot.origins = std::sync::Arc::new(crate::translate::origins::origins(registry, retired));
+    Ok(snapshot)
 }
 
 /// Holds the current registry and publishes snapshots to every stream.

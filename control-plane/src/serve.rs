@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 use stagedoor_proto::v1::control_plane_server::ControlPlaneServer;
 
 use crate::api::ControlPlaneApi;
@@ -140,11 +141,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         revocation_write_back,
         shadow_counts,
     };
+    let csds = crate::xds::csds_server::CsdsServer {
+        envoys: envoys.clone(),
+        snapshots: snapshots.clone(),
+        tokens: trust.tokens.clone(),
+        insecure: args.insecure,
+        stop: stop.clone(),
+    };
     let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
-    tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS and stagedoor.v1 gRPC listening");
+    tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS, CSDS and stagedoor.v1 gRPC listening");
     let router = tonic::transport::Server::builder()
-        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure)))
-        .add_service(ControlPlaneServer::new(api));
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsServer::new(snapshots, envoys, stop.clone(), !args.insecure).with_stream_rate(args.max_new_xds_streams_per_second)))
+        .add_service(ControlPlaneServer::new(api))
+        // CSDS: the same port, certificates and read permission as the API.
+        .add_service(ClientStatusDiscoveryServiceServer::new(csds));
     // With TLS the handshakes are ours (tls/listener.rs), so rotated credentials apply to
     // the next one; tonic reads the client certificate from each stream as before.
     let mut grpc = match trust.served.clone() {

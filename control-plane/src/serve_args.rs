@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// under Envoy's timeout (20 ms by default), so the fallback is the service's, not Envoy's.
     #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS_TIMEOUT_MS", default_value_t = 15)]
     pub ratelimit_redis_timeout_ms: u64,
+    /// New ADS streams admitted per second (a token bucket, bursts up to the same number);
+    /// more are refused with UNAVAILABLE and Envoy retries with backoff, so a reconnect
+    /// storm after a restart does not starve the streams already served. 0: no cap.
+    #[arg(long, env = "STAGEDOOR_MAX_NEW_XDS_STREAMS_PER_SECOND", default_value_t = 100)]
+    pub max_new_xds_streams_per_second: u32,
 }
 
 impl ServeArgs {

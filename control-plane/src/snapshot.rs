@@ -38,6 +38,8 @@ pub struct Snapshot {
     /// The registry version this snapshot was built from.
     pub registry_version: String,
     pub types: BTreeMap<&'static str, TypedResources>,
+    /// Which registry entry each resource comes from, for NACKs (set by `build_snapshot`).
+    pub origins: std::sync::Arc<crate::translate::origins::Origins>,
     resources: Resources,
 }
 
@@ -126,7 +128,7 @@ impl Snapshot {
         );
         let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
         let version = crate::hash::short_hash(joined.join(",").as_bytes());
-        Ok(Self { version, registry_version: registry_version.to_owned(), types, resources })
+        Ok(Self { version, registry_version: registry_version.to_owned(), types, origins: Default::default(), resources })
     }
 }
 

@@ -47,6 +47,7 @@ pub struct AppState {
 pub async fn serve(listen: SocketAddr, tls: Option<crate::tls::served::ServedTls>, state: AppState, stop: Stop) -> std::io::Result<()> {
     let app = Router::new()
         .route("/status", get(status))
+        .route("/ui", get(dashboard))
         .route("/healthz", get(|| async { "ok" }))
         .route(
             crate::translate::names::REVOCATION_FEED_PATH,
@@ -114,10 +115,7 @@ async fn metrics(State(state): State<AppState>) -> String {
     let info = format!("{{registry=\"{registry_version}\",snapshot=\"{snapshot_version}\"}}");
     write(&mut out, "stagedoor_config_info", "gauge", "The registry and snapshot versions served.", &[(&info, 1.0)]);
     write(&mut out, "stagedoor_connected_envoys", "gauge", "Envoys with an open ADS stream.", &[("", envoys.len() as f64)]);
-    let behind = envoys
-        .iter()
-        .filter(|e| e.types.values().any(|t| t.acked_version.is_none()))
-        .count();
+    let behind = envoys.iter().filter(|e| e.types.values().any(|t| t.acked_version.is_none())).count();
     write(&mut out, "stagedoor_envoys_without_full_ack", "gauge", "Envoys that have not ACKed every type yet.", &[("", behind as f64)]);
     write(&mut out, "stagedoor_nacks_total", "counter", "Responses Envoys rejected.", &[("", counter_value(&NACKS))]);
     write(&mut out, "stagedoor_snapshots_published_total", "counter", "Snapshots pushed.", &[("", counter_value(&SNAPSHOTS_PUBLISHED))]);
@@ -129,6 +127,8 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_jwks_key_sets_published_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_KEY_SETS_PUBLISHED))]);
     let help = "Unknown kids of JWKS issuers reported by filters.";
     write(&mut out, "stagedoor_jwks_unknown_kid_reports_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_UNKNOWN_KID_REPORTS))]);
+    let help = "ADS streams refused for the new-stream rate (--max-new-xds-streams-per-second).";
+    write(&mut out, "stagedoor_xds_streams_refused_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_STREAMS_REFUSED))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_refreshes_total", "counter", "Refreshes answered with a token pair.", &[("", counter_value(&REFRESH_ROTATIONS))]);
     let help = "Refresh tokens reused (an older family member, or the predecessor after the grace): each revoked its family.";
@@ -142,6 +142,7 @@ async fn metrics(State(state): State<AppState>) -> String {
         let help = "Revocations Redis does not hold yet, written back when it is reachable.";
         write(&mut out, "stagedoor_revocations_pending_write_back", "gauge", help, &[("", pending_write_back as f64)]);
     }
+    state.envoys.render_metrics(&mut out);
     if let Some(limiter) = &state.rate_limiter {
         out.push_str(&stagedoor_ratelimit::metrics::render(&limiter.metrics.snapshot()));
     }
@@ -238,9 +239,22 @@ async fn status(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Pe
     status_body(&state).await.into_response()
 }
 
+/// /ui: the read-only page, with the same authentication as /status.
+async fn dashboard(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<Peer>, headers: HeaderMap) -> Response {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let caller = authenticate(peer.identity.as_ref(), authorization, &state.tokens, state.insecure);
+    if let Err(refusal) = authorize(&caller, Action::Read) {
+        return refused(refusal);
+    }
+    let Json(status) = status_body(&state).await;
+    axum::response::Html(crate::dashboard::render(&status)).into_response()
+}
+
 async fn status_body(state: &AppState) -> Json<Value> {
     let view = state.publisher.view();
     let snapshot = &view.snapshot;
+    let nodes = state.envoys.nodes();
+    let rejections = crate::xds::status::rejections_by_service(&nodes);
     let services: Vec<Value> = view
         .registry
         .services
@@ -251,6 +265,8 @@ async fn status_body(state: &AppState) -> Json<Value> {
                 "prefixes": s.routes.iter().map(|r| r.prefix.clone()).collect::<Vec<_>>(),
                 "instances": s.instances,
                 "live_instances": view.live.get(&s.name).map(|l| l.iter().collect::<Vec<_>>()).unwrap_or_default(),
+                // NACKs in force of this service's resources, until a later version is ACKed.
+                "rejected": rejections.get(&s.name).cloned().unwrap_or_default(),
             })
         })
         .collect();
@@ -259,12 +275,17 @@ async fn status_body(state: &AppState) -> Json<Value> {
         .iter()
         .map(|(url, t)| (crate::resources::type_url::short(url).to_owned(), json!(t.version)))
         .collect();
-    let envoys = state.envoys.list();
-    let last_nack = envoys
+    let last_nack = nodes
         .iter()
         .flat_map(|e| e.types.iter().filter_map(move |(t, s)| s.last_nack.as_ref().map(|n| (e, t, n))))
         .max_by_key(|(_, _, n)| n.at_unix_ms)
-        .map(|(e, t, n)| json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms}));
+        .map(|(e, t, n)| {
+            json!({"node_id": e.node_id, "type": t, "version": n.version, "detail": n.detail, "at_unix_ms": n.at_unix_ms, "resources": n.resources})
+        });
+    let now = crate::xds::status::ledger_now_ms();
+    let (open, closed): (Vec<_>, Vec<_>) = nodes.iter().partition(|n| n.is_connected());
+    let envoys: Vec<Value> = open.iter().map(|n| crate::xds::status::node_json(n, now)).collect();
+    let disconnected: Vec<Value> = closed.iter().map(|n| crate::xds::status::node_json(n, now)).collect();
     let (revoked, pending_write_back, (last_change_ms, last_poll_ms)) =
         state.revocations.lock().map(|r| (r.len(), r.pending_write_back(), r.activity())).unwrap_or((0, 0, (None, None)));
     let discovery = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone()));
@@ -290,6 +311,8 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "type_versions": types,
         "services": services,
         "envoys": envoys,
+        // Streams closed lately (DISCONNECTED), until their node reconnects.
+        "disconnected_envoys": disconnected,
         "last_nack": last_nack,
         "rate_limit": state.rate_limiter.as_ref().map(|l| crate::ratelimit::status(&l.metrics.snapshot())),
         "rbac_shadow": state.shadow_counts.to_json(),

@@ -358,6 +358,12 @@ impl Stack {
     }
 
     pub fn start_envoy(&mut self, node_id: &str) {
+        self.start_envoy_with_args(node_id, &[]);
+    }
+
+    /// Another Envoy with extra arguments besides the stack's own (e.g. one started with
+    /// `--disable-extensions` beside normal ones, so only it refuses a resource).
+    pub fn start_envoy_with_args(&mut self, node_id: &str, extra_args: &[&str]) {
         let admin_port = free_port();
         self.stagedoor(&["certs", "envoy", "--dir", &self.tls_dir.display().to_string(), "--node-id", node_id]);
         let template = fs::read_to_string(workspace_root().join("envoy/bootstrap.yaml")).expect("bootstrap");
@@ -376,6 +382,7 @@ impl Stack {
             .args(["--concurrency", "1", "--disable-hot-restart"])
             .args(["-l", "warning", "--drain-time-s", "1"])
             .args(&self.envoy_args)
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -25,3 +25,16 @@ pub fn short(type_url: &str) -> &str {
         other => other,
     }
 }
+
+/// The served types, in the order status columns show them.
+pub const SERVED: [&str; 6] = [CLUSTER, ENDPOINT, LISTENER, ROUTE, EXTENSION_CONFIG, SECRET];
+
+/// The `'static` constant for a served type URL, None for any other.
+pub fn known(type_url: &str) -> Option<&'static str> {
+    SERVED.iter().copied().find(|served| *served == type_url)
+}
+
+/// The type URL of a short name (CDS, ...), None for any other.
+pub fn from_short(short_name: &str) -> Option<&'static str> {
+    SERVED.iter().copied().find(|served| short(served) == short_name)
+}

@@ -20,6 +20,7 @@ mod rate_limit_global;
 mod rate_limit_global_tests;
 mod response_strip;
 pub mod names;
+pub mod origins;
 mod route;
 #[cfg(test)]
 mod token_endpoint_tests;

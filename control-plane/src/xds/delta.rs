@@ -77,12 +77,14 @@ impl DeltaStream {
             if let Some(response) = state.pending.remove(&request.response_nonce) {
                 match &request.error_detail {
                     Some(error) => {
+                        let names = response.resources.iter().map(|(name, _)| name.clone()).collect();
                         state.rejected.extend(response.resources);
                         step.events.push(StreamEvent::Nack {
                             type_url: request.type_url.clone(),
                             version: response.version,
                             nonce: request.response_nonce.clone(),
                             detail: error.message.clone(),
+                            resources: names,
                         });
                     }
                     None => {
@@ -93,7 +95,11 @@ impl DeltaStream {
                             state.rejected.remove(name);
                         }
                         state.acked.extend(response.resources);
-                        step.events.push(StreamEvent::Ack { type_url: request.type_url.clone(), version: response.version });
+                        step.events.push(StreamEvent::Ack {
+                            type_url: request.type_url.clone(),
+                            version: response.version,
+                            nonce: request.response_nonce.clone(),
+                        });
                     }
                 }
             }

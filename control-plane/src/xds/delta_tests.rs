@@ -77,6 +77,12 @@ fn a_nack_is_reported_and_not_answered_with_the_same_content() {
     let step = stream.on_request(&nack, &first);
     assert!(step.responses.is_empty());
     assert!(matches!(&step.events[0], StreamEvent::Nack { detail, .. } if detail == "bad cluster"));
+    let carried: Vec<String> = r.resources.iter().map(|x| x.name.clone()).collect();
+    assert!(
+        matches!(&step.events[0], StreamEvent::Nack { resources, .. } if *resources == carried),
+        "the NACK names exactly the resources the rejected response carried: {:?}",
+        step.events
+    );
     assert!(stream.on_snapshot(&first).responses.is_empty(), "same snapshot, nothing resent");
 }
 

@@ -23,6 +23,7 @@ use super::delta::DeltaStream;
 use super::sotw::SotwStream;
 use super::step::{Step, StreamEvent};
 use super::status::EnvoyRegistry;
+use super::stream_rate::StreamRate;
 use crate::resources::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
@@ -38,11 +39,39 @@ pub struct AdsServer {
     stop: Stop,
     /// Streams need a client certificate whose node id they claim (off with `--insecure`).
     require_certificate: bool,
+    /// The cap on new streams per second (`--max-new-xds-streams-per-second`).
+    stream_rate: Arc<std::sync::Mutex<StreamRate>>,
 }
 
 impl AdsServer {
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, envoys: EnvoyRegistry, stop: Stop, require_certificate: bool) -> Self {
-        Self { snapshots, envoys, next_stream_id: Arc::new(AtomicU64::new(1)), stop, require_certificate }
+        Self {
+            snapshots,
+            envoys,
+            next_stream_id: Arc::new(AtomicU64::new(1)),
+            stop,
+            require_certificate,
+            stream_rate: Arc::new(std::sync::Mutex::new(StreamRate::new(0))),
+        }
+    }
+
+    /// At most `per_second` new streams a second (0: no cap).
+    pub fn with_stream_rate(mut self, per_second: u32) -> Self {
+        self.stream_rate = Arc::new(std::sync::Mutex::new(StreamRate::new(per_second)));
+        self
+    }
+
+    /// A stream over the cap is refused before anything is done for it.
+    fn within_stream_rate(&self) -> Result<(), Status> {
+        let now = u64::try_from(crate::clock::unix_ms()).unwrap_or(u64::MAX);
+        // A poisoned lock admits: the cap protects throughput, it is no security boundary.
+        let admitted = self.stream_rate.lock().map(|mut rate| rate.admit(now)).unwrap_or(true);
+        if admitted {
+            return Ok(());
+        }
+        crate::metrics::bump(&crate::metrics::XDS_STREAMS_REFUSED);
+        tracing::debug!("ADS stream refused: over the new-stream rate");
+        Err(Status::unavailable("too many new xDS streams this second; retry"))
     }
 
     /// Who may open this stream: a stream without a client certificate is refused before
@@ -148,6 +177,7 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let admission = self.admission(&request)?;
+        self.within_stream_rate()?;
         Ok(Response::new(self.start::<SotwStream>(request.into_inner(), admission)))
     }
 
@@ -156,6 +186,7 @@ impl AggregatedDiscoveryService for AdsServer {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let admission = self.admission(&request)?;
+        self.within_stream_rate()?;
         Ok(Response::new(self.start::<DeltaStream>(request.into_inner(), admission)))
     }
 }
@@ -202,7 +233,7 @@ async fn run_stream<P: Protocol>(
     let mut node_id = String::new();
     let mut admitted = false;
     loop {
-        let Step { responses, events } = tokio::select! {
+        let (Step { responses, events }, snapshot) = tokio::select! {
             request = inbound.next() => match request {
                 Some(Ok(request)) => {
                     if !admitted {
@@ -224,8 +255,9 @@ async fn run_stream<P: Protocol>(
                             tracing::info!(stream_id, node = %node.id, protocol = P::NAME, "envoy connected");
                         }
                     }
+                    envoys.seen(stream_id);
                     let snapshot = snapshots.borrow().clone();
-                    stream.on_request(&request, &snapshot)
+                    (stream.on_request(&request, &snapshot), snapshot)
                 }
                 Some(Err(status)) => {
                     tracing::info!(stream_id, node = %node_id, %status, "stream ended with error");
@@ -238,18 +270,20 @@ async fn run_stream<P: Protocol>(
                     break; // the control plane is shutting down
                 }
                 let snapshot = snapshots.borrow_and_update().clone();
-                stream.on_snapshot(&snapshot)
+                (stream.on_snapshot(&snapshot), snapshot)
             }
         };
+        envoys.offered(stream_id, &snapshot);
         for event in &events {
             log_event(stream_id, &node_id, event);
-            envoys.record(stream_id, event);
+            envoys.record(stream_id, event, &snapshot.origins);
         }
         for response in responses {
             let (type_url, version, nonce, resources) = P::describe(&response);
             tracing::debug!(
                 stream_id, node = %node_id, r#type = type_url::short(type_url), %version, %nonce, resources, "sending"
             );
+            envoys.sent(stream_id, type_url, version, nonce, resources);
             if tx.send(Ok(response)).await.is_err() {
                 envoys.disconnect(stream_id);
                 return;
@@ -262,13 +296,13 @@ async fn run_stream<P: Protocol>(
 
 fn log_event(stream_id: u64, node_id: &str, event: &StreamEvent) {
     match event {
-        StreamEvent::Ack { type_url, version } => {
+        StreamEvent::Ack { type_url, version, .. } => {
             tracing::info!(stream_id, node = %node_id, r#type = type_url::short(type_url), %version, "ACK");
         }
-        StreamEvent::Nack { type_url, version, nonce, detail } => {
+        StreamEvent::Nack { type_url, version, nonce, detail, resources } => {
             tracing::warn!(
                 stream_id, node = %node_id, r#type = type_url::short(type_url), %version, %nonce,
-                %detail, "NACK: Envoy rejected this version and keeps its last good config"
+                %detail, ?resources, "NACK: Envoy rejected this version and keeps its last good config"
             );
         }
     }

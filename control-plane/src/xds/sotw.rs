@@ -40,6 +40,8 @@ struct TypeState {
 pub struct SotwStream {
     types: BTreeMap<String, TypeState>,
     nonce_counter: u64,
+    /// The CDS nonce whose warming clusters were last answered with the endpoints again.
+    endpoints_rewarmed_for: Option<String>,
 }
 
 /// What one request or snapshot does to a SotW stream.
@@ -60,6 +62,7 @@ impl SotwStream {
                     version: state.sent_version.clone().unwrap_or_default(),
                     nonce: request.response_nonce.clone(),
                     detail: error.message.clone(),
+                    resources: state.sent_names.iter().cloned().collect(),
                 });
                 state.names = names;
                 return step;
@@ -67,9 +70,14 @@ impl SotwStream {
             step.events.push(StreamEvent::Ack {
                 type_url: request.type_url.clone(),
                 version: request.version_info.clone(),
+                nonce: request.response_nonce.clone(),
             });
             state.acked_version = state.sent_version.clone();
             if state.names == names {
+                if let Some(response) = self.rewarm_endpoints(&request.type_url, snapshot) {
+                    step.responses.push(response);
+                    return step;
+                }
                 // An ACK may be what held routes were waiting for.
                 step.responses.extend(super::step::send_gated_if_ready(self, snapshot));
                 return step;
@@ -87,6 +95,24 @@ impl SotwStream {
     /// the clusters are ready (now, or on a later ACK).
     pub fn on_snapshot(&mut self, snapshot: &Snapshot) -> SotwStep {
         super::step::on_snapshot(self, snapshot)
+    }
+
+    /// A changed cluster warms until it gets its endpoints, and Envoy holds the CDS ACK until
+    /// then; it asks for them with an EDS request naming what it already has, which reads
+    /// as a plain ACK. While a CDS response is unanswered, that request is answered with the
+    /// endpoints again, once per CDS response (so a slow CDS ACK cannot make a loop).
+    fn rewarm_endpoints(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
+        if type_url != type_url::ENDPOINT {
+            return None;
+        }
+        let clusters = self.types.get(type_url::CLUSTER)?;
+        let cds_nonce = clusters.sent_nonce.clone()?;
+        let cds_unanswered = clusters.sent_version != clusters.acked_version;
+        if !cds_unanswered || self.endpoints_rewarmed_for.as_deref() == Some(cds_nonce.as_str()) {
+            return None;
+        }
+        self.endpoints_rewarmed_for = Some(cds_nonce);
+        self.respond(type_url, snapshot)
     }
 
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {

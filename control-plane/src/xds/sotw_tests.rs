@@ -44,7 +44,7 @@ fn eds_sends_only_the_names_asked_for_and_new_names_after_an_ack() {
     let sent = &first.responses[0];
     let ack_same = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a"]), &snap);
     assert!(ack_same.responses.is_empty(), "a plain ACK needs no reply");
-    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone() }]);
+    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone(), nonce: sent.nonce.clone() }]);
     let more = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a", "svc_b"]), &snap);
     assert_eq!(more.responses.len(), 1, "a changed subscription is answered");
     assert_eq!(more.responses[0].resources.len(), 2);
@@ -68,13 +68,16 @@ fn a_nack_is_recorded_and_the_rejected_version_is_never_resent() {
     nack.error_detail = Some(RpcStatus { code: 3, message: "bad wasm".into(), details: vec![] });
     let step = stream.on_request(&nack, &snap);
     assert!(step.responses.is_empty(), "never resend what was just rejected");
+    let sent_listeners: Vec<String> = snap.types[type_url::LISTENER].resources.keys().cloned().collect();
+    assert!(!sent_listeners.is_empty(), "the NACK names what the rejected response carried");
     assert_eq!(
         step.events,
         [StreamEvent::Nack {
             type_url: type_url::LISTENER.into(),
             version: sent.version_info.clone(),
             nonce: sent.nonce.clone(),
-            detail: "bad wasm".into()
+            detail: "bad wasm".into(),
+            resources: sent_listeners,
         }]
     );
     assert!(stream.on_snapshot(&snap).responses.is_empty(), "same snapshot: still not resent");
@@ -246,4 +249,39 @@ fn a_rotated_certificate_goes_out_as_one_secret_at_once_and_nothing_else_changes
     let step = stream.on_snapshot(&rotated);
     let sent: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
     assert_eq!(sent, vec![type_url::SECRET]);
+}
+
+/// Services a and b; `lb` gives a a load-balancing policy (a cluster-only edit).
+fn cluster_snapshot(lb: Option<&str>, previous: Option<&Snapshot>) -> Snapshot {
+    let traffic = lb.map(|p| format!("\n    traffic: {{load_balancing: {{policy: {p}}}}}")).unwrap_or_default();
+    let yaml = crate::test_support::AUTH.to_owned()
+        + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]{traffic}\n  - name: b\n    routes: [{{prefix: /b}}]\n");
+    let options = crate::test_support::translate_options(8080);
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+#[test]
+fn a_changed_cluster_gets_its_endpoints_again_while_it_warms_once_per_cds_response() {
+    let first = cluster_snapshot(None, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = cluster_snapshot(Some("random"), Some(&first));
+    assert_eq!(second.types[type_url::ENDPOINT].version, first.types[type_url::ENDPOINT].version, "only the cluster changed");
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    assert_eq!(cds.type_url, type_url::CLUSTER);
+    // Envoy warms the changed cluster and asks for its endpoints, naming what it has: on
+    // the wire a plain EDS ACK. Unanswered, the cluster warms until Envoy's fetch timeout
+    // and the CDS ACK waits with it.
+    let eds_version = first.types[type_url::ENDPOINT].version.clone();
+    let eds = stream.types[type_url::ENDPOINT].sent_nonce.clone().unwrap();
+    let step = stream.on_request(&request(type_url::ENDPOINT, &eds, &eds_version, &["svc_a", "svc_b"]), &second);
+    assert_eq!(step.responses.len(), 1, "the warming cluster gets its endpoints");
+    let again = &step.responses[0];
+    assert_eq!((again.type_url.as_str(), again.resources.len()), (type_url::ENDPOINT, 2));
+    // The ACK of that answer is not answered again while CDS is still unanswered.
+    let step = stream.on_request(&request(type_url::ENDPOINT, &again.nonce, &eds_version, &["svc_a", "svc_b"]), &second);
+    assert!(step.responses.is_empty(), "once per CDS response, no loop");
+    // Once CDS is ACKed, a plain EDS ACK is a plain ACK again.
+    stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &second);
+    let step = stream.on_request(&request(type_url::ENDPOINT, &again.nonce, &eds_version, &["svc_a", "svc_b"]), &second);
+    assert!(step.responses.is_empty());
 }

@@ -15,8 +15,9 @@ pub(super) const GATED_TYPES: [&str; 3] = [type_url::EXTENSION_CONFIG, type_url:
 /// What happened on the stream that the operator should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
-    Ack { type_url: String, version: String },
-    Nack { type_url: String, version: String, nonce: String, detail: String },
+    Ack { type_url: String, version: String, nonce: String },
+    /// `resources`: the names the rejected response carried.
+    Nack { type_url: String, version: String, nonce: String, detail: String, resources: Vec<String> },
 }
 
 /// Responses to send, in order, and events to record: what one request or snapshot does to
