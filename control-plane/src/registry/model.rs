@@ -36,6 +36,10 @@ pub struct RegistryFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edge_tls: Option<EdgeTlsSpec>,
     pub services: Vec<ServiceSpec>,
+    /// GET routes the filter answers by calling several services at once (issue 14); the
+    /// filter's compiler judges them (README, "Composite routes").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,8 @@ pub struct Registry {
     pub edge_tls: Option<EdgeTls>,
     /// Services whose instances are reached over TLS, with their CA and client certificate.
     pub upstream_tls: BTreeMap<String, UpstreamTls>,
+    /// Composite routes as written; `translate::check` runs the filter's compiler on them.
+    pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -127,7 +129,7 @@ impl Registry {
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit,
+            &upstream_tls, &parsed.global_rate_limit, &parsed.composites,
         ));
         Ok(Self {
             services,
@@ -146,6 +148,7 @@ impl Registry {
             edge_tls_spec: parsed.edge_tls,
             edge_tls,
             upstream_tls,
+            composites: parsed.composites,
             version,
         })
     }
@@ -181,6 +184,7 @@ impl Registry {
                 .collect(),
             edge_tls: self.edge_tls_spec.clone(),
             services: self.services.values().cloned().collect(),
+            composites: self.composites.clone(),
         }
     }
 

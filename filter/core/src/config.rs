@@ -35,6 +35,15 @@ pub struct FilterConfig {
     /// Webhook endpoints whose signatures the edge checks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<WebhookConfig>,
+    /// GET routes the filter answers by composing several services' answers (issue 14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub composites: Vec<crate::aggregate::config::CompositeConfig>,
+}
+
+/// The Envoy cluster (and EDS service name) of a registry service: the control plane names
+/// its clusters with this, and composite routes call them by it.
+pub fn service_cluster(service: &str) -> String {
+    format!("svc_{service}")
 }
 
 /// A Stripe webhook endpoint: the exact path it is posted to and its signing secret.

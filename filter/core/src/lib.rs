@@ -5,6 +5,7 @@
 //! same JSON in `on_configure` and asks [`decide`] what to do with each request.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod aggregate;
 pub mod apply;
 pub mod cache;
 pub mod clock;

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use crate::aggregate::config::{CompositeConfig, MAX_COMPOSITES};
+use crate::aggregate::Composite;
 use crate::config::{
     AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
 };
@@ -29,6 +31,8 @@ pub struct Policy {
     pub unrouted_headers: HeaderPolicy,
     /// (exact path, Stripe signing secret) of webhook endpoints checked at the edge.
     pub webhooks: Vec<(String, Vec<u8>)>,
+    /// Composite routes, matched before any service's prefix (their paths are their own).
+    pub composites: Vec<Rc<Composite>>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +79,7 @@ impl Policy {
             revocation,
             token_cache_entries,
             webhooks,
+            composites,
         } = config;
         let (services, prefixes) = compile_services(service_configs)?;
         let verifier = compile_verifier(auth)?;
@@ -96,6 +101,7 @@ impl Policy {
             token_cache_entries: *token_cache_entries,
             unrouted_headers: HeaderPolicy::open(),
             webhooks: compile_webhooks(webhooks)?,
+            composites: compile_composites(composites, service_configs)?,
         })
     }
 
@@ -105,8 +111,17 @@ impl Policy {
         self.webhooks.iter().position(|(hook_path, _)| readings.each().any(|path| segment_eq(hook_path, path)))
     }
 
-    /// The service Envoy routes `path` to, by the longest whole-segment prefix.
+    /// The composite route `path` (no query) is, if any.
+    pub fn composite_for(&self, path: &str) -> Option<&Rc<Composite>> {
+        self.composites.iter().find(|c| c.matches(path).is_some())
+    }
+
+    /// The service that judges `path`: a composite route's own, else the one Envoy routes
+    /// it to, by the longest whole-segment prefix.
     pub fn service_for(&self, path: &str) -> Option<&Service> {
+        if let Some(composite) = self.composite_for(path) {
+            return Some(&composite.service);
+        }
         self.prefixes
             .iter()
             .find(|(prefix, _)| is_under_prefix(path, prefix))
@@ -217,6 +232,23 @@ fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {
         return Err(CompileError::new("revocation", "wait_ms", format!("at most {} ms", crate::feed_poll::MAX_WAIT_MS)));
     }
     Ok(())
+}
+
+fn compile_composites(configs: &[CompositeConfig], services: &[ServiceConfig]) -> Result<Vec<Rc<Composite>>, CompileError> {
+    if configs.len() > MAX_COMPOSITES {
+        return Err(CompileError::new("composites", "", format!("at most {MAX_COMPOSITES} composite routes")));
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let mut compiled: Vec<Rc<Composite>> = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let item = format!("composites[{i}] ({})", config.name);
+        let composite = Composite::compile(config, &names).map_err(|e| CompileError::new(&item, e.field, e.reason))?;
+        if compiled.iter().any(|c| c.name == composite.name) {
+            return Err(CompileError::new(&item, "name", "is taken by another composite route"));
+        }
+        compiled.push(Rc::new(composite));
+    }
+    Ok(compiled)
 }
 
 fn compile_webhooks(configs: &[WebhookConfig]) -> Result<Vec<(String, Vec<u8>)>, CompileError> {

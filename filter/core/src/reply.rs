@@ -28,7 +28,9 @@ impl Denial {
             401 => "Unauthorized",
             403 => "Forbidden",
             500 => "Internal Server Error",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             _ => "Error",
         }
     }

@@ -16,8 +16,11 @@ use stagedoor_filter_core::hold::{awaiting_revocations, revocations_unavailable,
 use stagedoor_filter_core::reply::Denial;
 use stagedoor_filter_core::validation::{check_request_head, validation_reply, PendingBody, ValidationFailure};
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
-use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
+use stagedoor_filter_core::aggregate::Composite;
+use stagedoor_filter_core::path::strip_query;
+use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Outcome, Policy, RequestView};
 
+use crate::fanout::{deliver, Fanouts, Pending};
 use crate::host::{self, CurrentRequest};
 use crate::metrics::Metrics;
 use crate::time::CoarseTime;
@@ -35,6 +38,9 @@ pub struct StagedoorHttp {
     /// A route whose body schema the body is checked against once it is all here, and the
     /// request id for a refusal.
     pending_validation: Option<(PendingBody, String)>,
+    fanouts: Rc<RefCell<Fanouts>>,
+    /// A composite route this request is answered by: nothing of it goes upstream.
+    composite: bool,
 }
 
 fn now_ms() -> i64 {
@@ -56,8 +62,51 @@ impl StagedoorHttp {
         state: Rc<RefCell<FilterState>>,
         held: Rc<RefCell<HeldRequests>>,
         metrics: Rc<Metrics>,
+        fanouts: Rc<RefCell<Fanouts>>,
     ) -> Self {
-        Self { context_id, time, policy, state, held, metrics, pending_webhook: None, pending_validation: None }
+        Self {
+            context_id,
+            time,
+            policy,
+            state,
+            held,
+            metrics,
+            pending_webhook: None,
+            pending_validation: None,
+            fanouts,
+            composite: false,
+        }
+    }
+
+    /// Answers an authorized request to a composite route: its calls go out now, or once
+    /// the revocation list is known (a held request's token must not reach any service
+    /// before it is checked).
+    fn aggregate(&mut self, composite: Rc<Composite>, outcome: &Outcome<'_>, path: &str) -> Action {
+        self.composite = true;
+        let request_id = outcome.request_id.as_str();
+        let params = composite.matches(strip_query(path)).unwrap_or_default();
+        let calls = match composite.calls(&params) {
+            Ok(calls) => calls,
+            Err(unsafe_param) => {
+                let denial = Denial { status: 400, code: "INVALID_PATH_PARAM", message: unsafe_param.to_string() };
+                return self.refuse(&denial, request_id);
+            }
+        };
+        let pending = Pending { composite, calls, identity: outcome.decision.headers_to_set(), request_id: request_id.to_owned() };
+        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision).map(str::to_owned);
+        if let Some(key) = awaiting {
+            if !self.held.borrow_mut().hold(self.context_id, &key, request_id, host::now_ms(), false) {
+                return self.refuse(&revocations_unavailable(), request_id);
+            }
+            self.metrics.held();
+            self.fanouts.borrow_mut().park(self.context_id, pending);
+            return Action::Pause;
+        }
+        let reply = self.fanouts.borrow_mut().start(self.context_id, pending, host::now_ms());
+        if let Some(reply) = reply {
+            deliver(self.context_id, &reply, self.context_id);
+        }
+        Action::Pause
     }
 
     fn refuse(&self, denial: &Denial, request_id: &str) -> Action {
@@ -114,10 +163,21 @@ impl Drop for StagedoorHttp {
         if let Ok(mut held) = self.held.try_borrow_mut() {
             held.forget(self.context_id);
         }
+        if let Ok(mut fanouts) = self.fanouts.try_borrow_mut() {
+            fanouts.forget(self.context_id);
+        }
     }
 }
 
-impl Context for StagedoorHttp {}
+impl Context for StagedoorHttp {
+    /// A composite route's call answered (calls dispatched from this context come here).
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, host::now_ms());
+        if let Some((context_id, reply)) = decided {
+            deliver(context_id, &reply, self.context_id);
+        }
+    }
+}
 
 impl HttpContext for StagedoorHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -139,6 +199,11 @@ impl HttpContext for StagedoorHttp {
             decide_at(&self.policy, &request, &mut clock, &mut state)
         };
         self.metrics.observe(&outcome.observed);
+        if matches!(outcome.decision, Decision::Forward { .. }) {
+            if let Some(composite) = self.policy.composite_for(strip_query(request.path)).cloned() {
+                return self.aggregate(composite, &outcome, request.path);
+            }
+        }
         if apply(&mut CurrentRequest, &outcome, &now_ms) == Next::Stop {
             return Action::Pause;
         }
@@ -181,6 +246,9 @@ impl HttpContext for StagedoorHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.composite {
+            return Action::Pause; // answered by the filter; nothing goes upstream
+        }
         // Routes without a body schema or webhook stream: this is the only work they get.
         if self.pending_webhook.is_none() && self.pending_validation.is_none() {
             return Action::Continue;

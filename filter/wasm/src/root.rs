@@ -16,6 +16,7 @@ use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::{FilterState, Policy};
 
+use crate::fanout::{deliver, Fanouts};
 use crate::host::{self, CurrentRequest};
 use crate::http::{StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct StagedoorRoot {
     policy: Option<Rc<Policy>>,
     state: Option<Rc<RefCell<FilterState>>>,
     held: Rc<RefCell<HeldRequests>>,
+    /// Composite routes' calls, shared with every request context.
+    fanouts: Rc<RefCell<Fanouts>>,
     metrics: Option<Rc<Metrics>>,
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
@@ -42,6 +45,7 @@ impl StagedoorRoot {
             policy: None,
             state: None,
             held: Rc::default(),
+            fanouts: Rc::default(),
             metrics: None,
             time: Rc::default(),
             revocation_call: None,
@@ -65,8 +69,13 @@ fn error(message: &str) {
 }
 
 impl Context for StagedoorRoot {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.revocation_call != Some(token_id) {
+            // A composite route's call sent when its held request was let go.
+            let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, now_ms());
+            if let Some((context_id, reply)) = decided {
+                deliver(context_id, &reply, self.context_id);
+            }
             return;
         }
         self.revocation_call = None;
@@ -143,13 +152,23 @@ impl StagedoorRoot {
             if host::set_effective_context(context_id).is_err() {
                 continue;
             }
-            let result = match release {
-                Release::Continue => host::resume_request(),
-                Release::Refuse(denial, request_id) => {
+            let parked = self.fanouts.borrow_mut().take_parked(context_id);
+            let result = match (release, parked) {
+                // A composite route's request: its calls go out now (from here, so their
+                // answers come to the root context).
+                (Release::Continue, Some(pending)) => {
+                    let reply = self.fanouts.borrow_mut().start(context_id, pending, now_ms());
+                    if let Some(reply) = reply {
+                        deliver(context_id, &reply, context_id);
+                    }
+                    Ok(())
+                }
+                (Release::Continue, None) => host::resume_request(),
+                (Release::Refuse(denial, request_id), _) => {
                     refuse_or_stop(&mut CurrentRequest, &denial, &request_id, now);
                     Ok(())
                 }
-                Release::LeaveToBodyCheck => Ok(()),
+                (Release::LeaveToBodyCheck, _) => Ok(()),
             };
             if let Err(e) = result {
                 error(&format!("stagedoor: a held request could not be resumed: {e}"));
@@ -224,6 +243,7 @@ impl RootContext for StagedoorRoot {
                 state.clone(),
                 self.held.clone(),
                 metrics.clone(),
+                self.fanouts.clone(),
             )),
             _ => Box::new(Unconfigured),
         };
