@@ -407,3 +407,22 @@ fn a_snapshot_whose_listener_names_a_missing_or_mistyped_filter_config_is_incons
     renamed.extension_configs[0].name = "other".into();
     assert!(matches!(check_consistent(&renamed), Err(InconsistentSnapshot::MissingExtensionConfig { .. })));
 }
+
+#[test]
+fn the_shipped_composites_reach_the_filter_and_a_bad_source_is_refused_naming_it() {
+    let registry = crate::test_support::shipped_registry("composites");
+    let config = check::check(&registry, None).unwrap();
+    let names: Vec<&str> = config.composites.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["event-details", "user-dashboard"]);
+    let policy = stagedoor_filter_core::Policy::compile(&config).unwrap();
+    let details = policy.composite_for("/api/v1/aggregate/events/e1").unwrap();
+    let clusters: Vec<&str> = details.sources.iter().map(|s| s.cluster.as_str()).collect();
+    // Every source goes through a cluster this control plane publishes.
+    assert_eq!(clusters, ["svc_event", "svc_venue", "svc_ticket", "svc_minting", "svc_analytics"]);
+    assert!(clusters.iter().all(|c| registry.services.contains_key(c.trim_start_matches("svc_"))));
+
+    let mut bad = registry.clone();
+    bad.composites[1].sources[2].service = "nft".into();
+    let e = check::check(&bad, None).unwrap_err().in_file("r").to_string();
+    assert_eq!(e, "r: composites[1] (user-dashboard): sources[2] (nfts).service: no service \"nft\" in the registry");
+}

@@ -272,3 +272,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_composite_route_is_judged_by_its_own_permission_before_any_service_prefix() {
+    use crate::decision::tests::{bearer, config, denial, token, Harness};
+    let mut with_composite = config();
+    with_composite.composites = vec![CompositeConfig {
+        name: "dashboard".into(),
+        // Under the event service's prefix, which would let any token through.
+        path: "/api/v1/events/users/{userId}/dashboard".into(),
+        permission: Some("tickets:view".into()),
+        sources: vec![source("tickets", "event", "/api/v1/events/users/{userId}/tickets", true)],
+        ..event_details()
+    }];
+    let mut h = Harness::with(with_composite);
+    let customer = bearer(&token(json!({"role": "customer", "sub": "u1"})));
+    let own = h.run("GET", "/api/v1/events/users/u1/dashboard", &[("authorization", &customer)]);
+    assert!(matches!(own.decision, crate::Decision::Forward { identity: Some(_), .. }));
+    let other = h.run("GET", "/api/v1/events/users/u2/dashboard", &[("authorization", &customer)]);
+    assert_eq!(denial(&other), (403, "INSUFFICIENT_PERMISSIONS"));
+    let anonymous = h.run("GET", "/api/v1/events/users/u1/dashboard", &[]);
+    assert_eq!(denial(&anonymous), (401, "TOKEN_MISSING"));
+    assert!(h.policy.composite_for("/api/v1/events/users/u1/dashboard").is_some());
+    assert!(h.policy.composite_for("/api/v1/events/users/u1").is_none());
+}
