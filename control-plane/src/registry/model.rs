@@ -40,6 +40,9 @@ pub struct RegistryFile {
     /// filter's compiler judges them (README, "Composite routes").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
+    /// GET/HEAD routes whose 200 answers each Envoy's filter keeps (README, "Response cache").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_cache: Vec<stagedoor_filter_core::response_cache::config::CacheRouteConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,6 +38,9 @@ pub struct Registry {
     pub upstream_tls: BTreeMap<String, UpstreamTls>,
     /// Composite routes as written; `translate::check` runs the filter's compiler on them.
     pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
+    /// Cached routes as written; the filter's compiler judges them, except the rewrite rule
+    /// below (the filter does not know routes' rewrites).
+    pub response_cache: Vec<stagedoor_filter_core::response_cache::config::CacheRouteConfig>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -119,6 +122,7 @@ impl Registry {
         let global_rate_limits = super::global_rate_limit::compile(parsed.global_rate_limit.as_ref(), env)
             .map_err(|e| Fault::item("global_rate_limit", e.field, e.reason))?;
         let webhooks = webhooks(&parsed.webhooks, &services, env)?;
+        check_cached_routes(&parsed.response_cache, &services)?;
         let now = crate::tls::load::unix_now();
         let edge_tls = match &parsed.edge_tls {
             None => None,
@@ -130,6 +134,7 @@ impl Registry {
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
             &upstream_tls, &parsed.global_rate_limit, &parsed.composites,
+            &parsed.response_cache,
         ));
         Ok(Self {
             services,
@@ -149,6 +154,7 @@ impl Registry {
             edge_tls,
             upstream_tls,
             composites: parsed.composites,
+            response_cache: parsed.response_cache,
             version,
         })
     }
@@ -185,6 +191,7 @@ impl Registry {
             edge_tls: self.edge_tls_spec.clone(),
             services: self.services.values().cloned().collect(),
             composites: self.composites.clone(),
+            response_cache: self.response_cache.clone(),
         }
     }
 
@@ -329,6 +336,24 @@ fn identity_signing_key(identity: Option<&IdentitySpec>, env: &dyn Fn(&str) -> O
         }
         Some(_) => Err(Fault::item("identity", "signing_key", "give exactly one of `signing_key` or `signing_key_env`")),
     }
+}
+
+/// A miss is fetched with the request's own path, so a cached route may not sit under a
+/// prefix Envoy rewrites (the fetch would skip the rewrite).
+fn check_cached_routes(
+    routes: &[stagedoor_filter_core::response_cache::config::CacheRouteConfig],
+    services: &BTreeMap<String, ServiceSpec>,
+) -> Result<(), Fault> {
+    for (i, route) in routes.iter().enumerate() {
+        let rewritten = services.values().flat_map(|s| &s.routes).find(|r| {
+            r.upstream_prefix.is_some() && stagedoor_filter_core::path::is_under_prefix(&route.path, &r.prefix)
+        });
+        if let Some(r) = rewritten {
+            let item = format!("response_cache[{i}] ({})", route.name);
+            return Err(Fault::item(&item, "path", format!("is under {}, which is rewritten to the service: not cacheable", r.prefix)));
+        }
+    }
+    Ok(())
 }
 
 fn check_cors(cors: &CorsSpec) -> Result<(), Fault> {

@@ -36,6 +36,7 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
         token_cache_entries: DEFAULT_TOKEN_CACHE_ENTRIES,
         webhooks: registry.webhooks.clone(),
         composites: registry.composites.clone(),
+        response_cache: registry.response_cache.clone(),
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config

@@ -38,6 +38,9 @@ pub struct FilterConfig {
     /// GET routes the filter answers by composing several services' answers (issue 14).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub composites: Vec<crate::aggregate::config::CompositeConfig>,
+    /// GET/HEAD routes whose 200 answers each filter VM keeps (issue 14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_cache: Vec<crate::response_cache::config::CacheRouteConfig>,
 }
 
 /// The Envoy cluster (and EDS service name) of a registry service: the control plane names

@@ -19,6 +19,7 @@ pub mod hold;
 pub mod identity;
 pub mod rbac;
 pub mod reply;
+pub mod response_cache;
 pub mod revocation;
 pub mod schema;
 pub mod token;

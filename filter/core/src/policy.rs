@@ -5,6 +5,8 @@ use std::rc::Rc;
 
 use crate::aggregate::config::{CompositeConfig, MAX_COMPOSITES};
 use crate::aggregate::Composite;
+use crate::response_cache::config::{CacheRouteConfig, MAX_CACHE_ROUTES};
+use crate::response_cache::CacheRoute;
 use crate::config::{
     AuthConfig, FilterConfig, KeyConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
 };
@@ -33,6 +35,8 @@ pub struct Policy {
     pub webhooks: Vec<(String, Vec<u8>)>,
     /// Composite routes, matched before any service's prefix (their paths are their own).
     pub composites: Vec<Rc<Composite>>,
+    /// Cached routes, each with the service whose cluster a miss is fetched from.
+    pub cache_routes: Vec<(Rc<CacheRoute>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,8 +84,10 @@ impl Policy {
             token_cache_entries,
             webhooks,
             composites,
+            response_cache,
         } = config;
         let (services, prefixes) = compile_services(service_configs)?;
+        let prefixes_for_cache = prefixes.clone();
         let verifier = compile_verifier(auth)?;
         let roles = compile_roles(roles).map_err(|e| CompileError::new("roles", "", e))?;
         if identity_signing_key.as_ref().is_some_and(|key| key.len() < 32) {
@@ -102,6 +108,7 @@ impl Policy {
             unrouted_headers: HeaderPolicy::open(),
             webhooks: compile_webhooks(webhooks)?,
             composites: compile_composites(composites, service_configs)?,
+            cache_routes: compile_cache_routes(response_cache, service_configs, &prefixes_for_cache)?,
         })
     }
 
@@ -109,6 +116,11 @@ impl Policy {
     /// the request's path names (so a case or trailing-slash variant is checked too).
     pub fn webhook_for(&self, readings: &PathReadings<'_>) -> Option<usize> {
         self.webhooks.iter().position(|(hook_path, _)| readings.each().any(|path| segment_eq(hook_path, path)))
+    }
+
+    /// The cached route `method` on `path` (no query) is, and its service's name.
+    pub fn cache_route_for(&self, method: &str, path: &str) -> Option<(&Rc<CacheRoute>, &str)> {
+        self.cache_routes.iter().find(|(route, _)| route.covers(method, path)).map(|(route, service)| (route, service.as_str()))
     }
 
     /// The composite route `path` (no query) is, if any.
@@ -247,6 +259,32 @@ fn compile_composites(configs: &[CompositeConfig], services: &[ServiceConfig]) -
             return Err(CompileError::new(&item, "name", "is taken by another composite route"));
         }
         compiled.push(Rc::new(composite));
+    }
+    Ok(compiled)
+}
+
+fn compile_cache_routes(
+    configs: &[CacheRouteConfig],
+    services: &[ServiceConfig],
+    prefixes: &Prefixes,
+) -> Result<Vec<(Rc<CacheRoute>, String)>, CompileError> {
+    if configs.len() > MAX_CACHE_ROUTES {
+        return Err(CompileError::new("response_cache", "", format!("at most {MAX_CACHE_ROUTES} cached routes")));
+    }
+    let mut compiled: Vec<(Rc<CacheRoute>, String)> = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let item = format!("response_cache[{i}] ({})", config.name);
+        let route = CacheRoute::compile(config).map_err(|e| CompileError::new(&item, e.field, e.reason))?;
+        // A miss is fetched from the service Envoy routes the path to.
+        let service = prefixes
+            .iter()
+            .find(|(prefix, _)| is_under_prefix(&config.path, prefix))
+            .and_then(|(_, index)| services.get(*index))
+            .ok_or_else(|| CompileError::new(&item, "path", "is under no service's prefix"))?;
+        if compiled.iter().any(|(r, _)| r.name == route.name) {
+            return Err(CompileError::new(&item, "name", "is taken by another cached route"));
+        }
+        compiled.push((Rc::new(route), service.name.clone()));
     }
     Ok(compiled)
 }

@@ -18,12 +18,22 @@ use stagedoor_filter_core::validation::{check_request_head, validation_reply, Pe
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::aggregate::Composite;
 use stagedoor_filter_core::path::strip_query;
+use stagedoor_filter_core::response_cache::CacheRequest;
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Outcome, Policy, RequestView};
 
+use crate::cache_fetch::{EdgeCache, Served};
 use crate::fanout::{deliver, Fanouts, Pending};
 use crate::host::{self, CurrentRequest};
 use crate::metrics::Metrics;
 use crate::time::CoarseTime;
+
+/// The VM's state for requests the filter answers itself (composite routes, cached
+/// answers), shared by every context.
+#[derive(Clone, Default)]
+pub struct AnsweredHere {
+    pub fanouts: Rc<RefCell<Fanouts>>,
+    pub edge_cache: Rc<RefCell<EdgeCache>>,
+}
 
 pub struct StagedoorHttp {
     context_id: u32,
@@ -41,6 +51,7 @@ pub struct StagedoorHttp {
     fanouts: Rc<RefCell<Fanouts>>,
     /// A composite route this request is answered by: nothing of it goes upstream.
     composite: bool,
+    edge_cache: Rc<RefCell<EdgeCache>>,
 }
 
 fn now_ms() -> i64 {
@@ -62,8 +73,9 @@ impl StagedoorHttp {
         state: Rc<RefCell<FilterState>>,
         held: Rc<RefCell<HeldRequests>>,
         metrics: Rc<Metrics>,
-        fanouts: Rc<RefCell<Fanouts>>,
+        answered_here: AnsweredHere,
     ) -> Self {
+        let AnsweredHere { fanouts, edge_cache } = answered_here;
         Self {
             context_id,
             time,
@@ -75,6 +87,7 @@ impl StagedoorHttp {
             pending_validation: None,
             fanouts,
             composite: false,
+            edge_cache,
         }
     }
 
@@ -166,12 +179,19 @@ impl Drop for StagedoorHttp {
         if let Ok(mut fanouts) = self.fanouts.try_borrow_mut() {
             fanouts.forget(self.context_id);
         }
+        if let Ok(mut cache) = self.edge_cache.try_borrow_mut() {
+            cache.forget(self.context_id);
+        }
     }
 }
 
 impl Context for StagedoorHttp {
     /// A composite route's call answered (calls dispatched from this context come here).
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        // A cache miss's fetch (dispatched from this context too).
+        if self.edge_cache.borrow_mut().on_response(token_id, num_headers, body_size) {
+            return;
+        }
         let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, host::now_ms());
         if let Some((context_id, reply)) = decided {
             deliver(context_id, &reply, self.context_id);
@@ -242,7 +262,28 @@ impl HttpContext for StagedoorHttp {
             // Hold the request (headers included) until the body is checked.
             return Action::Pause;
         }
-        if awaiting.is_some() { Action::Pause } else { Action::Continue }
+        if awaiting.is_some() {
+            return Action::Pause;
+        }
+        // Authenticated requests only: the key holds the verified tenant (and user).
+        let Decision::Forward { identity: Some(identity), .. } = &outcome.decision else { return Action::Continue };
+        let path = strip_query(request.path);
+        let Some((route, service)) = self.policy.cache_route_for(request.method, path) else { return Action::Continue };
+        let query = request.path.split_once('?').map_or("", |(_, q)| q);
+        let cache_request = CacheRequest {
+            method: request.method,
+            path,
+            query,
+            tenant: &identity.token.tenant,
+            subject: &identity.token.subject,
+            headers: &headers,
+        };
+        let identity_headers = outcome.decision.headers_to_set();
+        let served = self.edge_cache.borrow_mut().serve(self.context_id, route, service, &cache_request, &identity_headers, request_id);
+        match served {
+            Served::Paused => Action::Pause,
+            Served::Proxied => Action::Continue,
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -16,9 +16,9 @@ use stagedoor_filter_core::hold::{HeldRequests, Release};
 use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::{FilterState, Policy};
 
-use crate::fanout::{deliver, Fanouts};
+use crate::fanout::deliver;
 use crate::host::{self, CurrentRequest};
-use crate::http::{StagedoorHttp, Unconfigured};
+use crate::http::{AnsweredHere, StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
 use crate::time::{now_ms, CoarseTime};
 
@@ -30,8 +30,9 @@ pub struct StagedoorRoot {
     policy: Option<Rc<Policy>>,
     state: Option<Rc<RefCell<FilterState>>>,
     held: Rc<RefCell<HeldRequests>>,
-    /// Composite routes' calls, shared with every request context.
-    fanouts: Rc<RefCell<Fanouts>>,
+    /// Composite routes' calls and the response cache, shared with every request context
+    /// (a new config starts the cache empty: its routes may differ).
+    answered_here: AnsweredHere,
     metrics: Option<Rc<Metrics>>,
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
@@ -45,7 +46,7 @@ impl StagedoorRoot {
             policy: None,
             state: None,
             held: Rc::default(),
-            fanouts: Rc::default(),
+            answered_here: AnsweredHere::default(),
             metrics: None,
             time: Rc::default(),
             revocation_call: None,
@@ -72,7 +73,7 @@ impl Context for StagedoorRoot {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.revocation_call != Some(token_id) {
             // A composite route's call sent when its held request was let go.
-            let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, now_ms());
+            let decided = self.answered_here.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, now_ms());
             if let Some((context_id, reply)) = decided {
                 deliver(context_id, &reply, self.context_id);
             }
@@ -152,12 +153,12 @@ impl StagedoorRoot {
             if host::set_effective_context(context_id).is_err() {
                 continue;
             }
-            let parked = self.fanouts.borrow_mut().take_parked(context_id);
+            let parked = self.answered_here.fanouts.borrow_mut().take_parked(context_id);
             let result = match (release, parked) {
                 // A composite route's request: its calls go out now (from here, so their
                 // answers come to the root context).
                 (Release::Continue, Some(pending)) => {
-                    let reply = self.fanouts.borrow_mut().start(context_id, pending, now_ms());
+                    let reply = self.answered_here.fanouts.borrow_mut().start(context_id, pending, now_ms());
                     if let Some(reply) = reply {
                         deliver(context_id, &reply, context_id);
                     }
@@ -200,6 +201,7 @@ impl StagedoorRoot {
         self.time.set_tick(tick);
         self.time.set(now_ms());
         self.policy = Some(Rc::new(policy));
+        self.answered_here.edge_cache = Rc::default();
         Ok(())
     }
 }
@@ -243,7 +245,7 @@ impl RootContext for StagedoorRoot {
                 state.clone(),
                 self.held.clone(),
                 metrics.clone(),
-                self.fanouts.clone(),
+                self.answered_here.clone(),
             )),
             _ => Box::new(Unconfigured),
         };

@@ -8,8 +8,9 @@
 //! first, `x-echo-set-internal: 1` adds response headers the gateway must strip (every name
 //! of the filter core's response list, and `www-authenticate`, which it keeps), and
 //! `x-echo-key: K` counts the request under K; `GET /__echo/count/K` (sent to the echo
-//! itself) answers `{"key": K, "count": N}`, which is how tests see retries. Status, delay
-//! and key are also read from the query (`?x-echo-status=500&x-echo-delay-ms=300`), for
+//! itself) answers `{"key": K, "count": N}`, which is how tests see retries.
+//! `x-echo-set-cookie: V` and `x-echo-cache-control: V` add those response headers. All
+//! but `x-echo-set-internal` are also read from the query (`?x-echo-status=500&x-echo-delay-ms=300`), for
 //! callers that send only the gateway's own headers (composite routes' source calls).
 
 use std::collections::BTreeMap;
@@ -193,6 +194,8 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
         }
         let set_internal = header("x-echo-set-internal") == Some("1");
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let set_cookie = control("x-echo-set-cookie").map(str::to_owned);
+        let cache_control = control("x-echo-cache-control").map(str::to_owned);
         let echo = describe(service, head, &body);
         let json = serde_json::to_vec(&echo).unwrap_or_default();
         let mut response = format!(
@@ -206,6 +209,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
             for name in stagedoor_filter_core::headers::response_removed_headers().chain(["www-authenticate"]) {
                 response.push_str(&format!("{name}: from-upstream\r\n"));
             }
+        }
+        // Response headers a cache must not keep an answer with.
+        if let Some(value) = set_cookie {
+            response.push_str(&format!("set-cookie: {value}\r\n"));
+        }
+        if let Some(value) = cache_control {
+            response.push_str(&format!("cache-control: {value}\r\n"));
         }
         if close {
             response.push_str("connection: close\r\n");
