@@ -124,3 +124,43 @@ fn fifty_concurrent_misses_send_one_request_upstream() {
     assert_eq!(upstream, 1, "one fetch for the key");
     assert_eq!(misses, 1);
 }
+
+#[test]
+fn a_purge_through_the_control_plane_is_seen_by_both_envoys_within_a_second() {
+    let stack = Stack::start(StackOptions { registry_yaml: registry(), envoys: 2, ..Default::default() });
+    stack.wait_ready();
+    for (i, envoy) in stack.envoys.iter().enumerate() {
+        let ready = stagedoor_e2e::stack::time_until(Duration::from_secs(20), || stack.config_dump(i).contains("stagedoor_routes"));
+        assert!(ready.is_some(), "envoy {} never got its routes", envoy.node_id);
+    }
+    let path = "/api/v1/venues/v9?x-echo-key=purge";
+    // Both Envoys share the port (SO_REUSEPORT): fresh connections (each raw request is one)
+    // spread over them, and each fetches once. Two fetches: both hold the answer.
+    let both_hold = stagedoor_e2e::stack::time_until(Duration::from_secs(10), || {
+        get(&stack, path);
+        stack.echo_count("venue", "purge") >= 2
+    });
+    assert!(both_hold.is_some(), "the answer never reached both Envoys' caches");
+    assert_eq!(stack.echo_count("venue", "purge"), 2, "one fetch per Envoy");
+    assert!((0..20).all(|_| get(&stack, path).header("x-cache") == Some("HIT")), "both serve it from memory");
+
+    // No purge of everything.
+    let refused = stack.cli().args(["cache", "purge"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no purge of everything"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    let out = stack.cli().args(["cache", "purge", "--route", "venue", "--tenant", "t1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let purged_at = std::time::Instant::now();
+    // Each Envoy fetches again once it has dropped the entry: four fetches in all.
+    let seen = stagedoor_e2e::stack::time_until(Duration::from_secs(3), || {
+        get(&stack, path);
+        stack.echo_count("venue", "purge") >= 4
+    });
+    let took = seen.map(|_| purged_at.elapsed());
+    eprintln!("purge -> both Envoys fetched again after {took:?}");
+    assert!(took.is_some_and(|t| t < Duration::from_secs(1)), "took {took:?}");
+    assert_eq!(stack.echo_count("venue", "purge"), 4);
+    let log = stack.control_plane_log();
+    assert!(log.contains(r#""action":"purge""#) && log.contains(r#""tenant":"t1""#), "the purge is audited");
+}

@@ -9,7 +9,9 @@ use proxy_wasm::types::LogLevel;
 use stagedoor_filter_core::config::service_cluster;
 use stagedoor_filter_core::header_map;
 use stagedoor_filter_core::response_cache::config::MAX_ENTRY_BYTES;
-use stagedoor_filter_core::response_cache::{is_relayed_header, is_storable, CacheKey, CacheRequest, CacheRoute, Entry, Lookup, ResponseCache};
+use stagedoor_filter_core::response_cache::{
+    is_relayed_header, is_storable, CacheKey, CacheRequest, CacheRoute, Entry, Lookup, Purge, ResponseCache,
+};
 
 use crate::host;
 
@@ -17,6 +19,7 @@ struct Fetch {
     key: CacheKey,
     route: Rc<CacheRoute>,
     leader: u32,
+    tenant: String,
 }
 
 #[derive(Default)]
@@ -66,7 +69,8 @@ impl EdgeCache {
                 headers.extend(vary.iter().map(|(n, v)| (*n, v.as_str())));
                 match host::dispatch_http_call(&service_cluster(service), headers, Duration::from_millis(route.timeout_ms)) {
                     Ok(token) => {
-                        self.fetches.insert(token, Fetch { key, route: route.clone(), leader: context_id });
+                        let tenant = request.tenant.to_owned();
+                        self.fetches.insert(token, Fetch { key, route: route.clone(), leader: context_id, tenant });
                         Served::Paused
                     }
                     Err(e) => {
@@ -82,7 +86,7 @@ impl EdgeCache {
     /// The answer to fetch `token` (in its callback, in the leader's context): stored if
     /// storable, and sent to the leader and every waiter; `false` if not a fetch's token.
     pub fn on_response(&mut self, token: u32, num_headers: usize, body_size: usize) -> bool {
-        let Some(Fetch { key, route, leader }) = self.fetches.remove(&token) else { return false };
+        let Some(Fetch { key, route, leader, tenant }) = self.fetches.remove(&token) else { return false };
         let waiters = self.cache.finish(&key);
         let now = host::now_ms();
         let answer = read_answer(num_headers, body_size);
@@ -96,7 +100,21 @@ impl EdgeCache {
         let view: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         let storable = is_storable(&route, status, &view);
         let relayed: Vec<(String, String)> = headers.iter().filter(|(n, _)| is_relayed_header(n)).cloned().collect();
-        let entry = Entry { stored_ms: now, expires_ms: now + route.ttl_ms, status, headers: relayed, body };
+        let surrogates = headers
+            .iter()
+            .filter(|(n, _)| n == "surrogate-key")
+            .flat_map(|(_, v)| v.split_ascii_whitespace().map(str::to_owned))
+            .collect();
+        let entry = Entry {
+            route: route.name.clone(),
+            tenant,
+            surrogates,
+            stored_ms: now,
+            expires_ms: now + route.ttl_ms,
+            status,
+            headers: relayed,
+            body,
+        };
         if storable {
             reply(&entry, "MISS", now);
             for waiter in waiters {
@@ -111,6 +129,11 @@ impl EdgeCache {
             }
         }
         true
+    }
+
+    /// Applies the purges among a revocation feed update's keys; returns how many entries went.
+    pub fn purge<'k>(&mut self, keys: impl Iterator<Item = &'k String>) -> usize {
+        keys.filter_map(|key| Purge::from_key(key)).map(|purge| self.cache.purge(&purge)).sum()
     }
 
     /// A request that went away: a waiter leaves the queue; a leader's waiters go upstream

@@ -96,6 +96,11 @@ impl Context for StagedoorRoot {
         let wait_ms = self.policy.as_ref().and_then(|p| p.revocation.as_ref()).map_or(0, |rev| rev.wait_ms);
         let again = poll_again_now(wait_ms, &update, cursor_before);
         let changed = update.full || !update.revoked.is_empty() || !state.borrow().revocations.has_synced();
+        // Cache purges travel in the same feed (stagedoor_filter_core::response_cache::Purge).
+        let purged = self.answered_here.edge_cache.borrow_mut().purge(update.revoked.iter());
+        if purged > 0 {
+            host::log(LogLevel::Info, &format!("stagedoor: cache purge dropped {purged} entries"));
+        }
         let (entries, released) = {
             let mut state = state.borrow_mut();
             state.revocations.apply(update);

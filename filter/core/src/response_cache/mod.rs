@@ -10,10 +10,12 @@
 //! would have been answered.
 
 pub mod config;
+mod purge;
 mod route;
 mod storable;
 mod store;
 
+pub use purge::{Purge, PurgeError, PURGE_PREFIX};
 pub use route::{CacheKey, CacheRequest, CacheRoute, CacheRouteError};
 pub use storable::is_storable;
 pub use store::{Entry, Lookup, ResponseCache};
@@ -22,7 +24,7 @@ pub use store::{Entry, Lookup, ResponseCache};
 /// local reply) and what the gateway strips from every response.
 pub fn is_relayed_header(name: &str) -> bool {
     !name.starts_with(':')
-        && !matches!(name, "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "age" | "x-cache")
+        && !matches!(name, "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "age" | "x-cache" | "surrogate-key")
         && !crate::headers::response_removed_headers().any(|h| h == name)
         && !name.starts_with("x-internal-")
 }

@@ -8,6 +8,11 @@ use super::route::CacheKey;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// What a purge matches on: the route's name, the verified tenant, the answer's
+    /// `Surrogate-Key` values.
+    pub route: String,
+    pub tenant: String,
+    pub surrogates: Vec<String>,
     pub stored_ms: u64,
     pub expires_ms: u64,
     pub status: u16,
@@ -97,6 +102,16 @@ impl ResponseCache {
             }
         }
         true
+    }
+
+    /// Drops every entry `purge` matches; returns how many.
+    pub fn purge(&mut self, purge: &super::Purge) -> usize {
+        let doomed: Vec<CacheKey> =
+            self.entries.iter().filter(|(_, e)| purge.matches(&e.route, &e.tenant, &e.surrogates)).map(|(k, _)| k.clone()).collect();
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len()
     }
 
     fn remove(&mut self, key: &CacheKey) {

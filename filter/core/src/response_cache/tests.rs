@@ -80,7 +80,7 @@ fn only_a_plain_200_is_storable() {
 }
 
 fn entry(now: u64, ttl: u64, body: usize) -> Entry {
-    Entry { stored_ms: now, expires_ms: now + ttl, status: 200, headers: vec![], body: vec![b'x'; body] }
+    Entry { route: "r".into(), tenant: "t1".into(), surrogates: vec![], stored_ms: now, expires_ms: now + ttl, status: 200, headers: vec![], body: vec![b'x'; body] }
 }
 
 #[test]
@@ -143,4 +143,30 @@ proptest! {
         let again = r.key(&CacheRequest { method: "GET", path: &path_a, query: &a.3, tenant: &a.0, subject: &a.1, headers: &[] });
         prop_assert_eq!(ka, again);
     }
+}
+
+#[test]
+fn a_purge_drops_what_every_given_field_matches_and_travels_as_a_feed_key() {
+    assert_eq!(Purge::new("", "", ""), Err(PurgeError::Everything));
+    assert_eq!(Purge::new("a b", "", ""), Err(PurgeError::NotPlain("route")));
+    let purge = Purge::new("venue", "t1", "").unwrap();
+    assert_eq!(purge.key(), "cache-purge route=venue tenant=t1");
+    assert_eq!(Purge::from_key(&purge.key()), Some(purge.clone()));
+    assert_eq!(Purge::from_key("some-jti"), None);
+    assert_eq!(Purge::from_key("cache-purge colour=red"), None, "a field this build does not read purges nothing");
+
+    let mut cache = ResponseCache::default();
+    let tagged = |route: &str, tenant: &str, tags: &[&str]| Entry {
+        route: route.into(),
+        tenant: tenant.into(),
+        surrogates: tags.iter().map(|t| (*t).to_owned()).collect(),
+        ..entry(0, 1000, 1)
+    };
+    cache.insert(CacheKey("a".into()), tagged("venue", "t1", &["event-1"]));
+    cache.insert(CacheKey("b".into()), tagged("venue", "t2", &["event-1"]));
+    cache.insert(CacheKey("c".into()), tagged("search", "t1", &["event-2"]));
+    assert_eq!(cache.purge(&purge), 1);
+    assert_eq!(cache.purge(&Purge::new("", "", "event-1").unwrap()), 1, "t2's venue answer");
+    assert_eq!(cache.purge(&Purge::new("", "t1", "").unwrap()), 1);
+    assert!(cache.is_empty());
 }
