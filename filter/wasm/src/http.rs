@@ -276,6 +276,8 @@ impl HttpContext for StagedoorHttp {
             query,
             tenant: &identity.token.tenant,
             subject: &identity.token.subject,
+            role: &identity.role,
+            permissions: &identity.permissions,
             headers: &headers,
         };
         let identity_headers = outcome.decision.headers_to_set();

@@ -114,11 +114,6 @@ impl Fanout {
         self.settled.iter().all(Option::is_some).then(|| self.composed(composite))
     }
 
-    /// Whether the reply was decided already (every later answer is ignored).
-    pub fn is_settled(&self, index: usize) -> bool {
-        self.settled.get(index).is_some_and(Option::is_some)
-    }
-
     fn required_failed(&self, name: &str, failure: Option<Failure>, status: Option<u16>, now_ms: u64) -> Reply {
         let denial = match failure {
             Some(Failure::Timeout) => Denial {

@@ -22,6 +22,10 @@ pub struct CacheRouteConfig {
     /// The answer depends on who asks: the verified `sub` is part of the key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub per_user: bool,
+    /// The answer depends on what the caller may do: the verified role and permissions are
+    /// part of the key (callers with the same ones share answers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_role: bool,
     /// How long a miss waits for the service.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,

@@ -16,6 +16,7 @@ pub struct CacheRoute {
     /// Lower-cased, sorted.
     vary_headers: Vec<String>,
     pub per_user: bool,
+    pub per_role: bool,
     pub timeout_ms: u64,
 }
 
@@ -41,6 +42,9 @@ pub struct CacheRequest<'a> {
     pub query: &'a str,
     pub tenant: &'a str,
     pub subject: &'a str,
+    /// The verified role and permissions (what a per-role route keys on).
+    pub role: &'a str,
+    pub permissions: &'a [String],
     pub headers: &'a [(&'a str, &'a str)],
 }
 
@@ -51,7 +55,7 @@ pub struct CacheKey(pub String);
 
 impl CacheRoute {
     pub fn compile(config: &CacheRouteConfig) -> Result<Self, CacheRouteError> {
-        let CacheRouteConfig { name, path, ttl_secs, vary_query, vary_headers, per_user, timeout_ms } = config;
+        let CacheRouteConfig { name, path, ttl_secs, vary_query, vary_headers, per_user, per_role, timeout_ms } = config;
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(refuse("name", "must be lower-case letters, digits and '-'"));
         }
@@ -85,7 +89,16 @@ impl CacheRoute {
         let mut vary_headers: Vec<String> = vary_headers.iter().map(|h| h.to_ascii_lowercase()).collect();
         vary_headers.sort();
         vary_headers.dedup();
-        Ok(Self { name: name.clone(), matcher, ttl_ms: ttl_secs * 1000, vary_query, vary_headers, per_user: *per_user, timeout_ms: *timeout_ms })
+        Ok(Self {
+            name: name.clone(),
+            matcher,
+            ttl_ms: ttl_secs * 1000,
+            vary_query,
+            vary_headers,
+            per_user: *per_user,
+            per_role: *per_role,
+            timeout_ms: *timeout_ms,
+        })
     }
 
     /// Does this route cache `method` on `path` (no query)? GET and HEAD only.
@@ -133,7 +146,8 @@ impl CacheRoute {
             .collect()
     }
 
-    /// The key: route, verified tenant, verified subject on a per-user route, method, the
+    /// The key: route, verified tenant, verified subject on a per-user route, verified role
+    /// and permissions (sorted) on a per-role route, method, the
     /// fetched target (path and declared params) and the declared headers. Nothing else of
     /// the request takes part, and nothing a client says about who it is.
     pub fn key(&self, request: &CacheRequest<'_>) -> CacheKey {
@@ -146,6 +160,17 @@ impl CacheRoute {
         field(&self.name);
         field(request.tenant);
         field(if self.per_user { request.subject } else { "" });
+        if self.per_role {
+            field(request.role);
+            let mut permissions: Vec<&str> = request.permissions.iter().map(String::as_str).collect();
+            permissions.sort_unstable();
+            field(&permissions.len().to_string());
+            for permission in permissions {
+                field(permission);
+            }
+        } else {
+            field("");
+        }
         field(request.method);
         field(&self.fetch_target(request));
         for (name, value) in self.vary_values(request) {

@@ -11,13 +11,14 @@ fn route(per_user: bool) -> CacheRoute {
         vary_query: vec!["q".into(), "category".into()],
         vary_headers: vec!["Accept-Language".into()],
         per_user,
+        per_role: false,
         timeout_ms: 1000,
     })
     .unwrap()
 }
 
 fn request<'a>(tenant: &'a str, subject: &'a str, query: &'a str, headers: &'a [(&'a str, &'a str)]) -> CacheRequest<'a> {
-    CacheRequest { method: "GET", path: "/api/v1/search", query, tenant, subject, headers }
+    CacheRequest { method: "GET", path: "/api/v1/search", query, tenant, subject, role: "customer", permissions: &[], headers }
 }
 
 #[test]
@@ -47,6 +48,7 @@ fn a_route_that_would_key_on_identity_or_credentials_is_refused() {
             vary_query: vec![],
             vary_headers: vec![header.into()],
             per_user: false,
+            per_role: false,
             timeout_ms: 1,
         };
         let e = CacheRoute::compile(&config).unwrap_err();
@@ -59,6 +61,7 @@ fn a_route_that_would_key_on_identity_or_credentials_is_refused() {
         vary_query: vec![],
         vary_headers: vec![],
         per_user: false,
+        per_role: false,
         timeout_ms: 1,
     };
     assert_eq!(CacheRoute::compile(&config(0)).unwrap_err().field, "ttl_secs");
@@ -127,12 +130,13 @@ proptest! {
             vary_query: vec!["q".into(), "a".into()],
             vary_headers: vec![],
             per_user,
+            per_role: false,
             timeout_ms: 1,
         }).unwrap();
         let path_a = format!("/api/{}", a.2);
         let path_b = format!("/api/{}", b.2);
-        let ka = r.key(&CacheRequest { method: "GET", path: &path_a, query: &a.3, tenant: &a.0, subject: &a.1, headers: &[] });
-        let kb = r.key(&CacheRequest { method: "GET", path: &path_b, query: &b.3, tenant: &b.0, subject: &b.1, headers: &[] });
+        let ka = r.key(&CacheRequest { method: "GET", path: &path_a, query: &a.3, tenant: &a.0, subject: &a.1, role: "r", permissions: &[], headers: &[] });
+        let kb = r.key(&CacheRequest { method: "GET", path: &path_b, query: &b.3, tenant: &b.0, subject: &b.1, role: "r", permissions: &[], headers: &[] });
         if ka == kb {
             prop_assert_eq!(&a.0, &b.0);
             if per_user {
@@ -140,7 +144,7 @@ proptest! {
             }
         }
         // The same tenant and user with the same request always share it.
-        let again = r.key(&CacheRequest { method: "GET", path: &path_a, query: &a.3, tenant: &a.0, subject: &a.1, headers: &[] });
+        let again = r.key(&CacheRequest { method: "GET", path: &path_a, query: &a.3, tenant: &a.0, subject: &a.1, role: "r", permissions: &[], headers: &[] });
         prop_assert_eq!(ka, again);
     }
 }
@@ -169,4 +173,27 @@ fn a_purge_drops_what_every_given_field_matches_and_travels_as_a_feed_key() {
     assert_eq!(cache.purge(&Purge::new("", "", "event-1").unwrap()), 1, "t2's venue answer");
     assert_eq!(cache.purge(&Purge::new("", "t1", "").unwrap()), 1);
     assert!(cache.is_empty());
+}
+
+#[test]
+fn a_per_role_route_keys_on_the_verified_role_and_permissions_in_any_order() {
+    let r = CacheRoute::compile(&CacheRouteConfig {
+        name: "reports".into(),
+        path: "/api/v1/reports".into(),
+        ttl_secs: 60,
+        vary_query: vec![],
+        vary_headers: vec![],
+        per_user: false,
+        per_role: true,
+        timeout_ms: 1000,
+    })
+    .unwrap();
+    let perms = |list: &[&str]| list.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
+    let (ab, ba, a) = (perms(&["a:x", "b:y"]), perms(&["b:y", "a:x"]), perms(&["a:x"]));
+    let key = |role: &str, permissions: &[String], subject: &str| {
+        r.key(&CacheRequest { method: "GET", path: "/api/v1/reports", query: "", tenant: "t1", subject, role, permissions, headers: &[] })
+    };
+    assert_eq!(key("manager", &ab, "u1"), key("manager", &ba, "u2"), "same role and permissions share, whoever asks");
+    assert_ne!(key("manager", &ab, "u1"), key("manager", &a, "u1"));
+    assert_ne!(key("manager", &a, "u1"), key("owner", &a, "u1"));
 }
