@@ -7,7 +7,7 @@ use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, GetRegistryRequest, GetRegistryResponse,
     DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, RbacShadowCount,
-    Persistence, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse,
+    Persistence, PurgeCacheRequest, PurgeCacheResponse, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -120,6 +120,34 @@ impl ControlPlane for ControlPlaneApi {
         };
         tracing::info!(%key, expires_at, persistence = persistence.as_str_name(), %detail, "token revoked");
         Ok(Response::new(RevokeTokenResponse { key, cursor, persistence: persistence.into(), detail }))
+    }
+
+    /// A purge is an entry of the revocation feed (stagedoor_filter_core::response_cache::Purge):
+    /// every filter polling this control plane applies it at once, and through Redis every
+    /// other control plane's filters too. It outlives any cached answer, then is collected.
+    async fn purge_cache(&self, request: Request<PurgeCacheRequest>) -> Result<Response<PurgeCacheResponse>, Status> {
+        let PurgeCacheRequest { route, tenant, surrogate_key } = request.into_inner();
+        let purge = stagedoor_filter_core::response_cache::Purge::new(&route, &tenant, &surrogate_key).map_err(invalid)?;
+        let key = purge.key();
+        let now = (crate::clock::unix_ms() / 1000) as i64;
+        let expires_at = now + stagedoor_filter_core::response_cache::config::MAX_TTL_SECS as i64 + 60;
+        let (cursor, generation) = self
+            .revocations
+            .lock()
+            .map(|mut store| (store.revoke(key.clone(), expires_at), store.redis_generation()))
+            .map_err(|_| Status::internal("revocation store unavailable"))?;
+        if let Some(url) = &self.redis_url {
+            match crate::discovery::revocation_sync::store(url, &key, expires_at, now).await {
+                Ok(()) => {
+                    if let Ok(mut store) = self.revocations.lock() {
+                        store.mark_stored(&key, expires_at, generation);
+                    }
+                }
+                Err(_) => self.revocation_write_back.wake(),
+            }
+        }
+        tracing::info!(%key, cursor, "cache purged");
+        Ok(Response::new(PurgeCacheResponse { key, cursor }))
     }
 
     async fn register_instance(

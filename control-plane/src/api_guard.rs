@@ -9,7 +9,7 @@ use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, DeregisterInstanceRequest, DeregisterInstanceResponse, GetRegistryRequest,
     GetRegistryResponse, ListEnvoysRequest, ListEnvoysResponse, RegisterInstanceRequest, RegisterInstanceResponse,
-    RevokeTokenRequest, RevokeTokenResponse,
+    PurgeCacheRequest, PurgeCacheResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -97,6 +97,16 @@ impl ControlPlane for GuardedApi {
         // The key (a jti or a token's hash), never the token itself.
         let what = json!({"key": result.as_ref().ok().map(|r| r.get_ref().key.clone())});
         audit::record(&caller.to_string(), "revoke", what, outcome(&result));
+        result
+    }
+
+    /// Who may revoke tokens may purge the cache: both are entries of the one feed.
+    async fn purge_cache(&self, request: Request<PurgeCacheRequest>) -> Result<Response<PurgeCacheResponse>, Status> {
+        let r = request.get_ref();
+        let what = json!({"route": r.route, "tenant": r.tenant, "surrogate_key": r.surrogate_key});
+        let caller = self.admit(&request, Action::RevokeToken, Some(("purge", what.clone())))?;
+        let result = self.api.purge_cache(request).await;
+        audit::record(&caller.to_string(), "purge", what, outcome(&result));
         result
     }
 

@@ -52,6 +52,12 @@ enum Command {
         #[arg(long)]
         heartbeat: bool,
     },
+    /// Drop cached answers in every Envoy: of one route, one tenant, one surrogate key, or
+    /// where the given ones meet (at least one).
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Remove a live instance from Redis.
     Deregister {
         #[command(flatten)]
@@ -116,6 +122,20 @@ enum CertsAction {
         node_id: String,
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    Purge {
+        #[arg(long, default_value = "")]
+        route: String,
+        #[arg(long, default_value = "")]
+        tenant: String,
+        #[arg(long, default_value = "")]
+        surrogate_key: String,
+        #[command(flatten)]
+        server: stagedoor_control_plane::client::ApiArgs,
     },
 }
 
@@ -197,6 +217,9 @@ impl Cli {
             Command::Apply { file, server, dry_run } => run_async(commands::apply(&file, &server, dry_run)),
             Command::Register { instance, registry, ttl, heartbeat } => {
                 run_async(async move { commands::register(&instance.into(), &registry, ttl, heartbeat).await })
+            }
+            Command::Cache { action: CacheAction::Purge { route, tenant, surrogate_key, server } } => {
+                run_async(commands::purge(&server, route, tenant, surrogate_key))
             }
             Command::Deregister { instance } => run_async(async move { commands::deregister(&instance.into()).await }),
             Command::FilterConfig { registry } => commands::print_filter_config(&registry),

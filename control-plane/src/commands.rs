@@ -142,6 +142,18 @@ pub async fn revoke(server: &ApiArgs, token: String, jti: String) -> anyhow::Res
     Ok(())
 }
 
+/// `stagedoor cache purge`: drops cached answers in every Envoy (by route, tenant, surrogate key).
+pub async fn purge(server: &ApiArgs, route: String, tenant: String, surrogate_key: String) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(server).await?;
+    let reply = client
+        .purge_cache(stagedoor_proto::v1::PurgeCacheRequest { route, tenant, surrogate_key })
+        .await
+        .map_err(refused)?
+        .into_inner();
+    println!("purged: {} (cursor {})", reply.key, reply.cursor);
+    Ok(())
+}
+
 /// `stagedoor apply`: the diff against the running control plane, then the push.
 pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Result<()> {
     use stagedoor_proto::v1::{ApplyRegistryRequest, GetRegistryRequest};

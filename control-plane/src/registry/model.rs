@@ -43,6 +43,13 @@ pub struct RegistryFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint: Option<super::token_endpoint::TokenEndpointSpec>,
     pub services: Vec<ServiceSpec>,
+    /// GET routes the filter answers by calling several services at once (issue 14); the
+    /// filter's compiler judges them (README, "Composite routes").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
+    /// GET/HEAD routes whose 200 answers each Envoy's filter keeps (README, "Response cache").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_cache: Vec<stagedoor_filter_core::response_cache::config::CacheRouteConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

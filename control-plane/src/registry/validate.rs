@@ -44,6 +44,11 @@ pub struct Registry {
     /// As written, and with its secrets resolved (the refresh key, the access signing key).
     pub token_endpoint_spec: Option<super::token_endpoint::TokenEndpointSpec>,
     pub token_endpoint: Option<super::token_endpoint::TokenEndpoint>,
+    /// Composite routes as written; `translate::check` runs the filter's compiler on them.
+    pub composites: Vec<stagedoor_filter_core::aggregate::config::CompositeConfig>,
+    /// Cached routes as written; the filter's compiler judges them, except the rewrite rule
+    /// below (the filter does not know routes' rewrites).
+    pub response_cache: Vec<stagedoor_filter_core::response_cache::config::CacheRouteConfig>,
     /// Hash of the canonical form: an unchanged registry keeps its version.
     pub version: String,
 }
@@ -131,6 +136,7 @@ impl Registry {
             .as_ref()
             .map(|spec| super::signed::resolve(spec, env).map_err(|(field, reason)| Fault::item("signed_requests", field, reason)))
             .transpose()?;
+        check_cached_routes(&parsed.response_cache, &services)?;
         let edge_tls = match &parsed.edge_tls {
             None => None,
             Some(spec) => Some(super::edge::resolve_edge(spec, env, now).map_err(|(item, (field, reason))| Fault::item(&item, field, reason))?),
@@ -147,7 +153,8 @@ impl Registry {
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
             &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
-            &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks, &token_endpoint,
+            &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks, &token_endpoint, &parsed.composites,
+            &parsed.response_cache,
         ));
         Ok(Self {
             services,
@@ -171,6 +178,8 @@ impl Registry {
             upstream_tls,
             token_endpoint_spec: parsed.token_endpoint,
             token_endpoint,
+            composites: parsed.composites,
+            response_cache: parsed.response_cache,
             version,
         })
     }
@@ -208,6 +217,8 @@ impl Registry {
             edge_tls: self.edge_tls_spec.clone(),
             token_endpoint: self.token_endpoint_spec.as_ref().map(|spec| super::token_endpoint::redacted(spec, redact)),
             services: self.services.values().cloned().collect(),
+            composites: self.composites.clone(),
+            response_cache: self.response_cache.clone(),
         }
     }
 
@@ -388,6 +399,24 @@ fn identity_signing_key(identity: Option<&IdentitySpec>, env: &dyn Fn(&str) -> O
         }
         Some(_) => Err(Fault::item("identity", "signing_key", "give exactly one of `signing_key` or `signing_key_env`")),
     }
+}
+
+/// A miss is fetched with the request's own path, so a cached route may not sit under a
+/// prefix Envoy rewrites (the fetch would skip the rewrite).
+fn check_cached_routes(
+    routes: &[stagedoor_filter_core::response_cache::config::CacheRouteConfig],
+    services: &BTreeMap<String, ServiceSpec>,
+) -> Result<(), Fault> {
+    for (i, route) in routes.iter().enumerate() {
+        let rewritten = services.values().flat_map(|s| &s.routes).find(|r| {
+            r.upstream_prefix.is_some() && stagedoor_filter_core::path::is_under_prefix(&route.path, &r.prefix)
+        });
+        if let Some(r) = rewritten {
+            let item = format!("response_cache[{i}] ({})", route.name);
+            return Err(Fault::item(&item, "path", format!("is under {}, which is rewritten to the service: not cacheable", r.prefix)));
+        }
+    }
+    Ok(())
 }
 
 fn check_cors(cors: &CorsSpec) -> Result<(), Fault> {

@@ -50,6 +50,8 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
             // The RateLimitService's cluster, which the translation adds for signed requests.
             replay: ReplayConfig { cluster: super::rate_limit_global::CLUSTER.to_owned(), timeout_ms: signed.replay_timeout_ms },
         }),
+        composites: registry.composites.clone(),
+        response_cache: registry.response_cache.clone(),
     };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config

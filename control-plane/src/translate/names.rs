@@ -13,7 +13,8 @@ pub const FILTER_EXTENSION_CONFIG: &str = "stagedoor";
 
 /// The Envoy cluster (and EDS service name) of a registry service.
 pub fn cluster(service: &str) -> String {
-    format!("svc_{service}")
+    // The filter's composite routes call clusters by this name too: one owner.
+    stagedoor_filter_core::config::service_cluster(service)
 }
 
 /// The static cluster through which filters poll the control plane's revocation feed.

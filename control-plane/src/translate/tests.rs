@@ -407,3 +407,41 @@ fn a_snapshot_whose_listener_names_a_missing_or_mistyped_filter_config_is_incons
     renamed.extension_configs[0].name = "other".into();
     assert!(matches!(check_consistent(&renamed), Err(InconsistentSnapshot::MissingExtensionConfig { .. })));
 }
+
+#[test]
+fn the_shipped_composites_reach_the_filter_and_a_bad_source_is_refused_naming_it() {
+    let registry = crate::test_support::shipped_registry("composites");
+    let config = check::check(&registry, None).unwrap();
+    let names: Vec<&str> = config.composites.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["event-details", "user-dashboard"]);
+    let policy = stagedoor_filter_core::Policy::compile(&config).unwrap();
+    let details = policy.composite_for("/api/v1/aggregate/events/e1").unwrap();
+    let clusters: Vec<&str> = details.sources.iter().map(|s| s.cluster.as_str()).collect();
+    // Every source goes through a cluster this control plane publishes.
+    assert_eq!(clusters, ["svc_event", "svc_venue", "svc_ticket", "svc_minting", "svc_analytics"]);
+    assert!(clusters.iter().all(|c| registry.services.contains_key(c.trim_start_matches("svc_"))));
+
+    let mut bad = registry.clone();
+    bad.composites[1].sources[2].service = "nft".into();
+    let e = check::check(&bad, None).unwrap_err().in_file("r").to_string();
+    assert_eq!(e, "r: composites[1] (user-dashboard): sources[2] (nfts).service: no service \"nft\" in the registry");
+}
+
+#[test]
+fn the_shipped_cache_routes_reach_the_filter_and_a_rewritten_prefix_is_refused() {
+    let registry = crate::test_support::shipped_registry("cache-routes");
+    let config = check::check(&registry, None).unwrap();
+    let ttls: Vec<(&str, u64)> = config.response_cache.iter().map(|r| (r.name.as_str(), r.ttl_secs)).collect();
+    assert_eq!(ttls, [("events", 600), ("venues", 1800), ("ticket-availability", 30), ("search", 300)]);
+    let policy = stagedoor_filter_core::Policy::compile(&config).unwrap();
+    let (route, service) = policy.cache_route_for("GET", "/api/v1/search").unwrap();
+    assert_eq!((route.name.as_str(), service), ("search", "search"));
+    assert!(policy.cache_route_for("POST", "/api/v1/search").is_none());
+
+    let yaml = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml")).unwrap();
+    let without_tls = yaml.split("edge_tls:").next().unwrap().to_owned()
+        + yaml.split_once("rate_limit:").map(|(_, rest)| format!("rate_limit:{rest}")).unwrap().as_str();
+    let bad = without_tls.replace("path: /api/v1/search, ttl_secs: 300", "path: /webhooks/stripe, ttl_secs: 300");
+    let e = Registry::parse("r", &bad).unwrap_err().to_string();
+    assert_eq!(e, "r: response_cache[3] (search): path: is under /webhooks, which is rewritten to the service: not cacheable");
+}

@@ -39,6 +39,18 @@ pub struct FilterConfig {
     /// requires signatures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_requests: Option<crate::signature::config::SignedRequestsConfig>,
+    /// GET routes the filter answers by composing several services' answers (issue 14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub composites: Vec<crate::aggregate::config::CompositeConfig>,
+    /// GET/HEAD routes whose 200 answers each filter VM keeps (issue 14).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_cache: Vec<crate::response_cache::config::CacheRouteConfig>,
+}
+
+/// The Envoy cluster (and EDS service name) of a registry service: the control plane names
+/// its clusters with this, and composite routes call them by it.
+pub fn service_cluster(service: &str) -> String {
+    format!("svc_{service}")
 }
 
 /// A Stripe webhook endpoint: the exact path it is posted to and its signing secret.

@@ -61,6 +61,8 @@ pub(crate) fn config() -> FilterConfig {
         token_cache_entries: 16,
         webhooks: vec![crate::config::WebhookConfig { path: "/api/v1/auth/public/stripe".into(), stripe_secret: "whsec".into() }],
         signed_requests: None,
+        composites: vec![],
+        response_cache: vec![],
     }
 }
 

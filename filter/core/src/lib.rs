@@ -5,6 +5,7 @@
 //! same JSON in `on_configure` and asks [`decide`] what to do with each request.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod aggregate;
 pub mod apply;
 mod authorize;
 pub mod cache;
@@ -20,6 +21,7 @@ pub mod identity;
 pub mod key_reports;
 pub mod rbac;
 pub mod reply;
+pub mod response_cache;
 pub mod revocation;
 pub mod schema;
 pub mod shadow;

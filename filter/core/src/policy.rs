@@ -3,6 +3,10 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use crate::aggregate::config::{CompositeConfig, MAX_COMPOSITES};
+use crate::aggregate::Composite;
+use crate::response_cache::config::{CacheRouteConfig, MAX_CACHE_ROUTES};
+use crate::response_cache::CacheRoute;
 use crate::config::{
     AuthConfig, FilterConfig, JwksConfig, KeyConfig, KeyReportConfig, RevocationConfig, RoleConfig, ServiceConfig, Unmatched, WebhookConfig, MAX_LEEWAY_SECS,
 };
@@ -34,6 +38,10 @@ pub struct Policy {
     pub webhooks: Vec<(String, Vec<u8>)>,
     /// Callers' keys for signed requests; present when any service requires signatures.
     pub signatures: Option<SignaturePolicy>,
+    /// Composite routes, matched before any service's prefix (their paths are their own).
+    pub composites: Vec<Rc<Composite>>,
+    /// Cached routes, each with the service whose cluster a miss is fetched from.
+    pub cache_routes: Vec<(Rc<CacheRoute>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -89,8 +97,11 @@ impl Policy {
             token_cache_entries,
             webhooks,
             signed_requests,
+            composites,
+            response_cache,
         } = config;
         let (services, prefixes) = compile_services(service_configs)?;
+        let prefixes_for_cache = prefixes.clone();
         let signatures = signed_requests
             .as_ref()
             .map(|s| SignaturePolicy::compile(s).map_err(|e| CompileError::new("signed_requests", e.field, e.reason)))
@@ -122,6 +133,8 @@ impl Policy {
             unrouted_headers: HeaderPolicy::open(),
             webhooks: compile_webhooks(webhooks)?,
             signatures,
+            composites: compile_composites(composites, service_configs)?,
+            cache_routes: compile_cache_routes(response_cache, service_configs, &prefixes_for_cache)?,
         })
     }
 
@@ -131,8 +144,22 @@ impl Policy {
         self.webhooks.iter().position(|(hook_path, _)| readings.each().any(|path| segment_eq(hook_path, path)))
     }
 
-    /// The service Envoy routes `path` to, by the longest whole-segment prefix.
+    /// The cached route `method` on `path` (no query) is, and its service's name.
+    pub fn cache_route_for(&self, method: &str, path: &str) -> Option<(&Rc<CacheRoute>, &str)> {
+        self.cache_routes.iter().find(|(route, _)| route.covers(method, path)).map(|(route, service)| (route, service.as_str()))
+    }
+
+    /// The composite route `path` (no query) is, if any.
+    pub fn composite_for(&self, path: &str) -> Option<&Rc<Composite>> {
+        self.composites.iter().find(|c| c.matches(path).is_some())
+    }
+
+    /// The service that judges `path`: a composite route's own, else the one Envoy routes
+    /// it to, by the longest whole-segment prefix.
     pub fn service_for(&self, path: &str) -> Option<&Service> {
+        if let Some(composite) = self.composite_for(path) {
+            return Some(&composite.service);
+        }
         self.prefixes
             .iter()
             .find(|(prefix, _)| is_under_prefix(path, prefix))
@@ -303,6 +330,49 @@ fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {
         return Err(CompileError::new("revocation", "wait_ms", format!("at most {} ms", crate::feed_poll::MAX_WAIT_MS)));
     }
     Ok(())
+}
+
+fn compile_composites(configs: &[CompositeConfig], services: &[ServiceConfig]) -> Result<Vec<Rc<Composite>>, CompileError> {
+    if configs.len() > MAX_COMPOSITES {
+        return Err(CompileError::new("composites", "", format!("at most {MAX_COMPOSITES} composite routes")));
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let mut compiled: Vec<Rc<Composite>> = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let item = format!("composites[{i}] ({})", config.name);
+        let composite = Composite::compile(config, &names).map_err(|e| CompileError::new(&item, e.field, e.reason))?;
+        if compiled.iter().any(|c| c.name == composite.name) {
+            return Err(CompileError::new(&item, "name", "is taken by another composite route"));
+        }
+        compiled.push(Rc::new(composite));
+    }
+    Ok(compiled)
+}
+
+fn compile_cache_routes(
+    configs: &[CacheRouteConfig],
+    services: &[ServiceConfig],
+    prefixes: &Prefixes,
+) -> Result<Vec<(Rc<CacheRoute>, String)>, CompileError> {
+    if configs.len() > MAX_CACHE_ROUTES {
+        return Err(CompileError::new("response_cache", "", format!("at most {MAX_CACHE_ROUTES} cached routes")));
+    }
+    let mut compiled: Vec<(Rc<CacheRoute>, String)> = Vec::with_capacity(configs.len());
+    for (i, config) in configs.iter().enumerate() {
+        let item = format!("response_cache[{i}] ({})", config.name);
+        let route = CacheRoute::compile(config).map_err(|e| CompileError::new(&item, e.field, e.reason))?;
+        // A miss is fetched from the service Envoy routes the path to.
+        let service = prefixes
+            .iter()
+            .find(|(prefix, _)| is_under_prefix(&config.path, prefix))
+            .and_then(|(_, index)| services.get(*index))
+            .ok_or_else(|| CompileError::new(&item, "path", "is under no service's prefix"))?;
+        if compiled.iter().any(|(r, _)| r.name == route.name) {
+            return Err(CompileError::new(&item, "name", "is taken by another cached route"));
+        }
+        compiled.push((Rc::new(route), service.name.clone()));
+    }
+    Ok(compiled)
 }
 
 fn compile_webhooks(configs: &[WebhookConfig]) -> Result<Vec<(String, Vec<u8>)>, CompileError> {

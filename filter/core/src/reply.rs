@@ -30,7 +30,9 @@ impl Denial {
             404 => "Not Found",
             405 => "Method Not Allowed",
             500 => "Internal Server Error",
+            502 => "Bad Gateway",
             503 => "Service Unavailable",
+            504 => "Gateway Timeout",
             _ => "Error",
         }
     }

@@ -158,6 +158,12 @@ pub fn request_trailer_bytes() -> Result<Vec<u8>, HostError> {
     map_bytes("request_trailers", MapType::HttpRequestTrailers)
 }
 
+/// Every header of the answer to a callout, as the host serialized the map (read with
+/// `stagedoor_filter_core::header_map::parse`).
+pub fn call_response_header_bytes() -> Result<Vec<u8>, HostError> {
+    map_bytes("call_response_headers", MapType::HttpCallResponseHeaders)
+}
+
 /// One header of the answer to a callout, as bytes (`None` if absent).
 pub fn call_response_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = std::ptr::null_mut();
@@ -188,6 +194,11 @@ pub fn remove_request_trailer(name: &str) -> Result<(), HostError> {
 }
 
 pub fn send_reply(status: u16, headers: &[(&str, &str)], body: &str) -> Result<(), HostError> {
+    send_reply_bytes(status, headers, body.as_bytes())
+}
+
+/// As [`send_reply`], with a body that need not be UTF-8 (a cached answer's).
+pub fn send_reply_bytes(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
     let headers = serialize_map(headers);
     // SAFETY: the pointers and lengths describe `body` and `headers`, which outlive the call.
     check("send_reply", unsafe {

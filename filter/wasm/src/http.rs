@@ -20,11 +20,23 @@ use stagedoor_filter_core::signature::replay::{self, ReplayVerdict};
 use stagedoor_filter_core::signature::{self, PendingSignature, SignatureError, Verified};
 use stagedoor_filter_core::validation::{check_request_head, validation_reply, PendingBody, ValidationFailure};
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
-use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Policy, RequestView};
+use stagedoor_filter_core::aggregate::Composite;
+use stagedoor_filter_core::response_cache::CacheRequest;
+use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Outcome, Policy, RequestView};
 
+use crate::cache_fetch::{EdgeCache, Served};
+use crate::fanout::{deliver, Fanouts, Pending};
 use crate::host::{self, CurrentRequest};
 use crate::metrics::Metrics;
 use crate::time::CoarseTime;
+
+/// The VM's state for requests the filter answers itself (composite routes, cached
+/// answers), shared by every context.
+#[derive(Clone, Default)]
+pub struct AnsweredHere {
+    pub fanouts: Rc<RefCell<Fanouts>>,
+    pub edge_cache: Rc<RefCell<EdgeCache>>,
+}
 
 pub struct StagedoorHttp {
     context_id: u32,
@@ -43,6 +55,10 @@ pub struct StagedoorHttp {
     pending_signature: Option<(PendingSignature, String)>,
     /// The replay check in flight: the gRPC call's token and the request id.
     replay_call: Option<(u32, String)>,
+    fanouts: Rc<RefCell<Fanouts>>,
+    /// A composite route this request is answered by: nothing of it goes upstream.
+    composite: bool,
+    edge_cache: Rc<RefCell<EdgeCache>>,
 }
 
 fn now_ms() -> i64 {
@@ -64,7 +80,9 @@ impl StagedoorHttp {
         state: Rc<RefCell<FilterState>>,
         held: Rc<RefCell<HeldRequests>>,
         metrics: Rc<Metrics>,
+        answered_here: AnsweredHere,
     ) -> Self {
+        let AnsweredHere { fanouts, edge_cache } = answered_here;
         Self {
             context_id,
             time,
@@ -76,7 +94,42 @@ impl StagedoorHttp {
             pending_validation: None,
             pending_signature: None,
             replay_call: None,
+            fanouts,
+            composite: false,
+            edge_cache,
         }
+    }
+
+    /// Answers an authorized request to a composite route: its calls go out now, or once
+    /// the revocation list is known (a held request's token must not reach any service
+    /// before it is checked).
+    fn aggregate(&mut self, composite: Rc<Composite>, outcome: &Outcome<'_>, path: &str) -> Action {
+        self.composite = true;
+        let request_id = outcome.request_id.as_str();
+        let params = composite.matches(strip_query(path)).unwrap_or_default();
+        let calls = match composite.calls(&params) {
+            Ok(calls) => calls,
+            Err(unsafe_param) => {
+                let denial = Denial { status: 400, code: "INVALID_PATH_PARAM", message: unsafe_param.to_string() };
+                return self.refuse(&denial, request_id);
+            }
+        };
+        let pending = Pending { composite, calls, identity: outcome.decision.headers_to_set(), request_id: request_id.to_owned() };
+        let awaiting = awaiting_revocations(&self.policy, &self.state.borrow().revocations, &outcome.decision)
+            .map(|(key, family)| (key.to_owned(), family.map(str::to_owned)));
+        if let Some((key, family)) = &awaiting {
+            if !self.held.borrow_mut().hold(self.context_id, (key, family.as_deref()), request_id, host::now_ms(), false) {
+                return self.refuse(&revocations_unavailable(), request_id);
+            }
+            self.metrics.held();
+            self.fanouts.borrow_mut().park(self.context_id, pending);
+            return Action::Pause;
+        }
+        let reply = self.fanouts.borrow_mut().start(self.context_id, pending, host::now_ms());
+        if let Some(reply) = reply {
+            deliver(self.context_id, &reply, self.context_id);
+        }
+        Action::Pause
     }
 
     fn refuse(&self, denial: &Denial, request_id: &str) -> Action {
@@ -175,6 +228,12 @@ impl Drop for StagedoorHttp {
         if let Ok(mut held) = self.held.try_borrow_mut() {
             held.forget(self.context_id);
         }
+        if let Ok(mut fanouts) = self.fanouts.try_borrow_mut() {
+            fanouts.forget(self.context_id);
+        }
+        if let Ok(mut cache) = self.edge_cache.try_borrow_mut() {
+            cache.forget(self.context_id);
+        }
     }
 }
 
@@ -211,6 +270,18 @@ impl Context for StagedoorHttp {
             }
         }
     }
+
+    /// A composite route's call answered (calls dispatched from this context come here).
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
+        // A cache miss's fetch (dispatched from this context too).
+        if self.edge_cache.borrow_mut().on_response(token_id, num_headers, body_size) {
+            return;
+        }
+        let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, host::now_ms());
+        if let Some((context_id, reply)) = decided {
+            deliver(context_id, &reply, self.context_id);
+        }
+    }
 }
 
 impl HttpContext for StagedoorHttp {
@@ -236,6 +307,11 @@ impl HttpContext for StagedoorHttp {
         if let Some(difference) = &outcome.observed.shadow {
             // The route without its query (which may carry data), never the token.
             host::log(LogLevel::Info, &difference.log_line(request.method, strip_query(request.path)));
+        }
+        if matches!(outcome.decision, Decision::Forward { .. }) {
+            if let Some(composite) = self.policy.composite_for(strip_query(request.path)).cloned() {
+                return self.aggregate(composite, &outcome, request.path);
+            }
         }
         if apply(&mut CurrentRequest, &outcome, &now_ms) == Next::Stop {
             return Action::Pause;
@@ -285,10 +361,36 @@ impl HttpContext for StagedoorHttp {
             // Hold the request (headers included) until the body is checked.
             return Action::Pause;
         }
-        if awaiting.is_some() { Action::Pause } else { Action::Continue }
+        if awaiting.is_some() {
+            return Action::Pause;
+        }
+        // Authenticated requests only: the key holds the verified tenant (and user).
+        let Decision::Forward { identity: Some(identity), .. } = &outcome.decision else { return Action::Continue };
+        let path = strip_query(request.path);
+        let Some((route, service)) = self.policy.cache_route_for(request.method, path) else { return Action::Continue };
+        let query = request.path.split_once('?').map_or("", |(_, q)| q);
+        let cache_request = CacheRequest {
+            method: request.method,
+            path,
+            query,
+            tenant: &identity.token.tenant,
+            subject: &identity.token.subject,
+            role: &identity.role,
+            permissions: &identity.permissions,
+            headers: &headers,
+        };
+        let identity_headers = outcome.decision.headers_to_set();
+        let served = self.edge_cache.borrow_mut().serve(self.context_id, route, service, &cache_request, &identity_headers, request_id);
+        match served {
+            Served::Paused => Action::Pause,
+            Served::Proxied => Action::Continue,
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.composite {
+            return Action::Pause; // answered by the filter; nothing goes upstream
+        }
         // Routes without a body schema, webhook or signature stream: this is the only work
         // they get.
         if self.pending_webhook.is_none() && self.pending_validation.is_none() && self.pending_signature.is_none() {

@@ -2,6 +2,8 @@
 //! request looks like into `stagedoor_filter_core`, and applies the decision it gets back.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod cache_fetch;
+mod fanout;
 mod host;
 mod http;
 mod metrics;

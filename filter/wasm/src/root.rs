@@ -19,8 +19,9 @@ use stagedoor_filter_core::revocation::{RevocationList, RevocationUpdate};
 use stagedoor_filter_core::shadow::{ShadowReport, SHADOW_REPORT_PATH};
 use stagedoor_filter_core::{FilterState, Policy};
 
+use crate::fanout::deliver;
 use crate::host::{self, CurrentRequest};
-use crate::http::{StagedoorHttp, Unconfigured};
+use crate::http::{AnsweredHere, StagedoorHttp, Unconfigured};
 use crate::metrics::Metrics;
 use crate::time::{now_ms, CoarseTime};
 
@@ -35,6 +36,9 @@ pub struct StagedoorRoot {
     policy: Option<Rc<Policy>>,
     state: Option<Rc<RefCell<FilterState>>>,
     held: Rc<RefCell<HeldRequests>>,
+    /// Composite routes' calls and the response cache, shared with every request context
+    /// (a new config starts the cache empty: its routes may differ).
+    answered_here: AnsweredHere,
     metrics: Option<Rc<Metrics>>,
     time: Rc<CoarseTime>,
     revocation_call: Option<u32>,
@@ -61,6 +65,7 @@ impl StagedoorRoot {
             policy: None,
             state: None,
             held: Rc::default(),
+            answered_here: AnsweredHere::default(),
             metrics: None,
             time: Rc::default(),
             revocation_call: None,
@@ -87,7 +92,7 @@ fn error(message: &str) {
 }
 
 impl Context for StagedoorRoot {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.shadow_report_call.as_ref().is_some_and(|(token, _)| *token == token_id) {
             self.shadow_report_answered();
             return;
@@ -99,6 +104,11 @@ impl Context for StagedoorRoot {
             return;
         }
         if self.revocation_call != Some(token_id) {
+            // A composite route's call sent when its held request was let go.
+            let decided = self.answered_here.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, now_ms());
+            if let Some((context_id, reply)) = decided {
+                deliver(context_id, &reply, self.context_id);
+            }
             return;
         }
         self.revocation_call = None;
@@ -118,6 +128,11 @@ impl Context for StagedoorRoot {
         let wait_ms = self.policy.as_ref().and_then(|p| p.revocation.as_ref()).map_or(0, |rev| rev.wait_ms);
         let again = poll_again_now(wait_ms, &update, cursor_before);
         let changed = update.full || !update.revoked.is_empty() || !state.borrow().revocations.has_synced();
+        // Cache purges travel in the same feed (stagedoor_filter_core::response_cache::Purge).
+        let purged = self.answered_here.edge_cache.borrow_mut().purge(update.revoked.iter());
+        if purged > 0 {
+            host::log(LogLevel::Info, &format!("stagedoor: cache purge dropped {purged} entries"));
+        }
         let (entries, released) = {
             let mut state = state.borrow_mut();
             state.revocations.apply(update);
@@ -257,13 +272,23 @@ impl StagedoorRoot {
             if host::set_effective_context(context_id).is_err() {
                 continue;
             }
-            let result = match release {
-                Release::Continue => host::resume_request(),
-                Release::Refuse(denial, request_id) => {
+            let parked = self.answered_here.fanouts.borrow_mut().take_parked(context_id);
+            let result = match (release, parked) {
+                // A composite route's request: its calls go out now (from here, so their
+                // answers come to the root context).
+                (Release::Continue, Some(pending)) => {
+                    let reply = self.answered_here.fanouts.borrow_mut().start(context_id, pending, now_ms());
+                    if let Some(reply) = reply {
+                        deliver(context_id, &reply, context_id);
+                    }
+                    Ok(())
+                }
+                (Release::Continue, None) => host::resume_request(),
+                (Release::Refuse(denial, request_id), _) => {
                     refuse_or_stop(&mut CurrentRequest, &denial, &request_id, now);
                     Ok(())
                 }
-                Release::LeaveToBodyCheck => Ok(()),
+                (Release::LeaveToBodyCheck, _) => Ok(()),
             };
             if let Err(e) = result {
                 error(&format!("stagedoor: a held request could not be resumed: {e}"));
@@ -300,6 +325,7 @@ impl StagedoorRoot {
         self.time.set_tick(tick);
         self.time.set(now_ms());
         self.policy = Some(Rc::new(policy));
+        self.answered_here.edge_cache = Rc::default();
         Ok(())
     }
 }
@@ -345,6 +371,7 @@ impl RootContext for StagedoorRoot {
                 state.clone(),
                 self.held.clone(),
                 metrics.clone(),
+                self.answered_here.clone(),
             )),
             _ => Box::new(Unconfigured),
         };

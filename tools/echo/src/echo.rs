@@ -9,6 +9,9 @@
 //! of the filter core's response list, and `www-authenticate`, which it keeps), and
 //! `x-echo-key: K` counts the request under K; `GET /__echo/count/K` (sent to the echo
 //! itself) answers `{"key": K, "count": N}`, which is how tests see retries.
+//! `x-echo-set-cookie: V` and `x-echo-cache-control: V` add those response headers. All
+//! but `x-echo-set-internal` are also read from the query (`?x-echo-status=500&x-echo-delay-ms=300`), for
+//! callers that send only the gateway's own headers (composite routes' source calls).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -177,17 +180,22 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
             socket.write_all(response.as_bytes()).await?;
             continue;
         }
-        if let Some(key) = header("x-echo-key") {
+        // The query's copies serve callers that cannot set headers (composite routes send
+        // only the gateway's own).
+        let control = |name: &str| header(name).or_else(|| query_value(&head.target, name));
+        if let Some(key) = control("x-echo-key") {
             if let Ok(mut c) = counts.lock() {
                 *c.entry(key.to_owned()).or_default() += 1;
             }
         }
-        let status: u16 = header("x-echo-status").and_then(|v| v.parse().ok()).filter(|s| (200..600).contains(s)).unwrap_or(200);
-        if let Some(ms) = header("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
+        let status: u16 = control("x-echo-status").and_then(|v| v.parse().ok()).filter(|s| (200..600).contains(s)).unwrap_or(200);
+        if let Some(ms) = control("x-echo-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
             tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
         }
         let set_internal = header("x-echo-set-internal") == Some("1");
         let close = header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let set_cookie = control("x-echo-set-cookie").map(str::to_owned);
+        let cache_control = control("x-echo-cache-control").map(str::to_owned);
         let echo = describe(service, head, &body);
         let json = serde_json::to_vec(&echo).unwrap_or_default();
         let mut response = format!(
@@ -202,6 +210,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
                 response.push_str(&format!("{name}: from-upstream\r\n"));
             }
         }
+        // Response headers a cache must not keep an answer with.
+        if let Some(value) = set_cookie {
+            response.push_str(&format!("set-cookie: {value}\r\n"));
+        }
+        if let Some(value) = cache_control {
+            response.push_str(&format!("cache-control: {value}\r\n"));
+        }
         if close {
             response.push_str("connection: close\r\n");
         }
@@ -214,6 +229,12 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S, service: &
             return socket.shutdown().await;
         }
     }
+}
+
+/// The value of `name` in the request target's query, if given.
+fn query_value<'t>(target: &'t str, name: &str) -> Option<&'t str> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|pair| pair.split_once('=').filter(|(n, _)| *n == name).map(|(_, v)| v))
 }
 
 fn describe(service: &str, head: Head, body: &[u8]) -> Echo {

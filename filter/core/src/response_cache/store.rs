@@ -1,0 +1,135 @@
+//! One VM's cached answers, bounded in entries and bytes, and the fetches in flight
+//! (single flight: one fetch per key, the others wait for it).
+
+use std::collections::{HashMap, VecDeque};
+
+use super::config::{MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_WAITERS};
+use super::route::CacheKey;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// What a purge matches on: the route's name, the verified tenant, the answer's
+    /// `Surrogate-Key` values.
+    pub route: String,
+    pub tenant: String,
+    pub surrogates: Vec<String>,
+    pub stored_ms: u64,
+    pub expires_ms: u64,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Entry {
+    fn bytes(&self) -> usize {
+        self.body.len() + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+    }
+
+    /// Whole seconds since it was stored (the `Age` header).
+    pub fn age_secs(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.stored_ms) / 1000
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Hit(Entry),
+    /// Another request fetches this key: this one waits for it.
+    Joined,
+    /// Nobody fetches it: this request does (its context is the leader now).
+    Miss,
+    /// Too many wait already: go upstream as usual.
+    Bypass,
+}
+
+#[derive(Debug, Default)]
+pub struct ResponseCache {
+    entries: HashMap<CacheKey, Entry>,
+    /// Insertion order, oldest first: evicted first.
+    order: VecDeque<CacheKey>,
+    bytes: usize,
+    /// Key -> the contexts waiting for its fetch (the leader not included).
+    in_flight: HashMap<CacheKey, Vec<u32>>,
+}
+
+impl ResponseCache {
+    pub fn lookup(&mut self, key: &CacheKey, context_id: u32, now_ms: u64) -> Lookup {
+        match self.entries.get(key) {
+            Some(entry) if entry.expires_ms > now_ms => return Lookup::Hit(entry.clone()),
+            Some(_) => self.remove(key),
+            None => {}
+        }
+        match self.in_flight.get_mut(key) {
+            Some(waiters) if waiters.len() >= MAX_WAITERS => Lookup::Bypass,
+            Some(waiters) => {
+                waiters.push(context_id);
+                Lookup::Joined
+            }
+            None => {
+                self.in_flight.insert(key.clone(), Vec::new());
+                Lookup::Miss
+            }
+        }
+    }
+
+    /// The fetch of `key` ended: the contexts that waited for it.
+    pub fn finish(&mut self, key: &CacheKey) -> Vec<u32> {
+        self.in_flight.remove(key).unwrap_or_default()
+    }
+
+    /// A waiting request that went away.
+    pub fn forget_waiter(&mut self, context_id: u32) {
+        for waiters in self.in_flight.values_mut() {
+            waiters.retain(|c| *c != context_id);
+        }
+    }
+
+    /// Keeps `entry` under `key`, evicting the oldest entries past the bounds; an entry
+    /// over [`MAX_ENTRY_BYTES`] is not kept.
+    pub fn insert(&mut self, key: CacheKey, entry: Entry) -> bool {
+        if entry.bytes() > MAX_ENTRY_BYTES {
+            return false;
+        }
+        self.remove(&key);
+        self.bytes += entry.bytes();
+        self.entries.insert(key.clone(), entry);
+        self.order.push_back(key);
+        while self.entries.len() > MAX_ENTRIES || self.bytes > MAX_BYTES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(old) = self.entries.remove(&oldest) {
+                self.bytes -= old.bytes();
+            }
+        }
+        true
+    }
+
+    /// Drops every entry `purge` matches; returns how many.
+    pub fn purge(&mut self, purge: &super::Purge) -> usize {
+        let doomed: Vec<CacheKey> =
+            self.entries.iter().filter(|(_, e)| purge.matches(&e.route, &e.tenant, &e.surrogates)).map(|(k, _)| k.clone()).collect();
+        for key in &doomed {
+            self.remove(key);
+        }
+        doomed.len()
+    }
+
+    fn remove(&mut self, key: &CacheKey) {
+        if let Some(old) = self.entries.remove(key) {
+            self.bytes -= old.bytes();
+            self.order.retain(|k| k != key);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
