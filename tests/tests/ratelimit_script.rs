@@ -3,10 +3,10 @@
 //! and writes as the pure model (`stagedoor_ratelimit::decide`) says, one EVALSHA per
 //! request, re-loaded after SCRIPT FLUSH, and a stopped Redis is an error within the timeout.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stagedoor_e2e::ports::free_port;
+use stagedoor_e2e::redis::PrivateRedis;
 use stagedoor_ratelimit::compile::CompiledLimits;
 use stagedoor_ratelimit::decide::KeyedLimit;
 use stagedoor_ratelimit::gcra::Rate;
@@ -14,40 +14,20 @@ use stagedoor_ratelimit::store::{RedisStore, StoreError};
 
 const TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A private redis-server, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
+/// A private redis-server, with what these tests read of it.
+struct Redis(PrivateRedis);
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
+        Redis(PrivateRedis::start())
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        self.0.cli(args).join("\n").trim().to_owned()
     }
 
     /// `calls` of one command in INFO commandstats (0 when never called).
@@ -59,13 +39,6 @@ impl Redis {
             .find_map(|line| line.strip_prefix(&prefix))
             .and_then(|rest| rest.split(',').next())
             .map_or(0, |n| n.parse().unwrap())
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -173,8 +146,7 @@ fn a_stopped_redis_is_an_error_within_the_timeout_and_a_restarted_one_serves_aga
         let store = RedisStore::connect(&redis.url(), TIMEOUT).await.unwrap();
         let limits = [limit("r", 10, 1000, false, false)];
         store.count(&limits, 1).await.unwrap();
-        let _ = redis.child.kill();
-        let _ = redis.child.wait();
+        redis.0.stop();
         let started = Instant::now();
         let err = store.count(&limits, 1).await.unwrap_err();
         let elapsed = started.elapsed();
@@ -182,12 +154,7 @@ fn a_stopped_redis_is_an_error_within_the_timeout_and_a_restarted_one_serves_aga
         assert!(matches!(err, StoreError::Redis(_) | StoreError::Timeout(_)), "{err:?}");
         assert!(elapsed < TIMEOUT * 3, "{elapsed:?}");
         // Same port, empty Redis (no script loaded): the store reconnects and reloads.
-        redis.child = Command::new("redis-server")
-            .args(["--port", &redis.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        redis.0.restart();
         let restarted = Instant::now();
         let counted = loop {
             match store.count(&limits, 1).await {

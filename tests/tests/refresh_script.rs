@@ -5,42 +5,24 @@
 //! jti (writing the revocation list's own key and announcing it), and begins a family only
 //! from its first token.
 
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stagedoor_e2e::ports::free_port;
+use stagedoor_e2e::redis::PrivateRedis;
 
 const SCRIPT: &str = include_str!("../../control-plane/src/token_endpoint/rotate.lua");
 
-struct Redis {
-    child: Child,
-    port: u16,
-}
+/// The script's runs on a private redis-server.
+struct Redis(PrivateRedis);
 
 impl Redis {
     fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
+        Redis(PrivateRedis::start())
     }
 
     fn cli(&self, args: &[&str]) -> Vec<String> {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "--raw"])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+        self.0.cli(args)
     }
 
     /// One run of the script: (outcome, jti, at).
@@ -54,13 +36,6 @@ impl Redis {
             [outcome, jti, at] => (outcome.clone(), jti.clone(), at.clone()),
             other => panic!("unexpected reply {other:?}"),
         }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -92,7 +67,7 @@ fn only_the_current_jti_rotates_and_the_predecessor_replays_within_the_grace_onl
 fn any_older_jti_or_an_unknown_family_revokes_and_announces() {
     let redis = Redis::start();
     let mut subscriber = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string(), "--raw", "SUBSCRIBE", "stagedoor:revocations"])
+        .args(["-h", "127.0.0.1", "-p", &redis.0.port.to_string(), "--raw", "SUBSCRIBE", "stagedoor:revocations"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
