@@ -36,7 +36,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything else, so a stop request during startup is not lost either.
     let mut signals = OsSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
     let trust = Trust::load(&args)?;
-    let registry = crate::registry::load(&args.registry)?;
+    let registry_store = args.redis.clone().map(|url| crate::registry_store::follow::RegistryStore {
+        url,
+        status: Default::default(),
+        keep: args.registry_history,
+    });
+    let registry = match &registry_store {
+        Some(store) => crate::registry_store::follow::initial_registry(store, &args.registry).await?,
+        None => crate::registry::load(&args.registry)?,
+    };
     let options = args.translate_options();
     let (publisher, snapshots) =
         Publisher::new(registry, options).with_context(|| format!("{}: the registry cannot be served", args.registry.display()))?;
@@ -57,9 +65,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let revocations = revocations.clone();
         background.spawn("revocation sweep", move || collect_expired_revocations(revocations.clone()));
     }
-    {
-        let (path, publisher) = (args.registry.clone(), publisher.clone());
-        background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
+    match registry_store.clone() {
+        // With Redis, Redis wins: the file only seeds an empty one (README, "Replicas").
+        Some(store) => {
+            let (path, publisher, halt) = (args.registry.clone(), publisher.clone(), stop.clone());
+            background.spawn("redis registry follower", move || {
+                crate::registry_store::follow::follow(store.clone(), path.clone(), publisher.clone(), halt.clone())
+            });
+        }
+        None => {
+            let (path, publisher) = (args.registry.clone(), publisher.clone());
+            background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
+        }
     }
     let certificate_problems = crate::cert_status::CertificateProblems::default();
     {
@@ -111,6 +128,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limiter: rate_limiter.clone(),
         shadow_counts: shadow_counts.clone(),
         jwks,
+        registry_store: registry_store.as_ref().map(|s| s.status.clone()),
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
@@ -139,6 +157,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis_url: args.redis.clone(),
         revocation_write_back,
         shadow_counts,
+        registry_store,
     };
     let api = GuardedApi { api, publisher, tokens: trust.tokens, insecure: args.insecure };
     tracing::info!(xds = %args.xds, tls = !args.insecure, "xDS and stagedoor.v1 gRPC listening");
