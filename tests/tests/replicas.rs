@@ -130,12 +130,26 @@ fn two_replicas_share_the_registry_in_redis_and_an_envoy_fails_over_between_them
     let a_node = a.envoys[0].node_id.clone();
     let http = client();
     let token = bearer(json!({"role": "admin"}));
+    let connected_to_b = || {
+        runtime().block_on(async {
+            let reply = b.api_client().await.list_envoys(ListEnvoysRequest {}).await.unwrap().into_inner();
+            reply.envoys.iter().any(|e| e.node_id == a_node && e.types.iter().any(|t| !t.acked_version.is_empty()))
+        })
+    };
     let (mut ok_count, mut failures) = (0, Vec::new());
+    let (mut a_stopped, mut failed_over) = (None::<Instant>, None);
     let load_started = Instant::now();
     for i in 0..200 {
         if i == 50 {
             a.stop_control_plane();
+            a_stopped = Some(Instant::now());
             eprintln!("replica A stopped after {} ms of load", load_started.elapsed().as_millis());
+        }
+        if let (Some(stopped), None) = (a_stopped, failed_over) {
+            if connected_to_b() {
+                failed_over = Some(stopped.elapsed());
+                eprintln!("A's Envoy ACKed replica B's config {} ms after replica A stopped", stopped.elapsed().as_millis());
+            }
         }
         match http.get(a.url("/api/v1/venues/1")).header("authorization", &token).send() {
             Ok(r) if r.status().is_success() => ok_count += 1,
@@ -150,18 +164,26 @@ fn two_replicas_share_the_registry_in_redis_and_an_envoy_fails_over_between_them
     eprintln!("load: {ok_count} ok, {} failed over {} ms", failures.len(), load_started.elapsed().as_millis());
     assert!(failures.is_empty(), "no 5xx and no failed request while Envoy fails over: {failures:?}");
     assert_eq!(ok_count, 200);
-    let connected_to_b = || {
-        runtime().block_on(async {
-            let reply = b.api_client().await.list_envoys(ListEnvoysRequest {}).await.unwrap().into_inner();
-            reply.envoys.iter().any(|e| e.node_id == a_node && e.types.iter().any(|t| !t.acked_version.is_empty()))
-        })
-    };
-    let failover = time_until(Duration::from_secs(10), connected_to_b);
-    assert!(failover.is_some(), "A's Envoy must reconnect to replica B (its bootstrap lists both)");
-    eprintln!("A's Envoy ACKed replica B's config {} ms after the load ended", failover.unwrap_or_default().as_millis());
+    if failed_over.is_none() {
+        assert!(time_until(Duration::from_secs(10), connected_to_b).is_some(), "A's Envoy must reconnect to replica B (its bootstrap lists both)");
+    }
     let after = routes(&a, 0);
     assert!(after.contains("/api/v1/venues") && !after.contains("/api/v1/tickets") && !after.contains("/api/v1/only-b"), "the same registry (version 3) after the failover");
     let status = b.control_plane_status();
     assert_eq!(status["registry_store"]["served_version"], 3, "{status}");
     assert_eq!(status["registry_version"], a_hash.as_str());
+
+    // A version this replica cannot serve (written straight into Redis here, as a replica
+    // with another machine's secrets might): B keeps version 3 and says why in /status.
+    let bad = json!({"version": 4, "hash": "bad", "yaml": "services:\n  - name: Not A Name\n", "applied_by": "test", "applied_at_unix_ms": 1});
+    a.redis_cli(&["SET", "stagedoor:{registry}:version", "4"]);
+    a.redis_cli(&["LPUSH", "stagedoor:{registry}:history", &bad.to_string()]);
+    a.redis_cli(&["PUBLISH", "stagedoor:registry", "4"]);
+    let refused = || b.control_plane_status()["registry_store"]["error"].as_str().unwrap_or_default().contains("version 4");
+    assert!(wait_for(Duration::from_secs(10), refused), "{}", b.control_plane_status());
+    let status = b.control_plane_status();
+    assert_eq!(status["registry_store"]["served_version"], 3, "{status}");
+    assert_eq!(status["registry_store"]["latest_version"], 4, "{status}");
+    assert_eq!(status["registry_version"], a_hash.as_str(), "the last good registry keeps serving");
+    eprintln!("refused here: {}", status["registry_store"]["error"]);
 }
