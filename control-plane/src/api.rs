@@ -246,16 +246,17 @@ impl ControlPlaneApi {
             .update(|p| (p.registry().version.clone(), p.apply(registry).map(|changed| (changed, p.current().version.clone()))))
             .await;
         let (changed, snapshot_version) = applied.map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match &self.registry_store {
-            // Served here at once; the follower then finds this version already served.
-            Some(store) => store.status.update(|s| {
+        // Served here at once; the follower then finds this version already served.
+        if let Some(store) = &self.registry_store {
+            store.status.update(|s| {
                 s.served_version = store_version;
                 s.latest_version = s.latest_version.max(store_version);
                 s.error = None;
-            }),
-            None => write_atomically(&self.registry_file, yaml)
-                .map_err(|e| Status::internal(format!("applied, but writing {} failed: {e}", self.registry_file.display())))?,
+            });
         }
+        // With Redis the file mirrors what is served (crate::watch), without it it is the source.
+        write_atomically(&self.registry_file, yaml)
+            .map_err(|e| Status::internal(format!("applied, but writing {} failed: {e}", self.registry_file.display())))?;
         Ok(ApplyRegistryResponse { previous_version, version, changed, snapshot_version, store_version })
     }
 }

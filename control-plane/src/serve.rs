@@ -38,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let trust = Trust::load(&args)?;
     let registry_store = args.redis.clone().map(|url| crate::registry_store::follow::RegistryStore {
         url,
+        file: args.registry.clone(),
         status: Default::default(),
         keep: args.registry_history,
     });
@@ -65,18 +66,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let revocations = revocations.clone();
         background.spawn("revocation sweep", move || collect_expired_revocations(revocations.clone()));
     }
-    match registry_store.clone() {
-        // With Redis, Redis wins: the file only seeds an empty one (README, "Replicas").
-        Some(store) => {
-            let (path, publisher, halt) = (args.registry.clone(), publisher.clone(), stop.clone());
-            background.spawn("redis registry follower", move || {
-                crate::registry_store::follow::follow(store.clone(), path.clone(), publisher.clone(), halt.clone())
-            });
-        }
-        None => {
-            let (path, publisher) = (args.registry.clone(), publisher.clone());
-            background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
-        }
+    // With Redis, Redis wins: the file seeds an empty one, and its later edits are applies
+    // through this replica (README, "Replicas").
+    if let Some(store) = registry_store.clone() {
+        let (path, publisher, halt) = (args.registry.clone(), publisher.clone(), stop.clone());
+        background.spawn("redis registry follower", move || {
+            crate::registry_store::follow::follow(store.clone(), path.clone(), publisher.clone(), halt.clone())
+        });
+    }
+    {
+        let (path, publisher, store) = (args.registry.clone(), publisher.clone(), registry_store.clone());
+        background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone(), store.clone()));
     }
     let certificate_problems = crate::cert_status::CertificateProblems::default();
     {

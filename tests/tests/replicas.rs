@@ -117,6 +117,7 @@ fn two_replicas_share_the_registry_in_redis_and_an_envoy_fails_over_between_them
     let (ok, out) = cli(&b, &["rollback", "--to", "1"]);
     assert!(ok && out.contains("version 3 in redis"), "{out}");
     assert!(wait_for(Duration::from_secs(5), || !routes(&a, 0).contains("/api/v1/tickets") && !routes(&b, 0).contains("/api/v1/tickets")));
+    assert_eq!(a.registry(), b.registry(), "each replica's file mirrors the version it serves");
     assert_eq!(store_version(&a), (3, a_hash.clone()));
     assert_eq!(store_version(&b), (3, a_hash.clone()));
     let (ok, out) = cli(&a, &["rollback", "--to", "99"]);

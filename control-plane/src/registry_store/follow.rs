@@ -51,6 +51,9 @@ impl SharedStoreStatus {
 #[derive(Clone)]
 pub struct RegistryStore {
     pub url: String,
+    /// This machine's registry file: the seed of an empty Redis, then a mirror of the
+    /// version served here.
+    pub file: PathBuf,
     pub status: SharedStoreStatus,
     pub keep: usize,
 }
@@ -91,7 +94,7 @@ pub fn parse_stored(document: &StoredRegistry) -> Result<Registry, String> {
 }
 
 /// Serves `document` unless it is already served; a refusal is kept in the status.
-pub async fn serve_version(document: &StoredRegistry, publisher: &SharedPublisher, status: &SharedStoreStatus) {
+pub async fn serve_version(document: &StoredRegistry, publisher: &SharedPublisher, status: &SharedStoreStatus, file: &std::path::Path) {
     let version = document.version;
     status.update(|s| s.latest_version = version);
     // Equal, not older: a Redis emptied and seeded again starts over from 1.
@@ -105,6 +108,7 @@ pub async fn serve_version(document: &StoredRegistry, publisher: &SharedPublishe
     match applied {
         Ok(changed) => {
             tracing::info!(version, registry = %document.hash, changed, "registry version from redis served");
+            mirror(file, &document.yaml);
             status.update(|s| {
                 s.served_version = version;
                 s.error = None;
@@ -115,6 +119,19 @@ pub async fn serve_version(document: &StoredRegistry, publisher: &SharedPublishe
             tracing::error!(version, error = %e, "registry version from redis refused here; keeping last good config");
             status.update(|s| s.error = Some(format!("version {version}: {e}")));
         }
+    }
+}
+
+/// Writes the served version to this machine's file (write, then rename): an edit then
+/// starts from it. A failure only costs the mirror, so it is logged, not fatal.
+pub fn mirror(file: &std::path::Path, yaml: &str) {
+    let current = std::fs::read_to_string(file).ok();
+    if current.as_deref() == Some(yaml) {
+        return;
+    }
+    let tmp = file.with_extension("mirroring");
+    if let Err(e) = std::fs::write(&tmp, yaml).and_then(|()| std::fs::rename(&tmp, file)) {
+        tracing::warn!(file = %file.display(), error = %e, "could not mirror the served registry to the file");
     }
 }
 
@@ -150,7 +167,7 @@ async fn run(store: &RegistryStore, seed: &std::path::Path, publisher: &SharedPu
     let mut messages = pubsub.on_message();
     // Subscribed first, so a version written from here on is announced to this loop.
     if let Some(document) = seed_and_read(&mut conn, seed, store.keep).await? {
-        serve_version(&document, publisher, &store.status).await;
+        serve_version(&document, publisher, &store.status, &store.file).await;
     }
     store.status.update(|s| s.connected = true);
     *synced = true;
@@ -165,7 +182,7 @@ async fn run(store: &RegistryStore, seed: &std::path::Path, publisher: &SharedPu
             _ = stop.clone().requested() => return Ok(()),
         }
         if let Some(document) = store::current(&mut conn).await? {
-            serve_version(&document, publisher, &store.status).await;
+            serve_version(&document, publisher, &store.status, &store.file).await;
         }
     }
 }
@@ -187,6 +204,7 @@ pub async fn initial_registry(store: &RegistryStore, file: &std::path::Path) -> 
         Ok(Ok(Some(document))) => match parse_stored(&document) {
             Ok(registry) => {
                 tracing::info!(version = document.version, registry = %registry.version, "registry read from redis");
+                mirror(file, &document.yaml);
                 store.status.update(|s| {
                     s.served_version = document.version;
                     s.latest_version = document.version;

@@ -13,6 +13,7 @@
 //! Writes are one compare-and-set script ([`store::write`]): a caller names the version it
 //! based its edit on, and a stale base is refused, never a lost update.
 
+pub mod file_edits;
 pub mod follow;
 pub mod store;
 
