@@ -174,6 +174,20 @@ fn two_replicas_share_the_registry_in_redis_and_an_envoy_fails_over_between_them
     assert_eq!(status["registry_store"]["served_version"], 3, "{status}");
     assert_eq!(status["registry_version"], a_hash.as_str());
 
+    // Replica A comes back: it serves Redis's version 3, and A's Envoy stays on B (no flap).
+    let stream_on_b = || {
+        runtime().block_on(async {
+            let reply = b.api_client().await.list_envoys(ListEnvoysRequest {}).await.unwrap().into_inner();
+            reply.envoys.iter().find(|e| e.node_id == a_node).map(|e| e.stream_id)
+        })
+    };
+    let before = stream_on_b();
+    assert!(before.is_some());
+    a.start_control_plane();
+    assert_eq!(store_version(&a), (3, a_hash.clone()), "a restarted replica serves Redis's version");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stream_on_b(), before, "the Envoy's stream stays on replica B when A returns");
+
     // A version this replica cannot serve (written straight into Redis here, as a replica
     // with another machine's secrets might): B keeps version 3 and says why in /status.
     let bad = json!({"version": 4, "hash": "bad", "yaml": "services:\n  - name: Not A Name\n", "applied_by": "test", "applied_at_unix_ms": 1});
