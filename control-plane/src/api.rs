@@ -232,6 +232,7 @@ impl ControlPlaneApi {
         let mut store_version = 0;
         if let Some(store) = &self.registry_store {
             let base = base.unwrap_or(served_store_version);
+            tracing::info!(base, served = served_store_version, "registry change: compare-and-set in redis");
             let mut conn = crate::registry_store::store::connect(&store.url).await.map_err(|e| Status::unavailable(format!("redis: {e}")))?;
             let written = crate::registry_store::store::write(&mut conn, base, &version, yaml, &applied_by.0, store.keep)
                 .await
@@ -246,6 +247,12 @@ impl ControlPlaneApi {
             .update(|p| (p.registry().version.clone(), p.apply(registry).map(|changed| (changed, p.current().version.clone()))))
             .await;
         let (changed, snapshot_version) = applied.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // This replica's follower may have served the new version from the announcement
+        // first: what changed is judged against what was served before this call.
+        let (previous_version, changed) = match &self.registry_store {
+            Some(_) => (view.registry.version.clone(), changed || view.registry.version != version),
+            None => (previous_version, changed),
+        };
         // Served here at once; the follower then finds this version already served.
         if let Some(store) = &self.registry_store {
             store.status.update(|s| {
