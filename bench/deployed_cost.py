@@ -284,7 +284,7 @@ def ads_bootstrap(workdir, node, admin, cp, tls_dir, template=os.path.join(fc.RO
     stagedoor("certs", "envoy", "--dir", tls_dir, "--node-id", node)
     with open(template) as f:
         text = f.read()
-    for key, value in (("NODE_ID", node), ("ADMIN_PORT", admin), ("XDS_HOST", "127.0.0.1"), ("XDS_PORT", cp.xds),
+    for key, value in (("NODE_ID", node), ("ADMIN_PORT", admin), ("XDS_ENDPOINTS", ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (cp.xds,))),
                        ("XDS_API_TYPE", "GRPC"), ("TLS_DIR", tls_dir)):
         text = text.replace("${" + key + "}", str(value))
     path = os.path.join(workdir, f"bootstrap-{node}.yaml")

@@ -102,7 +102,7 @@ def main():
                                       stderr=open(os.path.join(work, "cp.log"), "w")))
         wait_port(http_port)
         bootstrap = open(os.path.join(ROOT, "envoy/bootstrap.yaml")).read()
-        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_HOST": "127.0.0.1", "XDS_PORT": xds, "XDS_API_TYPE": "GRPC"}.items():
+        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC"}.items():
             bootstrap = bootstrap.replace("${" + k + "}", str(v))
         open(os.path.join(work, "bootstrap.yaml"), "w").write(bootstrap)
         procs.append(subprocess.Popen(["envoy", "-c", os.path.join(work, "bootstrap.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],

@@ -142,7 +142,7 @@ def run(name, binary, args):
             stdout=subprocess.DEVNULL, stderr=log("control-plane.log")))
         with open(os.path.join(ROOT, "envoy/bootstrap.yaml")) as f:
             bootstrap = (f.read().replace("${NODE_ID}", f"bench-{name}").replace("${ADMIN_PORT}", str(admin))
-                         .replace("${XDS_HOST}", "127.0.0.1").replace("${XDS_PORT}", str(xds))
+                         .replace("${XDS_ENDPOINTS}", ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)))
                          .replace("${XDS_API_TYPE}", "GRPC"))
         with open(os.path.join(work, "bootstrap.yaml"), "w") as f:
             f.write(bootstrap)

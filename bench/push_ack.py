@@ -129,7 +129,7 @@ def run(fleet, args):
             node = f"bench-{i}"
             subprocess.run([BIN, "certs", "envoy", "--dir", tls, "--node-id", node], check=True, stdout=subprocess.DEVNULL)
             bootstrap = (template.replace("${NODE_ID}", node).replace("${ADMIN_PORT}", str(free_port()))
-                         .replace("${XDS_HOST}", "127.0.0.1").replace("${XDS_PORT}", str(xds))
+                         .replace("${XDS_ENDPOINTS}", "[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %d } } } }]" % xds)
                          .replace("${XDS_API_TYPE}", "GRPC").replace("${TLS_DIR}", tls))
             path = os.path.join(work, f"bootstrap-{node}.yaml")
             with open(path, "w") as f:

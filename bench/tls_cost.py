@@ -204,7 +204,7 @@ class ControlPlane:
         stagedoor("certs", "envoy", "--dir", self.tls_dir, "--node-id", node)
         with open(os.path.join(fc.ROOT, "envoy/bootstrap.yaml")) as f:
             text = f.read()
-        for key, value in (("NODE_ID", node), ("ADMIN_PORT", admin), ("XDS_HOST", "127.0.0.1"), ("XDS_PORT", self.xds),
+        for key, value in (("NODE_ID", node), ("ADMIN_PORT", admin), ("XDS_ENDPOINTS", ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (self.xds,))),
                            ("XDS_API_TYPE", "GRPC"), ("TLS_DIR", self.tls_dir)):
             text = text.replace("${" + key + "}", str(value))
         if self.insecure:

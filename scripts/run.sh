@@ -7,6 +7,7 @@
 #   HTTPS on 8443      the gateway (Envoy, TLS)         GATEWAY_PORT=8080  plain HTTP: 301 to HTTPS
 #   ADMIN_PORT=9901    Envoy admin
 #   XDS_PORT=18000     xDS + stagedoor.v1 gRPC (mTLS)    HTTP_PORT=18080  control-plane /status (mTLS)
+#   XDS_ADDRESSES=127.0.0.1:18000  every replica Envoy may use (host:port,...), listed in its bootstrap
 #   METRICS_PORT=18081 control-plane /metrics (plain)    REDIS_PORT=6379  live instances (a Redis
 #                                                        already listening there is used as it is)
 # Credentials: `stagedoor certs init` writes a development CA and the control plane's, the
@@ -57,8 +58,15 @@ fi
 "$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
   --metrics "127.0.0.1:$METRICS_PORT" --tls-dir "$STATE" --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
 
+# Every control-plane replica Envoy may use (host:port,host:port; default the one started
+# here): the ADS cluster lists them all and fails over between them (envoy/bootstrap.yaml).
+XDS_ENDPOINTS=""
+IFS=, read -ra xds_addresses <<<"${XDS_ADDRESSES:-127.0.0.1:$XDS_PORT}"
+for address in "${xds_addresses[@]}"; do
+  XDS_ENDPOINTS+="${XDS_ENDPOINTS:+, }{ endpoint: { address: { socket_address: { address: ${address%:*}, port_value: ${address##*:} } } } }"
+done
 sed -e "s/\${NODE_ID}/$NODE_ID/g" -e "s/\${ADMIN_PORT}/$ADMIN_PORT/" -e "s|\${TLS_DIR}|$PWD/$STATE|g" \
-    -e "s/\${XDS_HOST}/127.0.0.1/" -e "s/\${XDS_PORT}/$XDS_PORT/" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
+    -e "s|\${XDS_ENDPOINTS}|[$XDS_ENDPOINTS]|" -e "s/\${XDS_API_TYPE}/${XDS_API_TYPE:-GRPC}/" \
     envoy/bootstrap.yaml > "$STATE/bootstrap.yaml"
 # --drain-time-s bounds how long a replaced listener drains (Envoy's default is 600 s); policy
 # edits replace no listener (the filter's config comes over ECDS), only listener changes do.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
-    ApplyRegistryRequest, ApplyRegistryResponse, GetRegistryRequest, GetRegistryResponse,
+    ApplyRegistryRequest, ApplyRegistryResponse, GetRegistryRequest, GetRegistryResponse, RegistryHistoryRequest,
+    RegistryHistoryResponse, RegistryVersion, RollbackRegistryRequest,
     DeregisterInstanceRequest, DeregisterInstanceResponse, ListEnvoysRequest, ListEnvoysResponse, RbacShadowCount,
     Persistence, PurgeCacheRequest, PurgeCacheResponse, RegisterInstanceRequest, RegisterInstanceResponse, RevokeTokenRequest, RevokeTokenResponse,
 };
@@ -31,6 +32,27 @@ pub struct ControlPlaneApi {
     pub revocation_write_back: crate::discovery::revocation_sync::WriteBack,
     /// RBAC shadow differences the filters reported (`stagedoor status` shows them).
     pub shadow_counts: crate::shadow_report::ShadowCounts,
+    /// With --redis: the registry lives there (crate::registry_store), not in the file.
+    pub registry_store: Option<crate::registry_store::follow::RegistryStore>,
+}
+
+/// Who made a change, as the guard authenticated them (a request extension): kept with
+/// each version of the registry in Redis.
+#[derive(Debug, Clone)]
+pub struct AppliedBy(pub String);
+
+fn store_status(e: crate::registry_store::StoreError) -> Status {
+    use crate::registry_store::StoreError;
+    match e {
+        StoreError::Stale { .. } => Status::failed_precondition(e.to_string()),
+        StoreError::NotInHistory { .. } => Status::not_found(e.to_string()),
+        StoreError::Redis(_) => Status::unavailable(e.to_string()),
+        StoreError::Unreadable { .. } => Status::internal(e.to_string()),
+    }
+}
+
+fn without_redis() -> Status {
+    Status::failed_precondition("the control plane runs without --redis: the registry has no history")
 }
 
 fn invalid(e: impl std::fmt::Display) -> Status {
@@ -49,6 +71,7 @@ impl ControlPlane for ControlPlaneApi {
             version: view.registry.version.clone(),
             yaml: registry_yaml(&view.registry),
             snapshot_version: view.snapshot.version.clone(),
+            store_version: self.registry_store.as_ref().map_or(0, |s| s.status.get().served_version),
         }))
     }
 
@@ -56,32 +79,28 @@ impl ControlPlane for ControlPlaneApi {
         &self,
         request: Request<ApplyRegistryRequest>,
     ) -> Result<Response<ApplyRegistryResponse>, Status> {
+        let applied_by = applied_by(&request);
         let request = request.into_inner();
-        // Validation and translation are CPU work: kept off the async workers.
-        let registry = off_the_workers(|| Registry::parse("applied registry", &request.yaml))
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let version = registry.version.clone();
-        if request.dry_run {
-            let view = self.publisher.view();
-            off_the_workers(|| {
-                crate::publish::build_snapshot(&registry, &view.live, &[], &view.options, Some(&view.snapshot))
-            })
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            return Ok(Response::new(ApplyRegistryResponse {
-                changed: view.registry.version != version,
-                previous_version: view.registry.version.clone(),
-                version,
-                snapshot_version: view.snapshot.version.clone(),
-            }));
-        }
-        let (previous_version, applied) = self
-            .publisher
-            .update(|p| (p.registry().version.clone(), p.apply(registry).map(|changed| (changed, p.current().version.clone()))))
-            .await;
-        let (changed, snapshot_version) = applied.map_err(|e| Status::invalid_argument(e.to_string()))?;
-        write_atomically(&self.registry_file, &request.yaml)
-            .map_err(|e| Status::internal(format!("applied, but writing {} failed: {e}", self.registry_file.display())))?;
-        Ok(Response::new(ApplyRegistryResponse { previous_version, version, changed, snapshot_version }))
+        self.apply_yaml(&request.yaml, request.dry_run, request.base_version, &applied_by).await.map(Response::new)
+    }
+
+    async fn registry_history(&self, _: Request<RegistryHistoryRequest>) -> Result<Response<RegistryHistoryResponse>, Status> {
+        let store = self.registry_store.as_ref().ok_or_else(without_redis)?;
+        let mut conn = crate::registry_store::store::connect(&store.url).await.map_err(|e| Status::unavailable(format!("redis: {e}")))?;
+        let history = crate::registry_store::store::history(&mut conn).await.map_err(store_status)?;
+        let versions = history
+            .into_iter()
+            .map(|d| RegistryVersion { version: d.version, hash: d.hash, applied_by: d.applied_by, applied_at_unix_ms: d.applied_at_unix_ms })
+            .collect();
+        Ok(Response::new(RegistryHistoryResponse { versions }))
+    }
+
+    async fn rollback_registry(&self, request: Request<RollbackRegistryRequest>) -> Result<Response<ApplyRegistryResponse>, Status> {
+        let applied_by = format!("{} (rollback to {})", applied_by(&request).0, request.get_ref().to_version);
+        let store = self.registry_store.as_ref().ok_or_else(without_redis)?;
+        let mut conn = crate::registry_store::store::connect(&store.url).await.map_err(|e| Status::unavailable(format!("redis: {e}")))?;
+        let target = crate::registry_store::store::version(&mut conn, request.get_ref().to_version).await.map_err(store_status)?;
+        self.apply_yaml(&target.yaml, false, request.get_ref().base_version, &AppliedBy(applied_by)).await.map(Response::new)
     }
 
     async fn revoke_token(&self, request: Request<RevokeTokenRequest>) -> Result<Response<RevokeTokenResponse>, Status> {
@@ -184,6 +203,72 @@ impl ControlPlane for ControlPlaneApi {
         let envoys = self.envoys.nodes().iter().map(|node| crate::xds::ledger_proto::envoy_status(node, now)).collect();
         let rbac_shadow = self.shadow_counts.counts().into_iter().map(|(label, c)| RbacShadowCount { label, denied: c.denied, allowed: c.allowed }).collect();
         Ok(Response::new(ListEnvoysResponse { snapshot_version, envoys, rbac_shadow }))
+    }
+}
+
+fn applied_by<T>(request: &Request<T>) -> AppliedBy {
+    request.extensions().get::<AppliedBy>().cloned().unwrap_or_else(|| AppliedBy(String::from("unknown")))
+}
+
+impl ControlPlaneApi {
+    /// ApplyRegistry and RollbackRegistry: validated as ever; then, with --redis, written to
+    /// Redis with compare-and-set on `base` (every replica follows it there), else to the file.
+    async fn apply_yaml(&self, yaml: &str, dry_run: bool, base: Option<u64>, applied_by: &AppliedBy) -> Result<ApplyRegistryResponse, Status> {
+        // Validation and translation are CPU work: kept off the async workers.
+        let registry = off_the_workers(|| Registry::parse("applied registry", yaml)).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let version = registry.version.clone();
+        let view = self.publisher.view();
+        let served_store_version = self.registry_store.as_ref().map_or(0, |s| s.status.get().served_version);
+        if dry_run || self.registry_store.is_some() {
+            // With Redis, the snapshot check comes before the write every replica follows.
+            off_the_workers(|| crate::publish::build_snapshot(&registry, &view.live, &[], &view.options, Some(&view.snapshot)))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        if dry_run {
+            return Ok(ApplyRegistryResponse {
+                changed: view.registry.version != version,
+                previous_version: view.registry.version.clone(),
+                version,
+                snapshot_version: view.snapshot.version.clone(),
+                store_version: served_store_version,
+            });
+        }
+        let mut store_version = 0;
+        if let Some(store) = &self.registry_store {
+            let base = base.unwrap_or(served_store_version);
+            tracing::info!(base, served = served_store_version, "registry change: compare-and-set in redis");
+            let mut conn = crate::registry_store::store::connect(&store.url).await.map_err(|e| Status::unavailable(format!("redis: {e}")))?;
+            let written = crate::registry_store::store::write(&mut conn, base, &version, yaml, &applied_by.0, store.keep)
+                .await
+                .map_err(store_status)?;
+            store_version = match written {
+                crate::registry_store::Written::New(v) | crate::registry_store::Written::Unchanged(v) => v,
+            };
+            tracing::info!(version = store_version, registry = %version, by = %applied_by.0, "registry written to redis");
+        }
+        let (previous_version, applied) = self
+            .publisher
+            .update(|p| (p.registry().version.clone(), p.apply(registry).map(|changed| (changed, p.current().version.clone()))))
+            .await;
+        let (changed, snapshot_version) = applied.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // This replica's follower may have served the new version from the announcement
+        // first: what changed is judged against what was served before this call.
+        let (previous_version, changed) = match &self.registry_store {
+            Some(_) => (view.registry.version.clone(), changed || view.registry.version != version),
+            None => (previous_version, changed),
+        };
+        // Served here at once; the follower then finds this version already served.
+        if let Some(store) = &self.registry_store {
+            store.status.update(|s| {
+                s.served_version = store_version;
+                s.latest_version = s.latest_version.max(store_version);
+                s.error = None;
+            });
+        }
+        // With Redis the file mirrors what is served (crate::watch), without it it is the source.
+        write_atomically(&self.registry_file, yaml)
+            .map_err(|e| Status::internal(format!("applied, but writing {} failed: {e}", self.registry_file.display())))?;
+        Ok(ApplyRegistryResponse { previous_version, version, changed, snapshot_version, store_version })
     }
 }
 

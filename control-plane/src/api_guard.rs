@@ -9,7 +9,8 @@ use stagedoor_proto::v1::control_plane_server::ControlPlane;
 use stagedoor_proto::v1::{
     ApplyRegistryRequest, ApplyRegistryResponse, DeregisterInstanceRequest, DeregisterInstanceResponse, GetRegistryRequest,
     GetRegistryResponse, ListEnvoysRequest, ListEnvoysResponse, RegisterInstanceRequest, RegisterInstanceResponse,
-    PurgeCacheRequest, PurgeCacheResponse, RevokeTokenRequest, RevokeTokenResponse,
+    PurgeCacheRequest, PurgeCacheResponse, RegistryHistoryRequest, RegistryHistoryResponse, RevokeTokenRequest,
+    RevokeTokenResponse, RollbackRegistryRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -67,9 +68,31 @@ impl ControlPlane for GuardedApi {
         self.api.list_envoys(request).await
     }
 
-    async fn apply_registry(&self, request: Request<ApplyRegistryRequest>) -> Result<Response<ApplyRegistryResponse>, Status> {
+    async fn registry_history(&self, request: Request<RegistryHistoryRequest>) -> Result<Response<RegistryHistoryResponse>, Status> {
+        self.admit(&request, Action::Read, None)?;
+        self.api.registry_history(request).await
+    }
+
+    async fn rollback_registry(&self, mut request: Request<RollbackRegistryRequest>) -> Result<Response<ApplyRegistryResponse>, Status> {
+        let to = request.get_ref().to_version;
+        let caller = self.admit(&request, Action::Apply, Some(("rollback", json!({"to_version": to}))))?;
+        request.extensions_mut().insert(crate::api::AppliedBy(caller.to_string()));
+        let before = self.registry().await;
+        let result = self.api.rollback_registry(request).await;
+        let what = json!({
+            "to_version": to,
+            "registry_before": before.version,
+            "registry_after": self.registry().await.version,
+            "store_version": result.as_ref().ok().map(|r| r.get_ref().store_version),
+        });
+        audit::record(&caller.to_string(), "rollback", what, outcome(&result));
+        result
+    }
+
+    async fn apply_registry(&self, mut request: Request<ApplyRegistryRequest>) -> Result<Response<ApplyRegistryResponse>, Status> {
         let dry_run = request.get_ref().dry_run;
         let caller = self.admit(&request, Action::Apply, Some(("apply", json!({"dry_run": dry_run}))))?;
+        request.extensions_mut().insert(crate::api::AppliedBy(caller.to_string()));
         let before = self.registry().await;
         let result = self.api.apply_registry(request).await;
         let after = self.registry().await;

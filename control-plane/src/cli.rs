@@ -31,6 +31,20 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// With --redis on the control plane: the versions of the registry Redis keeps.
+    History {
+        #[command(flatten)]
+        server: stagedoor_control_plane::client::ApiArgs,
+    },
+    /// With --redis on the control plane: apply an older version's content again, as a new
+    /// version (the same compare-and-set as apply).
+    Rollback {
+        /// The version to restore (`stagedoor history` lists them).
+        #[arg(long = "to")]
+        to: u64,
+        #[command(flatten)]
+        server: stagedoor_control_plane::client::ApiArgs,
+    },
     /// Print a development token signed with the registry's dev key, or revoke a token.
     #[command(args_conflicts_with_subcommands = true)]
     Token {
@@ -215,6 +229,8 @@ impl Cli {
             }
             Command::Certs { action: CertsAction::Envoy { dir, node_id, force } } => commands::certs_envoy(dir, &node_id, force),
             Command::Apply { file, server, dry_run } => run_async(commands::apply(&file, &server, dry_run)),
+            Command::History { server } => run_async(commands::history(&server)),
+            Command::Rollback { to, server } => run_async(commands::rollback(&server, to)),
             Command::Register { instance, registry, ttl, heartbeat } => {
                 run_async(async move { commands::register(&instance.into(), &registry, ttl, heartbeat).await })
             }

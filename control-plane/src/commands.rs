@@ -173,15 +173,60 @@ pub async fn apply(file: &Path, server: &ApiArgs, dry_run: bool) -> anyhow::Resu
     let served = registry::Registry::parse_with_env("served registry", &served_yaml, &|name| Some(format!("{placeholder}-{name}")))?;
     let changes = crate::diff::diff(&served, &proposed);
     print!("{}", crate::diff::render(&changes, &crate::diff::global_changes(&served, &proposed)));
-    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run }).await.map_err(refused)?.into_inner();
+    // Based on the version just read: an apply through another replica in between is
+    // refused (FAILED_PRECONDITION, both versions named), never silently overwritten.
+    let base_version = (current.store_version > 0).then_some(current.store_version);
+    let reply = client.apply_registry(ApplyRegistryRequest { yaml: text, dry_run, base_version }).await.map_err(refused)?.into_inner();
+    let in_store = if reply.store_version > 0 { format!(" (version {} in redis)", reply.store_version) } else { String::new() };
     if dry_run {
         println!("dry run: nothing pushed (registry {} -> {})", reply.previous_version, reply.version);
     } else if reply.changed {
-        println!("applied: registry {} -> {}, snapshot {}", reply.previous_version, reply.version, reply.snapshot_version);
+        println!("applied: registry {} -> {}, snapshot {}{in_store}", reply.previous_version, reply.version, reply.snapshot_version);
     } else {
         println!("nothing to push: Envoys already run registry {}", reply.version);
     }
     Ok(())
+}
+
+/// `stagedoor history`: the versions of the registry Redis keeps, newest first.
+pub async fn history(server: &ApiArgs) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(server).await?;
+    let reply = client.registry_history(stagedoor_proto::v1::RegistryHistoryRequest {}).await.map_err(refused)?.into_inner();
+    println!("{:>7}  {:<16}  {:<24}  applied by", "version", "registry", "applied at (UTC)");
+    for v in reply.versions {
+        println!("{:>7}  {:<16}  {:<24}  {}", v.version, v.hash, utc(v.applied_at_unix_ms), v.applied_by);
+    }
+    Ok(())
+}
+
+/// `stagedoor rollback --to V`: a new version with V's content, based on the current one.
+pub async fn rollback(server: &ApiArgs, to_version: u64) -> anyhow::Result<()> {
+    let mut client = crate::client::connect(server).await?;
+    let request = stagedoor_proto::v1::RollbackRegistryRequest { to_version, base_version: None };
+    let reply = client.rollback_registry(request).await.map_err(refused)?.into_inner();
+    if reply.changed {
+        println!("rolled back to version {to_version}'s content: registry {} -> {} (version {} in redis)", reply.previous_version, reply.version, reply.store_version);
+    } else {
+        println!("nothing to push: version {to_version}'s content is already served (version {} in redis)", reply.store_version);
+    }
+    Ok(())
+}
+
+/// `2026-12-01 17:45:03` from unix milliseconds (no time-zone database needed for UTC).
+fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// Every redacted secret in `yaml` replaced by `placeholder` and its position: distinct
@@ -264,6 +309,13 @@ fn print_shadow_counts(reply: &stagedoor_proto::v1::ListEnvoysResponse) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn history_times_read_as_utc() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_000_000_000), "2026-11-18 11:06:40");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
     #[test]
     fn every_redacted_secret_gets_its_own_placeholder() {
         let yaml = format!("a: {r}\nb: {r}\n", r = crate::registry::REDACTED);

@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
 pub mod registry;
+pub mod registry_store;
 pub mod resources;
 pub mod revocation_wait;
 pub mod revocations;

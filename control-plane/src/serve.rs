@@ -37,7 +37,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything else, so a stop request during startup is not lost either.
     let mut signals = OsSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
     let trust = Trust::load(&args)?;
-    let registry = crate::registry::load(&args.registry)?;
+    let registry_store = args.redis.clone().map(|url| crate::registry_store::follow::RegistryStore {
+        url,
+        file: args.registry.clone(),
+        status: Default::default(),
+        keep: args.registry_history,
+    });
+    let registry = match &registry_store {
+        Some(store) => crate::registry_store::follow::initial_registry(store, &args.registry).await?,
+        None => crate::registry::load(&args.registry)?,
+    };
     let options = args.translate_options();
     let (publisher, snapshots) =
         Publisher::new(registry, options).with_context(|| format!("{}: the registry cannot be served", args.registry.display()))?;
@@ -58,9 +67,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let revocations = revocations.clone();
         background.spawn("revocation sweep", move || collect_expired_revocations(revocations.clone()));
     }
+    // With Redis, Redis wins: the file seeds an empty one, and its later edits are applies
+    // through this replica (README, "Replicas").
+    if let Some(store) = registry_store.clone() {
+        let (path, publisher, halt) = (args.registry.clone(), publisher.clone(), stop.clone());
+        background.spawn("redis registry follower", move || {
+            crate::registry_store::follow::follow(store.clone(), path.clone(), publisher.clone(), halt.clone())
+        });
+    }
     {
-        let (path, publisher) = (args.registry.clone(), publisher.clone());
-        background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone()));
+        let (path, publisher, store) = (args.registry.clone(), publisher.clone(), registry_store.clone());
+        background.spawn("registry watcher", move || crate::watch::follow_registry_file(path.clone(), publisher.clone(), store.clone()));
     }
     let certificate_problems = crate::cert_status::CertificateProblems::default();
     {
@@ -112,6 +129,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limiter: rate_limiter.clone(),
         shadow_counts: shadow_counts.clone(),
         jwks,
+        registry_store: registry_store.as_ref().map(|s| s.status.clone()),
     };
     let mut http = tokio::spawn(crate::status_http::serve(args.http, trust.served.clone(), http_state.clone(), stop.clone()));
     let mut metrics = tokio::spawn(crate::status_http::serve_metrics(args.metrics, http_state, stop.clone()));
@@ -140,6 +158,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         redis_url: args.redis.clone(),
         revocation_write_back,
         shadow_counts,
+        registry_store,
     };
     let csds = crate::xds::csds_server::CsdsServer {
         envoys: envoys.clone(),

@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Redis with live instances (`stagedoor register`); absent: static instances only.
     #[arg(long, env = "STAGEDOOR_REDIS")]
     pub redis: Option<String>,
+    /// With --redis: how many versions of the registry Redis keeps (history, rollback).
+    #[arg(long, env = "STAGEDOOR_REGISTRY_HISTORY", default_value_t = crate::registry_store::DEFAULT_KEEP)]
+    pub registry_history: usize,
     /// Path of the compiled filter, as Envoy sees it.
     #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
     pub wasm: PathBuf,

@@ -28,6 +28,8 @@ pub struct AppState {
     /// None when the control plane runs without Redis.
     pub discovery: Option<crate::discovery::redis_source::SharedStatus>,
     pub tokens: ApiTokens,
+    /// With --redis: the registry in Redis as this replica follows it.
+    pub registry_store: Option<crate::registry_store::follow::SharedStoreStatus>,
     /// `--insecure`: no certificates; /status and the feed are open.
     pub insecure: bool,
     /// What the certificate watchers refused, for /status.
@@ -305,6 +307,7 @@ async fn status_body(state: &AppState) -> Json<Value> {
         "certificates": certificates(state, &view.registry),
         "revocation": revocation,
         "registry_version": view.registry.version,
+        "registry_store": state.registry_store.as_ref().map(|s| s.get()),
         "discovery": discovery,
         "revoked_tokens": revoked,
         "snapshot_version": snapshot.version,

@@ -97,6 +97,28 @@ pub struct StackOptions {
     /// Extra Envoy arguments (e.g. `--disable-extensions`, to make Envoy refuse a resource
     /// the control plane accepts, as a deployment missing an extension would).
     pub envoy_args: Vec<String>,
+    /// The gateway port Envoys listen on (the control plane's `--listen`); default a free
+    /// one. Replicas that serve the same Envoys must agree on it, as on every translate option.
+    pub gateway_port: Option<u16>,
+    /// Use this stack's credentials (a copy of another stack's `tls_dir`, CA included)
+    /// instead of new ones, so Envoys and control planes of both stacks trust each other.
+    pub tls_dir_from: Option<PathBuf>,
+    /// The control plane's xDS port; default a free one (given, so that another replica's
+    /// Envoys can list it before this stack starts).
+    pub xds_port: Option<u16>,
+    /// More control-plane replicas' xDS ports, listed after this stack's own in every
+    /// Envoy's bootstrap (`${XDS_ENDPOINTS}`).
+    pub xds_replicas: Vec<u16>,
+}
+
+/// `${XDS_ENDPOINTS}` for control planes on 127.0.0.1 at `ports`: a YAML flow list of
+/// lb_endpoints (envoy/bootstrap.yaml).
+pub fn xds_endpoints(ports: &[u16]) -> String {
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|port| format!("{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"))
+        .collect();
+    format!("[{}]", endpoints.join(", "))
 }
 
 pub struct Envoy {
@@ -129,6 +151,7 @@ pub struct Stack {
     serve_args: Vec<String>,
     envoy_args: Vec<String>,
     wasm: String,
+    xds_replicas: Vec<u16>,
 }
 
 static STACK_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -145,9 +168,9 @@ impl Stack {
             tls_dir: dir.join(".stagedoor"),
             metrics_port: free_port(),
             dir,
-            gateway_port: free_port(),
+            gateway_port: options.gateway_port.unwrap_or_else(free_port),
             https_port: None,
-            xds_port: free_port(),
+            xds_port: options.xds_port.unwrap_or_else(free_port),
             http_port: free_port(),
             control_plane: None,
             envoys: Vec::new(),
@@ -157,8 +180,18 @@ impl Stack {
             serve_args: options.serve_args.clone(),
             envoy_args: options.envoy_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
+            xds_replicas: options.xds_replicas.clone(),
         };
-        stack.stagedoor(&["certs", "init", "--dir", &stack.tls_dir.display().to_string()]);
+        match &options.tls_dir_from {
+            Some(from) => {
+                fs::create_dir_all(&stack.tls_dir).expect("create credential dir");
+                for entry in fs::read_dir(from).expect("credential dir to copy") {
+                    let entry = entry.expect("credential file");
+                    fs::copy(entry.path(), stack.tls_dir.join(entry.file_name())).expect("copy credential file");
+                }
+            }
+            None => stack.stagedoor(&["certs", "init", "--dir", &stack.tls_dir.display().to_string()]),
+        }
         let registry = stack.start_echoes_for(&options.registry_yaml);
         fs::write(&stack.registry_path, registry).expect("write registry");
         if options.redis {
@@ -370,8 +403,7 @@ impl Stack {
         let bootstrap = template
             .replace("${NODE_ID}", node_id)
             .replace("${ADMIN_PORT}", &admin_port.to_string())
-            .replace("${XDS_HOST}", "127.0.0.1")
-            .replace("${XDS_PORT}", &self.xds_port.to_string())
+            .replace("${XDS_ENDPOINTS}", &xds_endpoints(&[vec![self.xds_port], self.xds_replicas.clone()].concat()))
             .replace("${XDS_API_TYPE}", self.xds_api_type)
             .replace("${TLS_DIR}", &self.tls_dir.display().to_string());
         let path = self.dir.join(format!("bootstrap-{node_id}.yaml"));

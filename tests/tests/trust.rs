@@ -101,7 +101,7 @@ fn the_api_authenticates_every_caller_and_authorizes_each_call() {
     });
     stack.wait_ready();
     let yaml = stack.registry();
-    let apply = || ApplyRegistryRequest { yaml: yaml.clone(), dry_run: false };
+    let apply = || ApplyRegistryRequest { yaml: yaml.clone(), dry_run: false, base_version: None };
     let rt = runtime();
     rt.block_on(async {
         // No credentials at all.
