@@ -11,11 +11,32 @@ use crate::rbac::{has_permission, Params};
 use crate::reply::Denial;
 use crate::shadow::{RuleSet, ShadowDifference};
 
-/// A refusal and what decided it (for a shadow difference's label).
-struct Refusal {
+/// A refusal and what decided it (for a shadow difference's label). Borrowed, and the
+/// label named rather than formatted: only a shadow difference needs them as strings,
+/// and every 403 without shadow rules would otherwise allocate them for nothing.
+struct Refusal<'s> {
     denial: Denial,
-    label: Rc<str>,
-    permission: String,
+    decider: Decider<'s>,
+    permission: &'s str,
+}
+
+/// What refused a request.
+enum Decider<'s> {
+    Rule(&'s Rc<str>),
+    Unmatched,
+    VenueScope,
+}
+
+impl Decider<'_> {
+    /// The label a shadow difference carries: the rule's, or `<service>.unmatched` or
+    /// `<service>.venue_scope`.
+    fn label(&self, service: &Service) -> Rc<str> {
+        match self {
+            Decider::Rule(label) => Rc::clone(label),
+            Decider::Unmatched => format!("{}.unmatched", service.name).into(),
+            Decider::VenueScope => format!("{}.venue_scope", service.name).into(),
+        }
+    }
 }
 
 /// The request's place in the service: its method, the readings of its path and its
@@ -38,12 +59,17 @@ pub fn authorize(
     if service.has_shadow || identity.shadow_permissions.is_some() {
         let permissions = identity.shadow_permissions.as_deref().unwrap_or(&identity.permissions);
         let in_shadow = decide(service, identity, permissions, RuleSet::Shadow, request);
-        *shadow = difference(identity, &enforced, &in_shadow);
+        *shadow = difference(service, identity, &enforced, &in_shadow);
     }
     enforced.map_err(|refusal| refusal.denial)
 }
 
-fn difference(identity: &Identity, enforced: &Result<(), Refusal>, in_shadow: &Result<(), Refusal>) -> Option<ShadowDifference> {
+fn difference(
+    service: &Service,
+    identity: &Identity,
+    enforced: &Result<(), Refusal<'_>>,
+    in_shadow: &Result<(), Refusal<'_>>,
+) -> Option<ShadowDifference> {
     let (deciding, denied) = match (enforced, in_shadow) {
         (Ok(()), Err(refusal)) => (refusal, true),
         (Err(refusal), Ok(())) => (refusal, false),
@@ -53,20 +79,20 @@ fn difference(identity: &Identity, enforced: &Result<(), Refusal>, in_shadow: &R
     // same rules decide both ways unless a shadow rule does.
     let label = match &identity.shadow_permissions {
         Some(_) => format!("role.{}", identity.role).into(),
-        None => deciding.label.clone(),
+        None => deciding.decider.label(service),
     };
-    Some(ShadowDifference { label, denied, permission: deciding.permission.clone(), tenant: identity.token.tenant.clone() })
+    Some(ShadowDifference { label, denied, permission: deciding.permission.to_owned(), tenant: identity.token.tenant.clone() })
 }
 
 /// Every reading of the path must pass (see [`PathReadings`]): a rule that matches any
 /// form a backend may serve applies.
-fn decide(
-    service: &Service,
+fn decide<'s>(
+    service: &'s Service,
     identity: &Identity,
     permissions: &[String],
     set: RuleSet,
     request: &Request<'_, '_>,
-) -> Result<(), Refusal> {
+) -> Result<(), Refusal<'s>> {
     for path in request.readings.each() {
         let rule = service.rules.iter().filter(|r| set.includes(service, r)).find_map(|r| r.matches(request.method, path).map(|p| (p, r)));
         let params = match rule {
@@ -78,8 +104,8 @@ fn decide(
                             code: "INSUFFICIENT_PERMISSIONS",
                             message: format!("Insufficient permissions: {} required", rule.permission),
                         },
-                        label: rule.label.clone(),
-                        permission: rule.permission.clone(),
+                        decider: Decider::Rule(&rule.label),
+                        permission: &rule.permission,
                     });
                 }
                 params
@@ -91,8 +117,8 @@ fn decide(
                         code: "ROUTE_NOT_ALLOWED",
                         message: String::from("No rule allows this method and path"),
                     },
-                    label: format!("{}.unmatched", service.name).into(),
-                    permission: String::new(),
+                    decider: Decider::Unmatched,
+                    permission: "",
                 });
             }
             None => Params::new(),
@@ -100,8 +126,8 @@ fn decide(
         if identity.venue_scoped {
             check_venue_scope(identity, &params, request.venue_headers).map_err(|denial| Refusal {
                 denial,
-                label: format!("{}.venue_scope", service.name).into(),
-                permission: String::new(),
+                decider: Decider::VenueScope,
+                permission: "",
             })?;
         }
     }

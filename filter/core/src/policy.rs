@@ -42,6 +42,9 @@ pub struct Policy {
     pub composites: Vec<Rc<Composite>>,
     /// Cached routes, each with the service whose cluster a miss is fetched from.
     pub cache_routes: Vec<(Rc<CacheRoute>, String)>,
+    /// Whether any service validates requests: without one, the validation head check is
+    /// one branch on every request instead of a second service lookup.
+    pub validates: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +104,7 @@ impl Policy {
             response_cache,
         } = config;
         let (services, prefixes) = compile_services(service_configs)?;
+        let validates = services.iter().any(|s| !s.validations.is_empty());
         let prefixes_for_cache = prefixes.clone();
         let signatures = signed_requests
             .as_ref()
@@ -135,6 +139,7 @@ impl Policy {
             signatures,
             composites: compile_composites(composites, service_configs)?,
             cache_routes: compile_cache_routes(response_cache, service_configs, &prefixes_for_cache)?,
+            validates,
         })
     }
 

@@ -59,6 +59,9 @@ pub struct StagedoorHttp {
     /// A composite route this request is answered by: nothing of it goes upstream.
     composite: bool,
     edge_cache: Rc<RefCell<EdgeCache>>,
+    /// The request went to the response cache (it may wait there or lead a fetch): only
+    /// then has the cache anything of this context to forget.
+    edge_cached: bool,
 }
 
 fn now_ms() -> i64 {
@@ -97,6 +100,7 @@ impl StagedoorHttp {
             fanouts,
             composite: false,
             edge_cache,
+            edge_cached: false,
         }
     }
 
@@ -228,11 +232,17 @@ impl Drop for StagedoorHttp {
         if let Ok(mut held) = self.held.try_borrow_mut() {
             held.forget(self.context_id);
         }
-        if let Ok(mut fanouts) = self.fanouts.try_borrow_mut() {
-            fanouts.forget(self.context_id);
+        // Only a composite or cached request left anything there; every other request
+        // would search both maps for nothing.
+        if self.composite {
+            if let Ok(mut fanouts) = self.fanouts.try_borrow_mut() {
+                fanouts.forget(self.context_id);
+            }
         }
-        if let Ok(mut cache) = self.edge_cache.try_borrow_mut() {
-            cache.forget(self.context_id);
+        if self.edge_cached {
+            if let Ok(mut cache) = self.edge_cache.try_borrow_mut() {
+                cache.forget(self.context_id);
+            }
         }
     }
 }
@@ -308,7 +318,8 @@ impl HttpContext for StagedoorHttp {
             // The route without its query (which may carry data), never the token.
             host::log(LogLevel::Info, &difference.log_line(request.method, strip_query(request.path)));
         }
-        if matches!(outcome.decision, Decision::Forward { .. }) {
+        // Without composites (the usual policy) this is one branch, not a path search.
+        if !self.policy.composites.is_empty() && matches!(outcome.decision, Decision::Forward { .. }) {
             if let Some(composite) = self.policy.composite_for(strip_query(request.path)).cloned() {
                 return self.aggregate(composite, &outcome, request.path);
             }
@@ -322,7 +333,7 @@ impl HttpContext for StagedoorHttp {
             Ok(validation) => validation,
             Err(failure) => return self.refuse_invalid(&failure, request_id),
         };
-        let signed = match signature::check_request_head(&self.policy, request.method, request.path, &headers, now_ms() / 1000) {
+        let signed = match signature::check_request_head(&self.policy, request.method, request.path, &headers, || now_ms() / 1000) {
             Ok(signed) => signed,
             Err(e) => return self.refuse_signature(e, request_id),
         };
@@ -366,6 +377,9 @@ impl HttpContext for StagedoorHttp {
         }
         // Authenticated requests only: the key holds the verified tenant (and user).
         let Decision::Forward { identity: Some(identity), .. } = &outcome.decision else { return Action::Continue };
+        if self.policy.cache_routes.is_empty() {
+            return Action::Continue;
+        }
         let path = strip_query(request.path);
         let Some((route, service)) = self.policy.cache_route_for(request.method, path) else { return Action::Continue };
         let query = request.path.split_once('?').map_or("", |(_, q)| q);
@@ -380,6 +394,7 @@ impl HttpContext for StagedoorHttp {
             headers: &headers,
         };
         let identity_headers = outcome.decision.headers_to_set();
+        self.edge_cached = true;
         let served = self.edge_cache.borrow_mut().serve(self.context_id, route, service, &cache_request, &identity_headers, request_id);
         match served {
             Served::Paused => Action::Pause,

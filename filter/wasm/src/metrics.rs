@@ -146,6 +146,11 @@ impl Metrics {
         *self.shadow_unreported.borrow_mut().entry((difference.label.to_string(), difference.denied)).or_default() += 1;
     }
 
+    /// Whether any shadow difference waits to be reported (the tick asks first).
+    pub fn has_unreported_shadow(&self) -> bool {
+        !self.shadow_unreported.borrow().is_empty()
+    }
+
     /// The shadow differences not yet reported, emptied (handed back with
     /// [`Metrics::unreported_again`] if the report fails).
     pub fn take_unreported_shadow(&self) -> BTreeMap<(String, bool), u64> {

@@ -183,10 +183,12 @@ impl StagedoorRoot {
     /// at a time, on the tick: never a callout per request). Needs the revocation feed's
     /// cluster; without one the counts are in Envoy's stats only.
     fn report_shadow(&mut self) {
-        let (Some(rev), Some(metrics)) = (self.policy.as_ref().and_then(|p| p.revocation.clone()), self.metrics.clone()) else { return };
-        if self.shadow_report_call.is_some() {
+        // Checked before anything is copied: on most ticks (and always without shadow
+        // rules) there is nothing to send, and the tick then costs one branch.
+        if self.shadow_report_call.is_some() || !self.metrics.as_ref().is_some_and(|m| m.has_unreported_shadow()) {
             return;
         }
+        let (Some(rev), Some(metrics)) = (self.policy.as_ref().and_then(|p| p.revocation.clone()), self.metrics.clone()) else { return };
         let counts = metrics.take_unreported_shadow();
         if counts.is_empty() {
             return;
@@ -230,10 +232,10 @@ impl StagedoorRoot {
     /// Sends the kids tokens named that no key has (stagedoor_filter_core::key_reports),
     /// one batch per tick at most, never waited for by a request.
     fn report_unknown_keys(&mut self) {
-        let (Some(report), Some(state)) = (self.policy.as_ref().and_then(|p| p.key_report.clone()), &self.state) else { return };
-        if self.key_report_call.is_some() || state.borrow().key_reports.is_empty() {
+        if self.key_report_call.is_some() || self.state.as_ref().is_none_or(|s| s.borrow().key_reports.is_empty()) {
             return;
         }
+        let (Some(report), Some(state)) = (self.policy.as_ref().and_then(|p| p.key_report.clone()), &self.state) else { return };
         let (batch, dropped) = {
             let mut state = state.borrow_mut();
             (state.key_reports.take(), state.key_reports.dropped())

@@ -22,13 +22,14 @@ pub use verify::{canonical_string, check_signed_head, decode_signature, sign, Pe
 
 /// The signature a request's route asks for, checked as far as its head allows:
 /// `Ok(Some(pending))` when the body must still be verified, `Ok(None)` when the route
-/// needs no signature.
+/// needs no signature. `now` (unix seconds) is asked for only when the route needs one:
+/// in the filter it is a host call, which every other request would pay for nothing.
 pub fn check_request_head(
     policy: &crate::Policy,
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
-    now: i64,
+    now: impl FnOnce() -> i64,
 ) -> Result<Option<PendingSignature>, SignatureError> {
     // Every request comes here: without signed_requests (the compiler then allows no signed
     // service) it costs one check, not a second service lookup.
@@ -44,5 +45,5 @@ pub fn check_request_head(
     }
     // Checked above; refusing is the fail-closed answer should it change.
     let Some(signatures) = &policy.signatures else { return Err(SignatureError::UnknownKey) };
-    check_signed_head(signatures, method, target, headers, now).map(Some)
+    check_signed_head(signatures, method, target, headers, now()).map(Some)
 }

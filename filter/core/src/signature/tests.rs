@@ -267,3 +267,26 @@ proptest! {
         prop_assert!(matches!(verdict, ReplayVerdict::FirstUse | ReplayVerdict::Replayed | ReplayVerdict::Unreadable));
     }
 }
+
+/// The head check runs on every forwarded request; the clock (a host call in the filter) is
+/// read only for a request whose route must be signed.
+#[test]
+fn the_clock_is_read_only_for_a_route_that_must_be_signed() {
+    let reads = std::cell::Cell::new(0);
+    let clock = || {
+        reads.set(reads.get() + 1);
+        NOW
+    };
+    let mut config = crate::decision::tests::config();
+    let unsigned = crate::Policy::compile(&config).unwrap();
+    assert_eq!(check_request_head(&unsigned, "GET", "/api/v1/events/e1", &[], clock), Ok(None));
+    assert_eq!(reads.get(), 0, "no signed_requests: no clock read");
+
+    config.signed_requests = Some(self::config());
+    config.services[1].require_signatures = true;
+    let signed = crate::Policy::compile(&config).unwrap();
+    assert_eq!(check_request_head(&signed, "GET", "/api/v1/auth/me", &[], clock), Ok(None));
+    assert_eq!(reads.get(), 0, "a service that signs nothing: no clock read");
+    assert!(check_request_head(&signed, "GET", "/api/v1/events/e1", &[], clock).is_err(), "unsigned, refused at the head");
+    assert_eq!(reads.get(), 1, "a route that must be signed reads the clock once");
+}

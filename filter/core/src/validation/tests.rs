@@ -162,3 +162,16 @@ fn replies_have_the_gateway_shape_with_details() {
     assert!(!body.contains("details"));
     assert_eq!(validation_reply(&ValidationFailure::NotJson("eof".into()), "rid", 0).0, 400);
 }
+
+/// Without a validated route anywhere the head check is one branch on every request; with
+/// one, other services' requests still pass unchecked.
+#[test]
+fn a_policy_without_validated_routes_skips_the_head_check() {
+    let none = policy(vec![]).unwrap();
+    assert!(!none.validates);
+    assert!(check_request_head(&none, "POST", "/api/v1/tickets/purchase").unwrap().is_none());
+    let some = policy(vec![purchase()]).unwrap();
+    assert!(some.validates);
+    assert!(check_request_head(&some, "POST", "/api/v1/tickets/purchase").unwrap().is_some());
+    assert!(check_request_head(&some, "POST", "/api/v1/events").unwrap().is_none());
+}
