@@ -98,7 +98,8 @@ fn signed_requests_are_checked_and_spent_once_across_two_envoys() {
     let body = r#"{"payment":"p1", "amount": 100}"#;
 
     // Valid: reaches the upstream with the body byte for byte.
-    let good = signed("acme", ACME_SECRET, now(), "POST", target, body);
+    let first_second = now();
+    let good = signed("acme", ACME_SECRET, first_second, "POST", target, body);
     let reply = send(&stack, "POST", target, Some(&good), body);
     assert_eq!(reply.status, 200, "{}", reply.body);
     let echoed: Value = reply.json();
@@ -131,8 +132,9 @@ fn signed_requests_are_checked_and_spent_once_across_two_envoys() {
     println!("{replays} replays, all refused; envoy {other} (not the first use's) refused at least one");
 
     // Tampered body, path or method: invalid, and no replay slot is spent on them.
-    // Another second than the first request's: the same second would be the same signature.
-    let fresh = signed("acme", ACME_SECRET, now() - 2, "POST", target, body);
+    // Another second than the first request's: the same second would be the same signature
+    // (derived from it, not from the clock: the replays above may take a second or two).
+    let fresh = signed("acme", ACME_SECRET, first_second - 1, "POST", target, body);
     assert_refused(&send(&stack, "POST", target, Some(&fresh), r#"{"payment":"p1", "amount": 900}"#), 401, "SIGNATURE_INVALID");
     assert_refused(&send(&stack, "POST", "/api/v1/payments/refund?dry=0", Some(&fresh), body), 401, "SIGNATURE_INVALID");
     assert_refused(&send(&stack, "PUT", target, Some(&fresh), body), 401, "SIGNATURE_INVALID");
