@@ -39,6 +39,20 @@ pub fn spki_sha256_base64(cert_pem: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(cert.public_key().raw))
 }
 
+/// The browser binary, after checking that it runs: a test calls this first, so a machine
+/// without Chromium fails at once, saying what to do.
+pub fn require_chromium() -> PathBuf {
+    let bin = chromium_bin();
+    let version = Command::new(&bin).arg("--version").stderr(Stdio::null()).output();
+    match version {
+        Ok(out) if out.status.success() => bin,
+        _ => panic!(
+            "{} is not installed or does not run: it is part of the toolchain, run scripts/bootstrap.sh (or set CHROMIUM_BIN)",
+            bin.display()
+        ),
+    }
+}
+
 pub struct Browser {
     child: Child,
     to_browser: ChildStdin,
@@ -53,15 +67,7 @@ impl Browser {
     /// Starts Chromium, headless, trusting server certificates with these SPKI hashes, and
     /// attaches to its page. Fails with what to do when Chromium is not installed.
     pub fn start(trusted_spki: &[String]) -> Browser {
-        let bin = chromium_bin();
-        let version = Command::new(&bin).arg("--version").stderr(Stdio::null()).output();
-        match version {
-            Ok(out) if out.status.success() => {}
-            _ => panic!(
-                "{} is not installed or does not run: it is part of the toolchain, run scripts/bootstrap.sh (or set CHROMIUM_BIN)",
-                bin.display()
-            ),
-        }
+        let bin = require_chromium();
         let profile = std::env::temp_dir().join(format!("stagedoor-chromium-{}-{}", std::process::id(), unique()));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).expect("browser profile dir");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
-use stagedoor_e2e::browser::{spki_sha256_base64, Browser};
+use stagedoor_e2e::browser::{require_chromium, spki_sha256_base64, Browser};
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::{Stack, StackOptions};
@@ -76,6 +76,7 @@ fn column(table: &Value, name: &str) -> usize {
 
 #[test]
 fn the_dashboard_in_chromium_shows_the_nacked_node_with_envoys_message_and_the_other_synced() {
+    require_chromium();
     let tokens_dir = std::env::temp_dir().join(format!("stagedoor-dashboard-tokens-{}", std::process::id()));
     std::fs::create_dir_all(&tokens_dir).unwrap();
     let tokens = tokens_file(&tokens_dir);

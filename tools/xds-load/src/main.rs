@@ -23,7 +23,6 @@ use anyhow::{anyhow, Context};
 use clap::Parser;
 use stagedoor_control_plane::resources::type_url;
 use stagedoor_control_plane::tls::files::CredentialDir;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::{mpsc, watch};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
@@ -66,6 +65,21 @@ fn endpoint(args: &Args, node_id: &str) -> anyhow::Result<Endpoint> {
     Ok(Endpoint::from_shared(format!("https://{}", args.xds))?.tls_config(tls)?.connect_timeout(CONNECT_TIMEOUT))
 }
 
+/// Stdin's lines, read on a thread of their own (tokio's stdin is a feature the workspace
+/// does not build); the channel closes at the end of stdin.
+fn stdin_lines() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let type_urls = args
         .types
@@ -87,7 +101,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         streams.spawn(envoy.run(events_tx.clone(), released.clone()));
     }
     drop(events_tx);
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin = stdin_lines();
     let mut tally = Tally::new(args.streams);
     let deadline = tokio::time::sleep(Duration::from_secs(args.max_seconds));
     tokio::pin!(deadline);
@@ -100,14 +114,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     println!("{}", serde_json::json!({"event": "all_synced", "unix_ms": unix_ms(), "streams": tally.synced()}));
                 }
             }
-            line = stdin.next_line() => match line {
-                Ok(Some(line)) if line.trim() == "go" => {
+            line = stdin.recv() => match line {
+                Some(line) if line.trim() == "go" => {
                     release.send_modify(|generation| *generation += 1);
                     println!("{}", serde_json::json!({"event": "released", "unix_ms": unix_ms()}));
                 }
-                Ok(Some(_)) => {}
+                Some(_) => {}
                 // The benchmark went away (or closed stdin to stop us).
-                Ok(None) | Err(_) => return Ok(()),
+                None => return Ok(()),
             },
             () = &mut deadline => {
                 eprintln!("stagedoor-xds-load: --max-seconds {} passed, stopping", args.max_seconds);
