@@ -77,6 +77,8 @@ impl Browser {
             // Tests run as root in CI; the sandbox refuses root.
             String::from("--no-sandbox"),
             String::from("--disable-gpu"),
+            // Containers often give /dev/shm 64 MB, less than a renderer wants.
+            String::from("--disable-dev-shm-usage"),
             String::from("--no-first-run"),
             String::from("--no-default-browser-check"),
             String::from("--disable-extensions"),
@@ -212,6 +214,21 @@ impl Browser {
             panic!("{expression}: {exception}");
         }
         result["result"]["value"].clone()
+    }
+
+    /// `expression`'s value once the document is complete, retried (bounded) while it is not:
+    /// a page that refreshes itself (`<meta http-equiv="refresh">`) may be reloading.
+    pub fn evaluate_loaded(&mut self, expression: &str) -> Value {
+        let guarded = format!("document.readyState === 'complete' ? {{ value: ({expression}) }} : null");
+        let deadline = Instant::now() + COMMAND_LIMIT;
+        loop {
+            let result = self.evaluate(&guarded);
+            if !result.is_null() {
+                return result["value"].clone();
+            }
+            assert!(Instant::now() < deadline, "the page did not finish loading within {COMMAND_LIMIT:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A PNG of the whole page (not only the window), written to `path`.

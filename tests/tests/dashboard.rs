@@ -109,20 +109,20 @@ fn the_dashboard_in_chromium_shows_the_nacked_node_with_envoys_message_and_the_o
 
     // Without credentials, and with a token the file does not hold: 401, and no page.
     let anonymous = browser.navigate(&url);
-    let body = browser.evaluate("document.body.innerText");
+    let body = browser.evaluate_loaded("document.body.innerText");
     assert_eq!(anonymous, 401, "{body}");
     assert!(body.as_str().unwrap().contains("no client certificate and no bearer token"), "{body}");
     browser.set_headers(&[("authorization", "Bearer not-the-token")]);
     assert_eq!(browser.navigate(&url), 401, "an unknown token is no credential");
-    assert_eq!(browser.evaluate("document.querySelectorAll('table').length"), 0);
+    assert_eq!(browser.evaluate_loaded("document.querySelectorAll('table').length"), 0);
 
     // With the read token: the page.
     let bearer = format!("Bearer {READ_TOKEN}");
     browser.set_headers(&[("authorization", &bearer)]);
     assert_eq!(browser.navigate(&url), 200);
-    assert_eq!(browser.evaluate("document.title"), "Stagedoor control plane");
-    let tables = browser.evaluate(TABLES);
-    eprintln!("{}", browser.evaluate("document.body.innerText").as_str().unwrap_or_default());
+    assert_eq!(browser.evaluate_loaded("document.title"), "Stagedoor control plane");
+    let tables = browser.evaluate_loaded(TABLES);
+    eprintln!("{}", browser.evaluate_loaded("document.body.innerText").as_str().unwrap_or_default());
 
     let envoys = table(&tables, "Envoys");
     let (cds, nack) = (column(envoys, "CDS"), column(envoys, "NACK in force"));
