@@ -3,17 +3,12 @@
 # target), building std from source, then drops the SDK's exports for callbacks the filter
 # does not use (Envoy would enter the VM for each on every request; see tools/wasm-trim).
 # Output: target/wasm32-wasip1/release/stagedoor_filter.wasm
-#
-# strip = "symbols" drops the module's name section (187 KB of function names): Envoy runs
-# three V8 VMs of the filter with one worker (base, main thread, worker) and each keeps its
-# own decoded copy; without it Envoy's heap is about 1.5 MB smaller (bench/README.md, RSS).
-# The cost: a VM trap in Envoy's log names functions by index, not by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUSTC_BOOTSTRAP=1 \
 RUSTC=/usr/bin/rustc \
 CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS=-L/usr/lib/wasm32-wasi \
-  /usr/bin/cargo build --release --config 'profile.release.panic="abort"' --config 'profile.release.strip="symbols"' --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
+  /usr/bin/cargo build --release --config 'profile.release.panic="abort"' --target wasm32-wasip1 -Zbuild-std=std,panic_abort \
   -p stagedoor-filter-wasm "$@"
 # Request headers, body (webhook signatures) and trailers (identity headers stripped), the root context's ticks and callouts,
 # and proxy_on_delete (the SDK frees the context there) stay. proxy_on_done goes: the SDK's
