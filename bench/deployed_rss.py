@@ -12,9 +12,10 @@ connection and then --settle seconds (the bootstrap's heap release runs every se
 the medians are reported with Envoy's own /memory (allocated, heap size) and V8's VM count.
 
 Usage: bench/deployed_rss.py KEEP_DIR LABEL=MODULE.wasm... [--rounds 3] [--requests 200] [--settle 15]
-KEEP_DIR is a `deployed_cost.py --keep` directory (its static config, plain config, TLS
-files and registries; its upstream is started again here). Bounded: every wait has a
-deadline; kills only what it started.
+KEEP_DIR is a `deployed_cost.py --keep` directory (its static config, TLS files and
+registries; its upstream is started again on the same port, so run this after that run has
+ended, and a control plane with its registry serves the revocation feed). Bounded: every
+wait has a deadline; kills only what it started.
 """
 
 import argparse
@@ -101,11 +102,21 @@ def main():
         config = copy.deepcopy(static)
         dc.swap_module(config, module)
         configs[label] = config
-    token = dc.stagedoor("token", "--registry", os.path.join(args.keep, "registry-key.yaml"), "--role", "venue-manager",
-                         "--venues", "v1,v2", "--ttl", "4h")
-    processes = [fc.start_envoy(upstream_yaml, 1, args.keep, "rss-upstream")]
     results = {name: [] for name in configs}
+    processes = []
     try:
+        # The filter holds requests until it has the revocation list: a control plane serves
+        # it again, the static config's control-plane cluster pointed at it.
+        cp = dc.ControlPlane(args.keep, "rss", os.path.join(args.keep, "registry-key.yaml"), os.path.join(args.keep, "tls"),
+                             processes)
+        for config in configs.values():
+            for cluster in config["static_resources"]["clusters"]:
+                if cluster["name"] == "stagedoor_control_plane":
+                    endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                    endpoint["address"]["socket_address"]["port_value"] = cp.http
+        token = dc.stagedoor("token", "--registry", os.path.join(args.keep, "registry-key.yaml"), "--role", "venue-manager",
+                             "--venues", "v1,v2", "--ttl", "4h")
+        processes.append(fc.start_envoy(upstream_yaml, 1, args.keep, "rss-upstream"))
         for _ in range(args.rounds):
             for name, config in configs.items():
                 label = re.sub(r"\W+", "-", name.lower()).strip("-")
