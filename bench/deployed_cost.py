@@ -41,11 +41,14 @@ Bounded: --rounds x --seconds CPU bursts; --requests per callgrind workload; eve
 deadline. Needs valgrind, wrk, taskset. Kills only what it started.
 
 Before and after: --before DIR runs an earlier build (DIR/stagedoor, DIR/stagedoor_filter.wasm,
-DIR/bootstrap.yaml) as a third control plane and Envoy, identity signing on; the "cut undone"
-breakdown rows undo one cut of issue 18 each in the static config.
+DIR/bootstrap.yaml) as a third control plane and Envoy, identity signing on; repeated
+(--before DIR=LABEL, LABEL naming the row) it runs several builds, e.g. the filter built two
+ways. The "cut undone" breakdown rows undo one cut of issue 18 each in the static config; the
+"refusals" rows price the local-reply mappers on the 401 and the 403, the only workloads that
+reach them.
 
 Usage: bench/deployed_cost.py [--requests 2000] [--rounds 7] [--seconds 3] [--jobs 2]
-                              [--no-breakdown] [--no-cpu] [--before DIR] [--variants REGEX]
+                              [--no-breakdown] [--no-cpu] [--before DIR[=LABEL]]... [--variants REGEX]
                               [--keep DIR] [--out bench/results-deployed.md]
 """
 
@@ -493,6 +496,39 @@ UNDONE_CUTS = [
 ]
 
 
+def drop_local_reply_mapper(config, status):
+    """Removes the mapper matching one status code (429, 413) from every connection manager."""
+    for hcm in hcms(config):
+        mappers = hcm["local_reply_config"]["mappers"]
+        keep = [m for m in mappers
+                if m["filter"].get("status_code_filter", {}).get("comparison", {}).get("value", {}).get("default_value") != status]
+        if len(keep) != len(mappers) - 1:
+            raise SystemExit(f"local_reply_config: expected one mapper for status {status}")
+        hcm["local_reply_config"]["mappers"] = keep
+
+
+# The local-reply mappers priced where they run: on the filter's own refusals. The base row
+# is the static config again, on the 401 and 403 workloads.
+REFUSALS_BASE = "refusals: the pushed config, static"
+REFUSAL_VARIANTS = [
+    (f"{REFUSALS_BASE}, without local-reply mappers", lambda c: edit_each(hcms(c), lambda h: h.pop("local_reply_config", None))),
+    (f"{REFUSALS_BASE}, without the 413 mapper", lambda c: drop_local_reply_mapper(c, 413)),
+    (f"{REFUSALS_BASE}, without the 413 and 429 mappers",
+     lambda c: (drop_local_reply_mapper(c, 413), drop_local_reply_mapper(c, 429))),
+]
+
+
+MODULE_ROW = "the pushed config, static, module: "
+
+
+def swap_module(config, module):
+    """The Stagedoor filter's vm_config reads `module` instead of the build the control plane named."""
+    for hcm in hcms(config):
+        for f in hcm["http_filters"]:
+            if f["name"] == "stagedoor":
+                f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = os.path.abspath(module)
+
+
 def hash_policy_count(config):
     return sum(len(r["route"].get("hash_policy", [])) for r in proxied_routes(config))
 
@@ -532,7 +568,7 @@ def fmt(n):
     return f"{n:,.0f}"
 
 
-def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle):
+def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle, refusals, modules, static_base):
     """counts: {configuration: ({workload: all counted}, {workload: less the idle rate})};
     breakdown: {variant: (all counted, less the idle rate)} for the 200 workload."""
     plain, plain_path = (counts["plain Envoy"][i]["200"] for i in (0, 1))
@@ -578,6 +614,27 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle):
             added = "" if name == static_name else f"{base_path - q:+,.0f} | {base - c:+,.0f}"
             lines.append(f"| {name} | {fmt(c)} | {fmt(q)} | {added or ' | '} |")
         lines.append(f"\nHash policies pushed: {hash_policies} (no row).")
+    if REFUSALS_BASE in refusals:
+        base_raw, base_path = refusals[REFUSALS_BASE]
+        lines += ["", "## Local replies: the pushed config made static, priced on the 401 and the 403", "",
+                  "Envoy matches every local reply (the filter's 401 and 403 too) against the mappers in order; "
+                  "a 200 never reaches them, so the 200 breakdown above cannot price them.", "",
+                  "| variant | 401 bad signature | less idle | adds (less idle) | 403 | less idle | adds (less idle) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, (raw, path) in refusals.items():
+            cells = []
+            for w in ("401 bad signature", "403"):
+                added = "" if name == REFUSALS_BASE else f"{base_path[w] - path[w]:+,.0f}"
+                cells += [fmt(raw[w]), fmt(path[w]), added]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if modules:
+        lines += ["", "## Filter builds: the pushed config made static, the Stagedoor module swapped (--module)", "",
+                  "| module | 200 | less idle | over the static config (less idle) | 401 bad signature | less idle | "
+                  "403 | less idle |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, (raw, path) in modules.items():
+            lines.append(f"| {name.removeprefix(MODULE_ROW)} | {fmt(raw['200'])} | {fmt(path['200'])} | "
+                         f"{path['200'] - static_base[1]['200']:+,.0f} | {fmt(raw['401 bad signature'])} | "
+                         f"{fmt(path['401 bad signature'])} | {fmt(raw['403'])} | {fmt(path['403'])} |")
     if cpu:
         base = cpu["plain Envoy"]
         med = {n: statistics.median(r["cpu_us"] for r in runs) for n, runs in cpu.items()}
@@ -617,8 +674,12 @@ def main():
     ap.add_argument("--no-breakdown", action="store_true")
     ap.add_argument("--no-cpu", action="store_true")
     ap.add_argument("--out", default=os.path.join(fc.ROOT, "bench/results-deployed.md"))
-    ap.add_argument("--before", metavar="DIR", help="also run the control plane as it was: DIR/stagedoor, "
-                    "DIR/stagedoor_filter.wasm and DIR/bootstrap.yaml (identity signing on), in the same run")
+    ap.add_argument("--before", metavar="DIR[=LABEL]", action="append", default=[],
+                    help="also run the control plane as it was: DIR/stagedoor, DIR/stagedoor_filter.wasm and "
+                    "DIR/bootstrap.yaml (identity signing on), in the same run; repeatable, LABEL names the row")
+    ap.add_argument("--module", metavar="LABEL=PATH", action="append", default=[],
+                    help="also run the pushed config, static, with the Stagedoor filter's module swapped for PATH "
+                    "(a filter build to compare: 200, 401 and 403); repeatable")
     ap.add_argument("--variants", metavar="REGEX", help="only the breakdown variants whose name matches")
     ap.add_argument("--keep", metavar="DIR", help="keep configs, logs, dumps and callgrind files in DIR (must be empty)")
     args = ap.parse_args()
@@ -642,10 +703,13 @@ def main():
             cp_key = ControlPlane(workdir, "key", with_key, tls_dir, processes)
             cp_nokey = ControlPlane(workdir, "nokey", no_key, tls_dir, processes)
             ads = [(ADS_KEY, cp_key, "bench-key", None), (ADS_NOKEY, cp_nokey, "bench-nokey", None)]
-            if args.before:
-                cp_before = ControlPlane(workdir, "before", with_key, tls_dir, processes,
-                                         os.path.join(args.before, "stagedoor"), os.path.join(args.before, "stagedoor_filter.wasm"))
-                ads.append((ADS_BEFORE, cp_before, "bench-before", os.path.join(args.before, "bootstrap.yaml")))
+            for i, before in enumerate(args.before):
+                before_dir, _, label = before.partition("=")
+                suffix = "" if i == 0 else f"{i + 1}"
+                cp_before = ControlPlane(workdir, f"before{suffix}", with_key, tls_dir, processes,
+                                         os.path.join(before_dir, "stagedoor"), os.path.join(before_dir, "stagedoor_filter.wasm"))
+                name = f"Stagedoor over ADS, identity signing on, {label}" if label else ADS_BEFORE
+                ads.append((name, cp_before, f"bench-before{suffix}", os.path.join(before_dir, "bootstrap.yaml")))
             hot = stagedoor("token", "--registry", with_key, "--role", "venue-manager", "--venues", "v1,v2", "--ttl", "4h")
             tokens = {"hot": hot, "bad": bad_signature(hot),
                       "refresh": stagedoor("token", "--registry", with_key, "--role", "venue-manager", "--venues", "v1,v2",
@@ -690,8 +754,13 @@ def main():
             jobs = [(static_name, lambda c: None, ok_only),
                     (NATIVE, lambda c: replace_stagedoor_filter(c, native_filters()), native_runs),
                     (FLOOR, lambda c: replace_stagedoor_filter(c, floor_filter(c)), ok_only)]
+            refusals = stagedoor_runs[1:3]
+            jobs += [(f"{MODULE_ROW}{label}", lambda c, m=module: swap_module(c, m), stagedoor_runs[:3])
+                     for label, _, module in (m.partition("=") for m in args.module)]
             if not args.no_breakdown:
                 jobs += [(name, edit, ok_only) for name, edit in VARIANTS + UNDONE_CUTS
+                         if not args.variants or re.search(args.variants, name)]
+                jobs += [(name, edit, refusals) for name, edit in [(REFUSALS_BASE, lambda c: None)] + REFUSAL_VARIANTS
                          if not args.variants or re.search(args.variants, name)]
             with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 futures = {name: pool.submit(static_run, name, edit, runs) for name, edit, runs in jobs}
@@ -699,6 +768,8 @@ def main():
             counts[NATIVE] = static_counts.pop(NATIVE)
             counts[static_name] = static_counts[static_name]
             counts[FLOOR] = static_counts.pop(FLOOR)
+            refusal_breakdown = {name: static_counts.pop(name) for name in list(static_counts) if name.startswith(REFUSALS_BASE)}
+            modules = {name: static_counts.pop(name) for name in list(static_counts) if name.startswith(MODULE_ROW)}
             breakdown = {name: (raw["200"], path["200"]) for name, (raw, path) in static_counts.items()} if not args.no_breakdown else {}
 
             cpu, rss = {}, {}
@@ -725,10 +796,12 @@ def main():
                     p.wait(timeout=30)
         if args.keep:  # the raw figures, for re-rendering the report
             with open(os.path.join(args.keep, "results.json"), "w") as f:
-                json.dump({"counts": counts, "breakdown": breakdown, "cpu": cpu, "rss": rss, "idle": IDLE_RATES}, f)
+                json.dump({"counts": counts, "breakdown": breakdown, "refusals": refusal_breakdown, "modules": modules, "cpu": cpu, "rss": rss,
+                           "idle": IDLE_RATES}, f)
     idle = {name: IDLE_RATES[label] for name, label in labels.items()
             if label in IDLE_RATES and (name in counts or name.startswith("cut undone") or name == static_name)}
-    report(args, counts, breakdown, static_name, cpu, rss, hash_policy_count(deployed), idle)
+    report(args, counts, breakdown, static_name, cpu, rss, hash_policy_count(deployed), idle, refusal_breakdown,
+           modules, static_counts[static_name])
 
 
 if __name__ == "__main__":
