@@ -149,7 +149,9 @@ impl ControlPlane for ControlPlaneApi {
         let purge = stagedoor_filter_core::response_cache::Purge::new(&route, &tenant, &surrogate_key).map_err(invalid)?;
         let key = purge.key();
         let now = (crate::clock::unix_ms() / 1000) as i64;
-        let expires_at = now + stagedoor_filter_core::response_cache::config::MAX_TTL_SECS as i64 + 60;
+        use stagedoor_filter_core::response_cache::config::{MAX_STALE_SECS, MAX_TTL_SECS};
+        // An answer lives at most its ttl and then its stale window.
+        let expires_at = now + (MAX_TTL_SECS + MAX_STALE_SECS) as i64 + 60;
         let (cursor, generation) = self
             .revocations
             .lock()

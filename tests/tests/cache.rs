@@ -1,6 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The response cache (issue 14) through a real Envoy: hits and misses, TTL expiry, answers
-//! that are never kept, tenant and user isolation, and single flight, counted at the echo.
+//! that are never kept, tenant and user isolation, and single flight, counted at the echo;
+//! X-Cache: BYPASS on every request of a cached route the cache does not answer, the
+//! counters in Envoy's stats, and stale-while-revalidate.
 
 use std::time::Duration;
 
@@ -15,18 +17,28 @@ fn registry() -> String {
 services:
   - name: venue
     routes: [{ prefix: /api/v1/venues }]
+    public_paths: [/api/v1/venues/open/*]
     instances: [{ address: 127.0.0.1, port: 1 }]
 response_cache:
   # The echo's controls are declared params, so they reach it (only declared ones do).
   - name: venue
     path: "/api/v1/venues/{venueId}"
     ttl_secs: 2
-    vary_query: [q, x-echo-key, x-echo-delay-ms, x-echo-set-cookie, x-echo-cache-control]
+    vary_query: [q, x-echo-key, x-echo-delay-ms, x-echo-set-cookie, x-echo-cache-control, x-echo-status]
   - name: venue-mine
     path: "/api/v1/venues/{venueId}/mine"
     ttl_secs: 60
     vary_query: [x-echo-key]
     per_user: true
+  - name: venue-open
+    path: "/api/v1/venues/open/{venueId}"
+    ttl_secs: 60
+    vary_query: [x-echo-key]
+  - name: venue-swr
+    path: "/api/v1/venues/{venueId}/swr"
+    ttl_secs: 1
+    stale_while_revalidate: 3
+    vary_query: [x-echo-key]
 "#
 }
 
@@ -55,10 +67,15 @@ fn a_second_request_is_a_hit_until_the_ttl_passes() {
     let path = "/api/v1/venues/v1?q=a&x-echo-key=ttl&utm=ignored";
     let first = get(&stack, path);
     assert_eq!((first.status, first.header("x-cache")), (200, Some("MISS")), "{}", first.body);
-    // Only the declared params reach the service, sorted.
+    // Only the declared params reach the service, sorted; with what the route adds to
+    // every request it forwards.
     assert_eq!(first.json()["path"], "/api/v1/venues/v1?q=a&x-echo-key=ttl");
+    assert_eq!(first.json()["headers"]["x-gateway-forwarded"], json!(["true"]), "{}", first.body);
+    assert_eq!(first.json()["headers"]["x-original-ip"], json!(["127.0.0.1"]), "{}", first.body);
+    // The route's BYPASS header adds nothing to an answer from the cache.
+    assert_eq!(first.header_count("x-cache"), 1);
     let second = get(&stack, "/api/v1/venues/v1?x-echo-key=ttl&q=a");
-    assert_eq!(second.header("x-cache"), Some("HIT"), "{}", second.body);
+    assert_eq!((second.header("x-cache"), second.header_count("x-cache")), (Some("HIT"), 1), "{}", second.body);
     assert!(second.header("age").is_some());
     assert_eq!(second.body, first.body);
     assert_eq!(stack.echo_count("venue", "ttl"), 1);
@@ -163,4 +180,97 @@ fn a_purge_through_the_control_plane_is_seen_by_both_envoys_within_a_second() {
     assert_eq!(stack.echo_count("venue", "purge"), 4);
     let log = stack.control_plane_log();
     assert!(log.contains(r#""action":"purge""#) && log.contains(r#""tenant":"t1""#), "the purge is audited");
+}
+
+#[test]
+fn every_request_on_a_cached_route_the_cache_does_not_answer_says_bypass() {
+    let stack = stack();
+    let port = stack.gateway_port;
+    let auth = format!("Authorization: {}", bearer(json!({})));
+    // Not GET or HEAD.
+    let post = raw::request(port, "POST", "/api/v1/venues/v1?x-echo-key=post", &[&auth, "Content-Type: application/json"], "{}");
+    assert_eq!((post.status, post.header("x-cache")), (200, Some("BYPASS")), "{}", post.body);
+    // Anonymous, on a public path: no verified identity to key on, so not cached.
+    for _ in 0..2 {
+        let open = raw::request(port, "GET", "/api/v1/venues/open/o1?x-echo-key=open", &[], "");
+        assert_eq!((open.status, open.header("x-cache")), (200, Some("BYPASS")), "{}", open.body);
+        assert_eq!(open.header_count("x-cache"), 1);
+    }
+    assert_eq!(stack.echo_count("venue", "open"), 2, "both went to the service");
+    // A 5xx fetched for a miss is not relayed: the request goes through its route, whose
+    // retries the fetch does not have (the fetch, then the first try and its retries).
+    let failing = get(&stack, "/api/v1/venues/v1?x-echo-status=503&x-echo-key=failing");
+    assert_eq!((failing.status, failing.header("x-cache")), (503, Some("BYPASS")), "{}", failing.body);
+    let tries = stack.echo_count("venue", "failing");
+    assert!(tries >= 3, "the fetch and at least one retry through the route: {tries}");
+    // A path of the same service that no cached route covers has no X-Cache at all.
+    let listing = get(&stack, "/api/v1/venues?x-echo-key=listing");
+    assert_eq!((listing.status, listing.header("x-cache")), (200, None));
+}
+
+#[test]
+fn hits_misses_bypasses_stores_and_the_cache_size_are_in_envoys_stats_per_route() {
+    let stack = stack();
+    let path = "/api/v1/venues/v2?x-echo-key=counted";
+    assert_eq!(get(&stack, path).header("x-cache"), Some("MISS"));
+    assert_eq!(get(&stack, path).header("x-cache"), Some("HIT"));
+    assert_eq!(get(&stack, path).header("x-cache"), Some("HIT"));
+    let cookie = get(&stack, "/api/v1/venues/v2?x-echo-key=counted-cookie&x-echo-set-cookie=s%3D1");
+    assert_eq!(cookie.header("x-cache"), Some("BYPASS"), "a miss whose answer is not kept");
+    let auth = format!("Authorization: {}", bearer(json!({})));
+    let post = raw::request(stack.gateway_port, "POST", "/api/v1/venues/v2", &[&auth, "Content-Type: application/json"], "{}");
+    assert_eq!(post.header("x-cache"), Some("BYPASS"));
+    let stat = |kind: &str| stack.envoy_stat(0, &format!("wasmcustom.stagedoor_response_cache_{kind}.venue")).unwrap_or(0);
+    // Counted in VM memory, handed to Envoy on the filter's tick (500 ms).
+    let flushed = stagedoor_e2e::stack::time_until(Duration::from_secs(5), || stat("bypasses") >= 2);
+    assert!(flushed.is_some(), "never flushed: {}", stack.envoy_admin(0, "/stats?filter=stagedoor_response_cache"));
+    let counts: Vec<u64> = ["hits", "misses", "stores", "bypasses", "stale_hits"].iter().map(|k| stat(k)).collect();
+    assert_eq!(counts, vec![2, 2, 1, 2, 0], "hits, misses, stores, bypasses, stale: {}", stack.envoy_admin(0, "/stats?filter=stagedoor_response_cache"));
+    // The other routes' counters are not defined before their first event.
+    assert_eq!(stack.envoy_stat(0, "wasmcustom.stagedoor_response_cache_hits.venue-mine"), None);
+    let entries = stack.envoy_stat(0, "wasmcustom.stagedoor_response_cache_entries").unwrap_or(0);
+    let bytes = stack.envoy_stat(0, "wasmcustom.stagedoor_response_cache_bytes").unwrap_or(0);
+    assert_eq!(entries, 1, "the one answer kept");
+    assert!(bytes > 100, "its body and headers: {bytes}");
+}
+
+#[test]
+fn past_the_ttl_a_stale_answer_is_served_at_once_while_one_background_fetch_renews_it() {
+    let stack = stack();
+    let path = "/api/v1/venues/v1/swr?x-echo-key=swr";
+    assert_eq!(get(&stack, path).header("x-cache"), Some("MISS"));
+    std::thread::sleep(Duration::from_millis(1100));
+    // Past the 1 s ttl, within the 3 s window: answered from memory, Age beyond the ttl.
+    let stale = get(&stack, path);
+    assert_eq!((stale.status, stale.header("x-cache")), (200, Some("STALE")), "{}", stale.body);
+    let age: u64 = stale.header("age").and_then(|a| a.parse().ok()).unwrap();
+    assert!(age >= 1, "age {age}");
+    // More requests meanwhile: stale (or fresh, once the refresh is in), never upstream.
+    for _ in 0..5 {
+        let again = get(&stack, path);
+        assert!(matches!(again.header("x-cache"), Some("STALE" | "HIT")), "{:?}", again.header("x-cache"));
+    }
+    // One refresh, sent on the filter's next tick.
+    let refreshed = stagedoor_e2e::stack::time_until(Duration::from_secs(3), || stack.echo_count("venue", "swr") >= 2);
+    assert!(refreshed.is_some(), "never refreshed");
+    // The echo counts the refresh when it arrives, a moment before the filter stores its
+    // answer: until then requests are still answered stale (and still not upstream).
+    let mut fresh = None;
+    let stored = stagedoor_e2e::stack::time_until(Duration::from_secs(2), || {
+        let response = get(&stack, path);
+        let hit = response.header("x-cache") == Some("HIT");
+        fresh = Some(response);
+        hit
+    });
+    assert!(stored.is_some(), "the refreshed answer never served: {:?}", fresh.map(|r| r.headers));
+    assert_eq!(fresh.unwrap().header("age"), Some("0"), "the refreshed answer is new");
+    assert_eq!(stack.echo_count("venue", "swr"), 2, "one background fetch for every stale answer");
+    let stale_counted = stagedoor_e2e::stack::time_until(Duration::from_secs(3), || {
+        stack.envoy_stat(0, "wasmcustom.stagedoor_response_cache_stale_hits.venue-swr").unwrap_or(0) >= 1
+    });
+    assert!(stale_counted.is_some(), "the stale answers are counted");
+    // Beyond ttl + window (1 + 3 s after the refresh): a plain miss.
+    std::thread::sleep(Duration::from_millis(4300));
+    assert_eq!(get(&stack, path).header("x-cache"), Some("MISS"));
+    assert_eq!(stack.echo_count("venue", "swr"), 3);
 }

@@ -27,6 +27,8 @@ struct Target<'a> {
     service: &'a ServiceSpec,
     traffic: Traffic,
     timeout_ms: u64,
+    /// A cached route lies under the prefix: its answers may carry `X-Cache: BYPASS`.
+    caches: bool,
 }
 
 pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfiguration {
@@ -40,6 +42,7 @@ pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfi
                 service: svc,
                 traffic: traffic.clone(),
                 timeout_ms: traffic.timeout_ms,
+                caches: caches_under(registry, &route.prefix),
             });
             // Per-prefix timeout overrides become more specific routes of their own.
             for rt in traffic.route_timeouts.iter().filter(|rt| is_under_prefix(&rt.prefix, &route.prefix)) {
@@ -52,6 +55,7 @@ pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfi
                     service: svc,
                     traffic: traffic.clone(),
                     timeout_ms: rt.timeout_ms,
+                    caches: caches_under(registry, &rt.prefix),
                 });
             }
         }
@@ -81,6 +85,21 @@ pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfi
         }],
         ..Default::default()
     }
+}
+
+fn caches_under(registry: &Registry, prefix: &str) -> bool {
+    registry.response_cache.iter().any(|cached| is_under_prefix(&cached.path, prefix))
+}
+
+/// `X-Cache: BYPASS` on an answer of a request the filter let go upstream on a cached
+/// route's path (it sets the filter state then, see
+/// `stagedoor_filter_core::response_cache::BYPASS_FILTER_STATE`). Absent, the value is
+/// empty and Envoy adds nothing: an answer from the cache (a local reply, which gets the
+/// route's response headers too) carries only the filter's own X-Cache. Only routes with
+/// cached paths under them pay for the lookup.
+fn x_cache_bypass() -> HeaderValueOption {
+    let state = stagedoor_filter_core::response_cache::BYPASS_FILTER_STATE;
+    overwrite("x-cache", &format!("%FILTER_STATE(wasm.{state}:PLAIN)%"))
 }
 
 /// Methods a retry cannot make happen twice (RFC 9110 9.2.2).
@@ -137,6 +156,7 @@ fn route(target: &Target<'_>, kind: &str, headers: Vec<HeaderMatcher>, retry_aft
             hash_policy: hash_policy(&target.traffic.load_balancing),
             ..Default::default()
         })),
+        response_headers_to_add: if target.caches { vec![x_cache_bypass()] } else { Vec::new() },
         // Read by the local-reply formats: "<service> service is down", "... after <N>ms".
         metadata: Some(Metadata {
             filter_metadata: stable_map([(

@@ -445,3 +445,37 @@ fn the_shipped_cache_routes_reach_the_filter_and_a_rewritten_prefix_is_refused()
     let e = Registry::parse("r", &bad).unwrap_err().to_string();
     assert_eq!(e, "r: response_cache[3] (search): path: is under /webhooks, which is rewritten to the service: not cacheable");
 }
+
+#[test]
+fn only_the_routes_of_a_prefix_with_a_cached_path_answer_the_filters_bypass_mark_as_x_cache() {
+    let registry = crate::test_support::shipped_registry("cache-bypass-header");
+    let resources = translate_static(&registry, &options()).unwrap();
+    let x_cache = |name: &str| -> Vec<(String, String)> {
+        route_named(&resources, name)
+            .response_headers_to_add
+            .iter()
+            .filter_map(|h| h.header.as_ref())
+            .map(|h| (h.key.clone(), h.value.clone()))
+            .collect()
+    };
+    let mark = vec![(String::from("x-cache"), format!("%FILTER_STATE(wasm.{}:PLAIN)%", stagedoor_filter_core::response_cache::BYPASS_FILTER_STATE))];
+    for kind in ["idempotency-key", "idempotent", "other"] {
+        assert_eq!(x_cache(&format!("venue:/api/v1/venues:{kind}")), mark, "venues is cached");
+        assert_eq!(x_cache(&format!("search:/api/v1/search:{kind}")), mark);
+        assert_eq!(x_cache(&format!("payment:/api/v1/payments:{kind}")), vec![], "no cached path: nothing to read per answer");
+    }
+}
+
+#[test]
+fn a_stale_window_over_the_bound_is_refused_naming_the_route_and_field() {
+    let yaml = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry/tickettoken.yaml")).unwrap();
+    let without_tls = yaml.split("edge_tls:").next().unwrap().to_owned()
+        + yaml.split_once("rate_limit:").map(|(_, rest)| format!("rate_limit:{rest}")).unwrap().as_str();
+    let bad = without_tls.replace("path: /api/v1/search, ttl_secs: 300", "path: /api/v1/search, ttl_secs: 300, stale_while_revalidate: 90000");
+    // Refused when the registry is read, or by the filter's compiler the check runs.
+    let e = match Registry::parse("r", &bad) {
+        Err(e) => e.to_string(),
+        Ok(registry) => check::check(&registry, None).unwrap_err().in_file("r").to_string(),
+    };
+    assert!(e.contains("search") && e.contains("stale_while_revalidate: must be 0 to 86400 seconds"), "{e}");
+}

@@ -154,6 +154,11 @@ impl Policy {
         self.cache_routes.iter().find(|(route, _)| route.covers(method, path)).map(|(route, service)| (route, service.as_str()))
     }
 
+    /// The cached route whose path `path` (no query) is, whatever the method.
+    pub fn cache_route_on_path(&self, path: &str) -> Option<&Rc<CacheRoute>> {
+        self.cache_routes.iter().find(|(route, _)| route.covers_path(path)).map(|(route, _)| route)
+    }
+
     /// The composite route `path` (no query) is, if any.
     pub fn composite_for(&self, path: &str) -> Option<&Rc<Composite>> {
         self.composites.iter().find(|c| c.matches(path).is_some())

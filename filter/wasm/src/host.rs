@@ -51,6 +51,8 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: MapType, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_property(path_data: *const u8, path_size: usize, return_value_data: *mut *mut u8, return_value_size: *mut usize) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -178,6 +180,25 @@ pub fn call_response_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
     }
 }
 
+/// The downstream peer's address without its port (Envoy's `source.address`), as the
+/// route's `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%` spells it.
+pub fn downstream_ip() -> Result<String, HostError> {
+    const PATH: &[u8] = b"source\0address";
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as in `buffer`; `PATH` is static.
+    let raw = unsafe {
+        match proxy_get_property(PATH.as_ptr(), PATH.len(), &mut data, &mut size) {
+            OK => take_buffer(data, size),
+            status => return Err(HostError { call: "get_property", status }),
+        }
+    };
+    let address = String::from_utf8(raw).map_err(|_| HostError { call: "get_property", status: u32::MAX })?;
+    // "1.2.3.4:5678" or "[::1]:5678".
+    let host = address.rsplit_once(':').map_or(address.as_str(), |(host, _)| host);
+    Ok(host.trim_start_matches('[').trim_end_matches(']').to_owned())
+}
+
 fn set_header(map: MapType, name: &str, value: Option<&str>) -> Result<(), HostError> {
     // SAFETY: the pointers and lengths describe `name` and `value`, which outlive the call.
     let status = unsafe {
@@ -213,6 +234,13 @@ pub fn send_reply_bytes(status: u16, headers: &[(&str, &str)], body: &[u8]) -> R
             -1,
         )
     })
+}
+
+/// Sets a one-segment property of the current request: Envoy keeps it as the filter state
+/// `wasm.<name>`, which a route's response header can read (`%FILTER_STATE(...:PLAIN)%`).
+pub fn set_request_property(name: &str, value: &[u8]) -> Result<(), HostError> {
+    // SAFETY: the pointers and lengths describe `name` and `value`, which outlive the call.
+    check("set_property", unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
 /// Makes later host calls act on another context (a held request, from the root context).

@@ -24,7 +24,7 @@ use stagedoor_filter_core::aggregate::Composite;
 use stagedoor_filter_core::response_cache::CacheRequest;
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Outcome, Policy, RequestView};
 
-use crate::cache_fetch::{EdgeCache, Served};
+use crate::cache_fetch::{mark_bypass, EdgeCache, Served};
 use crate::fanout::{deliver, Fanouts, Pending};
 use crate::host::{self, CurrentRequest};
 use crate::metrics::Metrics;
@@ -241,7 +241,7 @@ impl Drop for StagedoorHttp {
         }
         if self.edge_cached {
             if let Ok(mut cache) = self.edge_cache.try_borrow_mut() {
-                cache.forget(self.context_id);
+                cache.forget(self.context_id, &self.metrics);
             }
         }
     }
@@ -284,7 +284,7 @@ impl Context for StagedoorHttp {
     /// A composite route's call answered (calls dispatched from this context come here).
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         // A cache miss's fetch (dispatched from this context too).
-        if self.edge_cache.borrow_mut().on_response(token_id, num_headers, body_size) {
+        if self.edge_cache.borrow_mut().on_response(token_id, num_headers, body_size, self.context_id, &self.metrics) {
             return;
         }
         let decided = self.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, host::now_ms());
@@ -329,6 +329,16 @@ impl HttpContext for StagedoorHttp {
         }
         let request_id = outcome.request_id.as_str();
         let Decision::Forward { webhook, .. } = &outcome.decision else { return Action::Pause };
+        // A request on a cached route's path that goes upstream (held, body-checked,
+        // anonymous, not GET or HEAD, too many waiting) is answered `X-Cache: BYPASS`.
+        // Without cached routes (the usual policy) this is one branch, not a path search.
+        let on_cached_path =
+            if self.policy.cache_routes.is_empty() { None } else { self.policy.cache_route_on_path(strip_query(request.path)).cloned() };
+        let bypass = |metrics: &Metrics| {
+            if let Some(route) = &on_cached_path {
+                mark_bypass(&route.name, metrics);
+            }
+        };
         let validation = match check_request_head(&self.policy, request.method, request.path) {
             Ok(validation) => validation,
             Err(failure) => return self.refuse_invalid(&failure, request_id),
@@ -366,6 +376,7 @@ impl HttpContext for StagedoorHttp {
             self.pending_webhook = Some((index, signature, request_id.to_owned()));
         }
         if self.pending_validation.is_some() || self.pending_webhook.is_some() || self.pending_signature.is_some() {
+            bypass(&self.metrics);
             if end_of_stream {
                 return self.check_body(&[]);
             }
@@ -373,15 +384,26 @@ impl HttpContext for StagedoorHttp {
             return Action::Pause;
         }
         if awaiting.is_some() {
+            // Held: once let go it goes upstream, not through the cache.
+            bypass(&self.metrics);
             return Action::Pause;
         }
-        // Authenticated requests only: the key holds the verified tenant (and user).
-        let Decision::Forward { identity: Some(identity), .. } = &outcome.decision else { return Action::Continue };
-        if self.policy.cache_routes.is_empty() {
+        if on_cached_path.is_none() {
             return Action::Continue;
         }
+        // Authenticated requests only: the key holds the verified tenant (and user). An
+        // anonymous request (a public path) bypasses rather than sharing one "anonymous"
+        // answer: the filter verified nothing about it, and the upstream may read what the
+        // client sent (its Authorization, on a public path) where the fetch sends none.
+        let Decision::Forward { identity: Some(identity), .. } = &outcome.decision else {
+            bypass(&self.metrics);
+            return Action::Continue;
+        };
         let path = strip_query(request.path);
-        let Some((route, service)) = self.policy.cache_route_for(request.method, path) else { return Action::Continue };
+        let Some((route, service)) = self.policy.cache_route_for(request.method, path) else {
+            bypass(&self.metrics); // not GET or HEAD
+            return Action::Continue;
+        };
         let query = request.path.split_once('?').map_or("", |(_, q)| q);
         let cache_request = CacheRequest {
             method: request.method,
@@ -395,10 +417,14 @@ impl HttpContext for StagedoorHttp {
         };
         let identity_headers = outcome.decision.headers_to_set();
         self.edge_cached = true;
-        let served = self.edge_cache.borrow_mut().serve(self.context_id, route, service, &cache_request, &identity_headers, request_id);
+        let served =
+            self.edge_cache.borrow_mut().serve(self.context_id, route, service, &cache_request, &identity_headers, request_id, &self.metrics);
         match served {
             Served::Paused => Action::Pause,
-            Served::Proxied => Action::Continue,
+            Served::Proxied => {
+                mark_bypass(&route.name, &self.metrics);
+                Action::Continue
+            }
         }
     }
 

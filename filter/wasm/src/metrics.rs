@@ -5,6 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use proxy_wasm::types::{LogLevel, MetricType};
+use stagedoor_filter_core::response_cache::CacheEvent;
 use stagedoor_filter_core::shadow::ShadowDifference;
 use stagedoor_filter_core::signature::SignatureError;
 use stagedoor_filter_core::token::TokenError;
@@ -53,6 +54,12 @@ pub struct Metrics {
     shadow: RefCell<BTreeMap<String, Counter>>,
     /// Shadow differences since the last report to the control plane, by (label, denied).
     shadow_unreported: RefCell<BTreeMap<(String, bool), u64>>,
+    /// The response cache's counters, per cached route (defined on a route's first event,
+    /// so bounded by the config's routes) and kind, in [`CacheEvent::ALL`] order.
+    response_cache: RefCell<BTreeMap<String, Vec<Counter>>>,
+    /// The response cache's entries and bytes in this VM, as last added to the gauges
+    /// (which sum every VM's: each adds its change since its last tick).
+    cache_usage: ResponseCacheUsage,
     pub revocation_staleness_ms: u32,
     pub revocation_entries: u32,
     pub revocation_sync_failures: u32,
@@ -101,6 +108,13 @@ impl Metrics {
                 .collect(),
             shadow: RefCell::default(),
             shadow_unreported: RefCell::default(),
+            response_cache: RefCell::default(),
+            cache_usage: ResponseCacheUsage {
+                entries_gauge: gauge("stagedoor_response_cache_entries"),
+                bytes_gauge: gauge("stagedoor_response_cache_bytes"),
+                entries: Cell::new(0),
+                bytes: Cell::new(0),
+            },
             revocation_staleness_ms: gauge("stagedoor_revocation_staleness_ms"),
             revocation_entries: gauge("stagedoor_revocation_entries"),
             revocation_sync_failures: counter("stagedoor_revocation_sync_failures"),
@@ -179,6 +193,27 @@ impl Metrics {
         self.validation_refused.add();
     }
 
+    /// Counts `event` on the cached route `route` (in VM memory, like every counter).
+    pub fn cache_event(&self, route: &str, event: CacheEvent) {
+        self.cache_events(route, event, 1);
+    }
+
+    pub fn cache_events(&self, route: &str, event: CacheEvent, n: u64) {
+        let mut routes = self.response_cache.borrow_mut();
+        if !routes.contains_key(route) {
+            let counters = CacheEvent::ALL.iter().map(|e| Counter::new(&e.metric_name(route))).collect();
+            routes.insert(route.to_owned(), counters);
+        }
+        if let Some(counter) = routes.get(route).and_then(|c| c.get(event.index())) {
+            counter.pending.set(counter.pending.get() + n);
+        }
+    }
+
+    /// This VM's response cache holds `entries` answers of `bytes` in all (on the tick).
+    pub fn cache_usage(&self, entries: usize, bytes: usize) {
+        self.cache_usage.record(entries as i64, bytes as i64);
+    }
+
     /// Counts a request held until the revocation list is known.
     pub fn held(&self) {
         self.held.add();
@@ -203,6 +238,9 @@ impl Metrics {
         for counter in self.shadow.borrow().values() {
             counter.flush();
         }
+        for counter in self.response_cache.borrow().values().flatten() {
+            counter.flush();
+        }
     }
 
     pub fn set(&self, id: u32, value: u64) {
@@ -215,5 +253,32 @@ impl Metrics {
 
     pub fn add(&self, id: u32, by: u64) {
         let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+struct ResponseCacheUsage {
+    entries_gauge: u32,
+    bytes_gauge: u32,
+    entries: Cell<i64>,
+    bytes: Cell<i64>,
+}
+
+impl ResponseCacheUsage {
+    /// Adds the change since the last record to the shared gauges (a gauge takes a
+    /// negative increment as a decrease).
+    fn record(&self, entries: i64, bytes: i64) {
+        for (gauge, last, now) in [(self.entries_gauge, &self.entries, entries), (self.bytes_gauge, &self.bytes, bytes)] {
+            let change = now - last.replace(now);
+            if change != 0 {
+                let _ = increment_metric(gauge, change);
+            }
+        }
+    }
+}
+
+impl Drop for ResponseCacheUsage {
+    /// A root context that goes (a new filter config) takes its VM's share with it.
+    fn drop(&mut self) {
+        self.record(0, 0);
     }
 }

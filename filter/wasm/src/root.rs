@@ -104,6 +104,12 @@ impl Context for StagedoorRoot {
             return;
         }
         if self.revocation_call != Some(token_id) {
+            // A stale cache entry's refresh, sent on a tick.
+            if let Some(m) = &self.metrics {
+                if self.answered_here.edge_cache.borrow_mut().on_response(token_id, num_headers, body_size, self.context_id, m) {
+                    return;
+                }
+            }
             // A composite route's call sent when its held request was let go.
             let decided = self.answered_here.fanouts.borrow_mut().on_response(token_id, num_headers, body_size, now_ms());
             if let Some((context_id, reply)) = decided {
@@ -351,6 +357,7 @@ impl RootContext for StagedoorRoot {
         let now = now_ms();
         self.time.set(now);
         if let Some(m) = &self.metrics {
+            self.answered_here.edge_cache.borrow_mut().tick(self.context_id, m);
             m.flush();
         }
         if let (Some(m), Some(last)) = (&self.metrics, self.last_revocation_sync_ms) {

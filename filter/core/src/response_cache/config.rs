@@ -29,11 +29,16 @@ pub struct CacheRouteConfig {
     /// How long a miss waits for the service.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Seconds past `ttl_secs` an entry is still answered (`X-Cache: STALE`) while one
+    /// background fetch refreshes it; 0 (the default) answers nothing past the ttl.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stale_while_revalidate: u64,
 }
 
 /// Bounds, documented in the README ("Response cache").
 pub const MAX_CACHE_ROUTES: usize = 256;
 pub const MAX_TTL_SECS: u64 = 86_400;
+pub const MAX_STALE_SECS: u64 = 86_400;
 pub const MAX_VARY: usize = 16;
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
 /// Per VM (one per Envoy worker thread): entries, bytes of bodies and headers, one body.
@@ -42,6 +47,10 @@ pub const MAX_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// Requests that may wait on one key's fetch; more go upstream as usual.
 pub const MAX_WAITERS: usize = 1024;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 fn default_timeout_ms() -> u64 {
     15_000

@@ -10,15 +10,22 @@
 //! would have been answered.
 
 pub mod config;
+mod events;
 mod purge;
 mod route;
 mod storable;
 mod store;
 
+pub use events::CacheEvent;
 pub use purge::{Purge, PurgeError, PURGE_PREFIX};
 pub use route::{CacheKey, CacheRequest, CacheRoute, CacheRouteError};
 pub use storable::is_storable;
 pub use store::{Entry, Lookup, ResponseCache};
+
+/// The request property (Envoy filter state `wasm.stagedoor_cache`) the filter sets to
+/// `BYPASS` on a request of a cached route that it lets go upstream; the routes of a
+/// service with cached routes answer it as `X-Cache` (the control plane's route.rs).
+pub const BYPASS_FILTER_STATE: &str = "stagedoor_cache";
 
 /// Response headers a stored or relayed answer never carries: framing (Envoy sets it for a
 /// local reply) and what the gateway strips from every response.

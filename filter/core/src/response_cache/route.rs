@@ -1,6 +1,6 @@
 //! A compiled cache route, and the key of a request to it.
 
-use super::config::{CacheRouteConfig, MAX_TIMEOUT_MS, MAX_TTL_SECS, MAX_VARY};
+use super::config::{CacheRouteConfig, MAX_STALE_SECS, MAX_TIMEOUT_MS, MAX_TTL_SECS, MAX_VARY};
 use crate::config::RuleConfig;
 use crate::defaults::IDENTITY_HEADERS;
 use crate::headers::HeaderPolicy;
@@ -11,6 +11,8 @@ pub struct CacheRoute {
     pub name: String,
     matcher: Rule,
     pub ttl_ms: u64,
+    /// How long past the ttl an entry is answered stale while it is refreshed (0: not).
+    pub stale_ms: u64,
     /// Sorted, so the key and the fetched query list them in one order.
     vary_query: Vec<String>,
     /// Lower-cased, sorted.
@@ -55,7 +57,7 @@ pub struct CacheKey(pub String);
 
 impl CacheRoute {
     pub fn compile(config: &CacheRouteConfig) -> Result<Self, CacheRouteError> {
-        let CacheRouteConfig { name, path, ttl_secs, vary_query, vary_headers, per_user, per_role, timeout_ms } = config;
+        let CacheRouteConfig { name, path, ttl_secs, vary_query, vary_headers, per_user, per_role, timeout_ms, stale_while_revalidate } = config;
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(refuse("name", "must be lower-case letters, digits and '-'"));
         }
@@ -63,6 +65,9 @@ impl CacheRoute {
             .map_err(|e| refuse("path", e))?;
         if *ttl_secs == 0 || *ttl_secs > MAX_TTL_SECS {
             return Err(refuse("ttl_secs", format!("must be 1 to {MAX_TTL_SECS}")));
+        }
+        if *stale_while_revalidate > MAX_STALE_SECS {
+            return Err(refuse("stale_while_revalidate", format!("must be 0 to {MAX_STALE_SECS} seconds")));
         }
         if *timeout_ms == 0 || *timeout_ms > MAX_TIMEOUT_MS {
             return Err(refuse("timeout_ms", format!("must be 1 to {MAX_TIMEOUT_MS}")));
@@ -93,6 +98,7 @@ impl CacheRoute {
             name: name.clone(),
             matcher,
             ttl_ms: ttl_secs * 1000,
+            stale_ms: stale_while_revalidate * 1000,
             vary_query,
             vary_headers,
             per_user: *per_user,
@@ -103,7 +109,13 @@ impl CacheRoute {
 
     /// Does this route cache `method` on `path` (no query)? GET and HEAD only.
     pub fn covers(&self, method: &str, path: &str) -> bool {
-        matches!(method, "GET" | "HEAD") && self.matcher.matches(method, path).is_some()
+        matches!(method, "GET" | "HEAD") && self.covers_path(path)
+    }
+
+    /// Is `path` (no query) this route's, whatever the method? (A POST there is not
+    /// cached, and is answered `X-Cache: BYPASS`.)
+    pub fn covers_path(&self, path: &str) -> bool {
+        self.matcher.matches("GET", path).is_some()
     }
 
     /// Whether a response's `Vary` names only headers this route declared.

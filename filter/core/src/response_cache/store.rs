@@ -1,7 +1,8 @@
 //! One VM's cached answers, bounded in entries and bytes, and the fetches in flight
-//! (single flight: one fetch per key, the others wait for it).
+//! (single flight: one fetch per key, the others wait for it; a stale entry is answered
+//! while one refresh renews it).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::config::{MAX_BYTES, MAX_ENTRIES, MAX_ENTRY_BYTES, MAX_WAITERS};
 use super::route::CacheKey;
@@ -15,6 +16,9 @@ pub struct Entry {
     pub surrogates: Vec<String>,
     pub stored_ms: u64,
     pub expires_ms: u64,
+    /// Until then (from `expires_ms`) it is answered stale while it is refreshed;
+    /// `expires_ms` itself for a route without stale-while-revalidate.
+    pub stale_until_ms: u64,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -35,6 +39,10 @@ impl Entry {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Lookup {
     Hit(Entry),
+    /// Past its ttl, within the route's stale window: answered as it is. `refresh`: nobody
+    /// renews it yet, this request's lookup put its key in flight and the caller sends the
+    /// one background fetch (and calls [`ResponseCache::finish`] when it ends).
+    Stale { entry: Entry, refresh: bool },
     /// Another request fetches this key: this one waits for it.
     Joined,
     /// Nobody fetches it: this request does (its context is the leader now).
@@ -51,12 +59,22 @@ pub struct ResponseCache {
     bytes: usize,
     /// Key -> the contexts waiting for its fetch (the leader not included).
     in_flight: HashMap<CacheKey, Vec<u32>>,
+    /// Entries evicted by the bounds since [`ResponseCache::take_evictions`], by route.
+    evictions: BTreeMap<String, u64>,
 }
 
 impl ResponseCache {
     pub fn lookup(&mut self, key: &CacheKey, context_id: u32, now_ms: u64) -> Lookup {
         match self.entries.get(key) {
             Some(entry) if entry.expires_ms > now_ms => return Lookup::Hit(entry.clone()),
+            Some(entry) if entry.stale_until_ms > now_ms => {
+                let entry = entry.clone();
+                let refresh = !self.in_flight.contains_key(key);
+                if refresh {
+                    self.in_flight.insert(key.clone(), Vec::new());
+                }
+                return Lookup::Stale { entry, refresh };
+            }
             Some(_) => self.remove(key),
             None => {}
         }
@@ -99,6 +117,7 @@ impl ResponseCache {
             let Some(oldest) = self.order.pop_front() else { break };
             if let Some(old) = self.entries.remove(&oldest) {
                 self.bytes -= old.bytes();
+                *self.evictions.entry(old.route).or_default() += 1;
             }
         }
         true
@@ -119,6 +138,11 @@ impl ResponseCache {
             self.bytes -= old.bytes();
             self.order.retain(|k| k != key);
         }
+    }
+
+    /// Evictions by route since the last call (the metrics' tick reads them).
+    pub fn take_evictions(&mut self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut self.evictions)
     }
 
     pub fn len(&self) -> usize {

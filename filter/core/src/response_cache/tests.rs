@@ -13,6 +13,7 @@ fn route(per_user: bool) -> CacheRoute {
         per_user,
         per_role: false,
         timeout_ms: 1000,
+        stale_while_revalidate: 0,
     })
     .unwrap()
 }
@@ -50,6 +51,7 @@ fn a_route_that_would_key_on_identity_or_credentials_is_refused() {
             per_user: false,
             per_role: false,
             timeout_ms: 1,
+            stale_while_revalidate: 0,
         };
         let e = CacheRoute::compile(&config).unwrap_err();
         assert_eq!(e.field, "vary_headers", "{header}: {e}");
@@ -63,6 +65,7 @@ fn a_route_that_would_key_on_identity_or_credentials_is_refused() {
         per_user: false,
         per_role: false,
         timeout_ms: 1,
+        stale_while_revalidate: 0,
     };
     assert_eq!(CacheRoute::compile(&config(0)).unwrap_err().field, "ttl_secs");
     assert!(CacheRoute::compile(&config(30)).unwrap().covers("HEAD", "/a/1"));
@@ -83,7 +86,7 @@ fn only_a_plain_200_is_storable() {
 }
 
 fn entry(now: u64, ttl: u64, body: usize) -> Entry {
-    Entry { route: "r".into(), tenant: "t1".into(), surrogates: vec![], stored_ms: now, expires_ms: now + ttl, status: 200, headers: vec![], body: vec![b'x'; body] }
+    Entry { route: "r".into(), tenant: "t1".into(), surrogates: vec![], stored_ms: now, expires_ms: now + ttl, stale_until_ms: now + ttl, status: 200, headers: vec![], body: vec![b'x'; body] }
 }
 
 #[test]
@@ -132,6 +135,7 @@ proptest! {
             per_user,
             per_role: false,
             timeout_ms: 1,
+            stale_while_revalidate: 0,
         }).unwrap();
         let path_a = format!("/api/{}", a.2);
         let path_b = format!("/api/{}", b.2);
@@ -186,6 +190,7 @@ fn a_per_role_route_keys_on_the_verified_role_and_permissions_in_any_order() {
         per_user: false,
         per_role: true,
         timeout_ms: 1000,
+        stale_while_revalidate: 0,
     })
     .unwrap();
     let perms = |list: &[&str]| list.iter().map(|p| (*p).to_owned()).collect::<Vec<_>>();
@@ -196,4 +201,97 @@ fn a_per_role_route_keys_on_the_verified_role_and_permissions_in_any_order() {
     assert_eq!(key("manager", &ab, "u1"), key("manager", &ba, "u2"), "same role and permissions share, whoever asks");
     assert_ne!(key("manager", &ab, "u1"), key("manager", &a, "u1"));
     assert_ne!(key("manager", &a, "u1"), key("owner", &a, "u1"));
+}
+
+fn stale_entry(now: u64, ttl: u64, stale: u64) -> Entry {
+    Entry { stale_until_ms: now + ttl + stale, ..entry(now, ttl, 1) }
+}
+
+#[test]
+fn past_its_ttl_an_entry_is_answered_stale_and_one_request_leads_its_refresh() {
+    let mut cache = ResponseCache::default();
+    let key = CacheKey("k".into());
+    cache.insert(key.clone(), stale_entry(0, 1000, 5000));
+    assert!(matches!(cache.lookup(&key, 1, 999), Lookup::Hit(_)));
+    // Past the ttl, within the window: the first asks for the refresh, the rest only read.
+    assert!(matches!(cache.lookup(&key, 2, 1000), Lookup::Stale { refresh: true, ref entry } if entry.age_secs(1000) == 1));
+    assert!(matches!(cache.lookup(&key, 3, 3000), Lookup::Stale { refresh: false, .. }));
+    assert!(matches!(cache.lookup(&key, 4, 5999), Lookup::Stale { refresh: false, .. }));
+    // The refresh failed: the entry is as it was, and the next request asks again.
+    assert_eq!(cache.finish(&key), Vec::<u32>::new());
+    assert!(matches!(cache.lookup(&key, 5, 4000), Lookup::Stale { refresh: true, .. }));
+    // It answered: a fresh entry, and stale requests are hits again.
+    cache.finish(&key);
+    cache.insert(key.clone(), stale_entry(4100, 1000, 5000));
+    assert!(matches!(cache.lookup(&key, 6, 4200), Lookup::Hit(e) if e.stored_ms == 4100));
+}
+
+#[test]
+fn beyond_the_stale_window_a_request_is_a_plain_miss_and_a_refresh_in_flight_is_joined() {
+    let mut cache = ResponseCache::default();
+    let key = CacheKey("k".into());
+    cache.insert(key.clone(), stale_entry(0, 1000, 1000));
+    assert_eq!(cache.lookup(&key, 1, 2000), Lookup::Miss, "stale until 2000, not at it");
+    assert!(cache.is_empty());
+    cache.finish(&key);
+    // A refresh still in flight when the window closes: later requests wait for it.
+    cache.insert(key.clone(), stale_entry(0, 1000, 1000));
+    assert!(matches!(cache.lookup(&key, 2, 1500), Lookup::Stale { refresh: true, .. }));
+    assert_eq!(cache.lookup(&key, 3, 2500), Lookup::Joined);
+    assert_eq!(cache.finish(&key), vec![3]);
+    // Without a window (stale_until == expires) nothing is ever answered stale.
+    cache.insert(key.clone(), entry(0, 1000, 1));
+    assert_eq!(cache.lookup(&key, 4, 1000), Lookup::Miss);
+}
+
+#[test]
+fn evictions_are_counted_by_route_until_taken() {
+    let mut cache = ResponseCache::default();
+    for i in 0..MAX_ENTRIES + 3 {
+        let route = if i % 2 == 0 { "a" } else { "b" };
+        cache.insert(CacheKey(format!("k{i}")), Entry { route: route.into(), ..entry(0, 1000, 1) });
+    }
+    let evicted = cache.take_evictions();
+    assert_eq!(evicted.values().sum::<u64>(), 3);
+    assert_eq!((evicted.get("a"), evicted.get("b")), (Some(&2), Some(&1)), "k0, k2 and k1 went first");
+    assert!(cache.take_evictions().is_empty());
+    // A purge or an expiry is not an eviction.
+    cache.purge(&Purge::new("a", "", "").unwrap());
+    assert!(cache.take_evictions().is_empty());
+}
+
+#[test]
+fn a_stale_window_is_bounded_and_named_when_refused_and_a_route_knows_its_paths_for_any_method() {
+    let config = |stale_while_revalidate| CacheRouteConfig {
+        name: "r".into(),
+        path: "/a/{id}".into(),
+        ttl_secs: 30,
+        vary_query: vec![],
+        vary_headers: vec![],
+        per_user: false,
+        per_role: false,
+        timeout_ms: 1,
+        stale_while_revalidate,
+    };
+    let e = CacheRoute::compile(&config(config::MAX_STALE_SECS + 1)).unwrap_err();
+    assert_eq!(e.field, "stale_while_revalidate", "{e}");
+    let r = CacheRoute::compile(&config(60)).unwrap();
+    assert_eq!((r.ttl_ms, r.stale_ms), (30_000, 60_000));
+    assert!(r.covers_path("/a/1") && !r.covers("POST", "/a/1") && !r.covers_path("/a/1/b"));
+    let parsed: CacheRouteConfig =
+        serde_json::from_str(r#"{"name":"r","path":"/a","ttl_secs":1,"stale_while_revalidate":5}"#).unwrap();
+    assert_eq!(parsed.stale_while_revalidate, 5);
+    let plain: CacheRouteConfig = serde_json::from_str(r#"{"name":"r","path":"/a","ttl_secs":1}"#).unwrap();
+    assert_eq!(plain.stale_while_revalidate, 0);
+    assert!(!serde_json::to_string(&plain).unwrap().contains("stale"), "an unset window is not written");
+}
+
+#[test]
+fn cache_event_metric_names_are_one_per_route_and_kind() {
+    let names: Vec<String> = CacheEvent::ALL.iter().map(|e| e.metric_name("ticket-availability")).collect();
+    assert_eq!(names[0], "stagedoor_response_cache_hits.ticket-availability");
+    assert!(CacheEvent::ALL.iter().enumerate().all(|(i, e)| e.index() == i));
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), CacheEvent::ALL.len());
 }
