@@ -11,7 +11,7 @@ use stagedoor_filter_core::config::service_cluster;
 use stagedoor_filter_core::header_map;
 use stagedoor_filter_core::response_cache::config::MAX_ENTRY_BYTES;
 use stagedoor_filter_core::response_cache::{
-    is_relayed_header, is_storable, CacheEvent, CacheKey, CacheRequest, CacheRoute, Entry, Lookup, Purge, ResponseCache,
+    is_relayed_header, is_storable, CacheEvent, CacheKey, CacheRequest, CacheRoute, Entry, Finished, Lookup, Purge, ResponseCache,
     BYPASS_FILTER_STATE,
 };
 
@@ -126,7 +126,7 @@ impl EdgeCache {
                 Err(e) => {
                     // The stale entry stays; the next request in its window asks again.
                     host::log(LogLevel::Warn, &format!("stagedoor: cache refresh for {} not sent: {e}", route.name));
-                    for waiter in self.cache.finish(&key) {
+                    for waiter in self.cache.finish(&key).waiters {
                         proxy(waiter, root_context, &route.name, metrics);
                     }
                 }
@@ -143,7 +143,7 @@ impl EdgeCache {
     /// waiter; `false` if not a fetch's token.
     pub fn on_response(&mut self, token: u32, num_headers: usize, body_size: usize, current: u32, metrics: &Metrics) -> bool {
         let Some(Fetch { key, route, leader, tenant }) = self.fetches.remove(&token) else { return false };
-        let waiters = self.cache.finish(&key);
+        let Finished { waiters, purged } = self.cache.finish(&key);
         let now = host::now_ms();
         // A 5xx is not relayed either: each request goes through its route, whose retries
         // (another instance) the fetch does not have.
@@ -176,7 +176,7 @@ impl EdgeCache {
             headers: relayed,
             body,
         };
-        if storable {
+        if storable && !purged {
             if let Some(leader) = leader {
                 on_context(leader, current, || reply(&entry, "MISS", now));
             }
@@ -186,7 +186,8 @@ impl EdgeCache {
             metrics.cache_event(&route.name, CacheEvent::Store);
             self.cache.insert(key, entry);
         } else {
-            // Not for sharing: the leader gets it, the waiters ask for their own.
+            // Not for sharing (or fetched before a purge): the leader gets it, the waiters
+            // ask for their own.
             if let Some(leader) = leader {
                 metrics.cache_event(&route.name, CacheEvent::Bypass);
                 on_context(leader, current, || reply(&entry, "BYPASS", now));
@@ -210,7 +211,7 @@ impl EdgeCache {
         let led: Vec<u32> = self.fetches.iter().filter(|(_, f)| f.leader == Some(context_id)).map(|(t, _)| *t).collect();
         for token in led {
             if let Some(fetch) = self.fetches.remove(&token) {
-                for waiter in self.cache.finish(&fetch.key) {
+                for waiter in self.cache.finish(&fetch.key).waiters {
                     proxy(waiter, context_id, &fetch.route.name, metrics);
                 }
             }

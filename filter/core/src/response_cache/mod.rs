@@ -20,7 +20,7 @@ pub use events::CacheEvent;
 pub use purge::{Purge, PurgeError, PURGE_PREFIX};
 pub use route::{CacheKey, CacheRequest, CacheRoute, CacheRouteError};
 pub use storable::is_storable;
-pub use store::{Entry, Lookup, ResponseCache};
+pub use store::{Entry, Finished, Lookup, ResponseCache};
 
 /// The request property (Envoy filter state `wasm.stagedoor_cache`) the filter sets to
 /// `BYPASS` on a request of a cached route that it lets go upstream; the routes of a

@@ -51,14 +51,33 @@ pub enum Lookup {
     Bypass,
 }
 
+/// A fetch in flight: who waits for it, and whether a purge came while it was out.
+#[derive(Debug, Default)]
+struct Flight {
+    /// The contexts waiting for it (the leader not included).
+    waiters: Vec<u32>,
+    /// A purge arrived after the fetch left: its answer may be what was purged.
+    purged: bool,
+}
+
+/// What [`ResponseCache::finish`] hands back when a fetch ends.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Finished {
+    pub waiters: Vec<u32>,
+    /// A purge arrived while the fetch was out: its answer must not be stored, and
+    /// requests that joined it must not be answered from it (they may have joined after the
+    /// purge); the leader's own request began before the purge, like any proxied one.
+    pub purged: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct ResponseCache {
     entries: HashMap<CacheKey, Entry>,
     /// Insertion order, oldest first: evicted first.
     order: VecDeque<CacheKey>,
     bytes: usize,
-    /// Key -> the contexts waiting for its fetch (the leader not included).
-    in_flight: HashMap<CacheKey, Vec<u32>>,
+    /// Key -> its fetch in flight.
+    in_flight: HashMap<CacheKey, Flight>,
     /// Entries evicted by the bounds since [`ResponseCache::take_evictions`], by route.
     evictions: BTreeMap<String, u64>,
 }
@@ -71,7 +90,7 @@ impl ResponseCache {
                 let entry = entry.clone();
                 let refresh = !self.in_flight.contains_key(key);
                 if refresh {
-                    self.in_flight.insert(key.clone(), Vec::new());
+                    self.in_flight.insert(key.clone(), Flight::default());
                 }
                 return Lookup::Stale { entry, refresh };
             }
@@ -79,27 +98,29 @@ impl ResponseCache {
             None => {}
         }
         match self.in_flight.get_mut(key) {
-            Some(waiters) if waiters.len() >= MAX_WAITERS => Lookup::Bypass,
-            Some(waiters) => {
-                waiters.push(context_id);
+            Some(flight) if flight.waiters.len() >= MAX_WAITERS => Lookup::Bypass,
+            Some(flight) => {
+                flight.waiters.push(context_id);
                 Lookup::Joined
             }
             None => {
-                self.in_flight.insert(key.clone(), Vec::new());
+                self.in_flight.insert(key.clone(), Flight::default());
                 Lookup::Miss
             }
         }
     }
 
-    /// The fetch of `key` ended: the contexts that waited for it.
-    pub fn finish(&mut self, key: &CacheKey) -> Vec<u32> {
-        self.in_flight.remove(key).unwrap_or_default()
+    /// The fetch of `key` ended: the contexts that waited for it, and whether a purge came
+    /// meanwhile.
+    pub fn finish(&mut self, key: &CacheKey) -> Finished {
+        let flight = self.in_flight.remove(key).unwrap_or_default();
+        Finished { waiters: flight.waiters, purged: flight.purged }
     }
 
     /// A waiting request that went away.
     pub fn forget_waiter(&mut self, context_id: u32) {
-        for waiters in self.in_flight.values_mut() {
-            waiters.retain(|c| *c != context_id);
+        for flight in self.in_flight.values_mut() {
+            flight.waiters.retain(|c| *c != context_id);
         }
     }
 
@@ -123,8 +144,14 @@ impl ResponseCache {
         true
     }
 
-    /// Drops every entry `purge` matches; returns how many.
+    /// Drops every entry `purge` matches; returns how many. Every fetch in flight is marked
+    /// purged too, whatever the purge names: its answer's surrogate keys (and so whether the
+    /// purge covers it) are known only when it arrives, and an answer fetched before a purge
+    /// stored after it would undo the purge.
     pub fn purge(&mut self, purge: &super::Purge) -> usize {
+        for flight in self.in_flight.values_mut() {
+            flight.purged = true;
+        }
         let doomed: Vec<CacheKey> =
             self.entries.iter().filter(|(_, e)| purge.matches(&e.route, &e.tenant, &e.surrogates)).map(|(k, _)| k.clone()).collect();
         for key in &doomed {

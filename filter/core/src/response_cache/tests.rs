@@ -97,7 +97,7 @@ fn a_miss_leads_later_misses_wait_and_an_entry_expires() {
     assert_eq!(cache.lookup(&key, 2, 1), Lookup::Joined);
     assert_eq!(cache.lookup(&key, 3, 1), Lookup::Joined);
     cache.forget_waiter(3);
-    assert_eq!(cache.finish(&key), vec![2]);
+    assert_eq!(cache.finish(&key).waiters, vec![2]);
     assert!(cache.insert(key.clone(), entry(10, 1000, 4)));
     assert!(matches!(cache.lookup(&key, 4, 1009), Lookup::Hit(e) if e.age_secs(2010) == 2));
     assert_eq!(cache.lookup(&key, 5, 1010), Lookup::Miss, "expired at stored + ttl");
@@ -218,7 +218,7 @@ fn past_its_ttl_an_entry_is_answered_stale_and_one_request_leads_its_refresh() {
     assert!(matches!(cache.lookup(&key, 3, 3000), Lookup::Stale { refresh: false, .. }));
     assert!(matches!(cache.lookup(&key, 4, 5999), Lookup::Stale { refresh: false, .. }));
     // The refresh failed: the entry is as it was, and the next request asks again.
-    assert_eq!(cache.finish(&key), Vec::<u32>::new());
+    assert_eq!(cache.finish(&key).waiters, Vec::<u32>::new());
     assert!(matches!(cache.lookup(&key, 5, 4000), Lookup::Stale { refresh: true, .. }));
     // It answered: a fresh entry, and stale requests are hits again.
     cache.finish(&key);
@@ -238,7 +238,7 @@ fn beyond_the_stale_window_a_request_is_a_plain_miss_and_a_refresh_in_flight_is_
     cache.insert(key.clone(), stale_entry(0, 1000, 1000));
     assert!(matches!(cache.lookup(&key, 2, 1500), Lookup::Stale { refresh: true, .. }));
     assert_eq!(cache.lookup(&key, 3, 2500), Lookup::Joined);
-    assert_eq!(cache.finish(&key), vec![3]);
+    assert_eq!(cache.finish(&key).waiters, vec![3]);
     // Without a window (stale_until == expires) nothing is ever answered stale.
     cache.insert(key.clone(), entry(0, 1000, 1));
     assert_eq!(cache.lookup(&key, 4, 1000), Lookup::Miss);
@@ -294,4 +294,17 @@ fn cache_event_metric_names_are_one_per_route_and_kind() {
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(unique.len(), CacheEvent::ALL.len());
+}
+
+#[test]
+fn a_fetch_out_when_a_purge_arrives_is_marked_so_its_answer_is_not_stored() {
+    let mut cache = ResponseCache::default();
+    let (out, later) = (CacheKey("out".into()), CacheKey("later".into()));
+    assert_eq!(cache.lookup(&out, 1, 0), Lookup::Miss);
+    assert_eq!(cache.lookup(&out, 2, 0), Lookup::Joined);
+    // Whatever it names: the fetch's own surrogate keys are not known until it answers.
+    cache.purge(&Purge::new("", "", "event-1").unwrap());
+    assert_eq!(cache.lookup(&later, 3, 1), Lookup::Miss, "a fetch that leaves after the purge");
+    assert_eq!(cache.finish(&out), Finished { waiters: vec![2], purged: true });
+    assert_eq!(cache.finish(&later), Finished { waiters: vec![], purged: false });
 }
