@@ -40,8 +40,10 @@ pub struct ServeArgs {
     /// with an unspecified IP read as 127.0.0.1. `none` (the only way) turns revocation off.
     #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP", value_parser = parse_advertise_http)]
     pub advertise_http: Option<AdvertiseHttp>,
-    /// Redis with live instances (`stagedoor register`); absent: static instances only.
-    #[arg(long, env = "STAGEDOOR_REDIS")]
+    /// Redis shared by every replica (registry, live instances, revocations, refresh
+    /// families): `redis://`, `rediss://` or `redis+sentinel://h1,h2/<master>` (README,
+    /// "Redis beyond one machine"); absent: the registry file and static instances only.
+    #[arg(long, env = "STAGEDOOR_REDIS", value_parser = parse_redis_url)]
     pub redis: Option<String>,
     /// With --redis: how many versions of the registry Redis keeps (history, rollback).
     #[arg(long, env = "STAGEDOOR_REGISTRY_HISTORY", default_value_t = crate::registry_store::DEFAULT_KEEP)]
@@ -54,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STAGEDOOR_RATELIMIT")]
     pub ratelimit: Option<SocketAddr>,
     /// Redis counting the global limits; default: --redis.
-    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS")]
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS", value_parser = parse_redis_url)]
     pub ratelimit_redis: Option<String>,
     /// How long the RateLimitService waits for Redis before the route's fail mode applies:
     /// under Envoy's timeout (20 ms by default), so the fallback is the service's, not Envoy's.
@@ -101,6 +103,12 @@ impl ServeArgs {
 pub enum AdvertiseHttp {
     Off,
     At(String, u16),
+}
+
+/// A Redis URL checked at startup (the message names the part at fault), kept as text:
+/// each Redis user connects through `stagedoor_redis` with it.
+pub fn parse_redis_url(value: &str) -> Result<String, String> {
+    stagedoor_redis::RedisUrl::parse(value).map(|_| value.to_owned()).map_err(|e| e.to_string())
 }
 
 /// `none`, or `host:port` with a host name or IP and a port 1-65535. Anything else is an
