@@ -4,8 +4,11 @@
 //! Two replicas, not one: with `min-replicas-to-write 1` (which a deployment that promises
 //! "no acknowledged write lost" sets, so a primary cut off from its replicas stops
 //! accepting writes) the promoted primary still has a replica after the old one is gone,
-//! so writes go on after the failover. Sentinel times are short (down after 1 s, failover
-//! timeout 5 s) so a failover takes a few seconds here.
+//! so writes go on after the failover. Sentinel times are short (down after 2 s, failover
+//! timeout 5 s) so a failover takes a few seconds here; not 1 s: on a loaded 2-core
+//! machine a primary just promoted was seen missing 1 s of pings and failed over again.
+//! (A Sentinel starved of CPU for 2 s also enters TILT mode for 30 s, which the waits
+//! below allow for.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -138,7 +141,7 @@ impl SentinelSet {
         let text = format!(
             "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
              sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
-             sentinel down-after-milliseconds {MASTER} 1000\n\
+             sentinel down-after-milliseconds {MASTER} 2000\n\
              sentinel failover-timeout {MASTER} 5000\n\
              sentinel parallel-syncs {MASTER} 1\n",
             dir = self.dir.display(),
