@@ -230,3 +230,25 @@ fn the_control_planes_follow_a_sentinel_failover_without_losing_a_version_or_a_r
     }
     a.stop_control_plane();
 }
+
+/// A bad Redis URL stops `serve` and `register` at start, naming the part at fault; a
+/// Cluster URL is refused with the reason, not accepted and then half working.
+#[test]
+fn a_bad_redis_url_stops_the_command_naming_the_part() {
+    let cases = [
+        (vec!["serve", "--redis", "redis+sentinel://127.0.0.1:26379,127.0.0.1:x/stagedoor"], "sentinel \"127.0.0.1:x\": the port \"x\" is not a number"),
+        (vec!["serve", "--redis", "redis+sentinel://u:hunter2@127.0.0.1:26379"], "the master name (the path"),
+        (vec!["serve", "--ratelimit-redis", "redis+cluster://127.0.0.1:7000"], "Redis Cluster is not supported"),
+        (
+            vec!["register", "--service", "venue", "--address", "127.0.0.1", "--port", "1", "--redis", "redis://127.0.0.1/?db=2"],
+            "unknown parameter \"db\"",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(stagedoor_bin()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "a password reached the message: {stderr}");
+    }
+}
