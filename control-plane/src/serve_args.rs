@@ -40,8 +40,10 @@ pub struct ServeArgs {
     /// with an unspecified IP read as 127.0.0.1. `none` (the only way) turns revocation off.
     #[arg(long, env = "STAGEDOOR_ADVERTISE_HTTP", value_parser = parse_advertise_http)]
     pub advertise_http: Option<AdvertiseHttp>,
-    /// Redis with live instances (`stagedoor register`); absent: static instances only.
-    #[arg(long, env = "STAGEDOOR_REDIS")]
+    /// Redis shared by every replica (registry, live instances, revocations, refresh
+    /// families): `redis://`, `rediss://` or `redis+sentinel://h1,h2/<master>` (README,
+    /// "Redis beyond one machine"); absent: the registry file and static instances only.
+    #[arg(long, env = "STAGEDOOR_REDIS", value_parser = RedisUrlArg)]
     pub redis: Option<String>,
     /// With --redis: how many versions of the registry Redis keeps (history, rollback).
     #[arg(long, env = "STAGEDOOR_REGISTRY_HISTORY", default_value_t = crate::registry_store::DEFAULT_KEEP)]
@@ -54,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STAGEDOOR_RATELIMIT")]
     pub ratelimit: Option<SocketAddr>,
     /// Redis counting the global limits; default: --redis.
-    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS")]
+    #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS", value_parser = RedisUrlArg)]
     pub ratelimit_redis: Option<String>,
     /// How long the RateLimitService waits for Redis before the route's fail mode applies:
     /// under Envoy's timeout (20 ms by default), so the fallback is the service's, not Envoy's.
@@ -101,6 +103,23 @@ impl ServeArgs {
 pub enum AdvertiseHttp {
     Off,
     At(String, u16),
+}
+
+/// A Redis URL checked at startup (the message names the part at fault), kept as text:
+/// each Redis user connects through `stagedoor_redis` with it. Not a plain `fn` parser:
+/// clap would repeat the value, password and all, in its message.
+#[derive(Clone)]
+pub struct RedisUrlArg;
+
+impl clap::builder::TypedValueParser for RedisUrlArg {
+    type Value = String;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &std::ffi::OsStr) -> Result<String, clap::Error> {
+        let flag = arg.map(|a| a.to_string()).unwrap_or_else(|| String::from("the Redis URL"));
+        let refuse = |message: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{flag}: {message}\n")).with_cmd(cmd);
+        let text = value.to_str().ok_or_else(|| refuse(String::from("is not UTF-8")))?;
+        stagedoor_redis::RedisUrl::parse(text).map(|_| text.to_owned()).map_err(|e| refuse(e.to_string()))
+    }
 }
 
 /// `none`, or `host:port` with a host name or IP and a port 1-65535. Anything else is an

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use stagedoor_redis::{Connection, RedisUrl};
 use thiserror::Error;
 
 use crate::decide::{decide, Decision, KeyedLimit};
@@ -14,6 +14,8 @@ pub const SCRIPT: &str = include_str!("gcra.lua");
 
 #[derive(Debug, Error)]
 pub enum StoreError {
+    #[error("{0}")]
+    Url(#[from] stagedoor_redis::UrlError),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("redis did not answer within {0:?}")]
@@ -34,9 +36,10 @@ pub struct Counted {
 }
 
 pub struct RedisStore {
-    client: redis::Client,
+    /// Where Redis is; with Sentinel, each new connection goes to the primary named then.
+    url: RedisUrl,
     /// Dropped on a connection error, opened again by the next request.
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Connection>>,
     /// The script's SHA once Redis has computed it (SCRIPT LOAD).
     sha: Mutex<Option<String>>,
     timeout: Duration,
@@ -54,8 +57,8 @@ impl RedisStore {
     /// Only checks the URL: the connection and the script wait for the first request, so a
     /// control plane starts (and fails over per route) while Redis is down.
     pub fn lazy(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)?;
-        Ok(RedisStore { client, conn: Mutex::new(None), sha: Mutex::new(None), timeout })
+        let url = RedisUrl::parse(url)?;
+        Ok(RedisStore { url, conn: Mutex::new(None), sha: Mutex::new(None), timeout })
     }
 
     fn set_sha(&self, sha: String) {
@@ -68,21 +71,28 @@ impl RedisStore {
         self.sha.lock().ok().and_then(|slot| slot.clone())
     }
 
+    /// A count whose connection turns out closed (the primary gone, or demoted in a
+    /// Sentinel failover) is tried once more on a new connection, which finds the primary
+    /// again; not after a timeout, which has spent the caller's time already. A count whose
+    /// reply was lost may so be counted twice, which errs on the strict side.
     pub async fn count(&self, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
-        let mut conn = self.connection().await?;
-        let result = self.run(&mut conn, limits, cost).await;
-        if let Err(StoreError::Redis(e)) = &result {
-            if e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal() {
-                self.forget_connection();
-            }
+        let mut result = self.count_once(limits, cost).await;
+        if result.as_ref().is_err_and(|e| e.is_lost_connection() && !matches!(e, StoreError::Timeout(_))) {
+            self.forget_connection();
+            result = self.count_once(limits, cost).await;
         }
-        if let Err(StoreError::Timeout(_)) = &result {
+        if result.as_ref().is_err_and(StoreError::is_lost_connection) {
             self.forget_connection();
         }
         result
     }
 
-    async fn run(&self, conn: &mut MultiplexedConnection, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
+    async fn count_once(&self, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
+        let mut conn = self.connection().await?;
+        self.run(&mut conn, limits, cost).await
+    }
+
+    async fn run(&self, conn: &mut Connection, limits: &[KeyedLimit], cost: u32) -> Result<Counted, StoreError> {
         let (sha, loaded_now) = match self.sha() {
             Some(sha) => (sha, false),
             None => {
@@ -112,11 +122,11 @@ impl RedisStore {
         Ok(Counted { decision, now_us, reloaded })
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+    async fn connection(&self) -> Result<Connection, StoreError> {
         if let Some(conn) = self.conn.lock().map_err(|_| StoreError::Reply("connection lock poisoned".into()))?.clone() {
             return Ok(conn);
         }
-        let conn = bounded(self.timeout, self.client.get_multiplexed_async_connection()).await?;
+        let conn = bounded(self.timeout, self.url.connect(self.timeout)).await?;
         if let Ok(mut slot) = self.conn.lock() {
             *slot = Some(conn.clone());
         }
@@ -130,7 +140,17 @@ impl RedisStore {
     }
 }
 
-async fn load(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<String, StoreError> {
+impl StoreError {
+    fn is_lost_connection(&self) -> bool {
+        match self {
+            StoreError::Redis(e) => stagedoor_redis::is_lost_connection(e),
+            StoreError::Timeout(_) => true,
+            _ => false,
+        }
+    }
+}
+
+async fn load(conn: &mut Connection, timeout: Duration) -> Result<String, StoreError> {
     bounded(timeout, redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async::<String>(conn)).await
 }
 

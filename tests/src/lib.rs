@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod ports;
 pub mod raw;
 pub mod redis;
+pub mod sentinel;
 pub mod stack;
 
 pub use stack::{Stack, StackOptions};

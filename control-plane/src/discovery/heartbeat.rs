@@ -83,7 +83,7 @@ pub async fn run(url: &str, instance: &Instance, ttl: Duration) -> Result<OsSign
 /// One refresh, on the held connection or a new one.
 async fn refresh_reconnecting(
     url: &str,
-    conn: &mut Option<redis::aio::MultiplexedConnection>,
+    conn: &mut Option<stagedoor_redis::Connection>,
     instance: &Instance,
     record: &str,
     ttl: Duration,

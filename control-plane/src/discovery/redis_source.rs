@@ -65,9 +65,14 @@ pub async fn follow(url: String, publisher: SharedPublisher, status: SharedStatu
     }
 }
 
+/// How long a connect or a command may take before Redis counts as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    // The primary found now (with Sentinel: the one they name); after a failover the
+    // connection drops and the next run finds the new one.
+    let primary = stagedoor_redis::open(url)?.primary(COMMAND_TIMEOUT).await?;
+    let mut conn = primary.connect().await?;
     // Expiry and deletion events let the control plane see an instance that stopped
     // heartbeating right away. Managed Redis may refuse CONFIG; the rescan still works.
     let notify: redis::RedisResult<()> =
@@ -75,10 +80,13 @@ async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> r
     if let Err(e) = notify {
         tracing::warn!(error = %e, "cannot enable keyspace events; relying on the channel and the 10 s rescan");
     }
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(CHANNEL).await?;
-    pubsub.psubscribe("__keyevent@*__:expired").await?;
-    pubsub.psubscribe("__keyevent@*__:del").await?;
+    let mut pubsub = primary.pubsub().await?;
+    let subscribed = async {
+        pubsub.subscribe(CHANNEL).await?;
+        pubsub.psubscribe("__keyevent@*__:expired").await?;
+        pubsub.psubscribe("__keyevent@*__:del").await
+    };
+    tokio::time::timeout(COMMAND_TIMEOUT, subscribed).await.map_err(|_| timed_out())??;
     let mut messages = pubsub.on_message();
     tracing::info!(redis = %redact(url), "following live instances");
     resync(&mut conn, publisher, status).await?;
@@ -115,7 +123,7 @@ async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> r
 }
 
 async fn resync(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut stagedoor_redis::Connection,
     publisher: &SharedPublisher,
     status: &SharedStatus,
 ) -> redis::RedisResult<()> {
@@ -135,16 +143,15 @@ async fn resync(
     Ok(())
 }
 
-async fn scan(conn: &mut redis::aio::MultiplexedConnection) -> redis::RedisResult<LiveInstances> {
+async fn scan(conn: &mut stagedoor_redis::Connection) -> redis::RedisResult<LiveInstances> {
     Ok(collect(super::scan::keys_with_prefix(conn, KEY_PREFIX).await?))
 }
 
-/// A Redis URL without its password, for logs and status.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
+/// A Redis URL without its passwords, for logs and status.
+pub use stagedoor_redis::redact;
+
+fn timed_out() -> redis::RedisError {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "redis did not answer in time").into()
 }
 
 /// One instance as it registers itself.
@@ -170,19 +177,17 @@ impl Instance {
     }
 }
 
-/// A connection whose connect and every command give up after `timeout`: a hung Redis is
-/// an error the caller can retry, not a wait forever.
-pub async fn connect(url: &str, timeout: Duration) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
-    let config = redis::AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
-    client.get_multiplexed_async_connection_with_config(&config).await
+/// A connection to the current primary whose connect and every command give up after
+/// `timeout`: a hung Redis is an error the caller can retry, not a wait forever.
+pub async fn connect(url: &str, timeout: Duration) -> redis::RedisResult<stagedoor_redis::Connection> {
+    stagedoor_redis::connect(url, timeout).await
 }
 
 /// Sets the instance's key with its TTL; announces it only when the key was not there (a
 /// new instance, or one Redis lost), so a plain heartbeat makes the control plane rescan
 /// nothing. `SET .. GET` needs Redis 6.2.
 pub async fn refresh(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut stagedoor_redis::Connection,
     instance: &Instance,
     record: &str,
     ttl: Duration,

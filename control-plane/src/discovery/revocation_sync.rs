@@ -55,15 +55,22 @@ impl WriteBack {
     }
 }
 
-/// Writes one revocation (the revoke RPC); `expires_at` is unix seconds.
+/// Writes one revocation (the revoke RPC); `expires_at` is unix seconds. Stored means on
+/// the URL's `wait_replicas` replicas too, so a failover right after keeps it; fewer is an
+/// error, and the revocation stays queued for the write-back (which a new primary gets).
 pub async fn store(url: &str, key: &str, expires_at: i64, now: i64) -> redis::RedisResult<()> {
     let mut conn = super::redis_source::connect(url, COMMAND_TIMEOUT).await?;
-    write(&mut conn, &[(key.to_owned(), expires_at.max(now + 1))], now).await.map(|_| ())
+    write(&mut conn, &[(key.to_owned(), expires_at.max(now + 1))], now).await?;
+    let replicated = conn.replicated().await?;
+    if !replicated.is_enough() {
+        return Err(std::io::Error::other(format!("written to the primary, but only {replicated}")).into());
+    }
+    Ok(())
 }
 
 /// Writes `entries` ((key, expires_at)) with [`SET_UNLESS_LATER`] and announces the ones set.
 /// Returns how many were set.
-async fn write(conn: &mut redis::aio::MultiplexedConnection, entries: &[(String, i64)], now: i64) -> redis::RedisResult<usize> {
+async fn write(conn: &mut stagedoor_redis::Connection, entries: &[(String, i64)], now: i64) -> redis::RedisResult<usize> {
     let mut written = 0;
     for batch in entries.chunks(WRITE_BATCH) {
         let live: Vec<(&String, i64)> =
@@ -89,7 +96,7 @@ async fn write(conn: &mut redis::aio::MultiplexedConnection, entries: &[(String,
 }
 
 /// Writes every entry Redis does not hold yet and marks them stored. Returns how many.
-async fn write_back(conn: &mut redis::aio::MultiplexedConnection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
+async fn write_back(conn: &mut stagedoor_redis::Connection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
     let now = crate::clock::unix_ms() as i64 / 1000;
     let (generation, unstored) =
         revocations.lock().map(|store| (store.redis_generation(), store.unstored(now))).unwrap_or_default();
@@ -138,9 +145,9 @@ pub async fn follow(url: String, revocations: Arc<Mutex<RevocationStore>>, wake:
 }
 
 async fn run(url: &str, revocations: &Mutex<RevocationStore>, wake: &WriteBack, synced: &mut bool) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = super::redis_source::connect(url, COMMAND_TIMEOUT).await?;
-    let mut pubsub = tokio::time::timeout(COMMAND_TIMEOUT, client.get_async_pubsub()).await.map_err(timed_out)??;
+    let primary = stagedoor_redis::open(url)?.primary(COMMAND_TIMEOUT).await?;
+    let mut conn = primary.connect().await?;
+    let mut pubsub = primary.pubsub().await?;
     tokio::time::timeout(COMMAND_TIMEOUT, pubsub.subscribe(CHANNEL)).await.map_err(timed_out)??;
     let mut messages = pubsub.on_message();
     // Subscribed first, so nothing announced from here on is missed; written back before
@@ -171,7 +178,7 @@ async fn run(url: &str, revocations: &Mutex<RevocationStore>, wake: &WriteBack, 
 }
 
 /// Learns every revocation Redis holds. Returns how many were new here.
-async fn load(conn: &mut redis::aio::MultiplexedConnection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
+async fn load(conn: &mut stagedoor_redis::Connection, revocations: &Mutex<RevocationStore>) -> redis::RedisResult<usize> {
     let mut learned = 0;
     for key in super::scan::keys_with_prefix(conn, KEY_PREFIX).await? {
         let expires: Option<i64> = redis::cmd("GET").arg(&key).query_async(conn).await?;

@@ -3,7 +3,7 @@
 
 /// Every key starting with `prefix`. SCAN may return a key more than once (the keyspace can
 /// change under the cursor): callers collect into sets or maps.
-pub async fn keys_with_prefix(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> redis::RedisResult<Vec<String>> {
+pub async fn keys_with_prefix(conn: &mut stagedoor_redis::Connection, prefix: &str) -> redis::RedisResult<Vec<String>> {
     let pattern = format!("{prefix}*");
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;

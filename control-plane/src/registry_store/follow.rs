@@ -61,7 +61,7 @@ pub struct RegistryStore {
 /// Seeds an empty Redis from the registry file (the first replica wins: the same CAS with
 /// base 0, which every later one finds stale), then returns what Redis holds.
 pub async fn seed_and_read(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut stagedoor_redis::Connection,
     file: &std::path::Path,
     keep: usize,
 ) -> Result<Option<StoredRegistry>, StoreError> {
@@ -72,6 +72,9 @@ pub async fn seed_and_read(
                     let by = format!("seed:{}", file.display());
                     match store::write(conn, 0, &registry.version, &text, &by, keep).await {
                         Ok(Written::New(v)) => tracing::info!(version = v, file = %file.display(), "empty redis seeded with the registry file"),
+                        // The seed is the file every replica has: not replicated yet is no
+                        // reason to stop following.
+                        Err(e @ StoreError::NotReplicated { .. }) => tracing::warn!(error = %e, "empty redis seeded with the registry file"),
                         Ok(Written::Unchanged(_)) | Err(StoreError::Stale { .. }) => {
                             tracing::info!("another replica seeded redis first; following it")
                         }
@@ -160,9 +163,9 @@ pub async fn follow(store: RegistryStore, seed: PathBuf, publisher: SharedPublis
 }
 
 async fn run(store: &RegistryStore, seed: &std::path::Path, publisher: &SharedPublisher, stop: &Stop, synced: &mut bool) -> Result<(), StoreError> {
-    let client = redis::Client::open(store.url.as_str())?;
-    let mut conn = store::connect(&store.url).await?;
-    let mut pubsub = tokio::time::timeout(store::TIMEOUT, client.get_async_pubsub()).await.map_err(timed_out)??;
+    let primary = stagedoor_redis::open(&store.url)?.primary(store::TIMEOUT).await?;
+    let mut conn = primary.connect().await?;
+    let mut pubsub = primary.pubsub().await?;
     tokio::time::timeout(store::TIMEOUT, pubsub.subscribe(super::CHANNEL)).await.map_err(timed_out)??;
     let mut messages = pubsub.on_message();
     // Subscribed first, so a version written from here on is announced to this loop.

@@ -60,6 +60,11 @@ pub enum StoreError {
     Stale { current: u64, base: u64 },
     #[error("version {wanted} is not in the registry's history (kept: {kept})")]
     NotInHistory { wanted: u64, kept: String },
+    #[error(
+        "version {version} is written on the redis primary, but {replicated}: it may be lost if the primary \
+         fails now; `stagedoor history` shows whether it stayed"
+    )]
+    NotReplicated { version: u64, replicated: stagedoor_redis::Replicated },
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("the registry document in redis (version {version}) is not readable: {detail}")]

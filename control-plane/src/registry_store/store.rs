@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use stagedoor_redis::Connection;
 
 use super::{StoreError, StoredRegistry, Written, CHANNEL, HASH_KEY, HISTORY_KEY, VERSION_KEY};
 
@@ -13,7 +13,8 @@ const CAS: &str = include_str!("cas.lua");
 /// How long a connect or a command may take before Redis counts as unavailable.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn connect(url: &str) -> redis::RedisResult<MultiplexedConnection> {
+/// A connection to the current primary (with Sentinel: the one they name now).
+pub async fn connect(url: &str) -> redis::RedisResult<Connection> {
     crate::discovery::redis_source::connect(url, TIMEOUT).await
 }
 
@@ -27,9 +28,9 @@ struct Unversioned<'a> {
 }
 
 /// Writes a new version if `base` is still the current one (0: Redis holds none yet), keeps
-/// the last `keep`, and announces it on [`CHANNEL`].
+/// the last `keep`, and announces it on [`CHANNEL`]; then waits for the URL's replicas.
 pub async fn write(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
     base: u64,
     hash: &str,
     yaml: &str,
@@ -52,26 +53,34 @@ pub async fn write(
         .query_async(conn)
         .await?;
     match outcome {
-        1 => Ok(Written::New(version)),
+        1 => {
+            // Acknowledged only once on `wait_replicas` replicas: a version a caller was
+            // told is written must survive the primary's loss (Sentinel promotes a replica).
+            let replicated = conn.replicated().await?;
+            if !replicated.is_enough() {
+                return Err(StoreError::NotReplicated { version, replicated });
+            }
+            Ok(Written::New(version))
+        }
         2 => Ok(Written::Unchanged(version)),
         _ => Err(StoreError::Stale { current: version, base }),
     }
 }
 
 /// The current version, or None while Redis holds no registry.
-pub async fn current(conn: &mut MultiplexedConnection) -> Result<Option<StoredRegistry>, StoreError> {
+pub async fn current(conn: &mut Connection) -> Result<Option<StoredRegistry>, StoreError> {
     let newest: Option<String> = redis::cmd("LINDEX").arg(HISTORY_KEY).arg(0).query_async(conn).await?;
     newest.map(|text| parse(&text)).transpose()
 }
 
 /// Every kept version, newest first.
-pub async fn history(conn: &mut MultiplexedConnection) -> Result<Vec<StoredRegistry>, StoreError> {
+pub async fn history(conn: &mut Connection) -> Result<Vec<StoredRegistry>, StoreError> {
     let all: Vec<String> = redis::cmd("LRANGE").arg(HISTORY_KEY).arg(0).arg(-1).query_async(conn).await?;
     all.iter().map(|text| parse(text)).collect()
 }
 
 /// One kept version.
-pub async fn version(conn: &mut MultiplexedConnection, wanted: u64) -> Result<StoredRegistry, StoreError> {
+pub async fn version(conn: &mut Connection, wanted: u64) -> Result<StoredRegistry, StoreError> {
     let history = history(conn).await?;
     let kept = super::kept_range(&history);
     history.into_iter().find(|d| d.version == wanted).ok_or(StoreError::NotInHistory { wanted, kept })

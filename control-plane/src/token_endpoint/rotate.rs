@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use stagedoor_redis::Connection;
 
 use crate::discovery::revocation_sync::KEY_PREFIX as REVOKED_PREFIX;
 use stagedoor_filter_core::revocation::family_key;
@@ -58,7 +58,7 @@ pub fn family_record_key(fid: &str) -> String {
 /// Runs the script with EVALSHA under `sha` (from [`load`]); the caller loads it again
 /// when Redis answers NOSCRIPT (a restart, SCRIPT FLUSH).
 pub async fn rotate(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
     sha: &str,
     presented: &Presented<'_>,
     successor: &str,
@@ -84,7 +84,7 @@ pub async fn rotate(
 }
 
 /// SCRIPT LOAD: the script's SHA for [`rotate`].
-pub async fn load(conn: &mut MultiplexedConnection, timeout: Duration) -> Result<String, RotateError> {
+pub async fn load(conn: &mut Connection, timeout: Duration) -> Result<String, RotateError> {
     bounded(timeout, redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).query_async::<String>(conn)).await
 }
 
@@ -96,6 +96,15 @@ impl RotateError {
     /// Redis answered but does not know the script (restarted, or SCRIPT FLUSH).
     pub fn is_no_script(&self) -> bool {
         matches!(self, Self::Redis(e) if e.kind() == redis::ErrorKind::NoScriptError)
+    }
+
+    /// The connection (or the primary behind it) is gone: a new one may succeed.
+    pub fn is_lost_connection(&self) -> bool {
+        match self {
+            Self::Redis(e) => stagedoor_redis::is_lost_connection(e),
+            Self::Timeout(_) => true,
+            Self::Reply(_) => false,
+        }
     }
 }
 

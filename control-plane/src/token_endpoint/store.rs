@@ -1,9 +1,11 @@
-//! The token endpoint's Redis: one multiplexed connection, opened on first use and again
-//! after an error, so the endpoint starts (and answers 503) while Redis is down.
+//! The token endpoint's Redis: one multiplexed connection to the current primary, opened
+//! on first use and again after an error, so the endpoint starts (and answers 503) while
+//! Redis is down, and follows a Sentinel failover: a rotation that finds its connection
+//! lost (the old primary gone or demoted) is tried once more on a new one.
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use stagedoor_redis::Connection;
 use tokio::sync::Mutex;
 
 use super::rotate::{load, rotate, Presented, RotateError, Rotation};
@@ -13,7 +15,7 @@ pub const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct TokenStore {
     pub url: String,
-    conn: Mutex<Option<MultiplexedConnection>>,
+    conn: Mutex<Option<Connection>>,
     /// The rotation script's SHA once Redis has loaded it.
     sha: Mutex<Option<String>>,
 }
@@ -24,7 +26,7 @@ impl TokenStore {
     }
 
     /// The open connection, or a new one.
-    pub async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+    pub async fn connection(&self) -> redis::RedisResult<Connection> {
         let mut slot = self.conn.lock().await;
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
@@ -36,8 +38,13 @@ impl TokenStore {
 
     /// One rotation (see [`super::rotate`]): the script loaded on first use and again after
     /// NOSCRIPT; the connection dropped after any other error, so the next call reconnects.
+    /// Retrying is safe: a rotation whose reply was lost is found again as the grace case.
     pub async fn rotate(&self, presented: &Presented<'_>, successor: &str, now_ms: i64, grace: Duration) -> Result<Rotation, RotateError> {
-        let result = self.try_rotate(presented, successor, now_ms, grace).await;
+        let mut result = self.try_rotate(presented, successor, now_ms, grace).await;
+        if result.as_ref().is_err_and(RotateError::is_lost_connection) {
+            self.forget().await;
+            result = self.try_rotate(presented, successor, now_ms, grace).await;
+        }
         if result.is_err() {
             self.forget().await;
         }
@@ -60,7 +67,7 @@ impl TokenStore {
         }
     }
 
-    async fn load(&self, conn: &mut MultiplexedConnection) -> Result<String, RotateError> {
+    async fn load(&self, conn: &mut Connection) -> Result<String, RotateError> {
         let sha = load(conn, REDIS_TIMEOUT).await?;
         *self.sha.lock().await = Some(sha.clone());
         Ok(sha)
