@@ -12,22 +12,44 @@ use crate::tls::files::CredentialDir;
 use crate::tls::generate;
 use crate::translate::{TranslateError, TranslateOptions};
 
-/// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would.
-pub fn validate(file: &Path) -> anyhow::Result<()> {
+/// `stagedoor validate --envoy`: where Envoy is and the filter module it loads.
+#[derive(Debug, Clone)]
+pub struct EnvoyValidation {
+    /// None: `envoy` on PATH.
+    pub envoy_bin: Option<PathBuf>,
+    pub wasm: PathBuf,
+}
+
+/// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would;
+/// with `envoy`, that snapshot through Envoy's own `--mode validate` too (envoy_check/).
+pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<()> {
     let registry = registry::load(file)?;
+    let wasm_path = match envoy {
+        Some(e) => std::fs::canonicalize(&e.wasm).unwrap_or_else(|_| e.wasm.clone()).display().to_string(),
+        None => String::from("/stagedoor.wasm"),
+    };
     let options = TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        wasm_path: String::from("/stagedoor.wasm"),
+        wasm_path: wasm_path.clone(),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
     };
-    crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
+    let snapshot = crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
         // The filter compiler's refusal reads as the registry's other errors, naming the file.
         PublishError::Translate(TranslateError::FilterConfig(refused)) => refused.in_file(&file.display().to_string()).into(),
         other => anyhow::Error::from(other),
     })?;
-    println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
+    let by_envoy = match envoy {
+        Some(e) => {
+            let bin = crate::envoy_check::find_envoy(e.envoy_bin.as_deref())?;
+            let said = crate::envoy_check::check(&bin, snapshot.resources(), &snapshot.origins, &wasm_path)
+                .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
+            format!("; {} --mode validate: {said}", bin.display())
+        }
+        None => String::new(),
+    };
+    println!("{}: valid ({} services, version {}){by_envoy}", file.display(), registry.services.len(), registry.version);
     Ok(())
 }
 

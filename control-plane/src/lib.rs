@@ -26,6 +26,7 @@ pub mod commands;
 pub mod dashboard;
 pub mod diff;
 pub mod discovery;
+pub mod envoy_check;
 pub mod hash;
 pub mod jwks;
 pub mod metrics;
