@@ -153,7 +153,7 @@ fn every_registry_the_suite_shares_passes_envoys_own_validation() {
     let init = Command::new(stagedoor_bin()).args(["certs", "init", "--dir"]).arg(&tls_dir).output().unwrap();
     assert!(init.status.success(), "{}", text(&init));
     let shipped = std::fs::read_to_string(workspace_root().join("registry/tickettoken.yaml")).unwrap();
-    let fixtures = vec![
+    let fixtures = [
         ("registry/tickettoken.yaml", shipped.replace(".stagedoor/", &format!("{}/", tls_dir.display()))),
         ("the default stack's (fixtures::registry_with)", registry_with("")),
         ("every option", every_option_registry(&tls_dir)),
