@@ -108,6 +108,11 @@ enum Command {
         /// One Envoy's detail: versions, timings, NACKs with the registry entries, pushes.
         #[arg(long)]
         node: Option<String>,
+        /// With --node: that Envoy's admin base URL (http://127.0.0.1:9901); its
+        /// /config_dump is compared with what the control plane sent and it ACKed, and
+        /// each difference printed (nothing when it runs exactly that).
+        #[arg(long, requires = "node")]
+        config_dump: Option<String>,
         /// Output format: table (default) or json.
         #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -235,8 +240,8 @@ impl Cli {
                 commands::validate(&file, envoy.as_ref())
             }
             Command::Serve(args) => run_async(stagedoor_control_plane::serve::serve(args)),
-            Command::Status { server, node, output, wait_synced, timeout } => {
-                let request = commands::StatusRequest { node, json: output == "json", wait_synced: wait_synced.then_some(timeout) };
+            Command::Status { server, node, config_dump, output, wait_synced, timeout } => {
+                let request = commands::StatusRequest { node, config_dump, json: output == "json", wait_synced: wait_synced.then_some(timeout) };
                 run_async(async move { commands::status(&server, &request).await })
             }
             Command::Certs { action: CertsAction::Init { dir, sans, node_id, operator, force } } => {

@@ -23,6 +23,7 @@ pub mod cert_watch;
 pub mod client;
 pub mod clock;
 pub mod commands;
+pub mod config_dump_diff;
 pub mod dashboard;
 pub mod diff;
 pub mod discovery;
