@@ -18,8 +18,21 @@ pub struct Cli {
 enum Command {
     /// Serve xDS (and the stagedoor.v1 API) to Envoys, following the registry file.
     Serve(ServeArgs),
-    /// Validate a registry file, including the filter config it produces.
-    Validate { file: PathBuf },
+    /// Validate a registry file, including the filter config it produces; with --envoy,
+    /// also run the snapshot it makes through Envoy's own `envoy --mode validate`.
+    Validate {
+        file: PathBuf,
+        /// Render the snapshot as a static Envoy bootstrap and have Envoy validate it (a
+        /// refusal names the registry entry behind it).
+        #[arg(long)]
+        envoy: bool,
+        /// The Envoy binary (default: `envoy` on PATH).
+        #[arg(long, requires = "envoy")]
+        envoy_bin: Option<PathBuf>,
+        /// The filter module Envoy loads (and runs the filter config through) in validate mode.
+        #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
+        wasm: PathBuf,
+    },
     /// Validate a registry file, show what it changes against the running control plane,
     /// and push it (the control plane writes it to its registry file).
     Apply {
@@ -95,6 +108,11 @@ enum Command {
         /// One Envoy's detail: versions, timings, NACKs with the registry entries, pushes.
         #[arg(long)]
         node: Option<String>,
+        /// With --node: that Envoy's admin base URL (http://127.0.0.1:9901); its
+        /// /config_dump is compared with what the control plane sent and it ACKed, and
+        /// each difference printed (nothing when it runs exactly that).
+        #[arg(long, requires = "node")]
+        config_dump: Option<String>,
         /// Output format: table (default) or json.
         #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -217,10 +235,13 @@ impl Cli {
     /// Runs the subcommand; its error is for `main` to print.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Validate { file } => commands::validate(&file),
+            Command::Validate { file, envoy, envoy_bin, wasm } => {
+                let envoy = envoy.then_some(commands::EnvoyValidation { envoy_bin, wasm });
+                commands::validate(&file, envoy.as_ref())
+            }
             Command::Serve(args) => run_async(stagedoor_control_plane::serve::serve(args)),
-            Command::Status { server, node, output, wait_synced, timeout } => {
-                let request = commands::StatusRequest { node, json: output == "json", wait_synced: wait_synced.then_some(timeout) };
+            Command::Status { server, node, config_dump, output, wait_synced, timeout } => {
+                let request = commands::StatusRequest { node, config_dump, json: output == "json", wait_synced: wait_synced.then_some(timeout) };
                 run_async(async move { commands::status(&server, &request).await })
             }
             Command::Certs { action: CertsAction::Init { dir, sans, node_id, operator, force } } => {

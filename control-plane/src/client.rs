@@ -43,6 +43,20 @@ impl tonic::service::Interceptor for Bearer {
 pub type ApiClient = ControlPlaneClient<InterceptedService<Channel, Bearer>>;
 
 pub async fn connect(args: &ApiArgs) -> anyhow::Result<ApiClient> {
+    let (channel, bearer) = channel(args).await?;
+    Ok(ControlPlaneClient::with_interceptor(channel, bearer))
+}
+
+/// The standard CSDS service on the same port, with the same credentials.
+pub async fn connect_csds(
+    args: &ApiArgs,
+) -> anyhow::Result<envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient<InterceptedService<Channel, Bearer>>> {
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+    let (channel, bearer) = channel(args).await?;
+    Ok(ClientStatusDiscoveryServiceClient::with_interceptor(channel, bearer))
+}
+
+async fn channel(args: &ApiArgs) -> anyhow::Result<(Channel, Bearer)> {
     let bearer = match &args.api_token {
         Some(token) => Some(format!("Bearer {token}").parse().context("the API token is not a valid header value")?),
         None => None,
@@ -52,7 +66,7 @@ pub async fn connect(args: &ApiArgs) -> anyhow::Result<ApiClient> {
         endpoint = endpoint.tls_config(tls(&CredentialDir::new(&args.tls_dir), bearer.is_some())?)?;
     }
     let channel = endpoint.connect().await.with_context(|| format!("cannot reach the control plane at {}", args.server))?;
-    Ok(ControlPlaneClient::with_interceptor(channel, Bearer(bearer)))
+    Ok((channel, Bearer(bearer)))
 }
 
 fn tls(dir: &CredentialDir, has_token: bool) -> anyhow::Result<ClientTlsConfig> {

@@ -12,22 +12,44 @@ use crate::tls::files::CredentialDir;
 use crate::tls::generate;
 use crate::translate::{TranslateError, TranslateOptions};
 
-/// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would.
-pub fn validate(file: &Path) -> anyhow::Result<()> {
+/// `stagedoor validate --envoy`: where Envoy is and the filter module it loads.
+#[derive(Debug, Clone)]
+pub struct EnvoyValidation {
+    /// None: `envoy` on PATH.
+    pub envoy_bin: Option<PathBuf>,
+    pub wasm: PathBuf,
+}
+
+/// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would;
+/// with `envoy`, that snapshot through Envoy's own `--mode validate` too (envoy_check/).
+pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<()> {
     let registry = registry::load(file)?;
+    let wasm_path = match envoy {
+        Some(e) => std::fs::canonicalize(&e.wasm).unwrap_or_else(|_| e.wasm.clone()).display().to_string(),
+        None => String::from("/stagedoor.wasm"),
+    };
     let options = TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        wasm_path: String::from("/stagedoor.wasm"),
+        wasm_path: wasm_path.clone(),
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
     };
-    crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
+    let snapshot = crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
         // The filter compiler's refusal reads as the registry's other errors, naming the file.
         PublishError::Translate(TranslateError::FilterConfig(refused)) => refused.in_file(&file.display().to_string()).into(),
         other => anyhow::Error::from(other),
     })?;
-    println!("{}: valid ({} services, version {})", file.display(), registry.services.len(), registry.version);
+    let by_envoy = match envoy {
+        Some(e) => {
+            let bin = crate::envoy_check::find_envoy(e.envoy_bin.as_deref())?;
+            let said = crate::envoy_check::check(&bin, snapshot.resources(), &snapshot.origins, &wasm_path)
+                .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
+            format!("; {} --mode validate: {said}", bin.display())
+        }
+        None => String::new(),
+    };
+    println!("{}: valid ({} services, version {}){by_envoy}", file.display(), registry.services.len(), registry.version);
     Ok(())
 }
 
@@ -243,6 +265,8 @@ fn distinct_placeholders(yaml: &str, placeholder: &str) -> String {
 pub struct StatusRequest {
     /// One Envoy's detail instead of the table.
     pub node: Option<String>,
+    /// With `node`: that Envoy's admin base URL, whose /config_dump is diffed.
+    pub config_dump: Option<String>,
     pub json: bool,
     /// Wait until every connected Envoy runs the current snapshot; fail on a NACK or after
     /// `timeout`.
@@ -270,7 +294,53 @@ pub async fn status(server: &ApiArgs, request: &StatusRequest) -> anyhow::Result
             Convergence::Waiting(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     };
-    print_status(&reply, request)
+    print_status(&reply, request)?;
+    if let (Some(node), Some(admin)) = (&request.node, &request.config_dump) {
+        print_config_dump_diff(server, &reply, node, admin).await?;
+    }
+    Ok(())
+}
+
+/// The differences between what `node` runs (its admin /config_dump) and what it ACKed.
+async fn print_config_dump_diff(server: &ApiArgs, reply: &stagedoor_proto::v1::ListEnvoysResponse, node: &str, admin: &str) -> anyhow::Result<()> {
+    use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, NodeMatcher, StringMatcher};
+    use envoy_types::pb::envoy::service::status::v3::ClientStatusRequest;
+    let url = format!("{}/config_dump", admin.trim_end_matches('/'));
+    let dump: serde_json::Value = reqwest::Client::new()
+        .get(&url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: not a config dump: {e}"))?;
+    let matcher = NodeMatcher {
+        node_id: Some(StringMatcher { match_pattern: Some(MatchPattern::Exact(node.to_owned())), ..Default::default() }),
+        ..Default::default()
+    };
+    let request = ClientStatusRequest { node_matchers: vec![matcher], exclude_resource_contents: true, ..Default::default() };
+    let csds = crate::client::connect_csds(server).await?.fetch_client_status(request).await.map_err(refused)?.into_inner();
+    let config = csds.config.first().ok_or_else(|| anyhow::anyhow!("CSDS has no connected Envoy with node id {node:?}"))?;
+    let envoy = reply.envoys.iter().find(|e| e.node_id == node);
+    let delta = envoy.is_some_and(|e| e.protocol == "delta");
+    let mut ever_acked = crate::config_dump_diff::AckedVersions::new();
+    if let Some(e) = envoy {
+        for t in &e.types {
+            ever_acked.entry(t.r#type.clone()).or_default().insert(t.acked_version.clone());
+        }
+        for push in e.history.iter().filter(|p| p.outcome == "ACKED") {
+            ever_acked.entry(push.r#type.clone()).or_default().insert(push.version.clone());
+        }
+    }
+    let versions = (!delta).then_some(&ever_acked);
+    let lines = crate::config_dump_diff::diff(&crate::config_dump_diff::acked(config), &crate::config_dump_diff::running(&dump), versions);
+    if !lines.is_empty() {
+        println!("{node} runs otherwise than it ACKed ({url}):");
+        print_lines(lines.iter().map(|l| format!("- {l}")));
+    }
+    Ok(())
 }
 
 fn print_status(reply: &stagedoor_proto::v1::ListEnvoysResponse, request: &StatusRequest) -> anyhow::Result<()> {

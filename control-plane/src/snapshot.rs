@@ -64,6 +64,11 @@ pub enum InconsistentSnapshot {
 }
 
 impl Snapshot {
+    /// The resources as translated (`stagedoor validate --envoy` renders them as a bootstrap).
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
     /// Builds a snapshot from freshly translated resources. `inputs_version` identifies what
     /// they were made from; a type whose resources equal the previous snapshot's keeps the
     /// previous version, so it is not pushed again.

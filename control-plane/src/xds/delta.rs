@@ -172,10 +172,13 @@ impl DeltaStream {
             state.rejected.remove(name);
         }
         state.sent.extend(now_sent.iter().cloned());
+        let clusters_sent: Vec<String> =
+            if type_url == type_url::CLUSTER { now_sent.iter().map(|(name, _)| name.clone()).collect() } else { Vec::new() };
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let pending = PendingResponse { version: typed.version.clone(), resources: now_sent, removed: removed.clone() };
         state.pending.insert(nonce.clone(), pending);
+        self.rewarm_endpoints(&clusters_sent);
         Some(DeltaDiscoveryResponse {
             system_version_info: typed.version.clone(),
             resources,
@@ -184,6 +187,20 @@ impl DeltaStream {
             nonce,
             ..Default::default()
         })
+    }
+}
+
+impl DeltaStream {
+    /// A changed cluster warms until it gets its endpoints, and a delta Envoy does not ask
+    /// again for endpoints it holds: it waits out its initial fetch timeout (15 s) instead.
+    /// So the endpoints of every cluster sent count as not sent (nor held), and go right
+    /// after it (EDS follows CDS in every pass, step.rs); the routes wait for their ACK.
+    fn rewarm_endpoints(&mut self, clusters: &[String]) {
+        let Some(endpoints) = self.types.get_mut(type_url::ENDPOINT) else { return };
+        for name in clusters {
+            endpoints.sent.remove(name);
+            endpoints.acked.remove(name);
+        }
     }
 }
 

@@ -243,3 +243,27 @@ fn the_filter_config_waits_for_clusters_then_a_policy_edit_sends_it_alone() {
 fn on_a_snapshot_the_filter_config_goes_before_the_listener() {
     assert_eq!(GATED_TYPES, [type_url::EXTENSION_CONFIG, type_url::LISTENER, type_url::ROUTE]);
 }
+
+/// A delta Envoy warms a changed cluster until it gets its endpoints and never asks for
+/// ones it holds (it waited out its 15 s initial fetch timeout before): they go with it.
+#[test]
+fn a_changed_cluster_is_followed_by_its_endpoints_even_when_they_did_not_change() {
+    let with_breaker = |max: u32, previous: Option<&Snapshot>| {
+        let yaml = crate::test_support::AUTH.to_owned()
+            + &format!("services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: 1}}]\n    traffic: {{circuit_breaker: {{error_threshold_percentage: 50, volume_threshold: 20, reset_timeout_ms: 30000, max_connections: {max}}}}}\n  - name: b\n    routes: [{{prefix: /b}}]\n    instances: [{{address: 127.0.0.1, port: 1}}]\n");
+        let options = crate::test_support::translate_options(8080);
+        build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
+    };
+    let first = with_breaker(100, None);
+    let mut stream = settled_stream(&first, &["svc_a", "svc_b"]);
+    let second = with_breaker(200, Some(&first));
+    let step = stream.on_snapshot(&second);
+    let names = |t: &str| -> Vec<String> {
+        step.responses.iter().filter(|r| r.type_url == t).flat_map(|r| r.resources.iter().map(|x| x.name.clone())).collect()
+    };
+    assert_eq!(names(type_url::CLUSTER), ["svc_a"]);
+    assert_eq!(names(type_url::ENDPOINT), ["svc_a"], "the changed cluster's unchanged endpoints go right after it");
+    assert!(!carries_routes(&step.responses), "routes wait for the ACKs");
+    let seen = settle(&mut stream, &second, step.responses.clone());
+    assert!(!seen.iter().any(|r| r.type_url == type_url::ENDPOINT && r.resources.iter().any(|x| x.name == "svc_b")), "svc_b's cluster did not change");
+}

@@ -1,0 +1,123 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The convergence ledger over incremental (delta) ADS: two delta Envoys, one started
+//! without the maglev load balancer, so an edit giving one service maglev is NACKed by that
+//! one only. The NACK is per resource (the delta response carried exactly the changed
+//! cluster), shown NACKED with Envoy's message and the service and field in `stagedoor
+//! status` and in CSDS, on that node only; the next valid edit clears it.
+
+use std::process::Output;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ClientStatusResponse, ConfigStatus};
+use serde_json::Value;
+use stagedoor_e2e::fixtures::auth_yaml;
+use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::{Stack, StackOptions};
+
+const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+fn registry() -> String {
+    auth_yaml()
+        + r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+  - name: plain
+    routes: [{ prefix: /api/v1/plain }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+"#
+}
+
+fn status(stack: &Stack, args: &[&str]) -> Output {
+    stack.cli().arg("status").args(args).output().expect("run stagedoor status")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn status_json(stack: &Stack) -> Value {
+    let out = status(stack, &["-o", "json"]);
+    assert!(out.status.success(), "status -o json: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status -o json prints JSON")
+}
+
+fn envoy<'a>(status: &'a Value, node: &str) -> &'a Value {
+    status["envoys"].as_array().and_then(|e| e.iter().find(|e| e["node_id"] == node)).unwrap_or(&Value::Null)
+}
+
+fn csds(stack: &Stack) -> ClientStatusResponse {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let channel = stack.grpc_channel(Some("operator")).await;
+        ClientStatusDiscoveryServiceClient::new(channel).fetch_client_status(ClientStatusRequest::default()).await.unwrap().into_inner()
+    })
+}
+
+/// (config status, client status) of cluster `name` on `node` in CSDS.
+fn csds_cluster(response: &ClientStatusResponse, node: &str, name: &str) -> (i32, i32) {
+    let config = response.config.iter().find(|c| c.node.as_ref().is_some_and(|n| n.id == node)).expect("the node in CSDS");
+    let cluster = config.generic_xds_configs.iter().find(|g| g.type_url == CLUSTER_TYPE && g.name == name).expect("the cluster in CSDS");
+    (cluster.config_status, cluster.client_status)
+}
+
+#[test]
+fn a_delta_envoy_nacking_one_cluster_shows_it_nacked_per_resource_on_that_node_only_until_the_next_valid_edit() {
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), delta: true, ..Default::default() });
+    let good = stack.envoys[0].node_id.clone();
+    let bad = format!("{good}-no-maglev");
+    stack.start_envoy_with_args(&bad, &["--disable-extensions", "envoy.load_balancing_policies/envoy.load_balancing_policies.maglev"]);
+    stack.wait_ready();
+    let out = status(&stack, &["--wait-synced", "--timeout", "30s"]);
+    assert!(out.status.success(), "both delta Envoys sync: {}{}", text(&out.stdout), text(&out.stderr));
+    let json = status_json(&stack);
+    assert_eq!((envoy(&json, &good)["protocol"].as_str(), envoy(&json, &bad)["protocol"].as_str()), (Some("delta"), Some("delta")), "{json:#}");
+
+    let original = stack.registry();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&original).unwrap();
+    doc["services"][0]["traffic"] = serde_yaml::from_str("{ load_balancing: { policy: maglev, hash_header: x-user-id } }").unwrap();
+    stack.write_registry(&serde_yaml::to_string(&doc).unwrap());
+    let nacked = time_until(Duration::from_secs(15), || envoy(&status_json(&stack), &bad)["types"]["CDS"]["state"] == "NACKED");
+    assert!(nacked.is_some(), "the delta Envoy without maglev NACKs: {:#}", status_json(&stack));
+    // Not the 15 s of Envoy's initial fetch timeout: the changed cluster's endpoints follow it.
+    let synced = time_until(Duration::from_secs(10), || envoy(&status_json(&stack), &good)["state"] == "SYNCED");
+    eprintln!("the maglev edit: the good delta Envoy SYNCED after {synced:?}");
+    let json = status_json(&stack);
+    assert!(synced.is_some(), "the other delta Envoy accepts: {json:#}");
+
+    let rejected = &envoy(&json, &bad)["types"]["CDS"]["rejected"];
+    eprintln!("delta NACK: {rejected:#}");
+    let detail = rejected["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(detail.contains("svc_venue"), "Envoy's own message: {rejected:#}");
+    let resources = rejected["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1, "delta: the response carried the changed cluster only, so only it is rejected: {rejected:#}");
+    assert_eq!((resources[0]["name"].as_str(), resources[0]["service"].as_str()), (Some("svc_venue"), Some("venue")));
+    assert_eq!(resources[0]["field"], "traffic.load_balancing");
+    assert!(envoy(&json, &good)["types"]["CDS"]["rejected"].is_null(), "{json:#}");
+
+    let table = text(&status(&stack, &[]).stdout);
+    eprintln!("{table}");
+    let bad_row = table.lines().find(|l| l.starts_with(bad.as_str())).unwrap();
+    let good_row = table.lines().find(|l| l.starts_with(good.as_str()) && !l.starts_with(bad.as_str())).unwrap();
+    assert!(bad_row.contains("NACKED") && bad_row.contains("svc_venue (service venue, traffic.load_balancing)"), "{bad_row}");
+    assert!(!good_row.contains("NACKED"), "{good_row}");
+
+    let response = csds(&stack);
+    assert_eq!(csds_cluster(&response, &bad, "svc_venue"), (ConfigStatus::Error as i32, ClientResourceStatus::Nacked as i32));
+    assert_eq!(csds_cluster(&response, &good, "svc_venue"), (ConfigStatus::Synced as i32, ClientResourceStatus::Acked as i32));
+
+    let nacked_snapshot = json["snapshot_version"].clone();
+    stack.write_registry(&original);
+    let read = time_until(Duration::from_secs(10), || status_json(&stack)["snapshot_version"] != nacked_snapshot);
+    assert!(read.is_some(), "the control plane publishes the fix");
+    let out = status(&stack, &["--wait-synced", "--timeout", "30s"]);
+    assert!(out.status.success(), "synced after the fix: {}{}", text(&out.stdout), text(&out.stderr));
+    let json = status_json(&stack);
+    let cds = &envoy(&json, &bad)["types"]["CDS"];
+    assert_eq!(cds["state"], "SYNCED", "{json:#}");
+    assert!(cds["rejected"].is_null(), "a later ACK clears the rejection: {json:#}");
+    assert_eq!(cds["last_nack"]["detail"], detail.as_str(), "the last NACK stays on record");
+    assert_eq!(csds_cluster(&csds(&stack), &bad, "svc_venue").0, ConfigStatus::Synced as i32);
+}
