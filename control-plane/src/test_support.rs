@@ -33,7 +33,10 @@ pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions
 /// The shipped registry (registry/tickettoken.yaml), its `.stagedoor/` certificate paths
 /// pointed at a fresh `stagedoor certs init` directory: what scripts/run.sh serves.
 pub fn shipped_registry(name: &str) -> crate::registry::Registry {
-    let dir = std::env::temp_dir().join(format!("stagedoor-shipped-{name}-{}", std::process::id()));
+    // One directory per call: tests of one process run in parallel and share its id.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("stagedoor-shipped-{name}-{}-{call}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let request = crate::tls::generate::InitRequest { sans: &[], node_id: "local", operator: "operator", force: false };
     crate::tls::generate::init(&crate::tls::files::CredentialDir::new(&dir), &request).unwrap();

@@ -38,7 +38,12 @@ impl SentinelSet {
             let port = free_port();
             set.nodes.push((port, Some(set.spawn_node(port, Some(primary)))));
         }
-        let replicated = wait_for(Duration::from_secs(20), || set.info(primary, "replication").contains("connected_slaves:2"));
+        // Connected is not enough: a replica counts toward min-replicas-to-write once its
+        // full sync is over (state=online).
+        let replicated = wait_for(Duration::from_secs(20), || {
+            let info = set.info(primary, "replication");
+            info.contains("connected_slaves:2") && info.matches("state=online").count() == 2
+        });
         assert!(replicated, "both replicas must sync with the primary:\n{}", set.info(primary, "replication"));
         for _ in 0..3 {
             let port = free_port();
@@ -122,6 +127,9 @@ impl SentinelSet {
             .collect();
         args.extend(["--dir".into(), node_dir.display().to_string(), "--logfile".into(), log.display().to_string()]);
         args.extend(["--min-replicas-to-write".into(), "1".into(), "--min-replicas-max-lag".into(), "10".into()]);
+        // Redis waits 5 s by default before a diskless full sync (for more replicas to join);
+        // until it ends a replica is not "good" and the primary refuses writes (NOREPLICAS).
+        args.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
         if let Some(primary) = replica_of {
             args.extend(["--replicaof".into(), "127.0.0.1".into(), primary.to_string()]);
         }
