@@ -51,7 +51,14 @@ pub fn build_snapshot_with_keys(
         format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
     );
     let mut snapshot = Snapshot::build(translation, cache, &registry.version, &inputs_version, previous)?;
-    snapshot.origins = std::sync::Arc::new(crate::translate::origins::origins(registry, retired));
+    // Origins follow the registry and the retired services only: an instance or a key
+    // change keeps them (10,000 services are 20,000 entries to make again).
+    let origins_key = crate::hash::short_hash(format!("{}|{retired_names:?}", registry.version).as_bytes());
+    snapshot.origins = match previous {
+        Some(p) if p.origins_key == origins_key => p.origins.clone(),
+        _ => std::sync::Arc::new(crate::translate::origins::origins(registry, retired)),
+    };
+    snapshot.origins_key = origins_key;
     Ok(snapshot)
 }
 

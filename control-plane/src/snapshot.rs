@@ -20,15 +20,35 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use crate::resources::type_url;
-use crate::translate::{Encoded, EncodedTypes, Resources, TranslateCache, Translation};
+use crate::translate::{EncodedResources, EncodedTypes, Resources, TranslateCache, Translation};
 
 /// The resources of one xDS type at one version, by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedResources {
     pub version: String,
-    pub resources: BTreeMap<String, Any>,
+    /// Shared with the translation that made them (and the next snapshot, when unchanged).
+    pub resources: BTreeMap<String, Arc<Any>>,
     /// A content hash per resource: what delta xDS compares with what an Envoy holds.
     pub hashes: BTreeMap<String, String>,
+}
+
+impl TypedResources {
+    /// `typed` (made from `before`) with the resources `now` has and `before` has not the
+    /// same of, and without those `now` lacks: an instance change copies one resource.
+    fn patched(typed: &TypedResources, before: &EncodedResources, now: &EncodedResources, version: &str) -> Self {
+        let mut next = typed.clone();
+        next.version = version.to_owned();
+        next.resources.retain(|name, _| now.contains_key(name));
+        next.hashes.retain(|name, _| now.contains_key(name));
+        for (name, encoded) in now {
+            if before.get(name).is_some_and(|b| Arc::ptr_eq(b, encoded)) {
+                continue;
+            }
+            next.resources.insert(name.clone(), encoded.any.clone());
+            next.hashes.insert(name.clone(), encoded.hash.clone());
+        }
+        next
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +61,8 @@ pub struct Snapshot {
     pub types: BTreeMap<&'static str, Arc<TypedResources>>,
     /// Which registry entry each resource comes from, for NACKs (set by `build_snapshot`).
     pub origins: std::sync::Arc<crate::translate::origins::Origins>,
+    /// What the origins were made from (the registry's version and the retired services).
+    pub origins_key: String,
     /// What the next translation reuses.
     pub cache: TranslateCache,
     /// The encoded resources of each type, as the translation made them: the next
@@ -80,12 +102,16 @@ impl Snapshot {
         inputs_version: &str,
         previous: Option<&Snapshot>,
     ) -> Result<Self, InconsistentSnapshot> {
-        translation.check()?;
+        if !previous.is_some_and(|p| checked_before(&p.encoded, &translation.types)) {
+            translation.check()?;
+        }
         let mut types = BTreeMap::new();
         for (type_url, encoded) in &translation.types {
             let previous_type = previous.and_then(|p| Some((p.types.get(type_url)?, p.encoded.get(type_url)?)));
             let typed = match previous_type {
                 Some((typed, before)) if same_content(before, encoded) => typed.clone(),
+                // Made again from the previous type's: only the changed names are copied.
+                Some((typed, before)) => Arc::new(TypedResources::patched(typed, before, encoded, inputs_version)),
                 _ => Arc::new(TypedResources {
                     version: inputs_version.to_owned(),
                     resources: encoded.iter().map(|(name, e)| (name.clone(), e.any.clone())).collect(),
@@ -101,15 +127,29 @@ impl Snapshot {
             registry_version: registry_version.to_owned(),
             types,
             origins: Default::default(),
+            origins_key: String::new(),
             cache,
             encoded: translation.types,
         })
     }
 }
 
+/// Whether the previous snapshot's consistency check holds for `now` too: every type but
+/// the endpoints is the previous one's (shared, so made by the same translation with the
+/// same references), and the endpoints have the same names (only their instances changed).
+fn checked_before(before: &EncodedTypes, now: &EncodedTypes) -> bool {
+    before.len() == now.len()
+        && before.iter().zip(now).all(|((a_type, a), (b_type, b))| {
+            a_type == b_type && (Arc::ptr_eq(a, b) || (*a_type == type_url::ENDPOINT && a.keys().eq(b.keys())))
+        })
+}
+
 /// The same names with the same content: the same pieces (a pointer compare), or equal
 /// hashes for a piece made again.
-fn same_content(before: &BTreeMap<String, Arc<Encoded>>, now: &BTreeMap<String, Arc<Encoded>>) -> bool {
+fn same_content(before: &EncodedResources, now: &EncodedResources) -> bool {
+    if std::ptr::eq(before, now) {
+        return true;
+    }
     before.len() == now.len()
         && before.iter().zip(now).all(|((a_name, a), (b_name, b))| a_name == b_name && (Arc::ptr_eq(a, b) || a.hash == b.hash))
 }

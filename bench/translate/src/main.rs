@@ -4,7 +4,7 @@
 //! Each size runs in a child process of its own, so its RSS is that size's alone.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use stagedoor_control_plane::publish::Publisher;
@@ -45,9 +45,9 @@ fn main() -> ExitCode {
 
 fn run_each(args: &Args) -> anyhow::Result<()> {
     println!(
-        "| services | instances | parse+validate ms | filter compile ms | cold translate+snapshot ms | one-service change ms (median / max) | instance change ms (median / max) | snapshot bytes | RSS MiB |"
+        "| services | instances | parse+validate | filter compile | cold translate+snapshot | prefix edit (median / max) | timeout edit (median / max) | instance change (median / max) | snapshot bytes | RSS MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let me = std::env::current_exe()?;
     for &n in &args.services {
         let status = std::process::Command::new(&me)
@@ -85,6 +85,20 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// This thread's CPU time: what the work cost, whoever else shares the cores (wall time on
+/// a shared machine counts their turns too).
+fn cpu_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+}
+
+/// CPU time of `f`, and its result.
+fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = cpu_now();
+    let out = f();
+    (cpu_now().saturating_sub(start), out)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -104,54 +118,83 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
         rate_limit_service: None,
     };
     let yaml = synthetic_registry(n, instances);
-    let start = Instant::now();
-    let registry = Registry::parse("synthetic", &yaml)?;
-    let parsed = start.elapsed();
+    let (parsed, registry) = timed(|| Registry::parse("synthetic", &yaml));
+    let registry = registry?;
     drop(yaml);
-    let start = Instant::now();
-    stagedoor_control_plane::translate::check(&registry, None)?;
-    let compiled = start.elapsed();
+    let (compiled, checked) = timed(|| stagedoor_control_plane::translate::check(&registry, None));
+    checked?;
 
-    let start = Instant::now();
-    let (mut publisher, rx) = Publisher::new(registry.clone(), options)?;
-    let cold = start.elapsed();
+    let (cold, built) = timed(|| Publisher::new(registry.clone(), options.clone()));
+    let (mut publisher, rx) = built?;
     let bytes: usize = rx.borrow().types.values().flat_map(|t| t.resources.values()).map(|a| a.value.len()).sum();
 
-    // One service edited at a time (a new prefix, then back), as an apply of a registry
-    // that differs in one entry: the registry is already parsed, as after validation.
-    let mut service_times = Vec::new();
-    for k in 0..changes {
+    // One service edited at a time, as an apply of a registry that differs in one entry
+    // (already parsed, as after validation): a new prefix (its routes and its part of the
+    // filter config), or a new timeout (its routes only).
+    let mut edit = |k: usize, change: &dyn Fn(&mut stagedoor_control_plane::registry::ServiceSpec, usize)| {
         let mut edited = registry.clone();
         let name = format!("svc{}", (k * 7919) % n);
         if let Some(svc) = edited.services.get_mut(&name) {
-            svc.routes[0].prefix = format!("/api/v2/{name}-{k}");
+            change(svc, k);
         }
         edited.version = format!("edit-{k}");
-        let start = Instant::now();
-        let changed = publisher.apply(edited)?;
-        service_times.push(start.elapsed());
-        anyhow::ensure!(changed, "an edit of {name} published nothing");
-    }
+        let (took, changed) = timed(|| publisher.apply(edited));
+        anyhow::ensure!(changed?, "an edit of {name} published nothing");
+        Ok(took)
+    };
+    let prefix_times = (0..changes)
+        .map(|k| edit(k, &|svc, k| svc.routes[0].prefix = format!("/api/v2/{}-{k}", svc.name)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let timeout_times = (0..changes)
+        .map(|k| edit(k, &|svc, k| svc.traffic.timeout_ms = Some(20_000 + k as u64)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // One live instance added to one service at a time, as discovery reports it.
     let mut instance_times = Vec::new();
     for k in 0..changes {
         let mut live = LiveInstances::new();
         let name = format!("svc{}", (k * 104_729) % n);
         live.entry(name.clone()).or_default().insert(InstanceSpec { address: address(n + k), port: 4000 });
-        let start = Instant::now();
-        let changed = publisher.set_live_instances(live)?;
-        instance_times.push(start.elapsed());
-        anyhow::ensure!(changed, "an instance change of {name} published nothing");
+        let (took, changed) = timed(|| publisher.set_live_instances(live));
+        anyhow::ensure!(changed?, "an instance change of {name} published nothing");
+        instance_times.push(took);
     }
-    let (service_median, service_max) = median_max(service_times);
+    phases(&publisher, n)?;
+    let (prefix_median, prefix_max) = median_max(prefix_times);
+    let (timeout_median, timeout_max) = median_max(timeout_times);
     let (instance_median, instance_max) = median_max(instance_times);
     println!(
-        "| {n} | {} | {:.1} | {:.1} | {:.1} | {service_median:.2} / {service_max:.2} | {instance_median:.2} / {instance_max:.2} | {bytes} | {:.1} |",
+        "| {n} | {} | {:.1} | {:.1} | {:.1} | {prefix_median:.2} / {prefix_max:.2} | {timeout_median:.2} / {timeout_max:.2} | {instance_median:.2} / {instance_max:.2} | {bytes} | {:.1} |",
         n * instances,
         ms(parsed),
         ms(compiled),
         ms(cold),
         rss_kib() as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Where an instance change's time goes, phase by phase, through the same library calls
+/// `Publisher::set_live_instances` makes (to stderr, for bench/results-scale.md).
+fn phases(publisher: &Publisher, n: usize) -> anyhow::Result<()> {
+    use stagedoor_control_plane::snapshot::Snapshot;
+    use stagedoor_control_plane::translate::translate_incremental;
+    let current = publisher.current();
+    let mut live = publisher.live().clone();
+    live.entry(format!("svc{}", n / 2)).or_default().insert(InstanceSpec { address: address(n + 99), port: 4001 });
+    let registry = publisher.registry();
+    let (translate, translated) = timed(|| translate_incremental(registry, &live, &[], publisher.options(), &current.cache));
+    let (translation, cache) = translated?;
+    let (check, checked) = timed(|| translation.check());
+    checked?;
+    let (snapshot, built) = timed(|| Snapshot::build(translation, cache, &registry.version, "v", Some(&current)));
+    built?;
+    let (origins, _) = timed(|| stagedoor_control_plane::translate::origins::origins(registry, &[]));
+    eprintln!(
+        "{n} services, one instance change: translate {:.2} ms, check {:.2} ms, snapshot (check included) {:.2} ms, origins {:.2} ms",
+        ms(translate),
+        ms(check),
+        ms(snapshot),
+        ms(origins)
     );
     Ok(())
 }

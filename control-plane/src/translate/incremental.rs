@@ -42,7 +42,7 @@ use crate::snapshot::{check_references, InconsistentSnapshot, Names, References}
 /// compares with what an Envoy holds).
 #[derive(Debug, PartialEq)]
 pub struct Encoded {
-    pub any: Any,
+    pub any: Arc<Any>,
     pub hash: String,
 }
 
@@ -50,12 +50,15 @@ impl Encoded {
     fn of<M: Name>(message: &M) -> Arc<Self> {
         let any = to_any(message);
         let hash = crate::hash::short_hash(&any.value);
-        Arc::new(Self { any, hash })
+        Arc::new(Self { any: Arc::new(any), hash })
     }
 }
 
 /// Resources by name, per xDS type.
-pub type EncodedTypes = BTreeMap<&'static str, BTreeMap<String, Arc<Encoded>>>;
+pub type EncodedTypes = BTreeMap<&'static str, Arc<EncodedResources>>;
+
+/// One type's resources by name; shared, whole, with the next translation when unchanged.
+pub type EncodedResources = BTreeMap<String, Arc<Encoded>>;
 
 /// What a translation made: every resource, encoded, and what the snapshot checks them with.
 #[derive(Debug)]
@@ -65,7 +68,7 @@ pub struct Translation {
     listeners: Vec<Listener>,
     /// The names every group of resources refers to: the global resources' first, then
     /// each service's (kept with its pieces).
-    references: Vec<Arc<References>>,
+    references: Arc<Vec<Arc<References>>>,
     /// ECDS name -> the type URL of its config.
     extension_types: BTreeMap<String, String>,
 }
@@ -89,10 +92,30 @@ impl Translation {
 /// The pieces of the previous translation, and what each was made from.
 #[derive(Debug, Clone, Default)]
 pub struct TranslateCache {
-    services: BTreeMap<String, Arc<ServicePieces>>,
-    endpoints: BTreeMap<String, Arc<EndpointPieces>>,
+    services: Arc<BTreeMap<String, Arc<ServicePieces>>>,
+    endpoints: Arc<BTreeMap<String, Arc<EndpointPieces>>>,
     filter: Option<Arc<FilterPieces>>,
     routes: Option<Arc<RoutePieces>>,
+    last: Option<Arc<LastTranslation>>,
+}
+
+/// The whole previous translation, and everything it was made from but the registry's
+/// services' instances: when only live instances changed (what discovery reports), it is
+/// reused as it is but for the endpoints of the services whose instances changed, so an
+/// instance change costs its service, not the registry.
+#[derive(Debug)]
+struct LastTranslation {
+    /// A content hash of the registry (`Registry::version`)...
+    registry_version: String,
+    /// ...which does not cover the keys fetched from JWKS URLs, merged in after parsing.
+    keys: Vec<stagedoor_filter_core::config::KeyConfig>,
+    options: String,
+    retired: Vec<ServiceSpec>,
+    live: LiveInstances,
+    types: EncodedTypes,
+    listeners: Vec<Listener>,
+    references: Arc<Vec<Arc<References>>>,
+    extension_types: BTreeMap<String, String>,
 }
 
 /// The route configuration, and what it was made from: the virtual host's own bytes (all
@@ -152,7 +175,21 @@ pub fn translate_incremental(
     options: &TranslateOptions,
     cache: &TranslateCache,
 ) -> Result<(Translation, TranslateCache), TranslateError> {
+    let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
+    let options_key = format!("{options:?}");
+    if let Some(last) = &cache.last {
+        let same_inputs = last.registry_version == registry.version
+            && last.keys == registry.keys
+            && last.options == options_key
+            && last.retired.len() == retired.len()
+            && last.retired.iter().zip(&retired).all(|(a, b)| a == *b);
+        if same_inputs {
+            return Ok(instances_changed(registry, live, &retired, cache, last));
+        }
+    }
     let mut next = TranslateCache::default();
+    let mut services = BTreeMap::new();
+    let mut endpoint_cache = BTreeMap::new();
     let mut clusters = BTreeMap::new();
     let mut endpoints = BTreeMap::new();
     let mut references = Vec::with_capacity(registry.services.len() + 1);
@@ -160,14 +197,15 @@ pub fn translate_incremental(
         let pieces = service_pieces(svc, registry.upstream_tls.get(name), cache.services.get(name))?;
         clusters.insert(names::cluster(name), pieces.cluster.clone());
         references.push(pieces.references.clone());
-        next.services.insert(name.clone(), pieces);
+        services.insert(name.clone(), pieces);
         let own = endpoint_pieces(svc, live.get(name), cache.endpoints.get(name));
         endpoints.insert(names::cluster(name), own.encoded.clone());
-        next.endpoints.insert(name.clone(), own);
+        endpoint_cache.insert(name.clone(), own);
     }
+    next.services = Arc::new(services);
+    next.endpoints = Arc::new(endpoint_cache);
 
     // The resources every service shares, made whole each time: few and small.
-    let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
     let mut global_clusters: Vec<Cluster> = retired.iter().copied().map(cluster::cluster).collect();
     for svc in &retired {
         endpoints.insert(names::cluster(&svc.name), Encoded::of(&cluster::load_assignment(svc, live.get(&svc.name))));
@@ -192,13 +230,81 @@ pub fn translate_incremental(
     let route_configuration = routes.encoded.clone();
     next.routes = Some(routes);
     let mut types = EncodedTypes::new();
-    types.insert(type_url::CLUSTER, clusters);
-    types.insert(type_url::ENDPOINT, endpoints);
-    types.insert(type_url::LISTENER, listeners.iter().map(|l| (l.name.clone(), Encoded::of(l))).collect());
-    types.insert(type_url::ROUTE, BTreeMap::from([(names::ROUTE_CONFIG.to_owned(), route_configuration)]));
-    types.insert(type_url::EXTENSION_CONFIG, extension_configs);
-    types.insert(type_url::SECRET, edge_tls::secrets(registry).iter().map(|s| (s.name.clone(), Encoded::of(s))).collect());
-    Ok((Translation { types, listeners, references, extension_types }, next))
+    types.insert(type_url::CLUSTER, Arc::new(clusters));
+    types.insert(type_url::ENDPOINT, Arc::new(endpoints));
+    types.insert(type_url::LISTENER, Arc::new(listeners.iter().map(|l| (l.name.clone(), Encoded::of(l))).collect()));
+    types.insert(type_url::ROUTE, Arc::new(BTreeMap::from([(names::ROUTE_CONFIG.to_owned(), route_configuration)])));
+    types.insert(type_url::EXTENSION_CONFIG, Arc::new(extension_configs));
+    types.insert(type_url::SECRET, Arc::new(edge_tls::secrets(registry).iter().map(|s| (s.name.clone(), Encoded::of(s))).collect()));
+    let translation = Translation { types, listeners, references: Arc::new(references), extension_types };
+    next.last = Some(Arc::new(LastTranslation {
+        registry_version: registry.version.clone(),
+        keys: registry.keys.clone(),
+        options: options_key,
+        retired: retired.iter().copied().cloned().collect(),
+        live: live.clone(),
+        types: translation.types.clone(),
+        listeners: translation.listeners.clone(),
+        references: translation.references.clone(),
+        extension_types: translation.extension_types.clone(),
+    }));
+    Ok((translation, next))
+}
+
+/// The previous translation with the endpoints of each service whose live instances
+/// changed made again, and nothing else touched.
+fn instances_changed(
+    registry: &Registry,
+    live: &LiveInstances,
+    retired: &[&ServiceSpec],
+    cache: &TranslateCache,
+    last: &LastTranslation,
+) -> (Translation, TranslateCache) {
+    let changed: BTreeSet<&String> = last
+        .live
+        .iter()
+        .filter(|(name, instances)| live.get(*name) != Some(*instances))
+        .map(|(name, _)| name)
+        .chain(live.iter().filter(|(name, instances)| last.live.get(*name) != Some(*instances)).map(|(name, _)| name))
+        .collect();
+    let mut types = last.types.clone();
+    let mut endpoint_cache = cache.endpoints.clone();
+    if let Some(endpoints) = types.get_mut(type_url::ENDPOINT) {
+        let endpoints = Arc::make_mut(endpoints);
+        for name in changed {
+            if let Some(svc) = registry.services.get(name) {
+                let own = endpoint_pieces(svc, live.get(name), cache.endpoints.get(name));
+                endpoints.insert(names::cluster(name), own.encoded.clone());
+                Arc::make_mut(&mut endpoint_cache).insert(name.clone(), own);
+            } else if let Some(svc) = retired.iter().find(|s| s.name == *name) {
+                endpoints.insert(names::cluster(name), Encoded::of(&cluster::load_assignment(svc, live.get(name))));
+            }
+        }
+    }
+    let translation = Translation {
+        types,
+        listeners: last.listeners.clone(),
+        references: last.references.clone(),
+        extension_types: last.extension_types.clone(),
+    };
+    let next = TranslateCache {
+        services: cache.services.clone(),
+        endpoints: endpoint_cache,
+        filter: cache.filter.clone(),
+        routes: cache.routes.clone(),
+        last: Some(Arc::new(LastTranslation {
+            registry_version: last.registry_version.clone(),
+            keys: last.keys.clone(),
+            options: last.options.clone(),
+            retired: last.retired.clone(),
+            live: live.clone(),
+            types: translation.types.clone(),
+            listeners: last.listeners.clone(),
+            references: last.references.clone(),
+            extension_types: last.extension_types.clone(),
+        })),
+    };
+    (translation, next)
 }
 
 fn service_pieces(
@@ -364,6 +470,6 @@ fn route_pieces(
         hashed.push(b',');
     }
     let hash = crate::hash::short_hash(&hashed);
-    let encoded = Arc::new(Encoded { any: Any { type_url: RouteConfiguration::type_url(), value }, hash });
+    let encoded = Arc::new(Encoded { any: Arc::new(Any { type_url: RouteConfiguration::type_url(), value }), hash });
     Arc::new(RoutePieces { frame, services: pieces, encoded })
 }

@@ -42,12 +42,15 @@ fn service_draw() -> impl Strategy<Value = ServiceDraw> {
 struct State {
     services: BTreeMap<u8, ServiceDraw>,
     live: BTreeMap<u8, u8>,
+    /// The live instances after an instance change that leaves the registry as it is.
+    live_after: BTreeMap<u8, u8>,
     cors: bool,
 }
 
 fn state() -> impl Strategy<Value = State> {
-    (proptest::collection::btree_map(0u8..8, service_draw(), 1..8), proptest::collection::btree_map(0u8..8, 1u8..3, 0..4), any::<bool>())
-        .prop_map(|(services, live, cors)| State { services, live, cors })
+    let live = || proptest::collection::btree_map(0u8..8, 1u8..3, 0..4);
+    (proptest::collection::btree_map(0u8..8, service_draw(), 1..8), live(), live(), any::<bool>())
+        .prop_map(|(services, live, live_after, cors)| State { services, live, live_after, cors })
 }
 
 /// Edits from one state to the next: each service kept, changed, removed or added, and
@@ -107,9 +110,9 @@ fn yaml(state: &State) -> String {
     crate::test_support::registry_yaml(&yaml)
 }
 
-fn live(state: &State) -> LiveInstances {
+fn live(state: &State, drawn: &BTreeMap<u8, u8>) -> LiveInstances {
     let mut live = LiveInstances::new();
-    for (i, count) in &state.live {
+    for (i, count) in drawn {
         if state.services.contains_key(i) {
             let instances = (0..*count).map(|j| InstanceSpec { address: format!("10.1.{i}.{j}"), port: 8080 });
             live.insert(format!("s{i}"), instances.collect());
@@ -157,18 +160,31 @@ proptest! {
         let options = crate::test_support::translate_options(8080);
         let mut cache = TranslateCache::default();
         let mut previous: Option<Registry> = None;
+        let mut snapshot: Option<crate::snapshot::Snapshot> = None;
         for state in &states {
             let registry = Registry::parse("r", &yaml(state)).unwrap();
-            let live = live(state);
             // Removed services are retired: their clusters and endpoints outlive their routes.
             let retired: Vec<_> = previous.iter().flat_map(|p| p.services.values()).collect();
-            let (warm, next) = translate_incremental(&registry, &live, &retired, &options, &cache).unwrap();
-            let (cold, _) = translate_incremental(&registry, &live, &retired, &options, &TranslateCache::default()).unwrap();
-            prop_assert_eq!(contents(&warm.types), contents(&cold.types));
-            warm.check().unwrap();
-            let decoded = translate(&registry, &live, &retired, &options).unwrap();
-            prop_assert_eq!(without_hashes(&warm.types), decoded_bytes(&decoded));
-            cache = next;
+            // A registry edit, then an instance change alone (the path that reuses the rest).
+            for drawn in [&state.live, &state.live_after] {
+                let live = live(state, drawn);
+                let (warm, next) = translate_incremental(&registry, &live, &retired, &options, &cache).unwrap();
+                let (cold, _) = translate_incremental(&registry, &live, &retired, &options, &TranslateCache::default()).unwrap();
+                prop_assert_eq!(contents(&warm.types), contents(&cold.types));
+                warm.check().unwrap();
+                let decoded = translate(&registry, &live, &retired, &options).unwrap();
+                prop_assert_eq!(without_hashes(&warm.types), decoded_bytes(&decoded));
+                cache = next;
+                // And the snapshots: one built on the previous equals one built from nothing.
+                let built = crate::publish::build_snapshot(&registry, &live, &retired, &options, snapshot.as_ref()).unwrap();
+                let fresh = crate::publish::build_snapshot(&registry, &live, &retired, &options, None).unwrap();
+                for (t, typed) in &built.types {
+                    prop_assert_eq!(&typed.resources, &fresh.types[t].resources);
+                    prop_assert_eq!(&typed.hashes, &fresh.types[t].hashes);
+                }
+                prop_assert_eq!(&built.origins, &fresh.origins);
+                snapshot = Some(built);
+            }
             previous = Some(registry);
         }
     }

@@ -43,7 +43,7 @@ use crate::registry::{Registry, ServiceSpec};
 pub use any::to_any;
 pub use check::{check, load_checked, FilterConfigRefused};
 pub use filter_config::filter_config;
-pub use incremental::{translate_incremental, Encoded, EncodedTypes, TranslateCache, Translation};
+pub use incremental::{translate_incremental, Encoded, EncodedResources, EncodedTypes, TranslateCache, Translation};
 pub use rate_limit_global::DOMAIN as RATE_LIMIT_DOMAIN;
 
 /// Deployment facts that are not in the registry: where Envoy listens, where the filter is.
