@@ -110,14 +110,18 @@ def main():
         for name, port in ports.items():
             procs.append(subprocess.Popen([ECHO_BIN, "--port", str(port), "--service", name], stderr=subprocess.DEVNULL))
             wait_port(port)
+        # Envoy and the control plane speak mutual TLS (as bench/push_ack.py sets it up).
+        tls = os.path.join(work, ".stagedoor")
+        subprocess.run([BIN, "certs", "init", "--dir", tls], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([BIN, "certs", "envoy", "--dir", tls, "--node-id", "bench"], check=True, stdout=subprocess.DEVNULL)
         registry = os.path.join(work, "registry.yaml")
         open(registry, "w").write(REGISTRY + filler_services(args.services - 1))
         procs.append(subprocess.Popen([BIN, "serve", "--registry", registry, "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http_port}",
-                                       "--listen", f"127.0.0.1:{gw}", "--wasm", WASM, "--redis", f"redis://127.0.0.1:{redis_port}"],
+                                       "--listen", f"127.0.0.1:{gw}", "--wasm", WASM, "--redis", f"redis://127.0.0.1:{redis_port}", "--tls-dir", tls],
                                       stderr=open(os.path.join(work, "cp.log"), "w")))
         wait_port(http_port)
         bootstrap = open(os.path.join(ROOT, "envoy/bootstrap.yaml")).read()
-        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC"}.items():
+        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC", "TLS_DIR": tls}.items():
             bootstrap = bootstrap.replace("${" + k + "}", str(v))
         open(os.path.join(work, "bootstrap.yaml"), "w").write(bootstrap)
         procs.append(subprocess.Popen(["envoy", "-c", os.path.join(work, "bootstrap.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],
