@@ -7,7 +7,11 @@ one echo to the other: the new instance key is SET (with the pub/sub announcemen
 `stagedoor register` makes) and the old one DELeted, in one round trip; then requests go to
 the gateway until the new echo answers. Reports p50/p90/p99/max over --changes changes.
 
-Usage: bench/instance_latency.py [--changes 100] [--out bench/results-instances.md]
+With --services N the registry has N - 1 more services (5 static instances each, health
+checks off, never requested): the change then goes through a control plane and an Envoy
+holding N clusters.
+
+Usage: bench/instance_latency.py [--changes 100] [--services 1] [--out bench/results-instances.md]
 """
 
 import argparse
@@ -79,9 +83,20 @@ def wait_port(port, timeout=20):
     raise SystemExit(f"nothing listening on {port}")
 
 
+def filler_services(count):
+    """`count` services besides `live`, each with its own prefix and 5 unrequested instances."""
+    lines = []
+    for i in range(count):
+        instances = ", ".join(f"{{ address: 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}, port: {3000 + j} }}" for j in range(5))
+        lines.append(f"  - name: fill{i}\n    routes: [{{ prefix: /fill/{i} }}]\n    instances: [{instances}]\n"
+                     "    traffic: { health_check: { enabled: false } }\n")
+    return "".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--services", type=int, default=1, help="services in the registry, `live` included")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-instances.md"))
     args = ap.parse_args()
     procs = []
@@ -95,19 +110,23 @@ def main():
         for name, port in ports.items():
             procs.append(subprocess.Popen([ECHO_BIN, "--port", str(port), "--service", name], stderr=subprocess.DEVNULL))
             wait_port(port)
+        # Envoy and the control plane speak mutual TLS (as bench/push_ack.py sets it up).
+        tls = os.path.join(work, ".stagedoor")
+        subprocess.run([BIN, "certs", "init", "--dir", tls], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([BIN, "certs", "envoy", "--dir", tls, "--node-id", "bench"], check=True, stdout=subprocess.DEVNULL)
         registry = os.path.join(work, "registry.yaml")
-        open(registry, "w").write(REGISTRY)
+        open(registry, "w").write(REGISTRY + filler_services(args.services - 1))
         procs.append(subprocess.Popen([BIN, "serve", "--registry", registry, "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http_port}",
-                                       "--listen", f"127.0.0.1:{gw}", "--wasm", WASM, "--redis", f"redis://127.0.0.1:{redis_port}"],
+                                       "--listen", f"127.0.0.1:{gw}", "--wasm", WASM, "--redis", f"redis://127.0.0.1:{redis_port}", "--tls-dir", tls],
                                       stderr=open(os.path.join(work, "cp.log"), "w")))
         wait_port(http_port)
         bootstrap = open(os.path.join(ROOT, "envoy/bootstrap.yaml")).read()
-        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC"}.items():
+        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC", "TLS_DIR": tls}.items():
             bootstrap = bootstrap.replace("${" + k + "}", str(v))
         open(os.path.join(work, "bootstrap.yaml"), "w").write(bootstrap)
         procs.append(subprocess.Popen(["envoy", "-c", os.path.join(work, "bootstrap.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],
                                       stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "envoy.log"), "w")))
-        wait_port(gw, 30)
+        wait_port(gw, 30 + args.services // 100)
         redis = Redis(redis_port)
         conn = http.client.HTTPConnection("127.0.0.1", gw, timeout=5)
 
@@ -142,7 +161,7 @@ def main():
         samples.sort()
         pct = lambda p: samples[min(len(samples) - 1, int(len(samples) * p / 100))]
         text = (
-            f"Redis change -> Envoy routing to the new instance, {len(samples)} changes, "
+            f"Redis change -> Envoy routing to the new instance, {args.services} services, {len(samples)} changes, "
             f"{time.strftime('%Y-%m-%d')} on {os.uname().nodename}: "
             f"p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {samples[-1]:.1f} ms, "
             f"mean {statistics.mean(samples):.1f} ms.\n"

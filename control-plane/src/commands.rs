@@ -43,7 +43,10 @@ pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<
     let by_envoy = match envoy {
         Some(e) => {
             let bin = crate::envoy_check::find_envoy(e.envoy_bin.as_deref())?;
-            let said = crate::envoy_check::check(&bin, snapshot.resources(), &snapshot.origins, &wasm_path)
+            // The decoded form of what the snapshot carries (translate() equals the
+            // incremental translation: translate/incremental_tests.rs).
+            let resources = crate::translate::translate(&registry, &registry::LiveInstances::new(), &[], &options)?;
+            let said = crate::envoy_check::check(&bin, &resources, &snapshot.origins, &wasm_path)
                 .map_err(|refused| anyhow::anyhow!("{}: {refused}", file.display()))?;
             format!("; {} --mode validate: {said}", bin.display())
         }

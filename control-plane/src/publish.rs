@@ -11,7 +11,7 @@ use crate::registry::remote_keys::RemoteKeys;
 use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 use crate::snapshot::{InconsistentSnapshot, Snapshot};
-use crate::translate::{translate, TranslateError, TranslateOptions};
+use crate::translate::{translate_incremental, TranslateError, TranslateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -42,14 +42,23 @@ pub fn build_snapshot_with_keys(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
     let merged = crate::registry::remote_keys::with_remote_keys(registry, remote_keys);
-    let resources = translate(&merged, live, retired, options)?;
+    let empty = crate::translate::TranslateCache::default();
+    let cache = previous.map_or(&empty, |p| &p.cache);
+    let (translation, cache) = translate_incremental(&merged, live, retired, options, cache)?;
     let retired_names: Vec<&str> = retired.iter().map(|s| s.name.as_str()).collect();
     let keys_version = crate::hash::short_hash(serde_json::to_string(remote_keys).unwrap_or_default().as_bytes());
     let inputs_version = crate::hash::short_hash(
         format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
     );
-    let mut snapshot = Snapshot::build(resources, &registry.version, &inputs_version, previous)?;
-    snapshot.origins = std::sync::Arc::new(crate::translate::origins::origins(registry, retired));
+    let mut snapshot = Snapshot::build(translation, cache, &registry.version, &inputs_version, previous)?;
+    // Origins follow the registry and the retired services only: an instance or a key
+    // change keeps them (10,000 services are 20,000 entries to make again).
+    let origins_key = crate::hash::short_hash(format!("{}|{retired_names:?}", registry.version).as_bytes());
+    snapshot.origins = match previous {
+        Some(p) if p.origins_key == origins_key => p.origins.clone(),
+        _ => std::sync::Arc::new(crate::translate::origins::origins(registry, retired)),
+    };
+    snapshot.origins_key = origins_key;
     Ok(snapshot)
 }
 
@@ -183,7 +192,7 @@ mod tests {
     }
 
     fn route_names(p: &Publisher) -> Vec<String> {
-        translate(&p.registry, &p.live, &[], &p.options).unwrap().routes[0].virtual_hosts[0]
+        crate::translate::translate(&p.registry, &p.live, &[], &p.options).unwrap().routes[0].virtual_hosts[0]
             .routes
             .iter()
             .map(|r| r.name.clone())

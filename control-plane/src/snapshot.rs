@@ -1,33 +1,53 @@
-//! A snapshot: one consistent set of resources of the five xDS types, each type with its
-//! own version so an unchanged type is never re-sent.
+//! A snapshot: one consistent set of resources of the six xDS types, each type with its
+//! own version so an unchanged type is never re-sent, each resource with its own content
+//! hash so delta xDS sends only the resources that changed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-use envoy_types::pb::envoy::config::listener::v3::filter;
-use envoy_types::pb::envoy::config::route::v3::{route, route_action};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
+use envoy_types::pb::envoy::config::listener::v3::{filter, Listener};
+use envoy_types::pb::envoy::config::route::v3::{route, route_action, Route, RouteConfiguration};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    common_tls_context::ValidationContextType, CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use crate::translate::{to_any, Resources};
 use crate::resources::type_url;
+use crate::translate::{EncodedResources, EncodedTypes, Resources, TranslateCache, Translation};
 
 /// The resources of one xDS type at one version, by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedResources {
     pub version: String,
-    pub resources: BTreeMap<String, Any>,
+    /// Shared with the translation that made them (and the next snapshot, when unchanged).
+    pub resources: BTreeMap<String, Arc<Any>>,
     /// A content hash per resource: what delta xDS compares with what an Envoy holds.
     pub hashes: BTreeMap<String, String>,
 }
 
 impl TypedResources {
-    fn new(version: String, resources: BTreeMap<String, Any>) -> Self {
-        let hashes = resources.iter().map(|(name, any)| (name.clone(), crate::hash::short_hash(&any.value))).collect();
-        Self { version, resources, hashes }
+    /// `typed` (made from `before`) with the resources `now` has and `before` has not the
+    /// same of, and without those `now` lacks: an instance change copies one resource.
+    fn patched(typed: &TypedResources, before: &EncodedResources, now: &EncodedResources, version: &str) -> Self {
+        let mut next = typed.clone();
+        next.version = version.to_owned();
+        next.resources.retain(|name, _| now.contains_key(name));
+        next.hashes.retain(|name, _| now.contains_key(name));
+        for (name, encoded) in now {
+            if before.get(name).is_some_and(|b| Arc::ptr_eq(b, encoded)) {
+                continue;
+            }
+            next.resources.insert(name.clone(), encoded.any.clone());
+            next.hashes.insert(name.clone(), encoded.hash.clone());
+        }
+        next
     }
 }
 
@@ -37,10 +57,17 @@ pub struct Snapshot {
     pub version: String,
     /// The registry version this snapshot was built from.
     pub registry_version: String,
-    pub types: BTreeMap<&'static str, TypedResources>,
+    /// Shared with the next snapshot when a type did not change.
+    pub types: BTreeMap<&'static str, Arc<TypedResources>>,
     /// Which registry entry each resource comes from, for NACKs (set by `build_snapshot`).
     pub origins: std::sync::Arc<crate::translate::origins::Origins>,
-    resources: Resources,
+    /// What the origins were made from (the registry's version and the retired services).
+    pub origins_key: String,
+    /// What the next translation reuses.
+    pub cache: TranslateCache,
+    /// The encoded resources of each type, as the translation made them: the next
+    /// snapshot tells an unchanged resource by pointer.
+    encoded: EncodedTypes,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,107 +91,220 @@ pub enum InconsistentSnapshot {
 }
 
 impl Snapshot {
-    /// The resources as translated (`stagedoor validate --envoy` renders them as a bootstrap).
-    pub fn resources(&self) -> &Resources {
-        &self.resources
-    }
-
-    /// Builds a snapshot from freshly translated resources. `inputs_version` identifies what
-    /// they were made from; a type whose resources equal the previous snapshot's keeps the
-    /// previous version, so it is not pushed again.
+    /// Builds a snapshot from a translation and the cache it left. `inputs_version`
+    /// identifies what it was made from; a type whose resources equal the previous
+    /// snapshot's keeps the previous version (and its resources, shared), so it is not
+    /// pushed again.
     pub fn build(
-        resources: Resources,
+        translation: Translation,
+        cache: TranslateCache,
         registry_version: &str,
         inputs_version: &str,
         previous: Option<&Snapshot>,
     ) -> Result<Self, InconsistentSnapshot> {
-        check_consistent(&resources)?;
-        let version_of = |unchanged: bool, type_url: &str| match previous {
-            Some(prev) if unchanged => prev.types.get(type_url).map(|t| t.version.clone()),
-            _ => None,
+        if !previous.is_some_and(|p| checked_before(&p.encoded, &translation.types)) {
+            translation.check()?;
         }
-        .unwrap_or_else(|| inputs_version.to_owned());
-        let prev = previous.map(|p| &p.resources);
         let mut types = BTreeMap::new();
-        types.insert(
-            type_url::CLUSTER,
-            TypedResources::new(
-                version_of(prev.is_some_and(|p| p.clusters == resources.clusters), type_url::CLUSTER),
-                resources.clusters.iter().map(|c| (c.name.clone(), to_any(c))).collect(),
-            ),
-        );
-        types.insert(
-            type_url::ENDPOINT,
-            TypedResources::new(
-                version_of(prev.is_some_and(|p| p.endpoints == resources.endpoints), type_url::ENDPOINT),
-                resources.endpoints.iter().map(|e| (e.cluster_name.clone(), to_any(e))).collect(),
-            ),
-        );
-        types.insert(
-            type_url::LISTENER,
-            TypedResources::new(
-                version_of(prev.is_some_and(|p| p.listeners == resources.listeners), type_url::LISTENER),
-                resources.listeners.iter().map(|l| (l.name.clone(), to_any(l))).collect(),
-            ),
-        );
-        types.insert(
-            type_url::ROUTE,
-            TypedResources::new(
-                version_of(prev.is_some_and(|p| p.routes == resources.routes), type_url::ROUTE),
-                resources.routes.iter().map(|r| (r.name.clone(), to_any(r))).collect(),
-            ),
-        );
-        types.insert(
-            type_url::EXTENSION_CONFIG,
-            TypedResources::new(
-                version_of(
-                    prev.is_some_and(|p| p.extension_configs == resources.extension_configs),
-                    type_url::EXTENSION_CONFIG,
-                ),
-                resources.extension_configs.iter().map(|e| (e.name.clone(), to_any(e))).collect(),
-            ),
-        );
-        types.insert(
-            type_url::SECRET,
-            TypedResources::new(
-                version_of(prev.is_some_and(|p| p.secrets == resources.secrets), type_url::SECRET),
-                resources.secrets.iter().map(|s| (s.name.clone(), to_any(s))).collect(),
-            ),
-        );
+        for (type_url, encoded) in &translation.types {
+            let previous_type = previous.and_then(|p| Some((p.types.get(type_url)?, p.encoded.get(type_url)?)));
+            let typed = match previous_type {
+                Some((typed, before)) if same_content(before, encoded) => typed.clone(),
+                // Made again from the previous type's: only the changed names are copied.
+                Some((typed, before)) => Arc::new(TypedResources::patched(typed, before, encoded, inputs_version)),
+                _ => Arc::new(TypedResources {
+                    version: inputs_version.to_owned(),
+                    resources: encoded.iter().map(|(name, e)| (name.clone(), e.any.clone())).collect(),
+                    hashes: encoded.iter().map(|(name, e)| (name.clone(), e.hash.clone())).collect(),
+                }),
+            };
+            types.insert(*type_url, typed);
+        }
         let joined: Vec<&str> = types.values().map(|t| t.version.as_str()).collect();
         let version = crate::hash::short_hash(joined.join(",").as_bytes());
-        Ok(Self { version, registry_version: registry_version.to_owned(), types, origins: Default::default(), resources })
+        Ok(Self {
+            version,
+            registry_version: registry_version.to_owned(),
+            types,
+            origins: Default::default(),
+            origins_key: String::new(),
+            cache,
+            encoded: translation.types,
+        })
     }
+}
+
+/// Whether the previous snapshot's consistency check holds for `now` too: every type but
+/// the endpoints is the previous one's (shared, so made by the same translation with the
+/// same references), and the endpoints have the same names (only their instances changed).
+fn checked_before(before: &EncodedTypes, now: &EncodedTypes) -> bool {
+    before.len() == now.len()
+        && before.iter().zip(now).all(|((a_type, a), (b_type, b))| {
+            a_type == b_type && (Arc::ptr_eq(a, b) || (*a_type == type_url::ENDPOINT && a.keys().eq(b.keys())))
+        })
+}
+
+/// The same names with the same content: the same pieces (a pointer compare), or equal
+/// hashes for a piece made again.
+fn same_content(before: &EncodedResources, now: &EncodedResources) -> bool {
+    if std::ptr::eq(before, now) {
+        return true;
+    }
+    before.len() == now.len()
+        && before.iter().zip(now).all(|((a_name, a), (b_name, b))| a_name == b_name && (Arc::ptr_eq(a, b) || a.hash == b.hash))
 }
 
 /// Every name a resource refers to exists in the snapshot, so Envoy never waits on a
 /// resource that will not come, nor routes to a cluster it does not have.
 pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapshot> {
-    let endpoint_names: BTreeSet<&str> = resources.endpoints.iter().map(|e| e.cluster_name.as_str()).collect();
-    let cluster_names: BTreeSet<&str> = resources.clusters.iter().map(|c| c.name.as_str()).collect();
-    let route_names: BTreeSet<&str> = resources.routes.iter().map(|r| r.name.as_str()).collect();
-    let extension_types: BTreeMap<&str, &str> = resources
-        .extension_configs
-        .iter()
-        .map(|e| (e.name.as_str(), e.typed_config.as_ref().map(|a| a.type_url.as_str()).unwrap_or_default()))
-        .collect();
-    for cluster in &resources.clusters {
-        let is_eds = cluster.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
-        if is_eds {
-            let service = cluster
-                .eds_cluster_config
-                .as_ref()
-                .map(|e| if e.service_name.is_empty() { cluster.name.as_str() } else { e.service_name.as_str() })
-                .unwrap_or(cluster.name.as_str());
-            if !endpoint_names.contains(service) {
-                return Err(InconsistentSnapshot::MissingEndpoints {
-                    cluster: cluster.name.clone(),
-                    service: service.to_owned(),
-                });
+    let names = Names {
+        endpoints: resources.endpoints.iter().map(|e| e.cluster_name.as_str()).collect(),
+        clusters: resources.clusters.iter().map(|c| c.name.as_str()).collect(),
+        routes: resources.routes.iter().map(|r| r.name.as_str()).collect(),
+        secrets: resources.secrets.iter().map(|s| s.name.as_str()).collect(),
+        extension_types: resources
+            .extension_configs
+            .iter()
+            .map(|e| (e.name.as_str(), e.typed_config.as_ref().map(|a| a.type_url.as_str()).unwrap_or_default()))
+            .collect(),
+    };
+    let mut references = References::of_clusters(&resources.clusters)?;
+    references.extend(References::of_route_configurations(&resources.routes));
+    references.extend(References::of_listeners(&resources.listeners)?);
+    check_references(&resources.listeners, [&references], &names)
+}
+
+/// The names a snapshot holds, by type: what references are checked against.
+pub struct Names<'a> {
+    pub endpoints: HashSet<&'a str>,
+    pub clusters: HashSet<&'a str>,
+    pub routes: HashSet<&'a str>,
+    pub secrets: HashSet<&'a str>,
+    /// ECDS resource name -> the type URL of its config.
+    pub extension_types: BTreeMap<&'a str, &'a str>,
+}
+
+/// What a group of resources names of other resources: gathered once when the group is
+/// made (incremental translation keeps them with each service's pieces), checked against
+/// every snapshot's [`Names`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct References {
+    /// (cluster, the EDS resource it waits for).
+    endpoints: Vec<(String, String)>,
+    /// (route, the cluster it sends traffic to).
+    clusters: Vec<(String, String)>,
+    /// (owner, a secret it names over SDS).
+    secrets: Vec<(String, String)>,
+}
+
+impl References {
+    pub fn extend(&mut self, other: References) {
+        self.endpoints.extend(other.endpoints);
+        self.clusters.extend(other.clusters);
+        self.secrets.extend(other.secrets);
+    }
+
+    pub fn of_clusters(clusters: &[Cluster]) -> Result<Self, InconsistentSnapshot> {
+        let mut references = Self::default();
+        for cluster in clusters {
+            let is_eds = cluster.cluster_discovery_type == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+            if is_eds {
+                let service = cluster
+                    .eds_cluster_config
+                    .as_ref()
+                    .map(|e| if e.service_name.is_empty() { cluster.name.as_str() } else { e.service_name.as_str() })
+                    .unwrap_or(cluster.name.as_str());
+                references.endpoints.push((cluster.name.clone(), service.to_owned()));
+            }
+            references.secrets_of(format!("cluster {}", cluster.name), cluster.transport_socket.as_ref())?;
+        }
+        Ok(references)
+    }
+
+    pub fn of_route_configurations(routes: &[RouteConfiguration]) -> Self {
+        let each = routes.iter().flat_map(|rc| &rc.virtual_hosts).flat_map(|vh| &vh.routes);
+        Self::of_routes(each)
+    }
+
+    pub fn of_routes<'r>(routes: impl IntoIterator<Item = &'r Route>) -> Self {
+        let mut references = Self::default();
+        for r in routes {
+            if let Some(route::Action::Route(action)) = &r.action {
+                if let Some(route_action::ClusterSpecifier::Cluster(cluster)) = &action.cluster_specifier {
+                    references.clusters.push((r.name.clone(), cluster.clone()));
+                }
             }
         }
+        references
     }
-    for listener in &resources.listeners {
+
+    pub fn of_listeners(listeners: &[Listener]) -> Result<Self, InconsistentSnapshot> {
+        let mut references = Self::default();
+        for listener in listeners {
+            for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
+                references.secrets_of(format!("listener {} chain {}", listener.name, chain.name), chain.transport_socket.as_ref())?;
+            }
+        }
+        Ok(references)
+    }
+
+    /// Secrets named without an SDS source are the bootstrap's static ones (the Envoy's
+    /// own certificate and the CA): only those over SDS must be in the snapshot.
+    fn secrets_of(&mut self, owner: String, socket: Option<&TransportSocket>) -> Result<(), InconsistentSnapshot> {
+        let Some(context) = socket.map(|s| common_tls_context(&owner, s)).transpose()?.flatten() else { return Ok(()) };
+        let validation = match &context.validation_context_type {
+            Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => Some(c),
+            Some(ValidationContextType::CombinedValidationContext(c)) => c.validation_context_sds_secret_config.as_ref(),
+            _ => None,
+        };
+        for config in context.tls_certificate_sds_secret_configs.iter().chain(validation) {
+            if config.sds_config.is_some() {
+                self.secrets.push((owner.clone(), config.name.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn common_tls_context(owner: &str, socket: &TransportSocket) -> Result<Option<CommonTlsContext>, InconsistentSnapshot> {
+    let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else { return Ok(None) };
+    let bad = || InconsistentSnapshot::BadTlsContext { owner: owner.to_owned() };
+    match any.type_url.as_str() {
+        type_url::DOWNSTREAM_TLS_CONTEXT => Ok(DownstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context),
+        type_url::UPSTREAM_TLS_CONTEXT => Ok(UpstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context),
+        _ => Ok(None),
+    }
+}
+
+/// Checks every group of references, and the listeners' own (RDS and ECDS, which only
+/// listeners make), against the snapshot's names: EDS first, then listeners, routes and
+/// secrets, so the first fault reported is the one Envoy would stall on first.
+pub fn check_references<'r>(
+    listeners: &[Listener],
+    groups: impl IntoIterator<Item = &'r References> + Clone,
+    names: &Names<'_>,
+) -> Result<(), InconsistentSnapshot> {
+    for references in groups.clone() {
+        if let Some((cluster, service)) = references.endpoints.iter().find(|(_, s)| !names.endpoints.contains(s.as_str())) {
+            return Err(InconsistentSnapshot::MissingEndpoints { cluster: cluster.clone(), service: service.clone() });
+        }
+    }
+    check_listeners(listeners, names)?;
+    for references in groups.clone() {
+        if let Some((route, cluster)) = references.clusters.iter().find(|(_, c)| !names.clusters.contains(c.as_str())) {
+            return Err(InconsistentSnapshot::MissingCluster { route: route.clone(), cluster: cluster.clone() });
+        }
+    }
+    for references in groups {
+        if let Some((owner, secret)) = references.secrets.iter().find(|(_, s)| !names.secrets.contains(s.as_str())) {
+            return Err(InconsistentSnapshot::MissingSecret { owner: owner.clone(), secret: secret.clone() });
+        }
+    }
+    Ok(())
+}
+
+fn check_listeners(listeners: &[Listener], names: &Names<'_>) -> Result<(), InconsistentSnapshot> {
+    for listener in listeners {
         for chain in &listener.filter_chains {
             for f in &chain.filters {
                 let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else { continue };
@@ -174,62 +314,16 @@ pub fn check_consistent(resources: &Resources) -> Result<(), InconsistentSnapsho
                 let hcm = HttpConnectionManager::decode(any.value.as_slice())
                     .map_err(|_| InconsistentSnapshot::BadListener { listener: listener.name.clone() })?;
                 if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
-                    if !route_names.contains(rds.route_config_name.as_str()) {
+                    if !names.routes.contains(rds.route_config_name.as_str()) {
                         return Err(InconsistentSnapshot::MissingRouteConfig {
                             listener: listener.name.clone(),
                             route_config: rds.route_config_name.clone(),
                         });
                     }
                 }
-                check_discovered_filters(&listener.name, &hcm, &extension_types)?;
+                check_discovered_filters(&listener.name, &hcm, &names.extension_types)?;
             }
         }
-    }
-    check_routes(resources, &cluster_names)?;
-    check_secrets(resources)
-}
-
-/// A listener or cluster naming a secret over SDS warms until the secret comes: every such
-/// name must be in the snapshot. Secrets named without an SDS source are the bootstrap's
-/// static ones (the Envoy's own certificate and the CA).
-fn check_secrets(resources: &Resources) -> Result<(), InconsistentSnapshot> {
-    use envoy_types::pb::envoy::config::core::v3::{transport_socket, TransportSocket};
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-        common_tls_context::ValidationContextType, CommonTlsContext, DownstreamTlsContext, UpstreamTlsContext,
-    };
-    let secret_names: BTreeSet<&str> = resources.secrets.iter().map(|s| s.name.as_str()).collect();
-    let common = |owner: &str, socket: &TransportSocket| -> Result<Option<CommonTlsContext>, InconsistentSnapshot> {
-        let Some(transport_socket::ConfigType::TypedConfig(any)) = &socket.config_type else { return Ok(None) };
-        let bad = || InconsistentSnapshot::BadTlsContext { owner: owner.to_owned() };
-        match any.type_url.as_str() {
-            type_url::DOWNSTREAM_TLS_CONTEXT => {
-                Ok(DownstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context)
-            }
-            type_url::UPSTREAM_TLS_CONTEXT => Ok(UpstreamTlsContext::decode(any.value.as_slice()).map_err(|_| bad())?.common_tls_context),
-            _ => Ok(None),
-        }
-    };
-    let check = |owner: String, socket: Option<&TransportSocket>| -> Result<(), InconsistentSnapshot> {
-        let Some(context) = socket.map(|s| common(&owner, s)).transpose()?.flatten() else { return Ok(()) };
-        let validation = match &context.validation_context_type {
-            Some(ValidationContextType::ValidationContextSdsSecretConfig(c)) => Some(c),
-            Some(ValidationContextType::CombinedValidationContext(c)) => c.validation_context_sds_secret_config.as_ref(),
-            _ => None,
-        };
-        for config in context.tls_certificate_sds_secret_configs.iter().chain(validation) {
-            if config.sds_config.is_some() && !secret_names.contains(config.name.as_str()) {
-                return Err(InconsistentSnapshot::MissingSecret { owner, secret: config.name.clone() });
-            }
-        }
-        Ok(())
-    };
-    for listener in &resources.listeners {
-        for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
-            check(format!("listener {} chain {}", listener.name, chain.name), chain.transport_socket.as_ref())?;
-        }
-    }
-    for cluster in &resources.clusters {
-        check(format!("cluster {}", cluster.name), cluster.transport_socket.as_ref())?;
     }
     Ok(())
 }
@@ -253,26 +347,6 @@ fn check_discovered_filters(
                 accepted: source.type_urls.clone(),
                 found: (*found).to_owned(),
             });
-        }
-    }
-    Ok(())
-}
-
-fn check_routes(resources: &Resources, cluster_names: &BTreeSet<&str>) -> Result<(), InconsistentSnapshot> {
-    for rc in &resources.routes {
-        for vh in &rc.virtual_hosts {
-            for r in &vh.routes {
-                if let Some(route::Action::Route(action)) = &r.action {
-                    if let Some(route_action::ClusterSpecifier::Cluster(cluster)) = &action.cluster_specifier {
-                        if !cluster_names.contains(cluster.as_str()) {
-                            return Err(InconsistentSnapshot::MissingCluster {
-                                route: r.name.clone(),
-                                cluster: cluster.clone(),
-                            });
-                        }
-                    }
-                }
-            }
         }
     }
     Ok(())

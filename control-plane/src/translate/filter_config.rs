@@ -8,30 +8,37 @@ use stagedoor_filter_core::config::{
 use stagedoor_filter_core::signature::{ReplayConfig, SignedRequestsConfig};
 use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 
-use crate::registry::Registry;
+use crate::registry::{Registry, ServiceSpec};
 
 /// The config's version is a hash of its own content, not the registry's: an instance
 /// change must not reload the filter in every Envoy.
 pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) -> FilterConfig {
-    let mut config = FilterConfig {
+    with_services(global_filter_config(registry, revocation), registry.services.values().map(service_config).collect())
+}
+
+/// One service's part of the filter config: what the filter needs to judge its requests.
+pub fn service_config(svc: &ServiceSpec) -> ServiceConfig {
+    ServiceConfig {
+        name: svc.name.clone(),
+        prefixes: svc.routes.iter().map(|r| r.prefix.clone()).collect(),
+        public_paths: svc.public_paths.clone(),
+        rules: svc.rules.clone(),
+        request_headers: svc.request_headers.clone(),
+        unmatched: svc.unmatched,
+        validation: svc.validation.clone(),
+        require_signatures: svc.require_signatures,
+        signed_routes: svc.signed_routes.clone(),
+        rbac_shadow: svc.rbac_shadow,
+    }
+}
+
+/// Everything of the filter config but the registry's services (the token endpoint's
+/// service is a global one) and the version: what incremental translation compares to
+/// know whether the filter config may be reused.
+pub fn global_filter_config(registry: &Registry, revocation: Option<RevocationConfig>) -> FilterConfig {
+    FilterConfig {
         config_version: String::new(),
-        services: registry
-            .services
-            .values()
-            .map(|svc| ServiceConfig {
-                name: svc.name.clone(),
-                prefixes: svc.routes.iter().map(|r| r.prefix.clone()).collect(),
-                public_paths: svc.public_paths.clone(),
-                rules: svc.rules.clone(),
-                request_headers: svc.request_headers.clone(),
-                unmatched: svc.unmatched,
-                validation: svc.validation.clone(),
-                require_signatures: svc.require_signatures,
-                signed_routes: svc.signed_routes.clone(),
-                rbac_shadow: svc.rbac_shadow,
-            })
-            .chain(registry.token_endpoint.as_ref().map(|_| token_endpoint_service()))
-            .collect(),
+        services: registry.token_endpoint.as_ref().map(|_| token_endpoint_service()).into_iter().collect(),
         auth: AuthConfig {
             issuer: registry.auth.issuer.clone(),
             audience: registry.auth.audience.clone(),
@@ -52,7 +59,13 @@ pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) 
         }),
         composites: registry.composites.clone(),
         response_cache: registry.response_cache.clone(),
-    };
+    }
+}
+
+/// The registry's services ahead of the global ones, and the version of the whole.
+pub fn with_services(globals: FilterConfig, mut services: Vec<ServiceConfig>) -> FilterConfig {
+    services.extend(globals.services);
+    let mut config = FilterConfig { services, ..globals };
     config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
     config
 }

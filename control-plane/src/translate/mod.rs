@@ -9,6 +9,9 @@ mod cors;
 mod edge_tls;
 mod extension_config;
 mod filter_config;
+mod incremental;
+#[cfg(test)]
+mod incremental_tests;
 mod listener;
 mod local_reply;
 mod rate_limit;
@@ -34,14 +37,13 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 
-use stagedoor_filter_core::config::RevocationConfig;
-
 use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
 
 pub use any::to_any;
 pub use check::{check, load_checked, FilterConfigRefused};
 pub use filter_config::filter_config;
+pub use incremental::{translate_incremental, Encoded, EncodedResources, EncodedTypes, TranslateCache, Translation};
 pub use rate_limit_global::DOMAIN as RATE_LIMIT_DOMAIN;
 
 /// Deployment facts that are not in the registry: where Envoy listens, where the filter is.
@@ -77,29 +79,27 @@ pub struct Resources {
 pub enum TranslateError {
     #[error("filter config refused: {0}")]
     FilterConfig(#[from] FilterConfigRefused),
+    #[error("snapshot would be inconsistent: {0}")]
+    Inconsistent(#[from] crate::snapshot::InconsistentSnapshot),
 }
 
 /// `live` adds instances registered in Redis to each service's static ones. `retired`
 /// services were just removed from the registry: their routes are gone but their clusters
 /// stay a little longer, so no request already routed to one finds it missing.
+///
+/// The decoded form of what [`translate_incremental`] makes (which `serve` runs): for
+/// tests and tools that read the resources.
 pub fn translate(
     registry: &Registry,
     live: &LiveInstances,
     retired: &[&ServiceSpec],
     options: &TranslateOptions,
 ) -> Result<Resources, TranslateError> {
-    let revocation = options.control_plane_http.as_ref().map(|_| RevocationConfig {
-        cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
-        authority: String::from("stagedoor-control-plane"),
-        path: String::from(names::REVOCATION_FEED_PATH),
-        poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
-        wait_ms: stagedoor_filter_core::feed_poll::DEFAULT_WAIT_MS,
-    });
     // Check before publish: the control plane refuses what the filter would, and keeps
     // the last good snapshot.
-    let config = check(registry, revocation)?;
+    let config = check(registry, incremental::revocation(options))?;
     let retired: Vec<&ServiceSpec> = retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)).collect();
-    let mut clusters: Vec<_> = registry
+    let clusters = registry
         .services
         .values()
         .map(|svc| {
@@ -109,18 +109,8 @@ pub fn translate(
         })
         // A retired service's cluster has no TLS secret any more: it lives only seconds.
         .chain(retired.iter().copied().map(cluster::cluster))
+        .chain(global_clusters(registry, options))
         .collect();
-    if let Some((host, port)) = &options.control_plane_http {
-        clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
-    }
-    if let Some(endpoint) = &registry.token_endpoint {
-        clusters.push(cluster::token_endpoint(&endpoint.address, endpoint.port, options.control_plane_tls));
-    }
-    // Signed requests spend each signature once in the RateLimitService (the filter's replay
-    // check), so they need its cluster even without global limits.
-    if registry.global_rate_limits.is_some() || registry.signed_requests.is_some() {
-        clusters.push(rate_limit_global::cluster(options.rate_limit_service.as_ref(), options.control_plane_tls));
-    }
     Ok(Resources {
         clusters,
         endpoints: registry
@@ -134,6 +124,24 @@ pub fn translate(
         extension_configs: vec![extension_config::stagedoor_filter_config(options, &config)],
         secrets: edge_tls::secrets(registry),
     })
+}
+
+/// The clusters that are not a service's: the control plane's, the token endpoint's, the
+/// RateLimitService's.
+fn global_clusters(registry: &Registry, options: &TranslateOptions) -> Vec<Cluster> {
+    let mut clusters = Vec::new();
+    if let Some((host, port)) = &options.control_plane_http {
+        clusters.push(cluster::control_plane(host, *port, options.control_plane_tls));
+    }
+    if let Some(endpoint) = &registry.token_endpoint {
+        clusters.push(cluster::token_endpoint(&endpoint.address, endpoint.port, options.control_plane_tls));
+    }
+    // Signed requests spend each signature once in the RateLimitService (the filter's replay
+    // check), so they need its cluster even without global limits.
+    if registry.global_rate_limits.is_some() || registry.signed_requests.is_some() {
+        clusters.push(rate_limit_global::cluster(options.rate_limit_service.as_ref(), options.control_plane_tls));
+    }
+    clusters
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 use crate::registry::{Registry, ServiceSpec};
 
 /// One place traffic for a prefix goes, with the policy that applies there.
-struct Target<'a> {
-    prefix: String,
+pub struct Target<'a> {
+    pub prefix: String,
     upstream_prefix: Option<String>,
     service: &'a ServiceSpec,
     traffic: Traffic,
@@ -32,63 +32,89 @@ struct Target<'a> {
 }
 
 pub fn route_configuration(registry: &Registry, cors: Option<Any>) -> RouteConfiguration {
-    let mut targets: Vec<Target<'_>> = Vec::new();
-    for svc in registry.services.values() {
-        let traffic = svc.traffic.resolve(&svc.name);
-        for route in &svc.routes {
-            targets.push(Target {
-                prefix: route.prefix.clone(),
-                upstream_prefix: route.upstream_prefix.clone(),
-                service: svc,
-                traffic: traffic.clone(),
-                timeout_ms: traffic.timeout_ms,
-                caches: caches_under(registry, &route.prefix),
-            });
-            // Per-prefix timeout overrides become more specific routes of their own.
-            for rt in traffic.route_timeouts.iter().filter(|rt| is_under_prefix(&rt.prefix, &route.prefix)) {
-                targets.push(Target {
-                    prefix: rt.prefix.clone(),
-                    upstream_prefix: route
-                        .upstream_prefix
-                        .as_ref()
-                        .map(|up| format!("{up}{}", &rt.prefix[route.prefix.len()..])),
-                    service: svc,
-                    traffic: traffic.clone(),
-                    timeout_ms: rt.timeout_ms,
-                    caches: caches_under(registry, &rt.prefix),
-                });
-            }
-        }
-    }
-    targets.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()).then_with(|| a.prefix.cmp(&b.prefix)));
-
-    let mut routes = vec![health_route()];
-    // Ahead of every service: the auth service's prefix covers these paths too.
-    if registry.token_endpoint.is_some() {
-        routes.extend([REFRESH_PATH, LOGOUT_PATH].map(token_endpoint_route));
-    }
+    let cached = cached_paths(registry);
+    let mut targets: Vec<Target<'_>> = registry.services.values().flat_map(|svc| targets(svc, &cached)).collect();
+    sort_targets(&mut targets, |t| &t.prefix);
+    let mut routes = gateway_routes(registry);
     routes.extend(targets.iter().flat_map(service_routes));
     RouteConfiguration {
         name: names::ROUTE_CONFIG.to_owned(),
-        virtual_hosts: vec![VirtualHost {
-            name: names::VIRTUAL_HOST.to_owned(),
-            domains: vec![String::from("*")],
-            routes,
-            // Set by Envoy from what it saw, replacing any client copy (the filter removes
-            // those too): cheaper here than as host calls from the filter.
-            request_headers_to_add: vec![
-                overwrite("x-gateway-forwarded", "true"),
-                overwrite("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
-            ],
-            typed_per_filter_config: stable_map(cors.map(|c| (String::from(names::CORS_FILTER), c))),
-            ..Default::default()
-        }],
+        virtual_hosts: vec![VirtualHost { routes, ..virtual_host(cors) }],
         ..Default::default()
     }
 }
 
-fn caches_under(registry: &Registry, prefix: &str) -> bool {
-    registry.response_cache.iter().any(|cached| is_under_prefix(&cached.path, prefix))
+/// Longest prefix first, because Envoy takes the first match; stable, so equal prefixes
+/// keep the services' order.
+pub fn sort_targets<T>(targets: &mut [T], prefix: impl Fn(&T) -> &str) {
+    targets.sort_by(|a, b| {
+        let (a, b) = (prefix(a), prefix(b));
+        b.len().cmp(&a.len()).then_with(|| a.cmp(b))
+    });
+}
+
+/// The places one service's traffic goes: each of its routes, and each per-prefix timeout
+/// override under one of them.
+///
+/// `cached_paths`: the registry's cached paths (`response_cache[].path`); a target with one
+/// under its prefix may answer `X-Cache: BYPASS`.
+pub fn targets<'a>(svc: &'a ServiceSpec, cached_paths: &[&str]) -> Vec<Target<'a>> {
+    let caches_under = |prefix: &str| cached_paths.iter().any(|path| is_under_prefix(path, prefix));
+    let mut targets = Vec::new();
+    let traffic = svc.traffic.resolve(&svc.name);
+    for route in &svc.routes {
+        targets.push(Target {
+            prefix: route.prefix.clone(),
+            upstream_prefix: route.upstream_prefix.clone(),
+            service: svc,
+            traffic: traffic.clone(),
+            timeout_ms: traffic.timeout_ms,
+            caches: caches_under(&route.prefix),
+        });
+        // Per-prefix timeout overrides become more specific routes of their own.
+        for rt in traffic.route_timeouts.iter().filter(|rt| is_under_prefix(&rt.prefix, &route.prefix)) {
+            targets.push(Target {
+                prefix: rt.prefix.clone(),
+                upstream_prefix: route.upstream_prefix.as_ref().map(|up| format!("{up}{}", &rt.prefix[route.prefix.len()..])),
+                service: svc,
+                traffic: traffic.clone(),
+                timeout_ms: rt.timeout_ms,
+                caches: caches_under(&rt.prefix),
+            });
+        }
+    }
+    targets
+}
+
+/// The routes ahead of every service's: `/health`, and the token endpoint's (the auth
+/// service's prefix covers these paths too).
+pub fn gateway_routes(registry: &Registry) -> Vec<Route> {
+    let mut routes = vec![health_route()];
+    if registry.token_endpoint.is_some() {
+        routes.extend([REFRESH_PATH, LOGOUT_PATH].map(token_endpoint_route));
+    }
+    routes
+}
+
+/// The one virtual host, without its routes.
+pub fn virtual_host(cors: Option<Any>) -> VirtualHost {
+    VirtualHost {
+        name: names::VIRTUAL_HOST.to_owned(),
+        domains: vec![String::from("*")],
+        // Set by Envoy from what it saw, replacing any client copy (the filter removes
+        // those too): cheaper here than as host calls from the filter.
+        request_headers_to_add: vec![
+            overwrite("x-gateway-forwarded", "true"),
+            overwrite("x-original-ip", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        ],
+        typed_per_filter_config: stable_map(cors.map(|c| (String::from(names::CORS_FILTER), c))),
+        ..Default::default()
+    }
+}
+
+/// The registry's cached paths (`response_cache[].path`), for [`targets`].
+pub fn cached_paths(registry: &Registry) -> Vec<&str> {
+    registry.response_cache.iter().map(|cached| cached.path.as_str()).collect()
 }
 
 /// `X-Cache: BYPASS` on an answer of a request the filter let go upstream on a cached
@@ -115,7 +141,7 @@ const IDEMPOTENT_METHODS: &str = "GET|HEAD|OPTIONS|PUT|DELETE|TRACE";
 /// (fast by default; the original's 1 s one made a dead instance answer 504 after the whole
 /// timeout), the last makes one fast retry, since its request never reached an upstream
 /// there would be a reason to spare.
-fn service_routes(target: &Target<'_>) -> Vec<Route> {
+pub fn service_routes(target: &Target<'_>) -> Vec<Route> {
     let idempotency_key = HeaderMatcher {
         name: String::from("idempotency-key"),
         header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::PresentMatch(true)),

@@ -80,7 +80,7 @@ fn resource_config(
     // The content is known only when what Envoy ACKed is what the snapshot holds.
     let current = typed.is_some_and(|t| t.version == acked);
     if with_contents && current && client_status == ClientResourceStatus::Acked {
-        config.xds_config = typed.and_then(|t| t.resources.get(name)).cloned();
+        config.xds_config = typed.and_then(|t| t.resources.get(name)).map(|any| (**any).clone());
     }
     config
 }

@@ -159,7 +159,7 @@ impl DeltaStream {
             let is_new = state.sent.get(name) != Some(&hash);
             if is_new || state.rejected.get(name) == Some(&hash) {
                 changed |= is_new;
-                resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some(any.clone()), ..Default::default() });
+                resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some((**any).clone()), ..Default::default() });
                 now_sent.push((name.clone(), hash));
             }
         }

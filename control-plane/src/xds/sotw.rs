@@ -121,7 +121,7 @@ impl SotwStream {
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
         let wanted = |name: &String| state.names.is_empty() || state.names.contains("*") || state.names.contains(name);
-        let resources = typed.resources.iter().filter(|(name, _)| wanted(name)).map(|(_, any)| any.clone()).collect();
+        let resources = typed.resources.iter().filter(|(name, _)| wanted(name)).map(|(_, any)| (**any).clone()).collect();
         state.sent_names = typed.resources.keys().filter(|name| wanted(name)).cloned().collect();
         state.sent_version = Some(typed.version.clone());
         state.sent_nonce = Some(nonce.clone());
