@@ -24,6 +24,7 @@ pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config_dump_diff;
+pub mod consistency;
 pub mod dashboard;
 pub mod diff;
 pub mod discovery;

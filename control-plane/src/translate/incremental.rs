@@ -36,7 +36,7 @@ use super::{TranslateError, TranslateOptions};
 use crate::registry::edge::UpstreamTls;
 use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec};
 use crate::resources::type_url;
-use crate::snapshot::{check_references, InconsistentSnapshot, Names, References};
+use crate::consistency::{check_references, InconsistentSnapshot, Names, References};
 
 /// One resource as it goes out: encoded once, with its content hash (what delta xDS
 /// compares with what an Envoy holds).

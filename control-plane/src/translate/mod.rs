@@ -80,7 +80,7 @@ pub enum TranslateError {
     #[error("filter config refused: {0}")]
     FilterConfig(#[from] FilterConfigRefused),
     #[error("snapshot would be inconsistent: {0}")]
-    Inconsistent(#[from] crate::snapshot::InconsistentSnapshot),
+    Inconsistent(#[from] crate::consistency::InconsistentSnapshot),
 }
 
 /// `live` adds instances registered in Redis to each service's static ones. `retired`
