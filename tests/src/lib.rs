@@ -10,5 +10,6 @@ pub mod raw;
 pub mod redis;
 pub mod sentinel;
 pub mod stack;
+pub mod status_cli;
 
 pub use stack::{Stack, StackOptions};

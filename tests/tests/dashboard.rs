@@ -14,6 +14,7 @@ use serde_json::Value;
 use stagedoor_e2e::browser::{require_chromium, spki_sha256_base64, Browser};
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::status_cli::envoy;
 use stagedoor_e2e::{Stack, StackOptions};
 
 const READ_TOKEN: &str = "dashboard-reader-secret";
@@ -37,10 +38,6 @@ fn tokens_file(dir: &std::path::Path) -> PathBuf {
     let digest = hex::encode(sha2::Sha256::digest(READ_TOKEN.as_bytes()));
     std::fs::write(&path, format!("tokens:\n  - {{ name: dashboard, sha256: {digest}, scopes: [read] }}\n")).unwrap();
     path
-}
-
-fn envoy<'a>(status: &'a Value, node: &str) -> &'a Value {
-    status["envoys"].as_array().and_then(|e| e.iter().find(|e| e["node_id"] == node)).unwrap_or(&Value::Null)
 }
 
 /// Every table of the page as rendered: its heading, and each row's cells (text, class).

@@ -6,18 +6,14 @@
 //! with Envoy's message and the service and field on that node, SYNCED on the other; the
 //! next valid edit clears it.
 
-use std::process::Output;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
-use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ClientStatusResponse, ConfigStatus};
-use serde_json::Value;
+use envoy_types::pb::envoy::service::status::v3::ConfigStatus;
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::status_cli::{csds, csds_cluster, envoy, status, status_json, text};
 use stagedoor_e2e::{Stack, StackOptions};
-
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
 fn registry() -> String {
     auth_yaml()
@@ -27,39 +23,6 @@ services:
     routes: [{ prefix: /api/v1/venues }]
     instances: [{ address: 127.0.0.1, port: 1 }]
 "#
-}
-
-fn status(stack: &Stack, args: &[&str]) -> Output {
-    stack.cli().arg("status").args(args).output().expect("run stagedoor status")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn status_json(stack: &Stack) -> Value {
-    let out = status(stack, &["-o", "json"]);
-    assert!(out.status.success(), "status -o json: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status -o json prints JSON")
-}
-
-fn envoy<'a>(status: &'a Value, node: &str) -> &'a Value {
-    status["envoys"].as_array().and_then(|e| e.iter().find(|e| e["node_id"] == node)).unwrap_or(&Value::Null)
-}
-
-fn csds(stack: &Stack, certificate: Option<&str>) -> Result<ClientStatusResponse, tonic::Status> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let channel = stack.grpc_channel(certificate).await;
-        ClientStatusDiscoveryServiceClient::new(channel).fetch_client_status(ClientStatusRequest::default()).await.map(|r| r.into_inner())
-    })
-}
-
-/// The CSDS entry of cluster `name` on `node`.
-fn csds_cluster(response: &ClientStatusResponse, node: &str, name: &str) -> (i32, i32, String, String) {
-    let config = response.config.iter().find(|c| c.node.as_ref().is_some_and(|n| n.id == node)).expect("the node in CSDS");
-    let cluster = config.generic_xds_configs.iter().find(|g| g.type_url == CLUSTER_TYPE && g.name == name).expect("the cluster in CSDS");
-    let details = cluster.error_state.as_ref().map(|e| e.details.clone()).unwrap_or_default();
-    (cluster.config_status, cluster.client_status, cluster.version_info.clone(), details)
 }
 
 #[test]

@@ -5,18 +5,14 @@
 //! cluster), shown NACKED with Envoy's message and the service and field in `stagedoor
 //! status` and in CSDS, on that node only; the next valid edit clears it.
 
-use std::process::Output;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
-use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ClientStatusResponse, ConfigStatus};
-use serde_json::Value;
+use envoy_types::pb::envoy::service::status::v3::ConfigStatus;
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::status_cli::{csds, csds_cluster, envoy, status, status_json, text};
 use stagedoor_e2e::{Stack, StackOptions};
-
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
 fn registry() -> String {
     auth_yaml()
@@ -29,38 +25,6 @@ services:
     routes: [{ prefix: /api/v1/plain }]
     instances: [{ address: 127.0.0.1, port: 1 }]
 "#
-}
-
-fn status(stack: &Stack, args: &[&str]) -> Output {
-    stack.cli().arg("status").args(args).output().expect("run stagedoor status")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn status_json(stack: &Stack) -> Value {
-    let out = status(stack, &["-o", "json"]);
-    assert!(out.status.success(), "status -o json: {}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("status -o json prints JSON")
-}
-
-fn envoy<'a>(status: &'a Value, node: &str) -> &'a Value {
-    status["envoys"].as_array().and_then(|e| e.iter().find(|e| e["node_id"] == node)).unwrap_or(&Value::Null)
-}
-
-fn csds(stack: &Stack) -> ClientStatusResponse {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-        let channel = stack.grpc_channel(Some("operator")).await;
-        ClientStatusDiscoveryServiceClient::new(channel).fetch_client_status(ClientStatusRequest::default()).await.unwrap().into_inner()
-    })
-}
-
-/// (config status, client status) of cluster `name` on `node` in CSDS.
-fn csds_cluster(response: &ClientStatusResponse, node: &str, name: &str) -> (i32, i32) {
-    let config = response.config.iter().find(|c| c.node.as_ref().is_some_and(|n| n.id == node)).expect("the node in CSDS");
-    let cluster = config.generic_xds_configs.iter().find(|g| g.type_url == CLUSTER_TYPE && g.name == name).expect("the cluster in CSDS");
-    (cluster.config_status, cluster.client_status)
 }
 
 #[test]
@@ -104,9 +68,11 @@ fn a_delta_envoy_nacking_one_cluster_shows_it_nacked_per_resource_on_that_node_o
     assert!(bad_row.contains("NACKED") && bad_row.contains("svc_venue (service venue, traffic.load_balancing)"), "{bad_row}");
     assert!(!good_row.contains("NACKED"), "{good_row}");
 
-    let response = csds(&stack);
-    assert_eq!(csds_cluster(&response, &bad, "svc_venue"), (ConfigStatus::Error as i32, ClientResourceStatus::Nacked as i32));
-    assert_eq!(csds_cluster(&response, &good, "svc_venue"), (ConfigStatus::Synced as i32, ClientResourceStatus::Acked as i32));
+    let response = csds(&stack, Some("operator")).expect("CSDS answers the operator");
+    let (config, client, ..) = csds_cluster(&response, &bad, "svc_venue");
+    assert_eq!((config, client), (ConfigStatus::Error as i32, ClientResourceStatus::Nacked as i32));
+    let (config, client, ..) = csds_cluster(&response, &good, "svc_venue");
+    assert_eq!((config, client), (ConfigStatus::Synced as i32, ClientResourceStatus::Acked as i32));
 
     let nacked_snapshot = json["snapshot_version"].clone();
     stack.write_registry(&original);
@@ -119,5 +85,5 @@ fn a_delta_envoy_nacking_one_cluster_shows_it_nacked_per_resource_on_that_node_o
     assert_eq!(cds["state"], "SYNCED", "{json:#}");
     assert!(cds["rejected"].is_null(), "a later ACK clears the rejection: {json:#}");
     assert_eq!(cds["last_nack"]["detail"], detail.as_str(), "the last NACK stays on record");
-    assert_eq!(csds_cluster(&csds(&stack), &bad, "svc_venue").0, ConfigStatus::Synced as i32);
+    assert_eq!(csds_cluster(&csds(&stack, Some("operator")).expect("CSDS answers"), &bad, "svc_venue").0, ConfigStatus::Synced as i32);
 }

@@ -4,21 +4,13 @@
 //! keeps its last good cluster, which is what it ACKed). The differences themselves are
 //! unit-tested (config_dump_diff_tests.rs): no real Envoy runs what it did not ACK.
 
-use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
 use stagedoor_e2e::fixtures::auth_yaml;
 use stagedoor_e2e::stack::time_until;
+use stagedoor_e2e::status_cli::{status, text};
 use stagedoor_e2e::{Stack, StackOptions};
-
-fn status(stack: &Stack, args: &[&str]) -> Output {
-    stack.cli().arg("status").args(args).output().expect("run stagedoor status")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn envoy_json(stack: &Stack, node: &str) -> Value {
     let out = status(stack, &["-o", "json"]);
