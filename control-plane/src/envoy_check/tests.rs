@@ -23,6 +23,25 @@ fn options() -> TranslateOptions {
     }
 }
 
+/// Service `venue` (with a health check) and a second one: translated, and where each
+/// resource comes from.
+fn venue_and(second: &str) -> (Resources, crate::translate::origins::Origins) {
+    let yaml = crate::test_support::registry_yaml(&format!(
+        "services:
+  - name: venue
+    routes: [{{prefix: /api/v1/venues}}]
+    instances: [{{address: 127.0.0.1, port: 9000}}]
+    traffic: {{health_check: {{path: /health}}}}
+  - name: {second}
+    routes: [{{prefix: /api/v1/{second}}}]
+    instances: [{{address: 127.0.0.1, port: 9001}}]
+"
+    ));
+    let registry = Registry::parse("test", &yaml).unwrap();
+    let resources = translate(&registry, &LiveInstances::new(), &[], &options()).unwrap();
+    (resources, crate::translate::origins::origins(&registry, &[]))
+}
+
 fn shipped() -> (Registry, Resources) {
     let registry = crate::test_support::shipped_registry("envoy-check");
     let resources = translate(&registry, &LiveInstances::new(), &[], &options()).unwrap();
@@ -127,20 +146,7 @@ fn envoys_reason_is_the_text_after_the_file_name() {
 
 #[test]
 fn a_reason_naming_a_cluster_is_traced_to_its_service_and_fields() {
-    let yaml = crate::test_support::registry_yaml(
-        "services:
-  - name: venue
-    routes: [{prefix: /api/v1/venues}]
-    instances: [{address: 127.0.0.1, port: 9000}]
-    traffic: {health_check: {path: /health}}
-  - name: venue2
-    routes: [{prefix: /api/v1/venues2}]
-    instances: [{address: 127.0.0.1, port: 9001}]
-",
-    );
-    let registry = Registry::parse("test", &yaml).unwrap();
-    let resources = translate(&registry, &LiveInstances::new(), &[], &options()).unwrap();
-    let origins = crate::translate::origins::origins(&registry, &[]);
+    let (resources, origins) = venue_and("venue2");
     let found = culprits("cluster 'svc_venue': health check path refused", &resources, &origins);
     let shown: Vec<String> = found.iter().map(ToString::to_string).collect();
     assert_eq!(shown, ["CDS svc_venue (service venue, traffic.health_check)", "EDS svc_venue (service venue, instances)"]);
@@ -162,20 +168,7 @@ fn a_long_dump_of_the_refused_message_is_left_out_and_a_short_one_kept() {
 
 #[test]
 fn a_proto_constraint_path_points_at_the_cluster_or_route_by_index() {
-    let yaml = crate::test_support::registry_yaml(
-        "services:
-  - name: venue
-    routes: [{prefix: /api/v1/venues}]
-    instances: [{address: 127.0.0.1, port: 9000}]
-    traffic: {health_check: {path: /health}}
-  - name: zeta
-    routes: [{prefix: /api/v1/zeta}]
-    instances: [{address: 127.0.0.1, port: 9001}]
-",
-    );
-    let registry = Registry::parse("test", &yaml).unwrap();
-    let resources = translate(&registry, &LiveInstances::new(), &[], &options()).unwrap();
-    let origins = crate::translate::origins::origins(&registry, &[]);
+    let (resources, origins) = venue_and("zeta");
     let cluster = "Proto constraint validation failed (BootstrapValidationError.StaticResources: embedded message failed validation | caused by StaticResourcesValidationError.Clusters[1]: embedded message failed validation | caused by ClusterValidationError.HealthChecks[0]: x)";
     let shown: Vec<String> = culprits(cluster, &resources, &origins).iter().map(ToString::to_string).collect();
     assert_eq!(shown, [format!("CDS {} (service zeta, traffic)", resources.clusters[1].name)]);

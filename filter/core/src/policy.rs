@@ -149,14 +149,10 @@ impl Policy {
         self.webhooks.iter().position(|(hook_path, _)| readings.each().any(|path| segment_eq(hook_path, path)))
     }
 
-    /// The cached route `method` on `path` (no query) is, and its service's name.
-    pub fn cache_route_for(&self, method: &str, path: &str) -> Option<(&Rc<CacheRoute>, &str)> {
-        self.cache_routes.iter().find(|(route, _)| route.covers(method, path)).map(|(route, service)| (route, service.as_str()))
-    }
-
-    /// The cached route whose path `path` (no query) is, whatever the method.
-    pub fn cache_route_on_path(&self, path: &str) -> Option<&Rc<CacheRoute>> {
-        self.cache_routes.iter().find(|(route, _)| route.covers_path(path)).map(|(route, _)| route)
+    /// The cached route whose path `path` (no query) is, whatever the method (whether it
+    /// caches the method: [`CacheRoute::caches_method`]), and its service's name.
+    pub fn cache_route_on_path(&self, path: &str) -> Option<(&Rc<CacheRoute>, &str)> {
+        self.cache_routes.iter().find(|(route, _)| route.covers_path(path)).map(|(route, service)| (route, service.as_str()))
     }
 
     /// The composite route `path` (no query) is, if any.

@@ -21,7 +21,7 @@ use stagedoor_filter_core::signature::{self, PendingSignature, SignatureError, V
 use stagedoor_filter_core::validation::{check_request_head, validation_reply, PendingBody, ValidationFailure};
 use stagedoor_filter_core::webhook::{verify_stripe, WebhookError};
 use stagedoor_filter_core::aggregate::Composite;
-use stagedoor_filter_core::response_cache::CacheRequest;
+use stagedoor_filter_core::response_cache::{CacheRequest, CacheRoute};
 use stagedoor_filter_core::{decide_at, header_map, Decision, FilterState, Outcome, Policy, RequestView};
 
 use crate::cache_fetch::{mark_bypass, EdgeCache, Served};
@@ -332,10 +332,12 @@ impl HttpContext for StagedoorHttp {
         // A request on a cached route's path that goes upstream (held, body-checked,
         // anonymous, not GET or HEAD, too many waiting) is answered `X-Cache: BYPASS`.
         // Without cached routes (the usual policy) this is one branch, not a path search.
-        let on_cached_path =
-            if self.policy.cache_routes.is_empty() { None } else { self.policy.cache_route_on_path(strip_query(request.path)).cloned() };
+        // Its route and service are found once, here (a policy handle of its own, so they
+        // outlive the calls below that take the context mutably).
+        let cache_policy = (!self.policy.cache_routes.is_empty()).then(|| Rc::clone(&self.policy));
+        let on_cached_path = cache_policy.as_deref().and_then(|policy| policy.cache_route_on_path(strip_query(request.path)));
         let bypass = |metrics: &Metrics| {
-            if let Some(route) = &on_cached_path {
+            if let Some((route, _)) = on_cached_path {
                 mark_bypass(&route.name, metrics);
             }
         };
@@ -388,9 +390,7 @@ impl HttpContext for StagedoorHttp {
             bypass(&self.metrics);
             return Action::Pause;
         }
-        if on_cached_path.is_none() {
-            return Action::Continue;
-        }
+        let Some((route, service)) = on_cached_path else { return Action::Continue };
         // Authenticated requests only: the key holds the verified tenant (and user). An
         // anonymous request (a public path) bypasses rather than sharing one "anonymous"
         // answer: the filter verified nothing about it, and the upstream may read what the
@@ -399,11 +399,11 @@ impl HttpContext for StagedoorHttp {
             bypass(&self.metrics);
             return Action::Continue;
         };
-        let path = strip_query(request.path);
-        let Some((route, service)) = self.policy.cache_route_for(request.method, path) else {
-            bypass(&self.metrics); // not GET or HEAD
+        if !CacheRoute::caches_method(request.method) {
+            bypass(&self.metrics);
             return Action::Continue;
-        };
+        }
+        let path = strip_query(request.path);
         let query = request.path.split_once('?').map_or("", |(_, q)| q);
         let cache_request = CacheRequest {
             method: request.method,

@@ -109,7 +109,12 @@ impl CacheRoute {
 
     /// Does this route cache `method` on `path` (no query)? GET and HEAD only.
     pub fn covers(&self, method: &str, path: &str) -> bool {
-        matches!(method, "GET" | "HEAD") && self.covers_path(path)
+        Self::caches_method(method) && self.covers_path(path)
+    }
+
+    /// GET and HEAD are cached; any other method on a cached path goes upstream.
+    pub fn caches_method(method: &str) -> bool {
+        matches!(method, "GET" | "HEAD")
     }
 
     /// Is `path` (no query) this route's, whatever the method? (A POST there is not
