@@ -9,11 +9,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN /usr/bin/cargo build --release -p stagedoor-control-plane -p stagedoor-echo && scripts/build-filter.sh
+RUN /usr/bin/cargo build --release -p stagedoor-control-plane -p stagedoor-echo && scripts/build-filter.sh \
+ && scripts/build-filter.sh --hmac-only
 
 FROM debian:bookworm-slim
 COPY --from=build /src/target/release/stagedoor /usr/local/bin/stagedoor
 COPY --from=build /src/target/release/stagedoor-echo /usr/local/bin/stagedoor-echo
 COPY --from=build /src/target/wasm32-wasip1/release/stagedoor_filter.wasm /opt/stagedoor/stagedoor_filter.wasm
+COPY --from=build /src/target/wasm32-wasip1/release/stagedoor_filter_hmac.wasm /opt/stagedoor/stagedoor_filter_hmac.wasm
 COPY registry /etc/stagedoor
 ENTRYPOINT ["stagedoor"]

@@ -457,6 +457,13 @@ VARIANTS = [
      lambda c: replace_stagedoor_filter(c, floor_filter(c, "pairs"))),
     ("moonshot: the wasm floor + seven filter-state writes, expanded by request_headers_to_add",
      identity_from_filter_state),
+    # What one header write is made of, on the floor (bench/wasm_floor's doc): a host call
+    # alone, a remove of an absent header (a lookup and the route matched again: Envoy
+    # clears the route cache on every request-header change), two of them, one real add.
+    ("write parts: the wasm floor + one host call (a clock read)", lambda c: replace_stagedoor_filter(c, floor_filter(c, "clock"))),
+    ("write parts: the wasm floor + one remove of an absent header", lambda c: replace_stagedoor_filter(c, floor_filter(c, "remove1"))),
+    ("write parts: the wasm floor + two removes of an absent header", lambda c: replace_stagedoor_filter(c, floor_filter(c, "remove2"))),
+    ("write parts: the wasm floor + one add (x-tenant-source: jwt)", lambda c: replace_stagedoor_filter(c, floor_filter(c, "add1"))),
 ]
 
 # The cuts of issue 18, each undone alone in the static as-deployed config: what each saves,

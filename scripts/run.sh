@@ -37,6 +37,7 @@ scripts/bootstrap.sh
 echo "run: building the control plane and the filter"
 cargo build -q -p stagedoor-control-plane -p stagedoor-echo
 scripts/build-filter.sh -q
+scripts/build-filter.sh --hmac-only -q
 BIN=target/debug/stagedoor
 ECHO_BIN=target/debug/stagedoor-echo
 NODE_ID=local-$(hostname | tr -c 'A-Za-z0-9._\n-' '-')
@@ -56,7 +57,8 @@ if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
 fi
 "$ECHO_BIN" --registry "$REGISTRY" 2>"$STATE/echo.log" & pids+=($!)
 "$BIN" serve --registry "$REGISTRY" --xds "127.0.0.1:$XDS_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --metrics "127.0.0.1:$METRICS_PORT" --tls-dir "$STATE" --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" 2>"$STATE/control-plane.log" & pids+=($!)
+  --metrics "127.0.0.1:$METRICS_PORT" --tls-dir "$STATE" --listen "127.0.0.1:$GATEWAY_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+  --wasm-hmac target/wasm32-wasip1/release/stagedoor_filter_hmac.wasm 2>"$STATE/control-plane.log" & pids+=($!)
 
 # Every control-plane replica Envoy may use (host:port,host:port; default the one started
 # here): the ADS cluster lists them all and fails over between them (envoy/bootstrap.yaml).

@@ -9,6 +9,7 @@ scripts/bootstrap.sh
 echo "test: building"
 cargo build --all-targets
 scripts/build-filter.sh -q
+scripts/build-filter.sh --hmac-only -q
 echo "test: clippy"
 # --workspace: the wasm filter too, checked natively (its host imports are declared, never
 # linked, in a check).

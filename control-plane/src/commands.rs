@@ -31,6 +31,7 @@ pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<
     let options = TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: wasm_path.clone(),
+        hmac_wasm_path: None,
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,

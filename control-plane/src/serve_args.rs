@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// Path of the compiled filter, as Envoy sees it.
     #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
     pub wasm: PathBuf,
+    /// The HMAC-only build of the filter (`scripts/build-filter.sh --hmac-only`), as Envoy
+    /// sees it: pushed instead of --wasm while every token key is an HMAC secret (smaller,
+    /// less memory in each of Envoy's VMs). Absent: --wasm always.
+    #[arg(long, env = "STAGEDOOR_WASM_HMAC")]
+    pub wasm_hmac: Option<PathBuf>,
     /// gRPC address for Envoy's RateLimitService (global rate limiting, same TLS as xDS, Envoy
     /// certificates only); absent: the registry's global limits take their failure modes.
     #[arg(long, env = "STAGEDOOR_RATELIMIT")]
@@ -76,7 +81,7 @@ impl ServeArgs {
 
     pub fn translate_options(&self) -> TranslateOptions {
         // Envoy resolves a relative path against its own working directory, not ours.
-        let wasm = std::fs::canonicalize(&self.wasm).unwrap_or_else(|_| self.wasm.clone());
+        let absolute = |path: &PathBuf| std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()).display().to_string();
         let control_plane_http = match &self.advertise_http {
             Some(AdvertiseHttp::Off) => None,
             Some(AdvertiseHttp::At(host, port)) => Some((host.clone(), *port)),
@@ -90,7 +95,8 @@ impl ServeArgs {
         });
         TranslateOptions {
             listen: self.listen,
-            wasm_path: wasm.display().to_string(),
+            wasm_path: absolute(&self.wasm),
+            hmac_wasm_path: self.wasm_hmac.as_ref().map(absolute),
             control_plane_http,
             control_plane_tls: !self.insecure,
             rate_limit_service,

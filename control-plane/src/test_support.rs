@@ -24,6 +24,7 @@ pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions
     crate::translate::TranslateOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], listen_port)),
         wasm_path: "/f.wasm".into(),
+        hmac_wasm_path: None,
         control_plane_http: None,
         control_plane_tls: false,
         rate_limit_service: None,

@@ -32,6 +32,13 @@ pub fn wasm_path() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/stagedoor_filter.wasm"))
 }
 
+/// The HMAC-only build (`scripts/build-filter.sh --hmac-only`).
+pub fn hmac_wasm_path() -> PathBuf {
+    std::env::var_os("STAGEDOOR_WASM_HMAC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/wasm32-wasip1/release/stagedoor_filter_hmac.wasm"))
+}
+
 pub fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("envoy"))
 }

@@ -6,11 +6,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stagedoor_e2e::ports::free_port;
-use stagedoor_e2e::stack::{envoy_bin, wasm_path};
+use stagedoor_e2e::stack::{envoy_bin, hmac_wasm_path, wasm_path, workspace_root};
 
 /// Starts Envoy with a static listener running the filter with `config`; returns whether
 /// Envoy exited on its own within the limit, and its log.
 fn envoy_with_filter_config(config: &str) -> (bool, String) {
+    envoy_with_module_and_config(&wasm_path(), config)
+}
+
+/// As [`envoy_with_filter_config`], with the filter build at `module`.
+fn envoy_with_module_and_config(module: &std::path::Path, config: &str) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("stagedoor-filter-config-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let bootstrap = format!(
@@ -45,7 +50,7 @@ static_resources:
 "#,
         admin = free_port(),
         port = free_port(),
-        wasm = wasm_path().display(),
+        wasm = module.display(),
     );
     let path = dir.join("bootstrap.yaml");
     std::fs::write(&path, bootstrap).unwrap();
@@ -87,6 +92,22 @@ fn the_filter_refuses_a_config_with_a_bad_key() {
     assert!(exited, "Envoy must not start with a refused filter config:\n{log}");
     assert!(log.contains("stagedoor: config refused: auth.keys[0]: secret: must be at least 32 bytes"), "{log}");
     assert!(!log.contains("\"short\""), "the refusal does not echo the secret");
+}
+
+/// The HMAC-only build (`scripts/build-filter.sh --hmac-only`) has no RSA verifier: a
+/// policy with an RSA key is refused when it compiles, so Envoy refuses the config instead
+/// of the filter answering 401 to that key's tokens; the full build takes the same config.
+#[test]
+fn the_hmac_only_module_refuses_an_rsa_key_which_the_full_one_takes() {
+    let jwks = std::fs::read_to_string(workspace_root().join("filter/core/testdata/jwks.json")).unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    let key = serde_json::json!({ "algorithms": ["RS256"], "jwk": jwks["keys"][0] });
+    let config = serde_json::json!({ "config_version": "x", "services": [], "auth": { "issuer": "i", "audience": "a", "keys": [key] } });
+    let (exited, log) = envoy_with_module_and_config(&hmac_wasm_path(), &config.to_string());
+    assert!(exited, "Envoy must not start with a policy the HMAC-only build cannot serve:\n{log}");
+    assert!(log.contains("auth.keys[0]") && log.contains("needs the filter module built with asymmetric algorithms"), "{log}");
+    let (exited, log) = envoy_with_module_and_config(&wasm_path(), &config.to_string());
+    assert!(!exited, "the full build serves an RSA key:\n{log}");
 }
 
 /// A filter config Envoy refuses over ECDS (here: the module file became unreadable as

@@ -113,6 +113,7 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
     let options = TranslateOptions {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: String::from("/stagedoor.wasm"),
+        hmac_wasm_path: None,
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,

@@ -19,6 +19,16 @@
 //! - `"state"`: the same seven values as filter state (`proxy_set_property`, one call each:
 //!   Envoy's wasm filter state has no fields, so one formatter reads one key), which the
 //!   route's `request_headers_to_add` expands (`%FILTER_STATE(wasm.<key>:PLAIN)%`).
+//!
+//! And what one header write is made of (each mode's cost over the floor's, same run):
+//! - `"clock"`: one `proxy_get_current_time_nanoseconds`: a host call with no header work
+//!   (the crossing into Envoy and back, and the clock read the statement's `ts` would take);
+//! - `"remove1"`, `"remove2"`: one or two `proxy_remove_header_map_value` of a header the
+//!   request does not carry: the crossing, a lookup, and Envoy clearing the route cache
+//!   (it does on every request-header change from a 0.2.1 module), so the router matches
+//!   the route again; the second remove pays no second match;
+//! - `"add1"`: one `proxy_add_header_map_value` (`x-tenant-source: jwt`): a real write,
+//!   sent upstream.
 #![no_std]
 #![allow(unsafe_code)]
 
@@ -44,6 +54,8 @@ extern "C" {
     fn proxy_add_header_map_value(map_type: u32, key: *const u8, key_size: usize, value: *const u8, value_size: usize) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
     fn proxy_set_property(path: *const u8, path_size: usize, value: *const u8, value_size: usize) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
 }
 
 /// proxy-wasm's `BufferType::PluginConfiguration`.
@@ -54,6 +66,13 @@ const HEADERS: u32 = 1;
 const STATE: u32 = 2;
 const SHORT: u32 = 3;
 const PAIRS: u32 = 4;
+const CLOCK: u32 = 5;
+const REMOVE1: u32 = 6;
+const REMOVE2: u32 = 7;
+const ADD1: u32 = 8;
+
+/// A header no request of the bench carries.
+const ABSENT: &str = "x-stagedoor-absent";
 
 struct Mode(UnsafeCell<u32>);
 
@@ -155,6 +174,30 @@ fn write_identity(mode: u32) {
     }
 }
 
+/// The parts of one header write (see the module's doc).
+fn one_write(mode: u32) {
+    let mut nanos: u64 = 0;
+    let (name, value) = (IDENTITY[1].0, IDENTITY[1].2);
+    // Safety: the pointers and lengths describe static strings and a local.
+    unsafe {
+        match mode {
+            CLOCK => {
+                let _ = proxy_get_current_time_nanoseconds(&mut nanos);
+            }
+            REMOVE1 | REMOVE2 => {
+                let _ = proxy_remove_header_map_value(0, ABSENT.as_ptr(), ABSENT.len());
+                if mode == REMOVE2 {
+                    let _ = proxy_remove_header_map_value(0, ABSENT.as_ptr(), ABSENT.len());
+                }
+            }
+            _ => {
+                let _ = proxy_add_header_map_value(0, name.as_ptr(), name.len(), value.as_ptr(), value.len());
+            }
+        }
+    }
+    core::hint::black_box(nanos);
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_abi_version_0_2_1() {}
 
@@ -192,6 +235,10 @@ pub extern "C" fn proxy_on_configure(_root_context_id: u32, _configuration_size:
             b"state" => STATE,
             b"short" => SHORT,
             b"pairs" => PAIRS,
+            b"clock" => CLOCK,
+            b"remove1" => REMOVE1,
+            b"remove2" => REMOVE2,
+            b"add1" => ADD1,
             _ => NOTHING,
         };
         *HEAP.used.get() = 0;
@@ -221,6 +268,8 @@ pub extern "C" fn proxy_on_request_headers(_context_id: u32, _headers: usize, _e
     if mode == PAIRS && pairs > 0 {
         // Safety: the host wrote `size` bytes at `data`; the heap is reset only below.
         write_pairs(unsafe { core::slice::from_raw_parts(data, size) });
+    } else if mode >= CLOCK {
+        one_write(mode);
     } else if mode != NOTHING {
         write_identity(mode);
     }

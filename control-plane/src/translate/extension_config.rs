@@ -7,9 +7,18 @@ use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, A
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
-use stagedoor_filter_core::config::FilterConfig;
+use stagedoor_filter_core::config::{AuthConfig, FilterConfig};
 
 use super::{names, to_any, TranslateOptions};
+
+/// The filter module Envoy loads for `auth`: the HMAC-only build when there is one and it
+/// serves every key, else the full one.
+pub fn module_path<'a>(options: &'a TranslateOptions, auth: &AuthConfig) -> &'a str {
+    match &options.hmac_wasm_path {
+        Some(hmac) if auth.hmac_only() => hmac,
+        _ => &options.wasm_path,
+    }
+}
 
 pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig) -> TypedExtensionConfig {
     let wasm = Wasm {
@@ -21,7 +30,7 @@ pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig
                 runtime: String::from("envoy.wasm.runtime.v8"),
                 code: Some(AsyncDataSource {
                     specifier: Some(async_data_source::Specifier::Local(DataSource {
-                        specifier: Some(data_source::Specifier::Filename(options.wasm_path.clone())),
+                        specifier: Some(data_source::Specifier::Filename(module_path(options, &config.auth).to_owned())),
                         ..Default::default()
                     })),
                 }),
@@ -40,4 +49,25 @@ pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig
         }),
     };
     TypedExtensionConfig { name: names::FILTER_EXTENSION_CONFIG.to_owned(), typed_config: Some(to_any(&wasm)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use stagedoor_filter_core::config::KeyConfig;
+
+    use super::*;
+
+    fn auth(algorithm: &str) -> AuthConfig {
+        let key = KeyConfig { kid: None, algorithms: vec![algorithm.to_owned()], secret: Some(String::from("s")), jwk: None, issuer: None };
+        AuthConfig { issuer: String::from("i"), audience: String::from("a"), leeway_secs: 0, keys: vec![key], jwks: None }
+    }
+
+    #[test]
+    fn the_hmac_only_module_is_pushed_only_when_there_is_one_and_it_serves_every_key() {
+        let full = crate::test_support::translate_options(8080);
+        let both = TranslateOptions { hmac_wasm_path: Some(String::from("/hmac.wasm")), ..full.clone() };
+        assert_eq!(module_path(&both, &auth("HS256")), "/hmac.wasm");
+        assert_eq!(module_path(&both, &auth("RS256")), "/f.wasm");
+        assert_eq!(module_path(&full, &auth("HS256")), "/f.wasm", "no HMAC-only build given");
+    }
 }

@@ -380,7 +380,7 @@ fn filter_pieces(
     let parts: Vec<Arc<ServiceConfig>> = services.values().map(|p| p.filter.clone()).collect();
     if let Some(cached) = cached {
         let same_parts = cached.services.len() == parts.len() && cached.services.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b));
-        if same_parts && cached.globals == globals && cached.wasm_path == options.wasm_path {
+        if same_parts && cached.globals == globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
             return Ok(cached.clone());
         }
     }
@@ -391,7 +391,7 @@ fn filter_pieces(
     let type_url = extension.typed_config.as_ref().map(|a| a.type_url.clone()).unwrap_or_default();
     Ok(Arc::new(FilterPieces {
         globals,
-        wasm_path: options.wasm_path.clone(),
+        wasm_path: extension_config::module_path(options, &config.auth).to_owned(),
         services: parts,
         encoded: Encoded::of(&extension),
         type_url,

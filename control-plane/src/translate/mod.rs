@@ -52,6 +52,10 @@ pub struct TranslateOptions {
     pub listen: SocketAddr,
     /// Path of the compiled filter as Envoy sees it.
     pub wasm_path: String,
+    /// The HMAC-only build of it (`scripts/build-filter.sh --hmac-only`), pushed instead
+    /// when every token key is an HMAC secret: smaller, so each of Envoy's VMs holds less
+    /// (issue 18). None: `wasm_path` always.
+    pub hmac_wasm_path: Option<String>,
     /// The control plane's HTTP address as Envoy reaches it (host, port), for the
     /// revocation feed; None turns revocation off.
     pub control_plane_http: Option<(String, u16)>,

@@ -36,6 +36,7 @@ fn options() -> TranslateOptions {
     TranslateOptions {
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         wasm_path: "/x/f.wasm".into(),
+        hmac_wasm_path: None,
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
@@ -479,4 +480,17 @@ fn a_stale_window_over_the_bound_is_refused_naming_the_route_and_field() {
         Ok(registry) => check::check(&registry, None).unwrap_err().in_file("r").to_string(),
     };
     assert!(e.contains("search") && e.contains("stale_while_revalidate: must be 0 to 86400 seconds"), "{e}");
+}
+
+#[test]
+fn an_hmac_only_registry_gets_the_hmac_only_module_when_serve_has_one() {
+    let registry = Registry::parse("r", &crate::test_support::registry_yaml(SERVICES)).unwrap();
+    let code = |options: &TranslateOptions| {
+        let vm = plugin(&translate_static(&registry, options).unwrap()).vm;
+        let Some(envoy_types::pb::envoy::extensions::wasm::v3::plugin_config::Vm::VmConfig(vm)) = vm else { panic!("a VM config") };
+        format!("{:?}", vm.code)
+    };
+    let with_hmac = TranslateOptions { hmac_wasm_path: Some(String::from("/x/hmac.wasm")), ..options() };
+    assert!(code(&with_hmac).contains("/x/hmac.wasm"), "{}", code(&with_hmac));
+    assert!(code(&options()).contains("/x/f.wasm"));
 }

@@ -207,6 +207,18 @@ pub struct KeyReportConfig {
     pub path: String,
 }
 
+impl AuthConfig {
+    /// Whether a filter built without the `asymmetric` feature (`token::crypto_backend`)
+    /// serves these keys: shared secrets under HMAC algorithms only, and no JWKS issuer
+    /// (whose keys are public keys, fetched later).
+    pub fn hmac_only(&self) -> bool {
+        self.jwks.is_none()
+            && self.keys.iter().all(|key| {
+                key.jwk.is_none() && key.algorithms.iter().all(|alg| matches!(alg.as_str(), "HS256" | "HS384" | "HS512"))
+            })
+    }
+}
+
 fn default_leeway() -> u64 {
     DEFAULT_LEEWAY_SECS
 }
@@ -274,5 +286,35 @@ impl FilterConfig {
         // Serializing plain structs of strings cannot fail; fall back to an empty object
         // (which the filter refuses) rather than panic.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(algorithms: &[&str], jwk: bool) -> KeyConfig {
+        KeyConfig {
+            kid: None,
+            algorithms: algorithms.iter().map(|a| (*a).to_owned()).collect(),
+            secret: (!jwk).then(|| String::from("s")),
+            jwk: jwk.then(|| serde_json::json!({ "kty": "RSA", "n": "AQAB", "e": "AQAB" })),
+            issuer: None,
+        }
+    }
+
+    fn auth(keys: Vec<KeyConfig>, jwks: bool) -> AuthConfig {
+        let jwks = jwks.then(|| JwksConfig { issuers: vec![String::from("idp")], report: None });
+        AuthConfig { issuer: String::from("i"), audience: String::from("a"), leeway_secs: 0, keys, jwks }
+    }
+
+    #[test]
+    fn only_hmac_secrets_without_a_jwks_issuer_are_hmac_only() {
+        assert!(auth(vec![key(&["HS256"], false), key(&["HS384", "HS512"], false)], false).hmac_only());
+        assert!(auth(vec![], false).hmac_only(), "no key: nothing to verify");
+        assert!(!auth(vec![key(&["HS256"], false), key(&["RS256"], true)], false).hmac_only());
+        assert!(!auth(vec![key(&["HS256", "ES256"], false)], false).hmac_only(), "one algorithm is enough");
+        assert!(!auth(vec![key(&["HS256"], true)], false).hmac_only(), "a JWK is a public key");
+        assert!(!auth(vec![key(&["HS256"], false)], true).hmac_only(), "a JWKS issuer's keys come later");
     }
 }

@@ -106,13 +106,13 @@ fn check_secret_length(secret: &[u8], algorithms: &[Algorithm]) -> Result<(), Ke
 /// there (an EC point off its curve fails), and a bad signature alone only answers
 /// `Ok(false)`. So a key the backend cannot use is refused at config time, not per token.
 fn probe(key: &DecodingKey, alg: Algorithm) -> Result<(), KeyError> {
-    jsonwebtoken::crypto::verify("AAAA", b"", key, alg).map(|_| ()).map_err(|e| KeyError::UnusableKey(e.to_string()))
+    super::crypto_backend::verify("AAAA", b"", key, alg).map(|_| ()).map_err(|e| KeyError::UnusableKey(e.to_string()))
 }
 
 impl VerifyingKey {
     /// The signature decision: `signature` (base64url, as in a compact JWS) signs
     /// `message` under `alg`, an algorithm this key allows. Every token goes through here.
     pub fn verifies(&self, alg: Algorithm, message: &[u8], signature: &str) -> bool {
-        self.algorithms.contains(&alg) && matches!(jsonwebtoken::crypto::verify(signature, message, &self.key, alg), Ok(true))
+        self.algorithms.contains(&alg) && matches!(super::crypto_backend::verify(signature, message, &self.key, alg), Ok(true))
     }
 }

@@ -2,6 +2,7 @@
 //! with the key its `kid` names under an algorithm that key allows, then check its claims.
 
 mod claims;
+pub mod crypto_backend;
 mod error;
 mod key_error;
 mod key_kind;
