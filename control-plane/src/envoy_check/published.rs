@@ -10,8 +10,10 @@
 //! between test stacks without changing what Envoy accepts is made equal: listener ports
 //! become 10000 + their index (two listeners must not share an address), endpoint ports
 //! 20000 + theirs, and the Envoy identity is named by relative paths under `identity/` (the
-//! harness runs Envoy in a directory that has them). An endpoint's port is the one thing
-//! Envoy is not asked about.
+//! harness runs Envoy in a directory that has them); the name leaves out the contents of
+//! the secrets (each stack's own generated certificates, see `file_key`). Ports, and the
+//! certificates of every stack but the first with a given snapshot, are what Envoy is not
+//! asked about.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,10 +101,31 @@ fn set_port(address: Option<&mut Address>, port: u32) {
     }
 }
 
-/// Writes the snapshot's comparable bootstrap to `dir/<hash>.pb` unless it is there; its path.
+/// What names the file: the bootstrap with the contents of its secrets left out. Every test
+/// stack makes its own CA and certificates (`stagedoor certs init`), which the snapshot
+/// carries inline; with them in the name no two stacks would share a file. The file keeps
+/// them, so the first stack's certificates are the ones Envoy is shown.
+fn file_key(bootstrap: &Bootstrap) -> String {
+    let mut keyed = bootstrap.clone();
+    if let Some(statics) = keyed.static_resources.as_mut() {
+        for secret in &mut statics.secrets {
+            let name = secret.name.clone();
+            let kind = match &secret.r#type {
+                Some(envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type::TlsCertificate(_)) => "certificate",
+                Some(envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type::ValidationContext(_)) => "validation context",
+                _ => "other",
+            };
+            *secret = envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret { name: format!("{name} ({kind})"), r#type: None };
+        }
+    }
+    crate::hash::sha256_hex(&keyed.encode_to_vec())
+}
+
+/// Writes the snapshot's comparable bootstrap to `dir/<key>.pb` unless it is there; its path.
 pub fn write(dir: &Path, snapshot: &Snapshot) -> Result<PathBuf, PublishedError> {
-    let bytes = comparable_bootstrap(&resources_of(snapshot)?)?.encode_to_vec();
-    let path = dir.join(format!("{}.pb", crate::hash::sha256_hex(&bytes)));
+    let bootstrap = comparable_bootstrap(&resources_of(snapshot)?)?;
+    let bytes = bootstrap.encode_to_vec();
+    let path = dir.join(format!("{}.pb", file_key(&bootstrap)));
     if path.exists() {
         return Ok(path);
     }
