@@ -132,3 +132,32 @@ fn envoy_validate(cwd: &Path, file: &Path) -> Result<(), String> {
         None => Err(format!("{said}\n[timeout] envoy --mode validate did not finish in {VALIDATE_LIMIT:?}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A bootstrap Envoy refuses is an Err carrying Envoy's words and leaves no marker, so
+    /// the next stack that publishes it is checked again; an accepted one is not run twice.
+    #[test]
+    fn a_refused_bootstrap_fails_with_envoys_message_and_an_accepted_one_runs_once() {
+        let dir = std::env::temp_dir().join(format!("stagedoor-published-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty_bootstrap = dir.join("0000-empty.pb");
+        std::fs::write(&empty_bootstrap, b"").unwrap();
+        let first = validate_new(&dir);
+        assert!(first.is_ok(), "an empty bootstrap is valid: {first:?}");
+        let second = validate_new(&dir).unwrap();
+        assert_eq!(second.0, 0, "validated once, then skipped by its marker");
+        // A Bootstrap with a field Envoy does not know (number 999): refused.
+        let unknown_field = dir.join("ffff-unknown-field.pb");
+        std::fs::write(&unknown_field, [0xb8, 0x3e, 0x01]).unwrap();
+        let refused = validate_new(&dir).unwrap_err();
+        assert!(refused.contains("ffff-unknown-field.pb") && refused.contains("refused 1 published snapshot"), "{refused}");
+        assert!(refused.contains("unknown field"), "Envoy's own words: {refused}");
+        assert!(!validated_dir().join(module_fingerprint()).join("ffff-unknown-field").exists(), "no marker for a refused one");
+        let _ = std::fs::remove_file(validated_dir().join(module_fingerprint()).join("0000-empty"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
