@@ -1,35 +1,41 @@
 #!/usr/bin/env python3
-"""Reconnect storm: 200 xDS streams reconnecting after a control-plane restart, with the
-new-stream cap (--max-new-xds-streams-per-second) at its default (100/s), at 20/s and off.
+"""Reconnect storm: N xDS streams (200, 1,000) reconnecting after a control-plane restart,
+with the cap on newcomers before the TLS handshake (admission at accept:
+--max-new-xds-connections-per-second with --max-xds-handshakes-in-flight), after it (the
+per-stream --max-new-xds-streams-per-second, checked in the ADS handler) and off, at the
+same rate, in one run.
 
-200 Envoys do not fit in memory, so the storm is tools/xds-load: 200 simulated Envoys, each
+1,000 Envoys do not fit in memory, so the storm is tools/xds-load: N simulated Envoys, each
 an ADS stream on its own mutual-TLS connection under its own Envoy certificate (distinct
 node ids), subscribing to every type and ACKing every response, retrying a refused stream
 with Envoy's jittered backoff (500 ms base, doubling, 30 s cap). Beside them, one real
 Envoy (--concurrency 1), the one whose service the cap protects.
 
-For each cap: start the control plane (mutual TLS, as deployed), the real Envoy and the 200
-streams on free loopback ports; wait until all are synced; restart the control plane
-(SIGTERM, wait for it to exit, start it again with the same flags); let the real Envoy
-reconnect first (the 200 hold their reconnect until released: tools/xds-load
---hold-reconnects), then release the 200 at one instant (the worst case: real Envoys spread
-their retries over the backoff's jitter) and, during the storm, make endpoint edits (EDS
-only: a new instance port each), one after another, each waited for until the real Envoy has
-the new endpoint (its admin /clusters, polled every 5 ms) and at least --edit-interval-ms
-apart, until all 200 are synced again. Reports:
-  - the time from the release until all 200 streams are synced again, per-stream p50/p99;
-  - refusals: the restarted control plane's stagedoor_xds_streams_refused_total, and the
-    refusals the 200 saw (UNAVAILABLE at stream start);
-  - the real Envoy's push-to-ACK for the EDS pushes during the storm (the ledger's
-    answered_after_ms: response sent to ACK received) and edit written to applied by the real
-    Envoy (file watch, translation, the wait for the stream's turn and Envoy's own work
-    included), p50/p99, against the same measured right after, with the storm over (all 201
-    connected): a ratio within the run.
+For each size and mode: start the control plane (mutual TLS, as deployed), the real Envoy
+and the N streams on free loopback ports; wait until all are synced; endpoint edits with
+all connected (the "before" baseline); restart the control plane (SIGTERM, wait for it to
+exit, start it again with the same flags); let the real Envoy reconnect first (the N hold
+their reconnect until released: tools/xds-load --hold-reconnects), then release the N at one
+instant (the worst case: real Envoys spread their retries over the backoff's jitter) and,
+during the storm, make endpoint edits (EDS only: a new instance port each), one after
+another, each waited for until the real Envoy has the new endpoint (its admin /clusters,
+polled every 5 ms) and at least --edit-interval-ms apart, until all N are synced again; one
+operator CLI call (`stagedoor status --node`, over the gRPC port the storm is on) half a
+second into the storm; then the same edits with the storm over ("after"). Reports:
+  - the time from the release until all N streams are synced again, per-stream p50/p99;
+  - what the admission did: connections queued, abandoned while queued, closed with the
+    queue full (stagedoor_xds_connections_*_total), streams refused after the handshake
+    (stagedoor_xds_streams_refused_total), refusals as the N saw them;
+  - the real Envoy's EDS push-to-ACK (the ledger's answered_after_ms: response sent to ACK
+    received) before, during and after the storm, and edit written to applied by the real
+    Envoy during and after (file watch, translation, the wait for the stream's turn and
+    Envoy's own work included), p50/p99;
+  - how long the operator's CLI call took in the storm.
 Bounded: every wait has a limit, at most --max-edits edits per phase, the load tool stops
 itself after --max-seconds and when its stdin closes.
 
-Usage: bench/reconnect.py [--streams 200] [--caps 100,20,0] [--out bench/results-reconnect.md]
-(cap 0 is "off": the flag's value for no cap.)
+Usage: bench/reconnect.py [--sizes 200,1000] [--modes before,after,off] [--rate 50]
+                          [--out bench/results-reconnect.md]
 """
 
 import argparse
@@ -99,9 +105,9 @@ def wait(what, limit, check, every=0.05):
 class LoadTool:
     """tools/xds-load as a child: its JSON-line events read by a thread into a queue."""
 
-    def __init__(self, args, tls, xds, types, log):
+    def __init__(self, args, streams, tls, xds, types, log):
         self.proc = subprocess.Popen(
-            [LOAD_BIN, "--xds", f"127.0.0.1:{xds}", "--tls-dir", tls, "--streams", str(args.streams),
+            [LOAD_BIN, "--xds", f"127.0.0.1:{xds}", "--tls-dir", tls, "--streams", str(streams),
              "--node-prefix", "load-", "--types", ",".join(types), "--hold-reconnects", "--max-seconds", str(args.max_seconds)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
         self.events = queue.Queue()
@@ -150,8 +156,24 @@ class LoadTool:
             pass
 
 
-def run(cap, args, tls):
-    work = tempfile.mkdtemp(prefix=f"stagedoor-reconnect-{cap}-")
+MODES = {
+    # Admission at accept, before the handshake; the per-stream cap off.
+    "before": lambda rate: ["--max-new-xds-connections-per-second", str(rate), "--max-xds-handshakes-in-flight", "16",
+                            "--max-new-xds-streams-per-second", "0"],
+    # The per-stream cap in the ADS handler, after the handshake; no admission at accept.
+    "after": lambda rate: ["--max-new-xds-connections-per-second", "0", "--max-xds-handshakes-in-flight", "0",
+                           "--max-new-xds-streams-per-second", str(rate)],
+    "off": lambda rate: ["--max-new-xds-connections-per-second", "0", "--max-xds-handshakes-in-flight", "0",
+                         "--max-new-xds-streams-per-second", "0"],
+}
+
+COUNTERS = ["stagedoor_xds_connections_queued_total", "stagedoor_xds_connections_abandoned_total",
+            "stagedoor_xds_connections_closed_queue_full_total", "stagedoor_xds_streams_refused_total"]
+
+
+def run(mode, streams, args, tls):
+    flags = MODES[mode](args.rate)
+    work = tempfile.mkdtemp(prefix=f"stagedoor-reconnect-{mode}-{streams}-")
     echo, gateway, xds, http_port, metrics_port = (free_port() for _ in range(5))
     registry = os.path.join(work, "registry.yaml")
     log = lambda n: open(os.path.join(work, n), "a")
@@ -176,15 +198,25 @@ def run(cap, args, tls):
         except OSError:
             return {}
 
-    def refused_total():
+    def counters():
+        found = {}
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
                 for line in r.read().decode().splitlines():
-                    if line.startswith("stagedoor_xds_streams_refused_total "):
-                        return int(float(line.split()[1]))
+                    name = line.split(" ")[0]
+                    if name in COUNTERS:
+                        found[name] = int(float(line.split()[1]))
         except OSError:
             pass
-        return None
+        return {name: found.get(name, 0) for name in COUNTERS}
+
+    def cli_call_ms():
+        """One operator CLI call over the gRPC port (CSDS, one node): its wall time."""
+        started = time.time()
+        done = subprocess.run([BIN, "status", "--node", REAL, "-o", "json", "--server", f"https://127.0.0.1:{xds}", "--tls-dir", tls],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+        took = int((time.time() - started) * 1000)
+        return took if done.returncode == 0 else f"failed after {took} ms: {done.stderr.strip()[-200:]}"
 
     def real_envoy():
         return next((e for e in status().get("envoys", []) if e.get("node_id") == REAL), None)
@@ -196,8 +228,8 @@ def run(cap, args, tls):
     def start_control_plane():
         procs_cp = subprocess.Popen(
             [BIN, "serve", "--registry", registry, "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http_port}",
-             "--metrics", f"127.0.0.1:{metrics_port}", "--listen", f"127.0.0.1:{gateway}", "--wasm", WASM, "--tls-dir", tls,
-             "--max-new-xds-streams-per-second", str(cap)],
+             "--metrics", f"127.0.0.1:{metrics_port}", "--listen", f"127.0.0.1:{gateway}", "--wasm", WASM, "--tls-dir", tls]
+            + flags,
             cwd=work, stdout=subprocess.DEVNULL, stderr=log("control-plane.log"))
         procs.append(procs_cp)
 
@@ -261,35 +293,47 @@ def run(cap, args, tls):
         types = [t for t in ["CDS", "EDS", "LDS", "RDS", "ECDS", "SDS"] if t in status().get("type_versions", {})]
 
         events = []
-        load = LoadTool(args, tls, xds, types, log("xds-load.log"))
-        load.until("all_synced", 120, events)
+        load = LoadTool(args, streams, tls, xds, types, log("xds-load.log"))
+        load.until("all_synced", args.max_seconds, events)
         before_restart = status()
         connected = len(before_restart.get("envoys", []))
-        if connected != args.streams + 1:
-            raise SystemExit(f"bench/reconnect.py: {connected} Envoys connected before the restart, expected {args.streams + 1}")
+        if connected != streams + 1:
+            raise SystemExit(f"bench/reconnect.py: {connected} Envoys connected before the restart, expected {streams + 1}")
+        # The baseline before the storm: the same edits with all connected and synced.
+        before_from = now_ms()
+        _, before_applied = edit_phase(lambda: False, args.quiet_edits)
+        time.sleep(1)
+        before_to_ack = real_eds_pushes(before_from, now_ms())
 
         # The restart.
         stopped_at = now_ms()
         control_plane.send_signal(signal.SIGTERM)
         control_plane.wait(timeout=30)
-        lost = lambda: sum(1 for e in events if e["event"] == "lost") >= args.streams
+        lost = lambda: sum(1 for e in events if e["event"] == "lost") >= streams
         deadline = time.time() + 30
         while not lost() and time.time() < deadline:
             load.drain(events)
             time.sleep(0.05)
         if not lost():
-            raise SystemExit("bench/reconnect.py: the 200 streams did not all end with the control plane")
+            raise SystemExit(f"bench/reconnect.py: the {streams} streams did not all end with the control plane")
         control_plane = start_control_plane()
         up_at = now_ms()
         wait("the real Envoy synced after the restart", 60, real_synced)
         real_back_at = now_ms()
-        refused_before_storm = refused_total() or 0
+        counted_before_storm = counters()
 
-        # The storm, with edits during it.
+        # The storm, with edits during it, and an operator's CLI call half a second in.
         events = []
         load.release()
         released = load.until("released", 10, events)["unix_ms"]
         storm_over = []
+        cli_in_storm = []
+
+        def operator():
+            time.sleep(0.5)
+            cli_in_storm.append(cli_call_ms())
+        operator_thread = threading.Thread(target=operator, daemon=True)
+        operator_thread.start()
 
         def all_back():
             load.drain(events)
@@ -304,7 +348,8 @@ def run(cap, args, tls):
         all_synced_at = storm_over[0]
         time.sleep(1)  # the last edits' ACKs
         storm_to_ack = real_eds_pushes(released, all_synced_at)
-        refused = (refused_total() or 0) - refused_before_storm
+        operator_thread.join(timeout=120)
+        counted = {name: n - counted_before_storm[name] for name, n in counters().items()}
         synced = [e for e in events if e["event"] == "synced"]
         per_stream = [e["unix_ms"] - released for e in synced]
         client_refusals = sum(1 for e in events if e["event"] == "refused")
@@ -314,13 +359,17 @@ def run(cap, args, tls):
         _, quiet_applied = edit_phase(lambda: False, args.quiet_edits)
         time.sleep(1)
         quiet_to_ack = real_eds_pushes(quiet_from, now_ms())
+        cli_after = cli_call_ms()
         ok = True
         return {
-            "cap": cap, "restart_to_up_ms": up_at - stopped_at, "up_to_real_synced_ms": real_back_at - up_at,
+            "mode": mode, "streams": streams, "flags": " ".join(flags),
+            "restart_to_up_ms": up_at - stopped_at, "up_to_real_synced_ms": real_back_at - up_at,
             "storm_ms": all_synced_at - released, "per_stream_ms": per_stream, "streams_synced": len(synced),
-            "refused": refused, "client_refusals": client_refusals,
+            "counted": counted, "client_refusals": client_refusals,
+            "before_to_ack": before_to_ack, "before_applied": before_applied,
             "storm_edits": len(storm_edits), "storm_to_ack": storm_to_ack, "storm_applied": storm_applied,
             "quiet_to_ack": quiet_to_ack, "quiet_applied": quiet_applied,
+            "cli_in_storm": cli_in_storm[0] if cli_in_storm else "no answer in 120 s", "cli_after": cli_after,
         }
     finally:
         if load is not None:
@@ -353,41 +402,53 @@ def ratio(a, b):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=200)
-    parser.add_argument("--caps", default="100,20,0", help="--max-new-xds-streams-per-second values; 0 is no cap")
+    parser.add_argument("--sizes", default="200,1000", help="stream counts, one storm each per mode")
+    parser.add_argument("--modes", default="before,after,off", help="where the cap applies: before (the handshake), after, off")
+    parser.add_argument("--rate", type=int, default=50, help="new connections (before) or streams (after) a second")
     parser.add_argument("--edit-interval-ms", type=int, default=200)
     parser.add_argument("--max-edits", type=int, default=25, help="edits during one storm, at most (the ledger keeps 32 pushes a node)")
     parser.add_argument("--quiet-edits", type=int, default=10)
     parser.add_argument("--max-seconds", type=int, default=300, help="the load tool stops after this long")
     parser.add_argument("--out")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    for mode in modes:
+        if mode not in MODES:
+            raise SystemExit(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
     tls_work = tempfile.mkdtemp(prefix="stagedoor-reconnect-tls-")
     tls = os.path.join(tls_work, ".stagedoor")
     subprocess.run([BIN, "certs", "init", "--dir", tls], check=True, stdout=subprocess.DEVNULL)
-    for node in [REAL] + [f"load-{i}" for i in range(args.streams)]:
+    for node in [REAL] + [f"load-{i}" for i in range(max(sizes))]:
         subprocess.run([BIN, "certs", "envoy", "--dir", tls, "--node-id", node], check=True, stdout=subprocess.DEVNULL)
     lines = [
-        f"| cap (new streams/s) | restart: stop to listening ms | listening to real Envoy synced ms | release to all {args.streams} synced ms | per stream p50 / p99 ms | refused (counter) | refusals seen by the streams | edits in the storm | real Envoy EDS push-to-ACK p50 / p99 ms, storm | same, storm over | ratio p99 | edit written to applied by the real Envoy p50 / p99 ms, storm | same, storm over | ratio p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| streams | cap | release to all synced ms | per stream p50 / p99 ms | queued / abandoned / closed (queue full) | refused after the handshake | refusals seen by the streams | edits in the storm | real Envoy EDS push-to-ACK p50 / p99 ms: before | storm | after | ratio p99 storm / before | edit written to applied p50 / p99 ms: storm | after | operator CLI call in the storm / after ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    results = []
     try:
-        for cap in [int(c) for c in args.caps.split(",")]:
-            r = run(cap, args, tls)
-            if r["streams_synced"] < args.streams:
-                raise SystemExit(f"cap {cap}: only {r['streams_synced']} of {args.streams} streams synced")
-            name = "off (0)" if cap == 0 else str(cap)
-            p99 = lambda k: percentile(r[k], 99)
-            lines.append(
-                f"| {name} | {r['restart_to_up_ms']} | {r['up_to_real_synced_ms']} | {r['storm_ms']} | "
-                f"{fmt(r['per_stream_ms'], 50)} / {fmt(r['per_stream_ms'], 99)} | {r['refused']} | {r['client_refusals']} | {r['storm_edits']} "
-                f"({len(r['storm_to_ack'])} pushes) | {fmt(r['storm_to_ack'], 50)} / {fmt(r['storm_to_ack'], 99)} | "
-                f"{fmt(r['quiet_to_ack'], 50)} / {fmt(r['quiet_to_ack'], 99)} | {ratio(p99('storm_to_ack'), p99('quiet_to_ack'))} | "
-                f"{fmt(r['storm_applied'], 50)} / {fmt(r['storm_applied'], 99)} | {fmt(r['quiet_applied'], 50)} / {fmt(r['quiet_applied'], 99)} | "
-                f"{ratio(p99('storm_applied'), p99('quiet_applied'))} |"
-            )
-            print("\n".join(lines), flush=True)
+        for streams in sizes:
+            for mode in modes:
+                r = run(mode, streams, args, tls)
+                results.append(r)
+                if r["streams_synced"] < streams:
+                    raise SystemExit(f"{mode} {streams}: only {r['streams_synced']} of {streams} streams synced")
+                name = {"before": f"before the handshake, {args.rate}/s", "after": f"after the handshake, {args.rate}/s", "off": "off"}[mode]
+                c = r["counted"]
+                p99 = lambda k: percentile(r[k], 99)
+                pair = lambda k: f"{fmt(r[k], 50)} / {fmt(r[k], 99)}"
+                lines.append(
+                    f"| {streams} | {name} | {r['storm_ms']} | {pair('per_stream_ms')} | "
+                    f"{c['stagedoor_xds_connections_queued_total']} / {c['stagedoor_xds_connections_abandoned_total']} / {c['stagedoor_xds_connections_closed_queue_full_total']} | "
+                    f"{c['stagedoor_xds_streams_refused_total']} | {r['client_refusals']} | {r['storm_edits']} ({len(r['storm_to_ack'])} pushes) | "
+                    f"{pair('before_to_ack')} | {pair('storm_to_ack')} | {pair('quiet_to_ack')} | {ratio(p99('storm_to_ack'), p99('before_to_ack'))} | "
+                    f"{pair('storm_applied')} | {pair('quiet_applied')} | {r['cli_in_storm']} / {r['cli_after']} |"
+                )
+                print("\n".join(lines), flush=True)
     finally:
         shutil.rmtree(tls_work, ignore_errors=True)
+        with open(os.path.join(tempfile.gettempdir(), "stagedoor-reconnect-results.json"), "w") as f:
+            json.dump(results, f)
     if args.out:
         with open(args.out, "w") as f:
             f.write("# Reconnect storm (bench/reconnect.py)\n\n" + "\n".join(lines) + "\n")

@@ -52,6 +52,7 @@ pub mod supervise;
 mod test_support;
 pub mod tls;
 pub mod token;
+pub mod token_bucket;
 pub mod token_endpoint;
 pub mod translate;
 pub mod watch;

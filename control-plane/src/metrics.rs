@@ -10,6 +10,12 @@ pub static SNAPSHOTS_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 pub static CLIENT_CERTIFICATES_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// ADS streams refused for the new-stream rate (`--max-new-xds-streams-per-second`).
 pub static XDS_STREAMS_REFUSED: AtomicU64 = AtomicU64::new(0);
+/// gRPC-port connections that waited for admission to their handshake (tls/admission.rs).
+pub static XDS_CONNECTIONS_QUEUED: AtomicU64 = AtomicU64::new(0);
+/// ... whose client left while they waited (dropped unhandshaken).
+pub static XDS_CONNECTIONS_ABANDONED: AtomicU64 = AtomicU64::new(0);
+/// ... closed unhandshaken because the admission queue was full (its oldest).
+pub static XDS_CONNECTIONS_CLOSED_QUEUE_FULL: AtomicU64 = AtomicU64::new(0);
 /// Background tasks that died and were started again (see supervise.rs).
 pub static TASK_RESTARTS: AtomicU64 = AtomicU64::new(0);
 /// Key sets fetched from a JWKS URL that changed the keys Envoys get (see jwks/).

@@ -37,6 +37,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Before anything else, so a stop request during startup is not lost either.
     let mut signals = OsSignals::install().context("cannot listen for SIGTERM and SIGINT")?;
     let trust = Trust::load(&args)?;
+    let xds_admission = args.xds_admission()?;
     let registry_store = args.redis.clone().map(|url| crate::registry_store::follow::RegistryStore {
         url,
         file: args.registry.clone(),
@@ -105,6 +106,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         background.spawn("redis revocation sync", move || {
             crate::discovery::revocation_sync::follow(url.clone(), revocations.clone(), write_back.clone(), halt.clone())
         });
+    }
+    if let Some(dir) = args.test_bootstrap_dir.clone() {
+        let (snapshots, halt) = (snapshots.clone(), stop.clone());
+        background.spawn("published bootstrap writer", move || crate::envoy_check::published::write_each(dir.clone(), snapshots.clone(), halt.clone()));
     }
     let rate_limit_redis = args.ratelimit_redis.as_deref().or(args.redis.as_deref());
     let rate_limiter = match args.ratelimit {
@@ -179,7 +184,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut grpc = match trust.served.clone() {
         Some(served) => {
             let tcp = tokio::net::TcpListener::bind(args.xds).await.with_context(|| format!("cannot listen on {} (xDS)", args.xds))?;
-            let incoming = crate::tls::listener::grpc_incoming(tcp, served);
+            let incoming = crate::tls::listener::grpc_incoming(tcp, served, xds_admission);
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.clone().requested()))
         }
         None => tokio::spawn(router.serve_with_shutdown(args.xds, stop.clone().requested())),

@@ -68,13 +68,37 @@ pub struct ServeArgs {
     #[arg(long, env = "STAGEDOOR_RATELIMIT_REDIS_TIMEOUT_MS", default_value_t = 15)]
     pub ratelimit_redis_timeout_ms: u64,
     /// New ADS streams admitted per second (a token bucket, bursts up to the same number);
-    /// more are refused with UNAVAILABLE and Envoy retries with backoff, so a reconnect
-    /// storm after a restart does not starve the streams already served. 0: no cap.
+    /// more are refused with UNAVAILABLE and Envoy retries with backoff. Checked after the
+    /// TLS handshake, per stream (a client multiplexing streams on one connection); the
+    /// connection admission below comes first. 0: no cap.
     #[arg(long, env = "STAGEDOOR_MAX_NEW_XDS_STREAMS_PER_SECOND", default_value_t = 100)]
     pub max_new_xds_streams_per_second: u32,
+    /// New connections on the gRPC port admitted to their TLS handshake per second (a token
+    /// bucket, bursts up to the same number); more wait in the accept queue, newest first,
+    /// so a reconnect storm after a restart does not starve the Envoys already served, a
+    /// refused client costs no handshake and an operator's call is not stuck behind the
+    /// storm (tls/admission.rs). 0: no rate. Not with --insecure (no handshake).
+    #[arg(long, env = "STAGEDOOR_MAX_NEW_XDS_CONNECTIONS_PER_SECOND", default_value_t = 100)]
+    pub max_new_xds_connections_per_second: u32,
+    /// TLS handshakes under way at once on the gRPC port; more wait in the accept queue. 0: no bound.
+    #[arg(long, env = "STAGEDOOR_MAX_XDS_HANDSHAKES_IN_FLIGHT", default_value_t = 16)]
+    pub max_xds_handshakes_in_flight: usize,
+    /// gRPC-port connections that may wait for admission; when it is full the oldest
+    /// waiting is closed before its handshake (its client retries with its backoff).
+    #[arg(long, env = "STAGEDOOR_XDS_ACCEPT_QUEUE", default_value_t = 1024)]
+    pub xds_accept_queue: usize,
+    /// Tests only: every snapshot published is written here as a static bootstrap named
+    /// by its hash, for `envoy --mode validate` (envoy_check/published.rs).
+    #[arg(long, hide = true)]
+    pub test_bootstrap_dir: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
+    /// The gRPC port's admission to the handshake (tls/admission.rs).
+    pub fn xds_admission(&self) -> Result<crate::tls::admission::AdmissionLimits, crate::tls::admission::AdmissionError> {
+        crate::tls::admission::AdmissionLimits::new(self.max_new_xds_connections_per_second, self.max_xds_handshakes_in_flight, self.xds_accept_queue)
+    }
+
     pub fn ratelimit_redis_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.ratelimit_redis_timeout_ms.max(1))
     }

@@ -131,6 +131,12 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_jwks_unknown_kid_reports_total", "counter", help, &[("", counter_value(&crate::metrics::JWKS_UNKNOWN_KID_REPORTS))]);
     let help = "ADS streams refused for the new-stream rate (--max-new-xds-streams-per-second).";
     write(&mut out, "stagedoor_xds_streams_refused_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_STREAMS_REFUSED))]);
+    let help = "gRPC-port connections that waited in the admission queue before their TLS handshake.";
+    write(&mut out, "stagedoor_xds_connections_queued_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_CONNECTIONS_QUEUED))]);
+    let help = "Queued gRPC-port connections whose client left before their turn (never handshaken).";
+    write(&mut out, "stagedoor_xds_connections_abandoned_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_CONNECTIONS_ABANDONED))]);
+    let help = "gRPC-port connections closed unhandshaken because the admission queue was full (the oldest waiting; --xds-accept-queue).";
+    write(&mut out, "stagedoor_xds_connections_closed_queue_full_total", "counter", help, &[("", counter_value(&crate::metrics::XDS_CONNECTIONS_CLOSED_QUEUE_FULL))]);
     write(&mut out, "stagedoor_task_restarts_total", "counter", "Background tasks that died and were started again.", &[("", counter_value(&TASK_RESTARTS))]);
     write(&mut out, "stagedoor_refreshes_total", "counter", "Refreshes answered with a token pair.", &[("", counter_value(&REFRESH_ROTATIONS))]);
     let help = "Refresh tokens reused (an older family member, or the predecessor after the grace): each revoked its family.";

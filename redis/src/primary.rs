@@ -33,6 +33,20 @@ impl RedisUrl {
         Ok(Primary { client, timeout, wait_replicas: self.wait_replicas })
     }
 
+    /// The address the Sentinels name as the primary now (`host:port`), without checking it:
+    /// cheap (one Sentinel asked, the primary not contacted), for a caller waiting out a
+    /// failover to tell when a new primary is named. None for a direct URL (there is no
+    /// other primary to wait for) or when no Sentinel answers.
+    pub async fn named_primary(&self, timeout: Duration) -> Option<String> {
+        let Target::Sentinel(sentinels) = &self.target else { return None };
+        for sentinel in &sentinels.hosts {
+            if let Ok(Some((host, port))) = bounded(timeout, named_by(sentinel, &sentinels.master, timeout)).await {
+                return Some(format!("{host}:{port}"));
+            }
+        }
+        None
+    }
+
     /// A connection to the current primary whose commands give up after `timeout`.
     pub async fn connect(&self, timeout: Duration) -> RedisResult<Connection> {
         self.primary(timeout).await?.connect().await
@@ -130,11 +144,16 @@ async fn ask_sentinels(sentinels: &Sentinels, timeout: Duration) -> RedisResult<
     .into())
 }
 
-async fn ask_one(sentinel: &ConnectionInfo, sentinels: &Sentinels, timeout: Duration) -> RedisResult<Client> {
+/// What one Sentinel names as the master's address.
+async fn named_by(sentinel: &ConnectionInfo, master: &str, timeout: Duration) -> RedisResult<Option<(String, u16)>> {
     let config = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
     let mut conn = Client::open(sentinel.clone())?.get_multiplexed_async_connection_with_config(&config).await?;
-    let named: Option<(String, u16)> = redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(&sentinels.master).query_async(&mut conn).await?;
-    let Some((host, port)) = named else {
+    redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(master).query_async(&mut conn).await
+}
+
+async fn ask_one(sentinel: &ConnectionInfo, sentinels: &Sentinels, timeout: Duration) -> RedisResult<Client> {
+    let config = AsyncConnectionConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
+    let Some((host, port)) = named_by(sentinel, &sentinels.master, timeout).await? else {
         return Err(not_connected(format!("knows no master named {:?}", sentinels.master)));
     };
     let info = ConnectionInfo { addr: ConnectionAddr::Tcp(host.clone(), port), redis: sentinels.primary.clone() };

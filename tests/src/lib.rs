@@ -6,6 +6,7 @@
 pub mod browser;
 pub mod fixtures;
 pub mod ports;
+pub mod published;
 pub mod raw;
 pub mod redis;
 pub mod sentinel;

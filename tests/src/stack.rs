@@ -116,6 +116,10 @@ pub struct StackOptions {
     /// More control-plane replicas' xDS ports, listed after this stack's own in every
     /// Envoy's bootstrap (`${XDS_ENDPOINTS}`).
     pub xds_replicas: Vec<u16>,
+    /// The test pushes a snapshot Envoy refuses on purpose (a filter module that does not
+    /// load): its published snapshots are not run through `envoy --mode validate`
+    /// (published.rs), which would fail it.
+    pub envoy_refuses_on_purpose: bool,
 }
 
 /// `${XDS_ENDPOINTS}` for control planes on 127.0.0.1 at `ports`: a YAML flow list of
@@ -159,6 +163,8 @@ pub struct Stack {
     envoy_args: Vec<String>,
     wasm: String,
     xds_replicas: Vec<u16>,
+    /// Where `serve --test-bootstrap-dir` writes the published snapshots; None: not validated.
+    published: Option<PathBuf>,
 }
 
 static STACK_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -188,7 +194,11 @@ impl Stack {
             envoy_args: options.envoy_args.clone(),
             wasm: options.wasm_override.clone().unwrap_or_else(|| wasm_path().display().to_string()),
             xds_replicas: options.xds_replicas.clone(),
+            published: None,
         };
+        if !options.envoy_refuses_on_purpose && crate::published::enabled() {
+            stack.published = Some(stack.dir.join("published-bootstraps"));
+        }
         match &options.tls_dir_from {
             Some(from) => {
                 fs::create_dir_all(&stack.tls_dir).expect("create credential dir");
@@ -375,6 +385,7 @@ impl Stack {
             .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--wasm", &self.wasm])
             .args(&self.serve_args)
+            .args(self.published.iter().flat_map(|dir| [String::from("--test-bootstrap-dir"), dir.display().to_string()]))
             .args(self.redis_url().map(|url| vec![String::from("--redis"), url]).unwrap_or_default())
             .env("STAGEDOOR_LOG", "info,stagedoor=debug")
             .env("NO_COLOR", "1")
@@ -390,10 +401,19 @@ impl Stack {
         up.unwrap_or_else(|failure| panic!("{failure}"));
     }
 
+    /// Stops the control plane, then runs Envoy's `--mode validate` on each snapshot it
+    /// published that this run has not validated yet (published.rs); a refusal fails the
+    /// test, with Envoy's message (unless the test is failing already).
     pub fn stop_control_plane(&mut self) {
-        if let Some(mut child) = self.control_plane.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.control_plane.take() else { return };
+        let _ = child.kill();
+        let _ = child.wait();
+        let Some(published) = &self.published else { return };
+        match crate::published::validate_new(published) {
+            Ok((0, _)) => {}
+            Ok((ran, took)) => eprintln!("envoy --mode validate: {ran} new published snapshot(s) accepted in {} ms", took.as_millis()),
+            Err(refused) if std::thread::panicking() => eprintln!("{refused}"),
+            Err(refused) => panic!("{refused}\n(logs in {})", self.dir.display()),
         }
     }
 

@@ -125,6 +125,7 @@ fn a_nacked_filter_config_keeps_the_last_good_one_serving() {
     let stack = Stack::start(StackOptions {
         registry_yaml: registry,
         wasm_override: Some(module.display().to_string()),
+        envoy_refuses_on_purpose: true,
         ..Default::default()
     });
     stack.wait_ready();

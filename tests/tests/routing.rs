@@ -149,6 +149,7 @@ fn envoy_rejecting_a_config_is_reported_as_a_nack_and_nothing_passes_unfiltered(
     let stack = Stack::start(StackOptions {
         registry_yaml: small_registry(),
         wasm_override: Some(String::from("/nonexistent/stagedoor_filter.wasm")),
+        envoy_refuses_on_purpose: true,
         ..Default::default()
     });
     let nacked = time_until(Duration::from_secs(20), || {

@@ -149,6 +149,7 @@ fn the_control_planes_follow_a_sentinel_failover_without_losing_a_version_or_a_r
     set.kill(old_primary);
     let killed = Instant::now();
     let new_primary = set.wait_failover(old_primary, Duration::from_secs(60)).unwrap_or_else(|| panic!("no failover:\n{}", set.sentinel_logs()));
+    let promoted_at = Instant::now();
     eprintln!("primary {old_primary} killed; sentinels promoted {new_primary} after {} ms", killed.elapsed().as_millis());
 
     // No version lost: what was acknowledged is on the new primary, with the same hashes.
@@ -179,6 +180,15 @@ fn the_control_planes_follow_a_sentinel_failover_without_losing_a_version_or_a_r
         });
         assert!(took.is_some(), "apply after the failover never succeeded ({attempts} attempts); last: {last}\n{}", stack.control_plane_log());
         eprintln!("apply {prefix} after the failover: {attempts} attempt(s), {} ms after the kill; first refusal: {first:?}", killed.elapsed().as_millis());
+        if after.len() == 1 {
+            // Issue 17's measure: the promotion to both control planes serving the version
+            // the first apply after it wrote (each follower back on the new primary).
+            let newest = after[0];
+            let served = |stack: &Stack| stack.control_plane_status()["registry_store"]["served_version"] == newest;
+            let both = time_until(Duration::from_secs(30), || served(&a) && served(&b));
+            assert!(both.is_some(), "version {newest} not served by both control planes within 30 s:\n{}", b.control_plane_log());
+            eprintln!("both control planes serve version {newest} {} ms after the promotion ({} ms after the kill)", promoted_at.elapsed().as_millis(), killed.elapsed().as_millis());
+        }
     }
     assert_eq!(after, [acknowledged[1] + 1, acknowledged[1] + 2], "the numbering goes on from the last acknowledged version");
     for stack in [&a, &b] {

@@ -137,9 +137,8 @@ pub async fn follow(url: String, revocations: Arc<Mutex<RevocationStore>>, wake:
         if synced {
             backoff.reset();
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stop.clone().requested() => return,
+        if crate::discovery::backoff::wait_to_retry(&url, &mut backoff, &stop).await == crate::discovery::backoff::Waited::Stop {
+            return;
         }
     }
 }

@@ -7,6 +7,7 @@
 //! and trace it to the registry through the origins map, and [`run`] is the process call.
 
 mod bootstrap;
+pub mod published;
 mod refusal;
 mod run;
 

@@ -179,3 +179,39 @@ fn a_proto_constraint_path_points_at_the_cluster_or_route_by_index() {
     let entry = found[0].entry.as_ref().map(|e| (e.service.as_deref(), e.route.as_deref(), e.field.as_str()));
     assert_eq!(entry, Some((Some("zeta"), Some("/api/v1/zeta"), "traffic.load_balancing")));
 }
+
+/// What `serve --test-bootstrap-dir` writes: the snapshot decoded is what the translation
+/// made, and two stacks that differ only in their ports write the same file.
+#[test]
+fn a_published_snapshot_decodes_to_its_translation_and_ports_do_not_change_its_file() {
+    let snapshot_on = |listen: u16, instance: u16| {
+        let yaml = crate::test_support::registry_yaml(&format!(
+            "services:\n  - name: venue\n    routes: [{{prefix: /api/v1/venues}}]\n    instances: [{{address: 127.0.0.1, port: {instance}}}]\n"
+        ));
+        let registry = Registry::parse("test", &yaml).unwrap();
+        let options = TranslateOptions { control_plane_tls: true, ..crate::test_support::translate_options(listen) };
+        let translated = translate(&registry, &LiveInstances::new(), &[], &options).unwrap();
+        (crate::publish::build_snapshot(&registry, &LiveInstances::new(), &[], &options, None).unwrap(), translated)
+    };
+    let (snapshot, translated) = snapshot_on(8080, 9000);
+    let decoded = published::resources_of(&snapshot).unwrap();
+    let sorted = |mut names: Vec<String>| {
+        names.sort();
+        names
+    };
+    assert_eq!(sorted(decoded.clusters.iter().map(|c| c.name.clone()).collect()), sorted(translated.clusters.iter().map(|c| c.name.clone()).collect()));
+    assert_eq!(decoded.listeners.len(), translated.listeners.len());
+    assert_eq!(decoded.extension_configs.len(), translated.extension_configs.len());
+    let dir = std::env::temp_dir().join(format!("stagedoor-published-{}", std::process::id()));
+    let first = published::write(&dir, &snapshot).unwrap();
+    let (other_ports, _) = snapshot_on(18080, 19000);
+    assert_eq!(published::write(&dir, &other_ports).unwrap(), first, "only the ports differ: one file");
+    let (other_prefix, _) = {
+        let yaml = crate::test_support::registry_yaml("services:\n  - name: venue\n    routes: [{prefix: /api/v2/venues}]\n    instances: [{address: 127.0.0.1, port: 9000}]\n");
+        let registry = Registry::parse("test", &yaml).unwrap();
+        let options = TranslateOptions { control_plane_tls: true, ..crate::test_support::translate_options(8080) };
+        (crate::publish::build_snapshot(&registry, &LiveInstances::new(), &[], &options, None).unwrap(), ())
+    };
+    assert_ne!(published::write(&dir, &other_prefix).unwrap(), first, "another route: another file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -45,7 +45,7 @@ pub async fn serve(
     match tls {
         Some(served) => {
             let tcp = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen} (RateLimitService)"))?;
-            router.serve_with_incoming_shutdown(crate::tls::listener::grpc_incoming(tcp, served), stop.requested()).await?;
+            router.serve_with_incoming_shutdown(crate::tls::listener::grpc_incoming(tcp, served, crate::tls::admission::AdmissionLimits::OFF), stop.requested()).await?;
         }
         None => router.serve_with_shutdown(listen, stop.requested()).await?,
     }

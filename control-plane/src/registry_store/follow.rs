@@ -155,9 +155,8 @@ pub async fn follow(store: RegistryStore, seed: PathBuf, publisher: SharedPublis
         if synced {
             backoff.reset();
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stop.clone().requested() => return,
+        if crate::discovery::backoff::wait_to_retry(&store.url, &mut backoff, &stop).await == crate::discovery::backoff::Waited::Stop {
+            return;
         }
     }
 }

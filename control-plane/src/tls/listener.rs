@@ -6,15 +6,19 @@
 //! certificate is logged with the reason and the peer's address.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
+use futures::FutureExt;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
+use super::admission::{Admission, AdmissionLimits, Arrival};
 use super::identity::{identity_of, PeerIdentity};
 use super::served::{ServedTls, Side};
 
@@ -52,32 +56,51 @@ impl TlsListener {
     pub async fn bind(addr: SocketAddr, served: ServedTls) -> std::io::Result<Self> {
         let tcp = TcpListener::bind(addr).await?;
         let local = tcp.local_addr()?;
-        Ok(Self { handshaken: handshakes(tcp, served, Side::Http), local })
+        Ok(Self { handshaken: handshakes(tcp, served, Side::Http, AdmissionLimits::OFF), local })
     }
 }
 
 /// The gRPC port's connections after their handshake, for tonic's
 /// `serve_with_incoming_shutdown` (which reads the client certificate from the stream).
+/// `limits` decide which handshakes start when (tls/admission.rs).
 pub fn grpc_incoming(
     tcp: TcpListener,
     served: ServedTls,
+    limits: AdmissionLimits,
 ) -> impl futures::Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
     use futures::StreamExt;
-    tokio_stream::wrappers::ReceiverStream::new(handshakes(tcp, served, Side::Grpc)).map(|(stream, _)| Ok(stream))
+    tokio_stream::wrappers::ReceiverStream::new(handshakes(tcp, served, Side::Grpc, limits)).map(|(stream, _)| Ok(stream))
 }
 
-/// Accepts on `tcp` and runs each handshake in its own task, so one slow client delays no
-/// other. Ends when the receiver is dropped, which closes the socket.
-fn handshakes(tcp: TcpListener, served: ServedTls, side: Side) -> mpsc::Receiver<(TlsStream<TcpStream>, Peer)> {
+/// Accepts on `tcp` and runs each admitted handshake in its own task, so one slow client
+/// delays no other. Ends when the receiver is dropped, which closes the socket.
+fn handshakes(tcp: TcpListener, served: ServedTls, side: Side, limits: AdmissionLimits) -> mpsc::Receiver<(TlsStream<TcpStream>, Peer)> {
     let (tx, handshaken) = mpsc::channel(64);
-    tokio::spawn(accept_loop(tcp, served, side, tx));
+    tokio::spawn(accept_loop(tcp, served, side, limits, tx));
     handshaken
 }
 
-async fn accept_loop(tcp: TcpListener, served: ServedTls, side: Side, tx: mpsc::Sender<(TlsStream<TcpStream>, Peer)>) {
+type Handshaken = mpsc::Sender<(TlsStream<TcpStream>, Peer)>;
+
+async fn accept_loop(tcp: TcpListener, served: ServedTls, side: Side, limits: AdmissionLimits, tx: Handshaken) {
+    let mut admission = Admission::new(limits);
+    let mut running = JoinSet::new();
+    let epoch = Instant::now();
+    let now_ms = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
     loop {
+        let mut gone = 0;
+        while let Some((stream, addr)) = admission.next(now_ms(), |(stream, _)| !client_left(stream), &mut gone) {
+            running.spawn(handshake(stream, addr, served.clone(), side, tx.clone()));
+        }
+        count(&crate::metrics::XDS_CONNECTIONS_ABANDONED, gone);
+        let wake = admission.wake_in_ms(now_ms()).map(Duration::from_millis);
         let accepted = tokio::select! {
             accepted = tcp.accept() => accepted,
+            Some(_) = running.join_next(), if !running.is_empty() => {
+                admission.finished();
+                continue;
+            }
+            () = tokio::time::sleep(wake.unwrap_or_default()), if wake.is_some() => continue,
             _ = tx.closed() => return,
         };
         let (stream, addr) = match accepted {
@@ -92,19 +115,59 @@ async fn accept_loop(tcp: TcpListener, served: ServedTls, side: Side, tx: mpsc::
         // gRPC streams are long-lived and small-message: no Nagle delay (as tonic's own
         // listener does).
         let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(served.current().side(side));
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let identity = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| identity_of(c));
-                    let _ = tx.send((tls, Peer { addr, identity })).await;
-                }
-                Ok(Err(e)) => log_failed_handshake(side, addr, &e),
-                Err(_) => tracing::debug!(port = ?side, %addr, "TLS handshake timed out"),
+        if admission.is_full() {
+            // Clients that left free their places before a live one is closed.
+            count(&crate::metrics::XDS_CONNECTIONS_ABANDONED, admission.drop_gone(|(stream, _)| !client_left(stream)));
+        }
+        match admission.arrive((stream, addr), now_ms()) {
+            Arrival::Start((stream, addr)) => {
+                running.spawn(handshake(stream, addr, served.clone(), side, tx.clone()));
             }
-        });
+            Arrival::Queued => crate::metrics::bump(&crate::metrics::XDS_CONNECTIONS_QUEUED),
+            Arrival::QueuedClosingOldest((_, closed)) | Arrival::Closed((_, closed)) => {
+                // Closed before any TLS byte is read; the client retries with its backoff.
+                crate::metrics::bump(&crate::metrics::XDS_CONNECTIONS_QUEUED);
+                crate::metrics::bump(&crate::metrics::XDS_CONNECTIONS_CLOSED_QUEUE_FULL);
+                tracing::debug!(port = ?side, addr = %closed, queued = admission.waiting(), "connection closed unhandshaken: the admission queue is full");
+            }
+        }
     }
+}
+
+/// Whether the client of a connection still waiting has closed it (the kernel saw its FIN:
+/// Envoy's connect timeout passed, say). Asked without waiting, and without reading the
+/// ClientHello that may sit before the FIN.
+fn client_left(stream: &TcpStream) -> bool {
+    match stream.ready(Interest::READABLE).now_or_never() {
+        Some(Ok(ready)) => ready.is_read_closed(),
+        Some(Err(_)) => true,
+        None => false,
+    }
+}
+
+fn count(counter: &std::sync::atomic::AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+async fn handshake(stream: TcpStream, addr: SocketAddr, served: ServedTls, side: Side, tx: Handshaken) {
+    let acceptor = TlsAcceptor::from(served.current().side(side));
+    let handshaken = match tokio::time::timeout(HANDSHAKE_LIMIT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            log_failed_handshake(side, addr, &e);
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(port = ?side, %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let identity = handshaken.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| identity_of(c));
+    // Handed over in its own task: the handshake's slot is free once it is done, whether
+    // tonic has taken the connection yet or not.
+    tokio::spawn(async move {
+        let _ = tx.send((handshaken, Peer { addr, identity })).await;
+    });
 }
 
 /// A client certificate the CA did not sign (or expired, or not for client use) is worth

@@ -2,6 +2,7 @@
 //! `stagedoor certs init`), what a peer certificate says about its holder, and the checks
 //! a certificate passes before anything serves with it.
 
+pub mod admission;
 pub mod files;
 pub mod generate;
 pub mod identity;

@@ -11,4 +11,3 @@ pub mod server;
 pub mod sotw;
 pub mod status;
 pub mod step;
-pub mod stream_rate;

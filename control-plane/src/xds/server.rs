@@ -23,7 +23,7 @@ use super::delta::DeltaStream;
 use super::sotw::SotwStream;
 use super::step::{Step, StreamEvent};
 use super::status::EnvoyRegistry;
-use super::stream_rate::StreamRate;
+use crate::token_bucket::TokenBucket;
 use crate::resources::type_url;
 use crate::shutdown::Stop;
 use crate::snapshot::Snapshot;
@@ -40,7 +40,7 @@ pub struct AdsServer {
     /// Streams need a client certificate whose node id they claim (off with `--insecure`).
     require_certificate: bool,
     /// The cap on new streams per second (`--max-new-xds-streams-per-second`).
-    stream_rate: Arc<std::sync::Mutex<StreamRate>>,
+    stream_rate: Arc<std::sync::Mutex<TokenBucket>>,
 }
 
 impl AdsServer {
@@ -51,13 +51,13 @@ impl AdsServer {
             next_stream_id: Arc::new(AtomicU64::new(1)),
             stop,
             require_certificate,
-            stream_rate: Arc::new(std::sync::Mutex::new(StreamRate::new(0))),
+            stream_rate: Arc::new(std::sync::Mutex::new(TokenBucket::new(0))),
         }
     }
 
     /// At most `per_second` new streams a second (0: no cap).
     pub fn with_stream_rate(mut self, per_second: u32) -> Self {
-        self.stream_rate = Arc::new(std::sync::Mutex::new(StreamRate::new(per_second)));
+        self.stream_rate = Arc::new(std::sync::Mutex::new(TokenBucket::new(per_second)));
         self
     }
 
