@@ -223,3 +223,33 @@ fn an_ack_keeps_the_nack_in_force_for_the_resources_still_quarantined() {
     assert_eq!(n.state_of("CDS"), SyncState::Synced);
     assert!(n.types["CDS"].rejected.is_none());
 }
+
+#[test]
+fn a_later_nack_refusing_another_resource_keeps_the_earlier_one_in_force_beside_it() {
+    let mut ledger = connected();
+    ledger.sent(1, "CDS", "v2", "1", 2, 1_000);
+    ledger.nack(1, "CDS", nack("v2", "1", "Error adding/updating cluster(s) svc_venue: no maglev"), 1_010);
+    ledger.sent(1, "CDS", "v2-quarantine-1", "2", 2, 1_020);
+    ledger.ack(1, "CDS", "v2-quarantine-1", "2", &["svc_venue".to_owned()], 1_030);
+    ledger.sent(1, "CDS", "v3-quarantine-1", "3", 2, 2_000);
+    let mut seats = nack("v3-quarantine-1", "3", "Error adding/updating cluster(s) svc_seats: bad");
+    seats.resources = vec![
+        RejectedResource { name: "svc_venue".into(), entry: None, named_in_detail: false },
+        RejectedResource { name: "svc_seats".into(), entry: None, named_in_detail: true },
+    ];
+    ledger.nack(1, "CDS", seats, 2_010);
+    let record = node(&ledger, 1).types["CDS"].clone();
+    assert_eq!(record.rejected.as_ref().map(|n| n.detail.as_str()), Some("Error adding/updating cluster(s) svc_seats: bad"));
+    let earlier: Vec<&str> = record.earlier_rejected.iter().flat_map(|n| n.resources.iter().map(|r| r.name.as_str())).collect();
+    assert_eq!(earlier, ["svc_venue"], "venue's refusal stays in force with its own message");
+    assert_eq!(record.refusal_of("svc_venue").map(|n| n.detail.as_str()), Some("Error adding/updating cluster(s) svc_venue: no maglev"));
+    // seats is fixed, venue is not: only venue's NACK stays.
+    ledger.sent(1, "CDS", "v4-quarantine-1", "4", 2, 3_000);
+    ledger.ack(1, "CDS", "v4-quarantine-1", "4", &["svc_venue".to_owned()], 3_010);
+    let n = node(&ledger, 1);
+    assert_eq!(n.state_of("CDS"), SyncState::Nacked);
+    assert!(n.types["CDS"].rejected.is_none() && n.types["CDS"].refusal_of("svc_venue").is_some());
+    ledger.sent(1, "CDS", "v5", "5", 2, 4_000);
+    ledger.ack(1, "CDS", "v5", "5", &[], 4_010);
+    assert_eq!(node(&ledger, 1).state_of("CDS"), SyncState::Synced);
+}
