@@ -61,9 +61,10 @@ fn envoys_table(envoys: &[Value], out: &mut String) {
         }
         let reasons: Vec<String> = TYPE_COLUMNS
             .iter()
-            .filter_map(|t| {
-                let rejected = &envoy["types"][*t]["rejected"];
-                (!rejected.is_null()).then(|| format!("{t} {}: <code>{}</code>", entries(rejected), text(&rejected["detail"])))
+            .flat_map(|t| {
+                let record = &envoy["types"][*t];
+                let in_force = std::iter::once(&record["rejected"]).chain(array(&record["earlier_rejected"]));
+                in_force.filter(|n| !n.is_null()).map(move |n| format!("{t} {}: <code>{}</code>", entries(n), text(&n["detail"])))
             })
             .collect();
         out.push_str(&format!("<td>{}</td></tr>", if reasons.is_empty() { String::from("-") } else { reasons.join("<br>") }));

@@ -44,7 +44,7 @@ fn nack_reasons(envoy: &EnvoyStatus) -> Vec<String> {
     envoy
         .types
         .iter()
-        .filter_map(|t| t.rejected.as_ref().map(|n| format!("{} {}: {}", t.r#type, rejected_entries(n), n.detail)))
+        .flat_map(|t| t.rejected.iter().chain(&t.earlier_rejected).map(|n| format!("{} {}: {}", t.r#type, rejected_entries(n), n.detail)))
         .collect()
 }
 
@@ -107,10 +107,11 @@ pub fn node_detail(envoy: &EnvoyStatus, snapshot_version: &str) -> String {
             t.push_to_ack_ms,
             if t.state == "PENDING" { format!(", pending {} ms", t.pending_age_ms) } else { String::new() },
         ));
-        if let Some(n) = &t.rejected {
+        for n in t.rejected.iter().chain(&t.earlier_rejected) {
             out.push_str(&format!("        NACKED version {} (nonce {}): {}\n", n.version, n.nonce, n.detail));
             out.push_str(&format!("        rejected: {}\n", rejected_entries(n)));
-        } else if let Some(n) = &t.last_nack {
+        }
+        if let (None, Some(n)) = (&t.rejected, &t.last_nack) {
             out.push_str(&format!("        last NACK (cleared) of version {}: {}\n", n.version, one_line(&n.detail, 160)));
         }
     }
@@ -152,6 +153,7 @@ pub fn envoy_json(e: &EnvoyStatus) -> Value {
                 "state": t.state, "sent_version": t.sent_version, "sent_nonce": t.sent_nonce,
                 "acked_version": t.acked_version, "pending_age_ms": t.pending_age_ms, "push_to_ack_ms": t.push_to_ack_ms,
                 "rejected": t.rejected.as_ref().map(nack_json), "last_nack": t.last_nack.as_ref().map(nack_json),
+                "earlier_rejected": t.earlier_rejected.iter().map(nack_json).collect::<Vec<_>>(),
             }))
         })
         .collect();

@@ -54,7 +54,7 @@ fn resource_config(
     with_contents: bool,
 ) -> GenericXdsConfig {
     let typed = snapshot.types.get(type_url);
-    let rejected = record.and_then(|r| r.rejected.as_ref()).filter(|n| n.refused().iter().any(|r| r.name == name));
+    let rejected = record.and_then(|r| r.refusal_of(name));
     let acked = record.and_then(|r| r.acked_version.clone()).unwrap_or_default();
     let mut config = GenericXdsConfig { type_url: type_url.to_owned(), name: name.to_owned(), version_info: acked.clone(), ..Default::default() };
     if let Some(nack) = rejected {
@@ -93,7 +93,7 @@ fn client_config(node: &NodeRecord, snapshot: &Snapshot, with_contents: bool) ->
         let state = node.state_of(short);
         let mut names: Vec<String> = snapshot.types.get(type_url).map(|t| t.resources.keys().cloned().collect()).unwrap_or_default();
         // Rejected resources the snapshot no longer has still show, with their error.
-        for rejected in record.and_then(|r| r.rejected.as_ref()).map(|n| n.refused()).unwrap_or_default() {
+        for rejected in record.iter().flat_map(|r| r.in_force()).flat_map(|n| n.refused()) {
             if !names.contains(&rejected.name) {
                 names.push(rejected.name.clone());
             }

@@ -32,7 +32,7 @@ fn a_nacked_resource_is_an_error_with_envoys_detail_and_the_other_node_is_synced
     for id in [1, 2] {
         ledger.sent(id, "CDS", &cds_version, "1", 1, 0);
     }
-    ledger.ack(2, "CDS", &cds_version, "1", 5);
+    ledger.ack(2, "CDS", &cds_version, "1", &[], 5);
     let entry = RegistryEntry { service: Some("venue".into()), route: None, field: "traffic".into() };
     let nack = Nack {
         version: cds_version.clone(),

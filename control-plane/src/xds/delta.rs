@@ -8,18 +8,22 @@
 //!   (tracked per resource by a hash of its bytes), and named in `removed_resources` when it
 //!   is gone;
 //! - a request with `error_detail` NACKs the response with that nonce: logged, recorded, and
-//!   that content is not sent again until the snapshot changes it;
+//!   the resources it refused are quarantined (quarantine.rs): not sent again to this Envoy
+//!   until the snapshot changes them. The others of that response go again at once (Envoy
+//!   applied them, but an ACK is what says so), so one refused service does not hold back
+//!   the rest of its type;
 //! - as in state of the world, new filter configs (ECDS), listeners and routes wait, in that
 //!   order, until this Envoy ACKed the snapshot's clusters and the endpoints of each of them. What was sent is not what is
 //!   held: only an ACK moves a response's resources into `acked`, so a NACKed cluster keeps
-//!   the routes that would point at it back. Envoy applies what it can of a NACKed response,
-//!   so nothing is known of its resources: they go again with the next change of that type,
-//!   whose ACK settles them.
+//!   the routes that would point at it back until it is quarantined; a quarantined resource
+//!   counts as settled (Envoy keeps what it had of it, if anything, until the registry
+//!   changes it), so the rest of the config is not held back by it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
+use super::quarantine::{refused, Quarantine};
 use super::step::{SendsTypes, Step, StreamEvent, GATED_TYPES};
 use crate::resources::type_url;
 use crate::snapshot::Snapshot;
@@ -33,8 +37,8 @@ struct TypeState {
     sent: BTreeMap<String, String>,
     /// What this Envoy ACKed: resource name -> hash. Listeners and routes are gated on it.
     acked: BTreeMap<String, String>,
-    /// Resources a NACKed response carried, name -> hash: Envoy may or may not hold them.
-    rejected: BTreeMap<String, String>,
+    /// Resources this Envoy refused, at the content it refused.
+    quarantine: Quarantine,
     /// Responses not yet ACKed or NACKed, by nonce.
     pending: BTreeMap<String, PendingResponse>,
 }
@@ -48,11 +52,37 @@ struct PendingResponse {
 }
 
 impl TypeState {
-    /// Drops what is known of one resource, so it is sent afresh if wanted.
+    /// Drops what is known of one resource, so it is sent afresh if wanted (unless it is
+    /// quarantined at the snapshot's content: a fresh subscription does not make Envoy
+    /// accept what it refused).
     fn forget(&mut self, name: &str) {
         self.sent.remove(name);
         self.acked.remove(name);
-        self.rejected.remove(name);
+    }
+
+    /// The NACK of `response`: what it refused is quarantined, the rest counts as not
+    /// sent, so it goes again in the reply (whose ACK settles it).
+    fn nacked(&mut self, response: &PendingResponse, detail: &str) {
+        let carried = response.resources.iter().map(|(name, hash)| (name.as_str(), hash.as_str()));
+        let refused = refused(detail, carried);
+        for (name, _) in &response.resources {
+            if !refused.iter().any(|(r, _)| r == name) {
+                self.sent.remove(name);
+            }
+        }
+        self.quarantine.add(refused);
+    }
+
+    /// The ACK of `response`: its resources are held, and no longer quarantined.
+    fn acked(&mut self, response: PendingResponse) {
+        for name in &response.removed {
+            self.acked.remove(name);
+            self.quarantine.lift(name);
+        }
+        for (name, hash) in &response.resources {
+            self.quarantine.acked(name, hash);
+        }
+        self.acked.extend(response.resources);
     }
 }
 
@@ -78,7 +108,7 @@ impl DeltaStream {
                 match &request.error_detail {
                     Some(error) => {
                         let names = response.resources.iter().map(|(name, _)| name.clone()).collect();
-                        state.rejected.extend(response.resources);
+                        state.nacked(&response, &error.message);
                         step.events.push(StreamEvent::Nack {
                             type_url: request.type_url.clone(),
                             version: response.version,
@@ -88,17 +118,13 @@ impl DeltaStream {
                         });
                     }
                     None => {
-                        for name in &response.removed {
-                            state.acked.remove(name);
-                        }
-                        for (name, _) in &response.resources {
-                            state.rejected.remove(name);
-                        }
-                        state.acked.extend(response.resources);
+                        let version = response.version.clone();
+                        state.acked(response);
                         step.events.push(StreamEvent::Ack {
                             type_url: request.type_url.clone(),
-                            version: response.version,
+                            version,
                             nonce: request.response_nonce.clone(),
+                            quarantined: state.quarantine.names(),
                         });
                     }
                 }
@@ -128,11 +154,16 @@ impl DeltaStream {
             }
             state.subscribed.remove(name);
             state.forget(name);
+            state.quarantine.lift(name);
         }
         let type_url = request.type_url.clone();
         let gated = GATED_TYPES.contains(&type_url.as_str());
         if !gated || self.clusters_ready(snapshot) {
             step.responses.extend(self.respond(&type_url, snapshot));
+        }
+        if type_url == type_url::CLUSTER {
+            // A cluster sent again after a NACK needs its endpoints too (rewarm_endpoints).
+            step.responses.extend(self.respond(type_url::ENDPOINT, snapshot));
         }
         step.responses.extend(super::step::send_gated_if_ready(self, snapshot));
         step
@@ -144,32 +175,26 @@ impl DeltaStream {
         super::step::on_snapshot(self, snapshot)
     }
 
-    /// The changes this Envoy lacks for one type, if any. A response that goes out anyway
-    /// also carries again what a NACK left unsettled (never on its own: that would loop on
-    /// a NACK).
+    /// The changes this Envoy lacks for one type, if any, but what it refused.
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DeltaDiscoveryResponse> {
         let typed = snapshot.types.get(type_url)?;
         let state = self.types.get_mut(type_url)?;
         let wanted = |name: &String| state.wildcard || state.subscribed.contains(name);
-        let mut changed = false;
         let mut resources = Vec::new();
         let mut now_sent = Vec::new();
         for (name, any) in typed.resources.iter().filter(|(name, _)| wanted(name)) {
             let hash = typed.hashes.get(name).cloned().unwrap_or_default();
-            let is_new = state.sent.get(name) != Some(&hash);
-            if is_new || state.rejected.get(name) == Some(&hash) {
-                changed |= is_new;
+            if state.sent.get(name) != Some(&hash) && !state.quarantine.holds(name, &hash) {
                 resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some((**any).clone()), ..Default::default() });
                 now_sent.push((name.clone(), hash));
             }
         }
         let removed: Vec<String> = state.sent.keys().filter(|name| !typed.resources.contains_key(*name)).cloned().collect();
-        if !changed && removed.is_empty() {
+        if resources.is_empty() && removed.is_empty() {
             return None;
         }
         for name in &removed {
             state.sent.remove(name);
-            state.rejected.remove(name);
         }
         state.sent.extend(now_sent.iter().cloned());
         let clusters_sent: Vec<String> =
@@ -213,11 +238,14 @@ impl SendsTypes for DeltaStream {
     }
 
     /// Whether this Envoy ACKed exactly the snapshot's clusters and the endpoints of every
-    /// one of them (compared by content, so a new type version with equal content counts).
+    /// one of them (compared by content, so a new type version with equal content counts),
+    /// or refused them: a quarantined resource is what it will be until the registry
+    /// changes it.
     fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
         let settled = |t: &str| {
             let (Some(state), Some(typed)) = (self.types.get(t), snapshot.types.get(t)) else { return false };
-            state.pending.is_empty() && typed.hashes.iter().all(|(name, hash)| state.acked.get(name) == Some(hash))
+            state.pending.is_empty()
+                && typed.hashes.iter().all(|(name, hash)| state.acked.get(name) == Some(hash) || state.quarantine.holds(name, hash))
         };
         settled(type_url::CLUSTER) && settled(type_url::ENDPOINT)
     }

@@ -132,12 +132,15 @@ fn routes_stay_held_when_envoy_nacks_the_clusters_they_need() {
     let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_c"]), &second).responses.remove(0);
     assert_eq!(eds.resources[0].name, "svc_c");
     assert!(!carries_routes(&stream.on_request(&ack(type_url::ENDPOINT, &eds.nonce), &second).responses));
-    // ...but rejects the cluster: nothing may point at it.
+    // ...but rejects the cluster: it is quarantined, and the rest of the config is no
+    // longer held back by it (routes to it answer 503 on this Envoy until the registry
+    // changes it; before the NACK, nothing pointed at it).
     let step = stream.on_request(&nack(type_url::CLUSTER, &cds.nonce), &second);
     assert!(matches!(&step.events[..], [StreamEvent::Nack { .. }]), "{:?}", step.events);
-    assert!(!carries_routes(&step.responses), "the reply to a CDS NACK carries no routes to the rejected cluster");
-    assert!(step.responses.is_empty(), "and the rejected cluster is not resent");
-    assert!(!carries_routes(&stream.on_snapshot(&second).responses), "nor on a later push of the same snapshot");
+    assert!(!step.responses.iter().any(|r| r.type_url == type_url::CLUSTER), "the rejected cluster is not resent");
+    let routes_sent = settle(&mut stream, &second, step.responses);
+    assert!(carries_routes(&routes_sent), "a quarantined cluster counts as settled: {routes_sent:?}");
+    assert!(stream.on_snapshot(&second).responses.is_empty(), "nothing is resent on a later push of the same snapshot");
 
     // The service is fixed (here: removed): its cluster goes, the ACK settles the stream.
     // Its routes are those Envoy already has (the rejected service's never went out), so
@@ -166,26 +169,84 @@ fn routes_stay_held_when_envoy_nacks_the_endpoints_they_need() {
 }
 
 #[test]
-fn clusters_of_a_nacked_response_go_again_with_the_next_change_and_its_ack_releases_the_routes() {
+fn the_other_clusters_of_a_nacked_response_go_again_at_once_and_the_refused_one_stays_out() {
     let first = snapshot(&[("a", 1)], None);
     let mut stream = settled_stream(&first, &["svc_a"]);
-    let second = snapshot(&[("a", 1), ("c", 3)], Some(&first));
+    let second = snapshot(&[("a", 1), ("c", 3), ("d", 4)], Some(&first));
     let cds = stream.on_snapshot(&second).responses.remove(0);
-    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_c"]), &second).responses.remove(0);
-    stream.on_request(&ack(type_url::ENDPOINT, &eds.nonce), &second);
-    assert!(stream.on_request(&nack(type_url::CLUSTER, &cds.nonce), &second).responses.is_empty());
-
-    // Envoy may have taken some of a NACKed response (it applies the clusters it can), so
-    // the next CDS change carries them again, and only its ACK says what Envoy holds.
-    let third = snapshot(&[("a", 1), ("c", 3), ("d", 4)], Some(&second));
-    let step = stream.on_snapshot(&third);
-    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap();
     let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["svc_c", "svc_d"]);
-    let mut released = settle(&mut stream, &third, step.responses);
-    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_d"]), &third).responses;
-    released.extend(settle(&mut stream, &third, eds));
-    assert!(carries_routes(&released), "the ACK of the clusters and of svc_d's endpoints releases the routes");
+    let eds = stream.on_request(&subscribe(type_url::ENDPOINT, &["svc_c", "svc_d"]), &second).responses.remove(0);
+    stream.on_request(&ack(type_url::ENDPOINT, &eds.nonce), &second);
+
+    // Envoy applies the clusters it can and names the one it refused: the others go again
+    // at once (only an ACK says Envoy holds them), the refused one does not.
+    let step = stream.on_request(&nack(type_url::CLUSTER, &cds.nonce), &second);
+    let again = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).expect("the rest goes again");
+    let names: Vec<_> = again.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_d"]);
+    let released = settle(&mut stream, &second, step.responses);
+    assert!(carries_routes(&released), "the ACK of svc_d releases the routes: {released:?}");
+    let later = snapshot(&[("a", 1), ("c", 3), ("d", 4), ("e", 5)], Some(&second));
+    let step = stream.on_snapshot(&later);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap();
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_e"], "another service's change does not carry the refused cluster again");
+}
+
+/// Services with a load-balancing policy each (a cluster edit when it changes).
+fn lb_snapshot(services: &[(&str, &str)], previous: Option<&Snapshot>) -> Snapshot {
+    let mut yaml = crate::test_support::AUTH.to_owned() + "services:\n";
+    for (name, lb) in services {
+        yaml += &format!(
+            "  - name: {name}\n    routes: [{{prefix: /{name}}}]\n    instances: [{{address: 127.0.0.1, port: 1}}]\n    traffic: {{load_balancing: {{policy: {lb}}}}}\n"
+        );
+    }
+    let options = crate::test_support::translate_options(8080);
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+fn acked_quarantine(step: &DeltaStep) -> Option<Vec<String>> {
+    step.events.iter().find_map(|e| match e {
+        StreamEvent::Ack { quarantined, .. } => Some(quarantined.clone()),
+        StreamEvent::Nack { .. } => None,
+    })
+}
+
+#[test]
+fn a_refused_cluster_stays_out_until_the_registry_changes_it_and_its_ack_ends_the_quarantine() {
+    let first = lb_snapshot(&[("a", "round_robin"), ("b", "round_robin")], None);
+    let mut stream = settled_stream(&first, &["svc_a", "svc_b"]);
+    let mut other_node = settled_stream(&first, &["svc_a", "svc_b"]);
+    let second = lb_snapshot(&[("a", "random"), ("b", "round_robin")], Some(&first));
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    let mut refusal = ack(type_url::CLUSTER, &cds.nonce);
+    refusal.error_detail = Some(RpcStatus { code: 13, message: "Error adding/updating cluster(s) svc_a: no such policy".into(), details: vec![] });
+    let step = stream.on_request(&refusal, &second);
+    settle(&mut stream, &second, step.responses);
+
+    // b changes: only b goes, and its ACK still names a as quarantined.
+    let third = lb_snapshot(&[("a", "random"), ("b", "random")], Some(&second));
+    let step = stream.on_snapshot(&third);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap().clone();
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_b"]);
+    let step = stream.on_request(&ack(type_url::CLUSTER, &cds.nonce), &third);
+    assert_eq!(acked_quarantine(&step), Some(vec!["svc_a".to_owned()]));
+
+    // The other node takes both changes as they are.
+    let theirs = other_node.on_snapshot(&third).responses.remove(0);
+    let names: Vec<_> = theirs.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_a", "svc_b"]);
+
+    // a changes again: it is tried again, and its ACK ends the quarantine.
+    let fourth = lb_snapshot(&[("a", "least_request"), ("b", "random")], Some(&third));
+    let step = stream.on_snapshot(&fourth);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap().clone();
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_a"]);
+    let step = stream.on_request(&ack(type_url::CLUSTER, &cds.nonce), &fourth);
+    assert_eq!(acked_quarantine(&step), Some(vec![]));
 }
 
 /// Per-resource hashes are of the encoded bytes: the same registry must encode the same

@@ -5,9 +5,11 @@
 //! Pure state: every input carries its own time (`now_ms`), so each transition is
 //! unit-tested (ledger_tests.rs); `status.rs` wraps it in a lock and the clock.
 //!
-//! A NACK stays in force ("rejected") until the same type is ACKed again: the state
-//! machines never re-send a rejected version (sotw.rs, delta.rs), so only a later registry
-//! change, once Envoy accepts it, clears it.
+//! A NACK stays in force ("rejected") while the resources it refused are quarantined on
+//! that stream (quarantine.rs): an ACK of the type narrows it to the resources still
+//! quarantined, and ends it when none is. The state machines never re-send a refused
+//! resource at the refused content (sotw.rs, delta.rs), so only a later registry change,
+//! once Envoy accepts it, clears it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,6 +21,8 @@ pub const HISTORY_PER_NODE: usize = 32;
 pub const DISCONNECTED_KEPT: usize = 64;
 /// Responses awaiting an answer kept per type (delta may have several in flight).
 const AWAITING_KEPT: usize = 16;
+/// Earlier NACKs kept in force per type (each refused resources a later one did not).
+const EARLIER_NACKS_KEPT: usize = 16;
 
 /// Where one type of one Envoy stands, as an operator reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -95,6 +99,17 @@ pub struct Nack {
 }
 
 impl Nack {
+    /// This NACK with only the refused resources among `quarantined`; None when it has none.
+    fn narrowed_to(mut self, quarantined: &[String]) -> Option<Nack> {
+        let refused: Vec<String> = self.refused().iter().map(|r| r.name.clone()).collect();
+        self.resources.retain(|r| refused.contains(&r.name) && quarantined.contains(&r.name));
+        for resource in &mut self.resources {
+            // Kept as refused even when the detail named none (then every one was).
+            resource.named_in_detail = true;
+        }
+        (!self.resources.is_empty()).then_some(self)
+    }
+
     /// The resources Envoy refused: those its detail names, or every one the response
     /// carried when it names none.
     pub fn refused(&self) -> Vec<&RejectedResource> {
@@ -147,8 +162,13 @@ pub struct TypeRecord {
     pub acked_at_unix_ms: Option<u64>,
     /// Push to ACK of the last ACKed response.
     pub last_push_ack_ms: Option<u64>,
-    /// The NACK in force: set by a NACK, cleared by a later ACK of this type.
+    /// The NACK in force: set by a NACK, narrowed by a later ACK of this type to the
+    /// resources still quarantined, cleared when none is.
     pub rejected: Option<Nack>,
+    /// Earlier NACKs of this type whose refused resources are still quarantined (a later
+    /// NACK refused others), narrowed to those: in force like `rejected`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub earlier_rejected: Vec<Nack>,
     /// The last NACK ever, kept after it is cleared.
     pub last_nack: Option<Nack>,
     #[serde(skip)]
@@ -160,13 +180,23 @@ impl TypeRecord {
     pub fn state(&self) -> SyncState {
         if !self.awaiting.is_empty() {
             SyncState::Pending
-        } else if self.rejected.is_some() {
+        } else if self.in_force().next().is_some() {
             SyncState::Nacked
         } else if self.sent_version.is_none() {
             SyncState::NotSent
         } else {
             SyncState::Synced
         }
+    }
+
+    /// Every NACK in force, the latest first.
+    pub fn in_force(&self) -> impl Iterator<Item = &Nack> {
+        self.rejected.iter().chain(&self.earlier_rejected)
+    }
+
+    /// Whether a NACK in force refused `name`, and which.
+    pub fn refusal_of(&self, name: &str) -> Option<&Nack> {
+        self.in_force().find(|n| n.refused().iter().any(|r| r.name == name))
     }
 
     /// How long the oldest unanswered response has waited.
@@ -345,15 +375,18 @@ impl Ledger {
         });
     }
 
-    /// Envoy ACKed the response with `nonce`: the rejection of this type, if any, is over.
-    pub fn ack(&mut self, stream_id: u64, type_name: &str, version: &str, nonce: &str, now_ms: u64) -> Option<Acked> {
+    /// Envoy ACKed the response with `nonce`: the rejection of this type, if any, is over
+    /// but for the resources still `quarantined`.
+    pub fn ack(&mut self, stream_id: u64, type_name: &str, version: &str, nonce: &str, quarantined: &[String], now_ms: u64) -> Option<Acked> {
         let node = self.nodes.get_mut(&stream_id)?;
         node.last_seen_unix_ms = now_ms;
         let record = node.types.entry(type_name.to_owned()).or_default();
         let sent_at = record.answer(nonce);
         record.acked_version = Some(version.to_owned());
         record.acked_at_unix_ms = Some(now_ms);
-        record.rejected = None;
+        record.rejected = record.rejected.take().and_then(|nack| nack.narrowed_to(quarantined));
+        let earlier = std::mem::take(&mut record.earlier_rejected);
+        record.earlier_rejected = earlier.into_iter().filter_map(|nack| nack.narrowed_to(quarantined)).collect();
         let push_to_ack_ms = sent_at.map(|at| now_ms.saturating_sub(at));
         record.last_push_ack_ms = push_to_ack_ms.or(record.last_push_ack_ms);
         node.settle_history(type_name, nonce, Outcome::Acked, now_ms);
@@ -368,6 +401,16 @@ impl Ledger {
         record.answer(&nack.nonce);
         node.settle_history(type_name, &nack.nonce, Outcome::Nacked, now_ms);
         let record = node.types.entry(type_name.to_owned()).or_default();
+        // What the NACK in force refused and this one does not stays in force beside it
+        // (quarantined until an ACK says otherwise).
+        let refused_now: Vec<String> = nack.refused().iter().map(|r| r.name.clone()).collect();
+        let still = |old: Nack| {
+            let others: Vec<String> = old.refused().iter().map(|r| r.name.clone()).filter(|n| !refused_now.contains(n)).collect();
+            old.narrowed_to(&others)
+        };
+        let mut earlier: Vec<Nack> = record.rejected.take().into_iter().chain(std::mem::take(&mut record.earlier_rejected)).filter_map(still).collect();
+        earlier.truncate(EARLIER_NACKS_KEPT);
+        record.earlier_rejected = earlier;
         record.rejected = Some(nack.clone());
         record.last_nack = Some(nack);
     }

@@ -69,6 +69,7 @@ pub fn envoy_status(node: &NodeRecord, now_ms: u64) -> v1::EnvoyStatus {
                 pending_age_ms: t.pending_age_ms(now_ms).unwrap_or_default(),
                 push_to_ack_ms: t.last_push_ack_ms.unwrap_or_default(),
                 rejected: t.rejected.as_ref().map(nack),
+                earlier_rejected: t.earlier_rejected.iter().map(nack).collect(),
             })
             .collect(),
         state: node.overall().as_str().to_owned(),

@@ -33,7 +33,7 @@ fn a_type_goes_not_sent_then_pending_then_synced_and_the_ack_is_timed() {
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("CDS"), SyncState::Pending);
     assert_eq!(n.types["CDS"].pending_age_ms(1_150), Some(50));
-    let acked = ledger.ack(1, "CDS", "v1", "1", 1_130);
+    let acked = ledger.ack(1, "CDS", "v1", "1", &[], 1_130);
     assert_eq!(acked, Some(Acked { type_name: "CDS".into(), push_to_ack_ms: 30 }));
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("CDS"), SyncState::Synced);
@@ -49,7 +49,7 @@ fn a_type_goes_not_sent_then_pending_then_synced_and_the_ack_is_timed() {
 fn a_nack_stays_in_force_until_a_later_ack_of_the_type() {
     let mut ledger = connected();
     ledger.sent(1, "CDS", "v1", "1", 1, 1_000);
-    ledger.ack(1, "CDS", "v1", "1", 1_010);
+    ledger.ack(1, "CDS", "v1", "1", &[], 1_010);
     ledger.sent(1, "CDS", "v2", "2", 1, 2_000);
     ledger.nack(1, "CDS", nack("v2", "2", "Didn't find a registered load balancer"), 2_020);
     let n = node(&ledger, 1);
@@ -66,7 +66,7 @@ fn a_nack_stays_in_force_until_a_later_ack_of_the_type() {
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("CDS"), SyncState::Pending);
     assert!(n.types["CDS"].rejected.is_some());
-    ledger.ack(1, "CDS", "v3", "3", 3_040);
+    ledger.ack(1, "CDS", "v3", "3", &[], 3_040);
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("CDS"), SyncState::Synced);
     assert!(n.types["CDS"].rejected.is_none(), "a later ACK clears it");
@@ -78,7 +78,7 @@ fn an_ack_of_a_later_response_settles_the_earlier_ones() {
     let mut ledger = connected();
     ledger.sent(1, "EDS", "v1", "1", 1, 1_000);
     ledger.sent(1, "EDS", "v2", "2", 1, 1_100);
-    ledger.ack(1, "EDS", "v2", "2", 1_150);
+    ledger.ack(1, "EDS", "v2", "2", &[], 1_150);
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("EDS"), SyncState::Synced, "SotW answers only the latest nonce");
     assert_eq!(n.types["EDS"].last_push_ack_ms, Some(50));
@@ -91,10 +91,10 @@ fn delta_answers_each_response_in_order() {
     ledger.connect(1, "gw-1", "gateway", "delta", 0);
     ledger.sent(1, "EDS", "v1", "1", 1, 100);
     ledger.sent(1, "EDS", "v2", "2", 1, 200);
-    ledger.ack(1, "EDS", "v1", "1", 210);
+    ledger.ack(1, "EDS", "v1", "1", &[], 210);
     assert_eq!(node(&ledger, 1).state_of("EDS"), SyncState::Pending, "the second response is still unanswered");
     assert_eq!(node(&ledger, 1).types["EDS"].pending_age_ms(300), Some(100));
-    ledger.ack(1, "EDS", "v2", "2", 230);
+    ledger.ack(1, "EDS", "v2", "2", &[], 230);
     assert_eq!(node(&ledger, 1).state_of("EDS"), SyncState::Synced);
 }
 
@@ -102,7 +102,7 @@ fn delta_answers_each_response_in_order() {
 fn an_unknown_nonce_changes_nothing_pending() {
     let mut ledger = connected();
     ledger.sent(1, "LDS", "v1", "7", 1, 0);
-    assert_eq!(ledger.ack(1, "LDS", "v0", "6", 10), None, "no push to time");
+    assert_eq!(ledger.ack(1, "LDS", "v0", "6", &[], 10), None, "no push to time");
     assert_eq!(node(&ledger, 1).state_of("LDS"), SyncState::Pending);
 }
 
@@ -110,7 +110,7 @@ fn an_unknown_nonce_changes_nothing_pending() {
 fn a_closed_stream_shows_disconnected_until_the_node_returns() {
     let mut ledger = connected();
     ledger.sent(1, "CDS", "v1", "1", 1, 0);
-    ledger.ack(1, "CDS", "v1", "1", 5);
+    ledger.ack(1, "CDS", "v1", "1", &[], 5);
     ledger.disconnect(1, 100);
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("CDS"), SyncState::Disconnected);
@@ -151,7 +151,7 @@ fn one_node_nacking_leaves_the_other_synced() {
         ledger.sent(id, "CDS", "v2", "1", 1, 0);
     }
     ledger.nack(1, "CDS", nack("v2", "1", "refused"), 10);
-    ledger.ack(2, "CDS", "v2", "1", 10);
+    ledger.ack(2, "CDS", "v2", "1", &[], 10);
     assert_eq!(node(&ledger, 1).overall(), SyncState::Nacked);
     assert_eq!(node(&ledger, 2).overall(), SyncState::Synced);
 }
@@ -185,13 +185,71 @@ fn a_type_the_snapshot_has_and_the_stream_was_not_sent_keeps_the_node_pending() 
     let mut ledger = connected();
     ledger.offered(1, "s1", &["CDS", "EDS", "LDS"]);
     ledger.sent(1, "CDS", "v1", "1", 1, 0);
-    ledger.ack(1, "CDS", "v1", "1", 5);
+    ledger.ack(1, "CDS", "v1", "1", &[], 5);
     let n = node(&ledger, 1);
     assert_eq!(n.state_of("EDS"), SyncState::NotSent);
     assert_eq!(n.overall(), SyncState::Pending, "between its CDS ACK and its first EDS request a new Envoy is not synced");
     for (t, nonce) in [("EDS", "2"), ("LDS", "3")] {
         ledger.sent(1, t, "v1", nonce, 1, 10);
-        ledger.ack(1, t, "v1", nonce, 15);
+        ledger.ack(1, t, "v1", nonce, &[], 15);
     }
     assert_eq!(node(&ledger, 1).overall(), SyncState::Synced);
+}
+
+#[test]
+fn an_ack_keeps_the_nack_in_force_for_the_resources_still_quarantined() {
+    let mut ledger = connected();
+    ledger.sent(1, "CDS", "v2", "1", 2, 1_000);
+    let mut refused = nack("v2", "1", "Error adding/updating cluster(s) svc_venue: no maglev");
+    refused.resources.push(RejectedResource { name: "svc_plain".into(), entry: None, named_in_detail: false });
+    ledger.nack(1, "CDS", refused, 1_010);
+    // The reply (svc_venue at its last good content) is ACKed; svc_venue stays quarantined.
+    ledger.sent(1, "CDS", "v2-quarantine-1", "2", 2, 1_020);
+    ledger.ack(1, "CDS", "v2-quarantine-1", "2", &["svc_venue".to_owned()], 1_030);
+    let n = node(&ledger, 1);
+    assert_eq!(n.state_of("CDS"), SyncState::Nacked, "not running what the registry says");
+    let rejected = n.types["CDS"].rejected.clone().expect("still in force");
+    let names: Vec<&str> = rejected.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["svc_venue"], "narrowed to the quarantined resource");
+    assert_eq!(rejected.detail, "Error adding/updating cluster(s) svc_venue: no maglev");
+    // Another service's change is ACKed: still in force.
+    ledger.sent(1, "CDS", "v3-quarantine-1", "3", 2, 2_000);
+    ledger.ack(1, "CDS", "v3-quarantine-1", "3", &["svc_venue".to_owned()], 2_010);
+    assert_eq!(node(&ledger, 1).state_of("CDS"), SyncState::Nacked);
+    // Its own change is ACKed: over.
+    ledger.sent(1, "CDS", "v4", "4", 2, 3_000);
+    ledger.ack(1, "CDS", "v4", "4", &[], 3_010);
+    let n = node(&ledger, 1);
+    assert_eq!(n.state_of("CDS"), SyncState::Synced);
+    assert!(n.types["CDS"].rejected.is_none());
+}
+
+#[test]
+fn a_later_nack_refusing_another_resource_keeps_the_earlier_one_in_force_beside_it() {
+    let mut ledger = connected();
+    ledger.sent(1, "CDS", "v2", "1", 2, 1_000);
+    ledger.nack(1, "CDS", nack("v2", "1", "Error adding/updating cluster(s) svc_venue: no maglev"), 1_010);
+    ledger.sent(1, "CDS", "v2-quarantine-1", "2", 2, 1_020);
+    ledger.ack(1, "CDS", "v2-quarantine-1", "2", &["svc_venue".to_owned()], 1_030);
+    ledger.sent(1, "CDS", "v3-quarantine-1", "3", 2, 2_000);
+    let mut seats = nack("v3-quarantine-1", "3", "Error adding/updating cluster(s) svc_seats: bad");
+    seats.resources = vec![
+        RejectedResource { name: "svc_venue".into(), entry: None, named_in_detail: false },
+        RejectedResource { name: "svc_seats".into(), entry: None, named_in_detail: true },
+    ];
+    ledger.nack(1, "CDS", seats, 2_010);
+    let record = node(&ledger, 1).types["CDS"].clone();
+    assert_eq!(record.rejected.as_ref().map(|n| n.detail.as_str()), Some("Error adding/updating cluster(s) svc_seats: bad"));
+    let earlier: Vec<&str> = record.earlier_rejected.iter().flat_map(|n| n.resources.iter().map(|r| r.name.as_str())).collect();
+    assert_eq!(earlier, ["svc_venue"], "venue's refusal stays in force with its own message");
+    assert_eq!(record.refusal_of("svc_venue").map(|n| n.detail.as_str()), Some("Error adding/updating cluster(s) svc_venue: no maglev"));
+    // seats is fixed, venue is not: only venue's NACK stays.
+    ledger.sent(1, "CDS", "v4-quarantine-1", "4", 2, 3_000);
+    ledger.ack(1, "CDS", "v4-quarantine-1", "4", &["svc_venue".to_owned()], 3_010);
+    let n = node(&ledger, 1);
+    assert_eq!(n.state_of("CDS"), SyncState::Nacked);
+    assert!(n.types["CDS"].rejected.is_none() && n.types["CDS"].refusal_of("svc_venue").is_some());
+    ledger.sent(1, "CDS", "v5", "5", 2, 4_000);
+    ledger.ack(1, "CDS", "v5", "5", &[], 4_010);
+    assert_eq!(node(&ledger, 1).state_of("CDS"), SyncState::Synced);
 }

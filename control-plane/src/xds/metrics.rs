@@ -145,7 +145,7 @@ mod tests {
         ledger.connect(2, "gw-2", "c", "sotw", 0);
         ledger.sent(1, "CDS", "v1", "1", 1, 0);
         ledger.sent(2, "CDS", "v1", "1", 1, 0);
-        ledger.ack(1, "CDS", "v1", "1", 3);
+        ledger.ack(1, "CDS", "v1", "1", &[], 3);
         let mut metrics = XdsMetrics::default();
         metrics.observe_push_to_ack("CDS", 3);
         metrics.observe_push_to_ack("CDS", 20_000);

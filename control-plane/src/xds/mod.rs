@@ -7,6 +7,7 @@ pub mod delta;
 pub mod ledger;
 pub mod ledger_proto;
 pub mod metrics;
+mod quarantine;
 pub mod server;
 pub mod sotw;
 pub mod status;

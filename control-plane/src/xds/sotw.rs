@@ -5,7 +5,13 @@
 //! Rules kept here (xDS protocol, "ACK/NACK and resource type instance version"):
 //! - a request whose nonce is not the last one sent for its type is stale and ignored;
 //! - a request with `error_detail` is a NACK of the version last sent; that version is never
-//!   sent again to this stream (it would be NACKed again), only a newer snapshot is;
+//!   sent again to this stream (it would be NACKed again). The resources it refused are
+//!   quarantined (quarantine.rs; candidates: those whose content differs from what this
+//!   Envoy last ACKed): every later response of the type carries them at the content this
+//!   Envoy last ACKed (from that response's typed map, shared, not copied) or leaves them
+//!   out if it never had one, with the snapshot's content of everything else, until the
+//!   registry changes them. Such a response goes at once when the NACK quarantined
+//!   something new, so one refused service does not hold back the rest of its type;
 //! - a request with the current nonce and no error is an ACK; if it names other resources
 //!   (EDS/RDS subscriptions change as clusters and listeners come and go), they are sent;
 //! - types go out in SDS, CDS, EDS, ECDS, LDS, RDS order, and a new ECDS/LDS/RDS waits until this
@@ -18,22 +24,81 @@
 //!   arrives.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::Any;
 
+use super::quarantine::{refused, Quarantine};
 use super::step::{SendsTypes, Step, StreamEvent};
 use crate::resources::type_url;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TypedResources};
+
+/// A quarantined resource as one response carried it: its last good content and hash, or
+/// None when this Envoy never held one (it was left out).
+type Kept = BTreeMap<String, Option<(Arc<Any>, String)>>;
+
+/// The content of one type a response was made of: the snapshot's typed map (shared) and
+/// the quarantined resources it carried instead.
+#[derive(Debug, Default, Clone)]
+struct Content {
+    typed: Option<Arc<TypedResources>>,
+    kept: Kept,
+}
+
+impl Content {
+    /// The content and hash this response carried of `name`, if any.
+    fn of(&self, name: &str) -> Option<(Arc<Any>, String)> {
+        if let Some(kept) = self.kept.get(name) {
+            return kept.clone();
+        }
+        let typed = self.typed.as_ref()?;
+        Some((typed.resources.get(name)?.clone(), typed.hashes.get(name)?.clone()))
+    }
+}
 
 #[derive(Debug, Default)]
 struct TypeState {
     /// Names asked for; empty means every resource of the type (wildcard).
     names: BTreeSet<String>,
+    /// The version on the wire: the snapshot's, with a suffix when resources were kept.
     sent_version: Option<String>,
     sent_nonce: Option<String>,
     acked_version: Option<String>,
+    /// The snapshot type version the last response was made from, and the last ACKed one.
+    sent_from: Option<String>,
+    acked_from: Option<String>,
     /// The resource names the last response carried (for EDS: which endpoints Envoy has).
     sent_names: BTreeSet<String>,
+    /// What the last response carried, and what the last ACKed one did (this Envoy's last
+    /// good content of the type).
+    sent: Content,
+    acked: Content,
+    quarantine: Quarantine,
+}
+
+impl TypeState {
+    /// The resources the last response carried at content this Envoy did not ACK before:
+    /// what a NACK of it can have refused, name -> hash.
+    fn changed_in_last_response(&self) -> Vec<(String, String)> {
+        let Some(typed) = &self.sent.typed else { return Vec::new() };
+        self.sent_names
+            .iter()
+            .filter(|name| !self.sent.kept.contains_key(*name))
+            .filter_map(|name| Some((name.clone(), typed.hashes.get(name)?.clone())))
+            .filter(|(name, hash)| self.acked.of(name).is_none_or(|(_, good)| good != *hash))
+            .collect()
+    }
+
+    /// The ACK of the last response: its content is this Envoy's last good one, and the
+    /// quarantine of what it carried at other content than refused is over.
+    fn acked_last(&mut self) {
+        self.acked_version = self.sent_version.clone();
+        self.acked_from = self.sent_from.clone();
+        self.acked = self.sent.clone();
+        let kept = &self.acked.kept;
+        self.quarantine.retain(|name| kept.contains_key(name));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -65,14 +130,20 @@ impl SotwStream {
                     resources: state.sent_names.iter().cloned().collect(),
                 });
                 state.names = names;
+                let changed = state.changed_in_last_response();
+                let refused = refused(&error.message, changed.iter().map(|(n, h)| (n.as_str(), h.as_str())));
+                if state.quarantine.add(refused) {
+                    step.responses.extend(self.respond(&request.type_url, snapshot));
+                }
                 return step;
             }
+            state.acked_last();
             step.events.push(StreamEvent::Ack {
                 type_url: request.type_url.clone(),
                 version: request.version_info.clone(),
                 nonce: request.response_nonce.clone(),
+                quarantined: state.quarantine.names(),
             });
-            state.acked_version = state.sent_version.clone();
             if state.names == names {
                 if let Some(response) = self.rewarm_endpoints(&request.type_url, snapshot) {
                     step.responses.push(response);
@@ -115,18 +186,39 @@ impl SotwStream {
         self.respond(type_url, snapshot)
     }
 
+    /// The snapshot's resources of one type this stream asked for, quarantined ones at
+    /// their last good content (or left out).
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
         let typed = snapshot.types.get(type_url)?;
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
         let wanted = |name: &String| state.names.is_empty() || state.names.contains("*") || state.names.contains(name);
-        let resources = typed.resources.iter().filter(|(name, _)| wanted(name)).map(|(_, any)| (**any).clone()).collect();
-        state.sent_names = typed.resources.keys().filter(|name| wanted(name)).cloned().collect();
-        state.sent_version = Some(typed.version.clone());
+        let mut resources = Vec::new();
+        let mut sent_names = BTreeSet::new();
+        let mut kept = Kept::new();
+        for (name, any) in typed.resources.iter().filter(|(name, _)| wanted(name)) {
+            let hash = typed.hashes.get(name).map(String::as_str).unwrap_or_default();
+            let content = if state.quarantine.holds(name, hash) {
+                let good = state.acked.of(name);
+                kept.insert(name.clone(), good.clone());
+                good.map(|(any, _)| any)
+            } else {
+                Some(any.clone())
+            };
+            if let Some(any) = content {
+                resources.push((*any).clone());
+                sent_names.insert(name.clone());
+            }
+        }
+        let version = version_with_kept(&typed.version, &kept);
+        state.sent_names = sent_names;
+        state.sent = Content { typed: Some(typed.clone()), kept };
+        state.sent_version = Some(version.clone());
+        state.sent_from = Some(typed.version.clone());
         state.sent_nonce = Some(nonce.clone());
         Some(DiscoveryResponse {
-            version_info: typed.version.clone(),
+            version_info: version,
             resources,
             type_url: type_url.to_owned(),
             nonce,
@@ -142,24 +234,39 @@ impl SendsTypes for SotwStream {
     fn respond_if_changed(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DiscoveryResponse> {
         let state = self.types.get(type_url)?;
         let typed = snapshot.types.get(type_url)?;
-        if state.sent_version.as_deref() == Some(typed.version.as_str()) {
+        if state.sent_from.as_deref() == Some(typed.version.as_str()) {
             return None;
         }
         self.respond(type_url, snapshot)
     }
 
+    /// Whether this Envoy ACKed the snapshot's clusters and endpoints (a quarantined one at
+    /// its last good content, or none) and holds the endpoints of every cluster but the
+    /// quarantined ones (a cluster it never accepted asks for none).
     fn clusters_ready(&self, snapshot: &Snapshot) -> bool {
         let acked = |type_url: &str| {
             let version = snapshot.types.get(type_url).map(|t| t.version.as_str());
-            self.types.get(type_url).is_some_and(|s| s.acked_version.as_deref() == version)
+            self.types.get(type_url).is_some_and(|s| s.acked_from.as_deref() == version)
         };
-        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.sent_names);
-        let all_endpoints = snapshot
-            .types
-            .get(type_url::ENDPOINT)
-            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains(name))));
+        let endpoints = self.types.get(type_url::ENDPOINT);
+        let clusters = self.types.get(type_url::CLUSTER);
+        let held = |name: &str| {
+            endpoints.is_some_and(|s| s.sent_names.contains(name) || s.quarantine.contains(name))
+                || clusters.is_some_and(|s| s.quarantine.contains(name))
+        };
+        let all_endpoints = snapshot.types.get(type_url::ENDPOINT).is_none_or(|t| t.resources.keys().all(|name| held(name)));
         acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
     }
+}
+
+/// The snapshot's version of a type, or, when a response keeps quarantined resources at
+/// other content, a version of its own: the Envoy runs something the snapshot is not.
+fn version_with_kept(version: &str, kept: &Kept) -> String {
+    if kept.is_empty() {
+        return version.to_owned();
+    }
+    let held: Vec<String> = kept.iter().map(|(name, good)| format!("{name}={}", good.as_ref().map_or("", |(_, hash)| hash.as_str()))).collect();
+    format!("{version}-quarantine-{}", crate::hash::short_hash(held.join(",").as_bytes()))
 }
 
 #[cfg(test)]

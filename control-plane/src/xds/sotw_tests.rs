@@ -44,7 +44,8 @@ fn eds_sends_only_the_names_asked_for_and_new_names_after_an_ack() {
     let sent = &first.responses[0];
     let ack_same = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a"]), &snap);
     assert!(ack_same.responses.is_empty(), "a plain ACK needs no reply");
-    assert_eq!(ack_same.events, [StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone(), nonce: sent.nonce.clone() }]);
+    let acked = StreamEvent::Ack { type_url: type_url::ENDPOINT.into(), version: sent.version_info.clone(), nonce: sent.nonce.clone(), quarantined: vec![] };
+    assert_eq!(ack_same.events, [acked]);
     let more = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a", "svc_b"]), &snap);
     assert_eq!(more.responses.len(), 1, "a changed subscription is answered");
     assert_eq!(more.responses[0].resources.len(), 2);
@@ -67,7 +68,10 @@ fn a_nack_is_recorded_and_the_rejected_version_is_never_resent() {
     let mut nack = request(type_url::LISTENER, &sent.nonce, "", &[]);
     nack.error_detail = Some(RpcStatus { code: 3, message: "bad wasm".into(), details: vec![] });
     let step = stream.on_request(&nack, &snap);
-    assert!(step.responses.is_empty(), "never resend what was just rejected");
+    // The detail names none: every listener is refused, and this Envoy never held one, so
+    // the reply (which settles the type) carries none of them.
+    assert_eq!(step.responses.len(), 1);
+    assert!(step.responses[0].resources.is_empty(), "never resend what was just rejected");
     let sent_listeners: Vec<String> = snap.types[type_url::LISTENER].resources.keys().cloned().collect();
     assert!(!sent_listeners.is_empty(), "the NACK names what the rejected response carried");
     assert_eq!(
@@ -185,8 +189,10 @@ fn a_nacked_filter_config_is_recorded_and_not_resent_until_it_changes() {
     let mut nack = request(type_url::EXTENSION_CONFIG, &sent.nonce, &first.types[type_url::EXTENSION_CONFIG].version, &["stagedoor"]);
     nack.error_detail = Some(RpcStatus { code: 3, message: "Unable to create Wasm HTTP filter".into(), details: vec![] });
     let step = stream.on_request(&nack, &second);
-    assert!(step.responses.is_empty());
     assert!(matches!(&step.events[..], [StreamEvent::Nack { type_url: t, .. }] if t == type_url::EXTENSION_CONFIG));
+    let kept = &step.responses[0];
+    assert_eq!(kept.resources, [(*first.types[type_url::EXTENSION_CONFIG].resources["stagedoor"]).clone()], "the last good config, not the rejected one");
+    stream.on_request(&request(type_url::EXTENSION_CONFIG, &kept.nonce, &kept.version_info, &["stagedoor"]), &second);
     assert!(stream.on_snapshot(&second).responses.is_empty(), "the rejected config is not resent");
     let third = policy_snapshot(Some("/a/other"), 8080, Some(&second));
     let types: Vec<_> = stream.on_snapshot(&third).responses.iter().map(|r| r.type_url.clone()).collect();
@@ -284,4 +290,131 @@ fn a_changed_cluster_gets_its_endpoints_again_while_it_warms_once_per_cds_respon
     stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &second);
     let step = stream.on_request(&request(type_url::ENDPOINT, &again.nonce, &eds_version, &["svc_a", "svc_b"]), &second);
     assert!(step.responses.is_empty());
+}
+
+/// Services a and b with optional load-balancing policies (cluster edits) and extra route
+/// prefixes for b (a route edit).
+fn two_services(a_lb: Option<&str>, b_lb: Option<&str>, b_prefix: &str, previous: Option<&Snapshot>) -> Snapshot {
+    let traffic = |lb: Option<&str>| lb.map(|p| format!("\n    traffic: {{load_balancing: {{policy: {p}}}}}")).unwrap_or_default();
+    let yaml = crate::test_support::AUTH.to_owned()
+        + &format!(
+            "services:\n  - name: a\n    routes: [{{prefix: /a}}]{}\n  - name: b\n    routes: [{{prefix: {b_prefix}}}]{}\n",
+            traffic(a_lb),
+            traffic(b_lb)
+        );
+    let options = crate::test_support::translate_options(8080);
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+fn nack_of(r: &DiscoveryResponse, version: &str, names: &[&str], detail: &str) -> DiscoveryRequest {
+    let mut nack = request(&r.type_url, &r.nonce, version, names);
+    nack.error_detail = Some(RpcStatus { code: 13, message: detail.into(), details: vec![] });
+    nack
+}
+
+fn cluster_named<'a>(r: &'a DiscoveryResponse, name: &str) -> Option<&'a envoy_types::pb::google::protobuf::Any> {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use prost::Message;
+    r.resources.iter().find(|any| Cluster::decode(any.value.as_slice()).is_ok_and(|c| c.name == name))
+}
+
+/// ACKs every response of `step` (and what those ACKs bring) with the names this stream
+/// subscribes to, as a healthy Envoy does; what was sent.
+fn ack_all(stream: &mut SotwStream, snap: &Snapshot, mut pending: Vec<DiscoveryResponse>) -> Vec<DiscoveryResponse> {
+    let names = |t: &str| -> Vec<&str> {
+        match t {
+            t if t == type_url::ENDPOINT => vec!["svc_a", "svc_b"],
+            t if t == type_url::EXTENSION_CONFIG => vec!["stagedoor"],
+            t if t == type_url::ROUTE => vec!["stagedoor_routes"],
+            _ => vec![],
+        }
+    };
+    let mut seen = Vec::new();
+    for _ in 0..32 {
+        let Some(r) = pending.pop() else { break };
+        pending.extend(stream.on_request(&request(&r.type_url, &r.nonce, &r.version_info, &names(&r.type_url)), snap).responses);
+        seen.push(r);
+    }
+    seen
+}
+
+#[test]
+fn a_refused_cluster_keeps_its_last_good_content_while_the_rest_of_its_type_goes_on() {
+    let first = two_services(None, None, "/b", None);
+    let mut stream = subscribed_and_acked(&first);
+    let mut other_node = subscribed_and_acked(&first);
+    let good_a = first.types[type_url::CLUSTER].resources["svc_a"].clone();
+
+    // a's cluster changes; this Envoy refuses it, naming it.
+    let second = two_services(Some("random"), None, "/b", Some(&first));
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    let detail = "Error adding/updating cluster(s) svc_a: no such policy";
+    let step = stream.on_request(&nack_of(&cds, &first.types[type_url::CLUSTER].version, &[], detail), &second);
+    assert!(matches!(&step.events[..], [StreamEvent::Nack { .. }]), "{:?}", step.events);
+    assert_eq!(step.responses.len(), 1, "the rest of the type goes again at once");
+    let kept = &step.responses[0];
+    assert_eq!(cluster_named(kept, "svc_a"), Some(&*good_a), "the refused cluster at its last good content");
+    assert!(cluster_named(kept, "svc_b").is_some());
+    assert_ne!(kept.version_info, second.types[type_url::CLUSTER].version, "not the snapshot's version: Envoy does not run it");
+    let step = stream.on_request(&request(type_url::CLUSTER, &kept.nonce, &kept.version_info, &[]), &second);
+    assert!(
+        matches!(&step.events[..], [StreamEvent::Ack { quarantined, .. }] if quarantined == &["svc_a"]),
+        "the ACK says svc_a is still quarantined: {:?}",
+        step.events
+    );
+    assert!(stream.on_snapshot(&second).responses.is_empty(), "nothing re-sent until the registry changes");
+
+    // b's cluster and routes change: they reach this Envoy, a stays at its good content.
+    let third = two_services(Some("random"), Some("least_request"), "/b2", Some(&second));
+    let step = stream.on_snapshot(&third);
+    let cds = step.responses.iter().find(|r| r.type_url == type_url::CLUSTER).unwrap().clone();
+    assert_eq!(cluster_named(&cds, "svc_a"), Some(&*good_a));
+    assert_eq!(cluster_named(&cds, "svc_b"), Some(&*third.types[type_url::CLUSTER].resources["svc_b"]));
+    let sent = ack_all(&mut stream, &third, step.responses);
+    let routes = sent.iter().find(|r| r.type_url == type_url::ROUTE).expect("b's routes go once the clusters are ACKed");
+    assert_eq!(routes.version_info, third.types[type_url::ROUTE].version);
+
+    // The other node was never refused anything: it gets the snapshot as it is.
+    let theirs = other_node.on_snapshot(&third).responses.remove(0);
+    assert_eq!(theirs.version_info, third.types[type_url::CLUSTER].version);
+    assert_eq!(cluster_named(&theirs, "svc_a"), Some(&*third.types[type_url::CLUSTER].resources["svc_a"]));
+
+    // a changes again, and this Envoy takes it: the quarantine is over.
+    let fourth = two_services(Some("least_request"), Some("least_request"), "/b2", Some(&third));
+    let cds = stream.on_snapshot(&fourth).responses.remove(0);
+    assert_eq!(cluster_named(&cds, "svc_a"), Some(&*fourth.types[type_url::CLUSTER].resources["svc_a"]), "tried again");
+    assert_eq!(cds.version_info, fourth.types[type_url::CLUSTER].version);
+    let step = stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &fourth);
+    assert!(matches!(&step.events[..], [StreamEvent::Ack { quarantined, .. }] if quarantined.is_empty()), "{:?}", step.events);
+}
+
+#[test]
+fn a_refused_new_cluster_is_left_out_and_a_nack_refusing_nothing_new_is_not_answered() {
+    let first = two_services(None, None, "/b", None);
+    let mut stream = subscribed_and_acked(&first);
+    let yaml = crate::test_support::AUTH.to_owned()
+        + "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
+    let options = crate::test_support::translate_options(8080);
+    let second = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, Some(&first)).unwrap();
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    let step = stream.on_request(&nack_of(&cds, "", &[], "cluster svc_c: refused"), &second);
+    let kept = &step.responses[0];
+    assert!(cluster_named(kept, "svc_c").is_none(), "never held a good one: left out");
+    assert_eq!(kept.resources.len(), cds.resources.len() - 1);
+    // The same refusal of the reply quarantines nothing new: no answer (no loop).
+    let step = stream.on_request(&nack_of(kept, "", &[], "cluster svc_c: refused"), &second);
+    assert!(step.responses.is_empty(), "{:?}", step.responses);
+}
+
+#[test]
+fn a_nack_naming_no_resource_quarantines_what_changed_and_keeps_the_rest() {
+    let first = two_services(None, None, "/b", None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = two_services(Some("random"), None, "/b", Some(&first));
+    let cds = stream.on_snapshot(&second).responses.remove(0);
+    let step = stream.on_request(&nack_of(&cds, "", &[], "Unable to parse"), &second);
+    let kept = &step.responses[0];
+    assert_eq!(cluster_named(kept, "svc_a"), Some(&*first.types[type_url::CLUSTER].resources["svc_a"]), "what changed is what it refused");
+    let step = stream.on_request(&request(type_url::CLUSTER, &kept.nonce, &kept.version_info, &[]), &second);
+    assert!(matches!(&step.events[..], [StreamEvent::Ack { quarantined, .. }] if quarantined == &["svc_a"]), "only svc_a: {:?}", step.events);
 }

@@ -63,8 +63,8 @@ impl EnvoyRegistry {
     pub fn record(&self, stream_id: u64, event: &StreamEvent, origins: &Origins) {
         let now = now_ms();
         self.with(|t| match event {
-            StreamEvent::Ack { type_url, version, nonce } => {
-                if let Some(acked) = t.ledger.ack(stream_id, type_url::short(type_url), version, nonce, now) {
+            StreamEvent::Ack { type_url, version, nonce, quarantined } => {
+                if let Some(acked) = t.ledger.ack(stream_id, type_url::short(type_url), version, nonce, quarantined, now) {
                     t.metrics.observe_push_to_ack(&acked.type_name, acked.push_to_ack_ms);
                 }
             }
@@ -141,8 +141,7 @@ pub fn rejections_by_service(nodes: &[NodeRecord]) -> std::collections::BTreeMap
     let mut by_service: std::collections::BTreeMap<String, Vec<Rejection>> = Default::default();
     for node in nodes.iter().filter(|n| n.is_connected()) {
         for (type_name, record) in &node.types {
-            let Some(nack) = &record.rejected else { continue };
-            for resource in nack.refused() {
+            for (nack, resource) in record.in_force().flat_map(|nack| nack.refused().into_iter().map(move |r| (nack, r))) {
                 let Some(entry) = &resource.entry else { continue };
                 let Some(service) = &entry.service else { continue };
                 by_service.entry(service.clone()).or_default().push(Rejection {
@@ -187,7 +186,7 @@ mod tests {
         assert_eq!(marked["venue"][0].node_id, "gw-1");
         assert_eq!(marked["venue"][0].field, "traffic.load_balancing");
         ledger.sent(1, "CDS", "v3", "2", 2, 2);
-        ledger.ack(1, "CDS", "v3", "2", 3);
+        ledger.ack(1, "CDS", "v3", "2", &[], 3);
         assert!(rejections_by_service(&ledger.nodes()).is_empty(), "a later ACK clears the mark");
     }
 }

@@ -15,7 +15,9 @@ pub(super) const GATED_TYPES: [&str; 3] = [type_url::EXTENSION_CONFIG, type_url:
 /// What happened on the stream that the operator should know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
-    Ack { type_url: String, version: String, nonce: String },
+    /// `quarantined`: the resources of this type still quarantined on the stream after
+    /// this ACK (quarantine.rs): their NACK stays in force.
+    Ack { type_url: String, version: String, nonce: String, quarantined: Vec<String> },
     /// `resources`: the names the rejected response carried.
     Nack { type_url: String, version: String, nonce: String, detail: String, resources: Vec<String> },
 }
