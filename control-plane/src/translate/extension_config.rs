@@ -7,11 +7,12 @@ use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, A
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
-use stagedoor_filter_core::config::FilterConfig;
 
 use super::{names, to_any, TranslateOptions};
 
-pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig) -> TypedExtensionConfig {
+/// `config_json`: the filter config's JSON (`FilterConfig::to_json`, or what
+/// [`super::filter_config::config_json`] makes of its parts).
+pub fn stagedoor_filter_config(options: &TranslateOptions, config_json: String) -> TypedExtensionConfig {
     let wasm = Wasm {
         config: Some(PluginConfig {
             name: names::FILTER_NAME.to_owned(),
@@ -27,7 +28,7 @@ pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig
                 }),
                 ..Default::default()
             })),
-            configuration: Some(to_any(&StringValue { value: config.to_json() })),
+            configuration: Some(to_any(&StringValue { value: config_json })),
             // A webhook is held at the headers (StopIteration) while its body arrives for
             // the signature check; without this Envoy would stop all iteration and never
             // hand the filter the body.
