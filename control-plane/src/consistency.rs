@@ -42,12 +42,30 @@ pub enum InconsistentSnapshot {
 
 /// The names a snapshot holds, by type: what references are checked against.
 pub struct Names<'a> {
-    pub endpoints: HashSet<&'a str>,
-    pub clusters: HashSet<&'a str>,
-    pub routes: HashSet<&'a str>,
-    pub secrets: HashSet<&'a str>,
+    pub endpoints: &'a dyn NameSet,
+    pub clusters: &'a dyn NameSet,
+    pub routes: &'a dyn NameSet,
+    pub secrets: &'a dyn NameSet,
     /// ECDS resource name -> the type URL of its config.
     pub extension_types: BTreeMap<&'a str, &'a str>,
+}
+
+/// Names a reference may resolve to: a set gathered from decoded resources, or the
+/// translation's own map of a type (looked up where it is, not copied into a set).
+pub trait NameSet {
+    fn has(&self, name: &str) -> bool;
+}
+
+impl NameSet for HashSet<&str> {
+    fn has(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+}
+
+impl<V: Clone> NameSet for imbl::OrdMap<String, V> {
+    fn has(&self, name: &str) -> bool {
+        self.contains_key(name)
+    }
 }
 
 /// What a group of resources names of other resources: gathered once when the group is
@@ -151,18 +169,18 @@ pub fn check_references<'r>(
     names: &Names<'_>,
 ) -> Result<(), InconsistentSnapshot> {
     for references in groups.clone() {
-        if let Some((cluster, service)) = references.endpoints.iter().find(|(_, s)| !names.endpoints.contains(s.as_str())) {
+        if let Some((cluster, service)) = references.endpoints.iter().find(|(_, s)| !names.endpoints.has(s)) {
             return Err(InconsistentSnapshot::MissingEndpoints { cluster: cluster.clone(), service: service.clone() });
         }
     }
     check_listeners(listeners, names)?;
     for references in groups.clone() {
-        if let Some((route, cluster)) = references.clusters.iter().find(|(_, c)| !names.clusters.contains(c.as_str())) {
+        if let Some((route, cluster)) = references.clusters.iter().find(|(_, c)| !names.clusters.has(c)) {
             return Err(InconsistentSnapshot::MissingCluster { route: route.clone(), cluster: cluster.clone() });
         }
     }
     for references in groups {
-        if let Some((owner, secret)) = references.secrets.iter().find(|(_, s)| !names.secrets.contains(s.as_str())) {
+        if let Some((owner, secret)) = references.secrets.iter().find(|(_, s)| !names.secrets.has(s)) {
             return Err(InconsistentSnapshot::MissingSecret { owner: owner.clone(), secret: secret.clone() });
         }
     }
@@ -180,7 +198,7 @@ fn check_listeners(listeners: &[Listener], names: &Names<'_>) -> Result<(), Inco
                 let hcm = HttpConnectionManager::decode(any.value.as_slice())
                     .map_err(|_| InconsistentSnapshot::BadListener { listener: listener.name.clone() })?;
                 if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
-                    if !names.routes.contains(rds.route_config_name.as_str()) {
+                    if !names.routes.has(&rds.route_config_name) {
                         return Err(InconsistentSnapshot::MissingRouteConfig {
                             listener: listener.name.clone(),
                             route_config: rds.route_config_name.clone(),

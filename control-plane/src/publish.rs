@@ -50,16 +50,7 @@ pub fn build_snapshot_with_keys(
     let inputs_version = crate::hash::short_hash(
         format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
     );
-    let mut snapshot = Snapshot::build(translation, cache, &registry.version, &inputs_version, previous)?;
-    // Origins follow the registry and the retired services only: an instance or a key
-    // change keeps them (10,000 services are 20,000 entries to make again).
-    let origins_key = crate::hash::short_hash(format!("{}|{retired_names:?}", registry.version).as_bytes());
-    snapshot.origins = match previous {
-        Some(p) if p.origins_key == origins_key => p.origins.clone(),
-        _ => std::sync::Arc::new(crate::translate::origins::origins(registry, retired)),
-    };
-    snapshot.origins_key = origins_key;
-    Ok(snapshot)
+    Ok(Snapshot::build(translation, cache, &registry.version, &inputs_version, previous)?)
 }
 
 /// Holds the current registry and publishes snapshots to every stream.
@@ -106,10 +97,8 @@ impl Publisher {
     pub fn apply(&mut self, registry: Registry) -> Result<bool, PublishError> {
         let mut retired = self.retired.clone();
         let until = Instant::now() + RETIRE_AFTER;
-        for (name, spec) in &self.registry.services {
-            if !registry.services.contains_key(name) {
-                retired.insert(name.clone(), (spec.clone(), until));
-            }
+        for spec in removed_services(&self.registry.services, &registry.services) {
+            retired.insert(spec.name.clone(), (spec.clone(), until));
         }
         retired.retain(|name, _| !registry.services.contains_key(name));
         let current = self.current();
@@ -172,6 +161,20 @@ impl Publisher {
         self.tx.send_replace(Arc::new(snapshot));
         Ok(true)
     }
+}
+
+/// The services of `before` that `now` lacks: both walked once, side by side in name order
+/// (10,000 lookups were a millisecond of every apply).
+fn removed_services<'a>(before: &'a BTreeMap<String, ServiceSpec>, now: &BTreeMap<String, ServiceSpec>) -> Vec<&'a ServiceSpec> {
+    let mut now = now.keys().peekable();
+    let mut removed = Vec::new();
+    for (name, spec) in before {
+        while now.next_if(|n| *n < name).is_some() {}
+        if now.next_if(|n| *n == name).is_none() {
+            removed.push(spec);
+        }
+    }
+    removed
 }
 
 fn retired_specs(retired: &BTreeMap<String, (ServiceSpec, Instant)>) -> Vec<&ServiceSpec> {

@@ -159,6 +159,7 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
         anyhow::ensure!(changed?, "an instance change of {name} published nothing");
         instance_times.push(took);
     }
+    let rss = rss_kib();
     phases(&publisher, n)?;
     let (prefix_median, prefix_max) = median_max(prefix_times);
     let (timeout_median, timeout_max) = median_max(timeout_times);
@@ -169,33 +170,54 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
         ms(parsed),
         ms(compiled),
         ms(cold),
-        rss_kib() as f64 / 1024.0
+        rss as f64 / 1024.0
     );
     Ok(())
 }
 
-/// Where an instance change's time goes, phase by phase, through the same library calls
-/// `Publisher::set_live_instances` makes (to stderr, for bench/results-scale.md).
+/// Where the time of a cold translation, an instance change and the two edits goes, phase
+/// by phase, through the library calls `Publisher` makes (to stderr, for
+/// bench/results-scale.md): the translation, the snapshot (its consistency check
+/// included), and for an edit the registry it replaces being freed.
 fn phases(publisher: &Publisher, n: usize) -> anyhow::Result<()> {
+    use stagedoor_control_plane::registry::ServiceSpec;
     use stagedoor_control_plane::snapshot::Snapshot;
-    use stagedoor_control_plane::translate::translate_incremental;
+    use stagedoor_control_plane::translate::{translate_incremental, TranslateCache};
     let current = publisher.current();
+    let options = publisher.options();
+    let registry = publisher.registry();
+    let split = |what: &str, registry: &Registry, live: &LiveInstances, cache: &TranslateCache, previous: Option<&Snapshot>| {
+        let (translate, translated) = timed(|| translate_incremental(registry, live, &[], options, cache));
+        let (translation, cache) = translated?;
+        let (full_check, checked) = timed(|| translation.check());
+        checked?;
+        let (snapshot, built) = timed(|| Snapshot::build(translation, cache, &registry.version, "v", previous));
+        built?;
+        eprintln!(
+            "{n} services, {what}: translate {:.2} ms, snapshot (its check included) {:.2} ms; a full consistency check {:.2} ms",
+            ms(translate),
+            ms(snapshot),
+            ms(full_check)
+        );
+        anyhow::Ok(())
+    };
+    split("cold", registry, publisher.live(), &TranslateCache::default(), None)?;
     let mut live = publisher.live().clone();
     live.entry(format!("svc{}", n / 2)).or_default().insert(InstanceSpec { address: address(n + 99), port: 4001 });
-    let registry = publisher.registry();
-    let (translate, translated) = timed(|| translate_incremental(registry, &live, &[], publisher.options(), &current.cache));
-    let (translation, cache) = translated?;
-    let (check, checked) = timed(|| translation.check());
-    checked?;
-    let (snapshot, built) = timed(|| Snapshot::build(translation, cache, &registry.version, "v", Some(&current)));
-    built?;
-    let (origins, _) = timed(|| stagedoor_control_plane::translate::origins::origins(registry, &[]));
-    eprintln!(
-        "{n} services, one instance change: translate {:.2} ms, check {:.2} ms, snapshot (check included) {:.2} ms, origins {:.2} ms",
-        ms(translate),
-        ms(check),
-        ms(snapshot),
-        ms(origins)
-    );
+    split("one instance change", registry, &live, &current.cache, Some(&current))?;
+    let edit = |change: &dyn Fn(&mut ServiceSpec)| {
+        let mut edited = registry.clone();
+        if let Some(svc) = edited.services.get_mut(&format!("svc{}", n / 3)) {
+            change(svc);
+        }
+        edited.version = String::from("phases");
+        edited
+    };
+    let edited = edit(&|svc| svc.traffic.timeout_ms = Some(12_345));
+    split("one timeout edit", &edited, publisher.live(), &current.cache, Some(&current))?;
+    let edited = edit(&|svc| svc.routes[0].prefix = format!("/api/v3/{}", svc.name));
+    split("one prefix edit", &edited, publisher.live(), &current.cache, Some(&current))?;
+    let (freed, ()) = timed(|| drop(edited));
+    eprintln!("{n} services: freeing the registry an edit replaces {:.2} ms", ms(freed));
     Ok(())
 }

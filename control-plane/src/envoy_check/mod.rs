@@ -7,6 +7,7 @@
 //! and trace it to the registry through the origins map, and [`run`] is the process call.
 
 mod bootstrap;
+mod canonical;
 pub mod published;
 mod refusal;
 mod run;

@@ -5,7 +5,8 @@
 //! harness runs `envoy --mode validate` on each file it has not validated before when the
 //! control plane stops (tests/src/envoy_validate.rs).
 //!
-//! Files are named by a hash of their bytes, so the same snapshot published twice, or by
+//! Files are named by a hash of their bytes in an order-insensitive form (canonical.rs:
+//! prost re-encodes decoded maps in random order), so the same snapshot published twice, or by
 //! two tests, is one file and one Envoy run. To make that hold across tests, what differs
 //! between test stacks without changing what Envoy accepts is made equal: listener ports
 //! become 10000 + their index (two listeners must not share an address), endpoint ports
@@ -118,7 +119,8 @@ fn file_key(bootstrap: &Bootstrap) -> String {
             *secret = envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret { name: format!("{name} ({kind})"), r#type: None };
         }
     }
-    crate::hash::sha256_hex(&keyed.encode_to_vec())
+    // Canonical: prost re-encodes decoded maps in a different order every time.
+    crate::hash::sha256_hex(&super::canonical::canonical(&keyed.encode_to_vec()))
 }
 
 /// Writes the snapshot's comparable bootstrap to `dir/<key>.pb` unless it is there; its path.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use stagedoor_filter_core::config::{FilterConfig, RevocationConfig};
+use stagedoor_filter_core::config::{FilterConfig, RevocationConfig, ServiceConfig};
 use stagedoor_filter_core::CompileError;
 
 use super::filter_config::filter_config;
@@ -41,6 +41,21 @@ pub fn check(registry: &Registry, revocation: Option<RevocationConfig>) -> Resul
     let config = filter_config(registry, revocation);
     stagedoor_filter_core::Policy::compile(&config).map_err(|e| refusal(registry, e))?;
     Ok(config)
+}
+
+/// [`check`] of the config made of `globals` (what [`super::filter_config::global_filter_config`]
+/// makes) and the registry's services' parts (`parts`, in the registry's order), compiling
+/// only the parts `compiled_before` does not vouch for (`Policy::check`): what an edit of a
+/// few services costs.
+pub fn check_parts<'a>(
+    registry: &Registry,
+    globals: &'a FilterConfig,
+    mut parts: Vec<&'a ServiceConfig>,
+    compiled_before: impl Fn(usize) -> bool,
+) -> Result<(), FilterConfigRefused> {
+    let own = parts.len();
+    parts.extend(&globals.services);
+    stagedoor_filter_core::Policy::check(globals, &parts, |i| i < own && compiled_before(i)).map_err(|e| refusal(registry, e))
 }
 
 /// Reads a registry file and checks it whole: the registry's rules, then [`check`].

@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::config::core::v3::{async_data_source, data_source, A
 use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
 use envoy_types::pb::envoy::extensions::wasm::v3::{plugin_config, FailurePolicy, PluginConfig, VmConfig};
 use envoy_types::pb::google::protobuf::{BoolValue, StringValue};
-use stagedoor_filter_core::config::{AuthConfig, FilterConfig};
+use stagedoor_filter_core::config::AuthConfig;
 
 use super::{names, to_any, TranslateOptions};
 
@@ -20,7 +20,9 @@ pub fn module_path<'a>(options: &'a TranslateOptions, auth: &AuthConfig) -> &'a 
     }
 }
 
-pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig) -> TypedExtensionConfig {
+/// `module`: the filter module to load ([`module_path`]); `config_json`: the filter config's
+/// JSON (`FilterConfig::to_json`, or what [`super::filter_config::config_json`] makes of its parts).
+pub fn stagedoor_filter_config(module: &str, config_json: String) -> TypedExtensionConfig {
     let wasm = Wasm {
         config: Some(PluginConfig {
             name: names::FILTER_NAME.to_owned(),
@@ -30,13 +32,13 @@ pub fn stagedoor_filter_config(options: &TranslateOptions, config: &FilterConfig
                 runtime: String::from("envoy.wasm.runtime.v8"),
                 code: Some(AsyncDataSource {
                     specifier: Some(async_data_source::Specifier::Local(DataSource {
-                        specifier: Some(data_source::Specifier::Filename(module_path(options, &config.auth).to_owned())),
+                        specifier: Some(data_source::Specifier::Filename(module.to_owned())),
                         ..Default::default()
                     })),
                 }),
                 ..Default::default()
             })),
-            configuration: Some(to_any(&StringValue { value: config.to_json() })),
+            configuration: Some(to_any(&StringValue { value: config_json })),
             // A webhook is held at the headers (StopIteration) while its body arrives for
             // the signature check; without this Envoy would stop all iteration and never
             // hand the filter the body.

@@ -32,6 +32,79 @@ pub fn service_config(svc: &ServiceSpec) -> ServiceConfig {
     }
 }
 
+/// One service's part of the filter config, and its JSON as the whole config writes it:
+/// the incremental translation keeps both, so a changed config's JSON is the services'
+/// joined ([`config_json`]), not 10,000 services written again.
+#[derive(Debug, PartialEq)]
+pub struct ServicePart {
+    pub config: ServiceConfig,
+    pub json: String,
+    /// The JSON's hash, which the config's version is made of ([`with_services`]).
+    pub hash: String,
+}
+
+impl ServicePart {
+    pub fn new(config: ServiceConfig) -> Self {
+        // Serializing plain structs of strings cannot fail (as `FilterConfig::to_json`).
+        let json = serde_json::to_string(&config).unwrap_or_default();
+        let hash = crate::hash::short_hash(json.as_bytes());
+        Self { config, json, hash }
+    }
+}
+
+/// A filter config's JSON, and the version written in it.
+pub struct ConfigJson {
+    pub json: String,
+    pub version: String,
+}
+
+/// What `with_services(globals, parts).to_json()` writes, made from the parts' JSON: the
+/// config without services written once, the services' JSON spliced into its `services`
+/// array, the version made of the parts' hashes (as [`with_services`] makes it).
+pub fn config_json(globals: &FilterConfig, parts: &[&ServicePart]) -> ConfigJson {
+    const HEAD: &str = r#"{"config_version":""#;
+    const SERVICES: &str = r#"","services":["#;
+    let skeleton = skeleton(globals);
+    let Some(rest) = skeleton.strip_prefix(HEAD).and_then(|r| r.strip_prefix(SERVICES)) else {
+        // Not the shape serde writes for the struct's field order: write it whole.
+        let config = with_services(globals.clone(), parts.iter().map(|p| p.config.clone()).collect());
+        return ConfigJson { json: config.to_json(), version: config.config_version };
+    };
+    let global_parts: Vec<ServicePart> = globals.services.iter().cloned().map(ServicePart::new).collect();
+    let each = parts.iter().copied().chain(&global_parts);
+    let version = version(&skeleton, each.clone().map(|p| p.hash.as_str()));
+    let length = HEAD.len() + version.len() + SERVICES.len() + each.clone().map(|p| p.json.len() + 1).sum::<usize>() + rest.len();
+    let mut json = String::with_capacity(length);
+    json.push_str(HEAD);
+    json.push_str(&version);
+    json.push_str(SERVICES);
+    for (i, part) in each.enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&part.json);
+    }
+    json.push_str(rest);
+    ConfigJson { json, version }
+}
+
+/// The config's JSON with no version and no services.
+fn skeleton(globals: &FilterConfig) -> String {
+    FilterConfig { config_version: String::new(), services: Vec::new(), ..globals.clone() }.to_json()
+}
+
+/// A config's version: a hash of its content, made of the JSON of everything but its
+/// services (`skeleton`) and each service's JSON hash, so a config of kept parts is
+/// versioned without hashing its megabytes again.
+fn version<'a>(skeleton: &str, service_hashes: impl IntoIterator<Item = &'a str>) -> String {
+    let mut hashed = String::from(skeleton);
+    for hash in service_hashes {
+        hashed.push(',');
+        hashed.push_str(hash);
+    }
+    crate::hash::short_hash(hashed.as_bytes())
+}
+
 /// Everything of the filter config but the registry's services (the token endpoint's
 /// service is a global one) and the version: what incremental translation compares to
 /// know whether the filter config may be reused.
@@ -64,10 +137,12 @@ pub fn global_filter_config(registry: &Registry, revocation: Option<RevocationCo
 
 /// The registry's services ahead of the global ones, and the version of the whole.
 pub fn with_services(globals: FilterConfig, mut services: Vec<ServiceConfig>) -> FilterConfig {
-    services.extend(globals.services);
-    let mut config = FilterConfig { services, ..globals };
-    config.config_version = crate::hash::short_hash(config.to_json().as_bytes());
-    config
+    let skeleton = skeleton(&globals);
+    services.extend(globals.services.iter().cloned());
+    let hashes: Vec<String> =
+        services.iter().map(|s| crate::hash::short_hash(serde_json::to_string(s).unwrap_or_default().as_bytes())).collect();
+    let config_version = version(&skeleton, hashes.iter().map(String::as_str));
+    FilterConfig { config_version, services, ..globals }
 }
 
 /// The JWKS issuers, and the control plane's HTTP side (which the revocation feed reaches

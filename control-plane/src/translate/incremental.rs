@@ -2,9 +2,15 @@
 //!
 //! Each service's resources (its cluster, its endpoints, its routes, its part of the filter
 //! config) are made once, encoded, hashed, and kept in a [`TranslateCache`] with the inputs
-//! they were made from. The next translation compares each service's registry entry (and
-//! its instances) with the cached one and reuses the cached pieces, by `Arc`, when they are
-//! equal, so an unchanged service costs a comparison and a pointer copy.
+//! they were made from. The next translation walks the registry beside the cache (both in
+//! name order), compares each service's registry entry (and its instances) with the cached
+//! one and reuses the cached pieces, by `Arc`, when they are equal.
+//!
+//! Every map a translation hands on (resources by name, what they refer to, where they come
+//! from, the routes in order) is persistent (`imbl::OrdMap`): the next translation starts
+//! from the previous one's maps, a copy that costs nothing, and changes only the entries of
+//! the services that changed. So an unchanged service costs a comparison and no copy, and
+//! the snapshot finds what changed with `OrdMap::diff`, which skips the shared parts.
 //!
 //! Pure: `(registry, instances, retired, options, previous cache) -> (resources, cache)`;
 //! with an empty cache it is the cold translation, and the two give byte-identical
@@ -14,13 +20,15 @@
 //! - The route configuration is one resource (one virtual host whose routes are every
 //!   service's, longest prefix first). Each service keeps its routes pre-encoded as entries
 //!   of `VirtualHost.routes` (a protobuf repeated field is the concatenation of its
-//!   entries), so the resource is rebuilt by sorting prefixes and concatenating bytes; its
-//!   content hash is the hash of the pieces' hashes, not of its megabytes.
+//!   entries), in a map kept in route order, so the resource is rebuilt by one
+//!   concatenation of bytes; its content hash is the hash of the pieces' hashes, not of its
+//!   megabytes.
 //! - The filter config (ECDS) is reused when no service's part of it and none of the
 //!   globals changed (an instance or a traffic change); otherwise it is rebuilt and compiled
 //!   whole, because the filter compiles it whole (prefix conflicts, composites across
 //!   services).
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -28,22 +36,36 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::Any;
+use imbl::ordmap::DiffItem;
+use imbl::OrdMap;
 use prost::{Message, Name};
-use stagedoor_filter_core::config::{FilterConfig, RevocationConfig, ServiceConfig};
+use stagedoor_filter_core::config::{FilterConfig, RevocationConfig};
 
-use super::{check, cluster, cors, edge_tls, extension_config, filter_config, names, route, to_any};
+use super::origins::{self, OriginKey, Origins};
+use super::filter_config::ServicePart;
+use super::{cluster, cors, edge_tls, extension_config, filter_config, names, route, to_any};
 use super::{TranslateError, TranslateOptions};
+use crate::consistency::{check_references, InconsistentSnapshot, Names, References};
 use crate::registry::edge::UpstreamTls;
 use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec};
 use crate::resources::type_url;
-use crate::consistency::{check_references, InconsistentSnapshot, Names, References};
+use crate::xds::ledger::RegistryEntry;
 
 /// One resource as it goes out: encoded once, with its content hash (what delta xDS
 /// compares with what an Envoy holds).
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Encoded {
     pub any: Arc<Any>,
     pub hash: String,
+}
+
+/// Equal content hashes of the same type are equal resources (versions are content
+/// hashes, compared for equality only): what `OrdMap::diff` compares resources by, without
+/// reading their bytes.
+impl PartialEq for Encoded {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.any, &other.any) || (self.hash == other.hash && self.any.type_url == other.any.type_url)
+    }
 }
 
 impl Encoded {
@@ -55,20 +77,26 @@ impl Encoded {
 }
 
 /// Resources by name, per xDS type.
-pub type EncodedTypes = BTreeMap<&'static str, Arc<EncodedResources>>;
+pub type EncodedTypes = BTreeMap<&'static str, EncodedResources>;
 
-/// One type's resources by name; shared, whole, with the next translation when unchanged.
-pub type EncodedResources = BTreeMap<String, Arc<Encoded>>;
+/// One type's resources by name; persistent, so the next translation shares what did not
+/// change.
+pub type EncodedResources = OrdMap<String, Arc<Encoded>>;
 
-/// What a translation made: every resource, encoded, and what the snapshot checks them with.
-#[derive(Debug)]
+/// What a translation made: every resource, encoded, what the snapshot checks them with,
+/// and where each comes from in the registry.
+#[derive(Debug, Clone)]
 pub struct Translation {
     pub types: EncodedTypes,
+    /// Which registry entry each resource comes from, for NACKs.
+    pub origins: Origins,
     /// The listeners decoded (there are one or two): their RDS and ECDS names are checked.
-    listeners: Vec<Listener>,
-    /// The names every group of resources refers to: the global resources' first, then
-    /// each service's (kept with its pieces).
-    references: Arc<Vec<Arc<References>>>,
+    listeners: Arc<Vec<Listener>>,
+    /// The names the global resources refer to (the control plane's and retired clusters,
+    /// the gateway's routes, the listeners' secrets).
+    global_references: Arc<References>,
+    /// The names each service's resources refer to, by service.
+    references: OrdMap<String, Arc<References>>,
     /// ECDS name -> the type URL of its config.
     extension_types: BTreeMap<String, String>,
 }
@@ -77,27 +105,79 @@ impl Translation {
     /// Every name a resource refers to exists in the translation (see
     /// [`crate::snapshot::check_consistent`], the same check on decoded resources).
     pub fn check(&self) -> Result<(), InconsistentSnapshot> {
-        let keys = |t: &str| self.types.get(t).into_iter().flat_map(|m| m.keys().map(String::as_str));
+        self.check_groups(self.references.iter().map(|(_, r)| &**r))
+    }
+
+    /// [`Self::check`] where `before` (already checked) may have been: when no name of
+    /// `before` is gone, a reference that resolved there resolves here too, so only the
+    /// services whose references changed, the global ones and the listeners are checked.
+    pub fn check_since(&self, before: &Translation) -> Result<(), InconsistentSnapshot> {
+        let name_gone = before.types.iter().any(|(type_url, was)| match self.types.get(type_url) {
+            Some(now) => was.diff(now).any(|d| matches!(d, DiffItem::Remove(..))),
+            None => !was.is_empty(),
+        });
+        if name_gone {
+            return self.check();
+        }
+        let changed: Vec<&References> = before
+            .references
+            .diff(&self.references)
+            .filter_map(|d| match d {
+                DiffItem::Add(_, r) | DiffItem::Update { new: (_, r), .. } => Some(&**r),
+                DiffItem::Remove(..) => None,
+            })
+            .collect();
+        self.check_groups(changed)
+    }
+
+    fn check_groups<'r, I>(&'r self, services: I) -> Result<(), InconsistentSnapshot>
+    where
+        I: IntoIterator<Item = &'r References>,
+        I::IntoIter: Clone,
+    {
+        let empty = EncodedResources::new();
+        let of = |t: &str| self.types.get(t).unwrap_or(&empty);
         let names = Names {
-            endpoints: keys(type_url::ENDPOINT).collect(),
-            clusters: keys(type_url::CLUSTER).collect(),
-            routes: keys(type_url::ROUTE).collect(),
-            secrets: keys(type_url::SECRET).collect(),
+            endpoints: of(type_url::ENDPOINT),
+            clusters: of(type_url::CLUSTER),
+            routes: of(type_url::ROUTE),
+            secrets: of(type_url::SECRET),
             extension_types: self.extension_types.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect(),
         };
-        check_references(&self.listeners, self.references.iter().map(|r| &**r), &names)
+        let groups = std::iter::once(&*self.global_references).chain(services);
+        check_references(&self.listeners, groups, &names)
     }
 }
 
 /// The pieces of the previous translation, and what each was made from.
 #[derive(Debug, Clone, Default)]
 pub struct TranslateCache {
-    services: Arc<BTreeMap<String, Arc<ServicePieces>>>,
-    endpoints: Arc<BTreeMap<String, Arc<EndpointPieces>>>,
+    services: OrdMap<String, Arc<ServicePieces>>,
+    endpoints: OrdMap<String, Arc<EndpointPieces>>,
+    /// The registry's services' resources gathered from the pieces above, kept so the next
+    /// translation patches them instead of gathering 10,000 entries again.
+    own: OwnResources,
     filter: Option<Arc<FilterPieces>>,
     routes: Option<Arc<RoutePieces>>,
     last: Option<Arc<LastTranslation>>,
 }
+
+/// What the registry's services make, by name, without the global resources (which are
+/// added to copies of these maps: few, and made whole each time).
+#[derive(Debug, Clone, Default)]
+struct OwnResources {
+    clusters: EncodedResources,
+    /// By cluster name, as the EDS resources are named.
+    endpoints: EncodedResources,
+    references: OrdMap<String, Arc<References>>,
+    origins: Origins,
+    /// Every service's route targets in the route configuration's order.
+    targets: OrdMap<TargetKey, Arc<EncodedTarget>>,
+}
+
+/// Longest prefix first, then the prefix, then the services' and their targets' order:
+/// the order [`route::sort_targets`] gives the targets of services walked in name order.
+type TargetKey = (Reverse<usize>, String, String, usize);
 
 /// The whole previous translation, and everything it was made from but the registry's
 /// services' instances: when only live instances changed (what discovery reports), it is
@@ -112,19 +192,14 @@ struct LastTranslation {
     options: String,
     retired: Vec<ServiceSpec>,
     live: LiveInstances,
-    types: EncodedTypes,
-    listeners: Vec<Listener>,
-    references: Arc<Vec<Arc<References>>>,
-    extension_types: BTreeMap<String, String>,
+    translation: Translation,
 }
 
-/// The route configuration, and what it was made from: the virtual host's own bytes (all
-/// but the services' routes) and each service's pieces, in order.
+/// The route configuration, and the virtual host's own bytes it was made with (all but
+/// the services' routes): the virtual host's head, the gateway's own routes, its tail.
 #[derive(Debug)]
 struct RoutePieces {
-    /// The virtual host's head, the gateway's own routes, the virtual host's tail.
     frame: [Vec<u8>; 3],
-    services: Vec<Arc<ServicePieces>>,
     encoded: Arc<Encoded>,
 }
 
@@ -132,6 +207,8 @@ struct RoutePieces {
 /// (with its upstream TLS) they were made from.
 #[derive(Debug)]
 struct ServicePieces {
+    /// The registry entry without its instances, which none of these pieces is made of
+    /// (the endpoint pieces keep them): a copy of the registry kept beside it costs less.
     spec: ServiceSpec,
     tls: Option<UpstreamTls>,
     /// The registry's cached paths under the service's route prefixes: its routes answer
@@ -139,9 +216,21 @@ struct ServicePieces {
     cached_paths: Vec<String>,
     cluster: Arc<Encoded>,
     /// Per target prefix, its routes encoded as `VirtualHost.routes` entries, and their hash.
-    targets: Vec<EncodedTarget>,
-    filter: Arc<ServiceConfig>,
+    targets: Vec<Arc<EncodedTarget>>,
+    filter: Arc<ServicePart>,
     references: Arc<References>,
+    origins: Vec<(OriginKey, RegistryEntry)>,
+}
+
+impl ServicePieces {
+    fn target_keys(&self) -> impl Iterator<Item = TargetKey> + '_ {
+        self.targets.iter().enumerate().map(|(i, t)| (Reverse(t.prefix.len()), t.prefix.clone(), self.spec.name.clone(), i))
+    }
+
+    fn same_routes(&self, other: &ServicePieces) -> bool {
+        self.targets.len() == other.targets.len()
+            && self.targets.iter().zip(&other.targets).all(|(x, y)| x.prefix == y.prefix && x.hash == y.hash)
+    }
 }
 
 #[derive(Debug)]
@@ -164,9 +253,20 @@ struct EndpointPieces {
 struct FilterPieces {
     globals: FilterConfig,
     wasm_path: String,
-    services: Vec<Arc<ServiceConfig>>,
     encoded: Arc<Encoded>,
     type_url: String,
+}
+
+/// What changed among the services' pieces, for the aggregates made of all of them.
+#[derive(Default)]
+struct Changed {
+    /// A service's part of the filter config, or the set of services.
+    filter: bool,
+    /// Per service, in the registry's order: whether its filter part is the cached one
+    /// (which compiled without error when it was made).
+    compiled_before: Vec<bool>,
+    /// A service's routes, or the set of services.
+    routes: bool,
 }
 
 /// `registry` translated, reusing from `cache` every piece whose inputs did not change.
@@ -190,30 +290,43 @@ pub fn translate_incremental(
             return Ok(instances_changed(registry, live, &retired, cache, last));
         }
     }
-    let mut next = TranslateCache::default();
-    let mut services = BTreeMap::new();
-    let mut endpoint_cache = BTreeMap::new();
-    let mut clusters = BTreeMap::new();
-    let mut endpoints = BTreeMap::new();
-    let mut references = Vec::with_capacity(registry.services.len() + 1);
+    let mut next = TranslateCache { services: cache.services.clone(), endpoints: cache.endpoints.clone(), own: cache.own.clone(), ..Default::default() };
+    let mut changed = Changed::default();
     let cached_paths = route::cached_paths(registry);
+    let mut cached_services = Lockstep::new(&cache.services);
+    let mut cached_endpoints = Lockstep::new(&cache.endpoints);
     for (name, svc) in &registry.services {
-        let pieces = service_pieces(svc, registry.upstream_tls.get(name), &cached_paths, cache.services.get(name))?;
-        clusters.insert(names::cluster(name), pieces.cluster.clone());
-        references.push(pieces.references.clone());
-        services.insert(name.clone(), pieces);
-        let own = endpoint_pieces(svc, live.get(name), cache.endpoints.get(name));
-        endpoints.insert(names::cluster(name), own.encoded.clone());
-        endpoint_cache.insert(name.clone(), own);
+        let cached = cached_services.take(name);
+        let pieces = service_pieces(svc, registry.upstream_tls.get(name), &cached_paths, cached)?;
+        changed.compiled_before.push(cached.is_some_and(|c| Arc::ptr_eq(&c.filter, &pieces.filter)));
+        if !cached.is_some_and(|c| Arc::ptr_eq(c, &pieces)) {
+            next.replace_service(name, cached.map(|c| &**c), pieces, &mut changed);
+        }
+        let cached = cached_endpoints.take(name);
+        let own = endpoint_pieces(svc, live.get(name), cached);
+        if !cached.is_some_and(|c| Arc::ptr_eq(c, &own)) {
+            next.own.endpoints.insert(names::cluster(name), own.encoded.clone());
+            next.endpoints.insert(name.clone(), own);
+        }
     }
-    next.services = Arc::new(services);
-    next.endpoints = Arc::new(endpoint_cache);
+    for (name, gone) in cached_services.rest() {
+        next.remove_service(name, gone, &mut changed);
+    }
+    for (name, _) in cached_endpoints.rest() {
+        next.own.endpoints.remove(&names::cluster(name));
+        next.endpoints.remove(name);
+    }
 
     // The resources every service shares, made whole each time: few and small.
+    let mut clusters = next.own.clusters.clone();
+    let mut endpoints = next.own.endpoints.clone();
+    let mut origins = next.own.origins.clone();
     let mut global_clusters: Vec<Cluster> = retired.iter().copied().map(cluster::cluster).collect();
     for svc in &retired {
         endpoints.insert(names::cluster(&svc.name), Encoded::of(&cluster::load_assignment(svc, live.get(&svc.name))));
+        origins.extend(origins::service_origins(svc, false));
     }
+    origins.extend(origins::shared_origins());
     global_clusters.extend(super::global_clusters(registry, options));
     let mut global_references = References::of_clusters(&global_clusters)?;
     for c in &global_clusters {
@@ -223,36 +336,104 @@ pub fn translate_incremental(
     global_references.extend(References::of_routes(&gateway_routes));
     let listeners = edge_tls::listeners(options, registry);
     global_references.extend(References::of_listeners(&listeners)?);
-    references.insert(0, Arc::new(global_references));
 
-    let filter = filter_pieces(registry, options, &next.services, cache.filter.as_ref())?;
+    let filter = filter_pieces(registry, options, &next.services, &changed, cache.filter.as_ref())?;
     let extension_types = BTreeMap::from([(names::FILTER_EXTENSION_CONFIG.to_owned(), filter.type_url.clone())]);
-    let extension_configs = BTreeMap::from([(names::FILTER_EXTENSION_CONFIG.to_owned(), filter.encoded.clone())]);
+    let extension_configs = EncodedResources::from_iter([(names::FILTER_EXTENSION_CONFIG.to_owned(), filter.encoded.clone())]);
     next.filter = Some(filter);
 
-    let routes = route_pieces(registry, &gateway_routes, &next.services, cache.routes.as_ref());
+    let routes = route_pieces(registry, &gateway_routes, &next.own.targets, changed.routes, cache.routes.as_ref());
     let route_configuration = routes.encoded.clone();
     next.routes = Some(routes);
     let mut types = EncodedTypes::new();
-    types.insert(type_url::CLUSTER, Arc::new(clusters));
-    types.insert(type_url::ENDPOINT, Arc::new(endpoints));
-    types.insert(type_url::LISTENER, Arc::new(listeners.iter().map(|l| (l.name.clone(), Encoded::of(l))).collect()));
-    types.insert(type_url::ROUTE, Arc::new(BTreeMap::from([(names::ROUTE_CONFIG.to_owned(), route_configuration)])));
-    types.insert(type_url::EXTENSION_CONFIG, Arc::new(extension_configs));
-    types.insert(type_url::SECRET, Arc::new(edge_tls::secrets(registry).iter().map(|s| (s.name.clone(), Encoded::of(s))).collect()));
-    let translation = Translation { types, listeners, references: Arc::new(references), extension_types };
+    types.insert(type_url::CLUSTER, clusters);
+    types.insert(type_url::ENDPOINT, endpoints);
+    types.insert(type_url::LISTENER, listeners.iter().map(|l| (l.name.clone(), Encoded::of(l))).collect());
+    types.insert(type_url::ROUTE, EncodedResources::from_iter([(names::ROUTE_CONFIG.to_owned(), route_configuration)]));
+    types.insert(type_url::EXTENSION_CONFIG, extension_configs);
+    types.insert(type_url::SECRET, edge_tls::secrets(registry).iter().map(|s| (s.name.clone(), Encoded::of(s))).collect());
+    let translation = Translation {
+        types,
+        origins,
+        listeners: Arc::new(listeners),
+        global_references: Arc::new(global_references),
+        references: next.own.references.clone(),
+        extension_types,
+    };
     next.last = Some(Arc::new(LastTranslation {
         registry_version: registry.version.clone(),
         keys: registry.keys.clone(),
         options: options_key,
         retired: retired.iter().copied().cloned().collect(),
         live: live.clone(),
-        types: translation.types.clone(),
-        listeners: translation.listeners.clone(),
-        references: translation.references.clone(),
-        extension_types: translation.extension_types.clone(),
+        translation: translation.clone(),
     }));
     Ok((translation, next))
+}
+
+impl TranslateCache {
+    /// `now` in place of `before` (absent for a new service) in every map made of them.
+    fn replace_service(&mut self, name: &str, before: Option<&ServicePieces>, now: Arc<ServicePieces>, changed: &mut Changed) {
+        let own = &mut self.own;
+        changed.filter |= !before.is_some_and(|b| Arc::ptr_eq(&b.filter, &now.filter));
+        if !before.is_some_and(|b| b.same_routes(&now)) {
+            changed.routes = true;
+            for key in before.into_iter().flat_map(ServicePieces::target_keys) {
+                own.targets.remove(&key);
+            }
+            own.targets.extend(now.target_keys().zip(now.targets.iter().cloned()));
+        }
+        for (key, _) in before.into_iter().flat_map(|b| &b.origins) {
+            own.origins.remove(key);
+        }
+        own.origins.extend(now.origins.iter().cloned());
+        own.clusters.insert(names::cluster(name), now.cluster.clone());
+        own.references.insert(name.to_owned(), now.references.clone());
+        self.services.insert(name.to_owned(), now);
+    }
+
+    /// A service gone from the registry, from every map made of the services.
+    fn remove_service(&mut self, name: &str, gone: &ServicePieces, changed: &mut Changed) {
+        changed.filter = true;
+        changed.routes = true;
+        let own = &mut self.own;
+        own.clusters.remove(&names::cluster(name));
+        own.references.remove(name);
+        for (key, _) in &gone.origins {
+            own.origins.remove(key);
+        }
+        for key in gone.target_keys() {
+            own.targets.remove(&key);
+        }
+        self.services.remove(name);
+    }
+}
+
+/// A walk of a cached map beside the registry's services, both in name order: each
+/// service's cached value in one step, and what is left over (services gone) at the end.
+struct Lockstep<'a, V> {
+    cached: std::iter::Peekable<imbl::ordmap::Iter<'a, String, V, imbl::shared_ptr::DefaultSharedPtr>>,
+    gone: Vec<(&'a String, &'a V)>,
+}
+
+impl<'a, V: Clone> Lockstep<'a, V> {
+    fn new(cached: &'a OrdMap<String, V>) -> Self {
+        Self { cached: cached.iter().peekable(), gone: Vec::new() }
+    }
+
+    /// The cached value of `name`; names must come in ascending order.
+    fn take(&mut self, name: &str) -> Option<&'a V> {
+        while let Some((cached, value)) = self.cached.next_if(|(cached, _)| cached.as_str() < name) {
+            self.gone.push((cached, value));
+        }
+        self.cached.next_if(|(cached, _)| cached.as_str() == name).map(|(_, value)| value)
+    }
+
+    /// The cached entries no name took.
+    fn rest(mut self) -> Vec<(&'a String, &'a V)> {
+        self.gone.extend(self.cached);
+        self.gone
+    }
 }
 
 /// The previous translation with the endpoints of each service whose live instances
@@ -271,43 +452,28 @@ fn instances_changed(
         .map(|(name, _)| name)
         .chain(live.iter().filter(|(name, instances)| last.live.get(*name) != Some(*instances)).map(|(name, _)| name))
         .collect();
-    let mut types = last.types.clone();
-    let mut endpoint_cache = cache.endpoints.clone();
-    if let Some(endpoints) = types.get_mut(type_url::ENDPOINT) {
-        let endpoints = Arc::make_mut(endpoints);
+    let mut translation = last.translation.clone();
+    let mut next = cache.clone();
+    if let Some(endpoints) = translation.types.get_mut(type_url::ENDPOINT) {
         for name in changed {
             if let Some(svc) = registry.services.get(name) {
                 let own = endpoint_pieces(svc, live.get(name), cache.endpoints.get(name));
                 endpoints.insert(names::cluster(name), own.encoded.clone());
-                Arc::make_mut(&mut endpoint_cache).insert(name.clone(), own);
+                next.own.endpoints.insert(names::cluster(name), own.encoded.clone());
+                next.endpoints.insert(name.clone(), own);
             } else if let Some(svc) = retired.iter().find(|s| s.name == *name) {
                 endpoints.insert(names::cluster(name), Encoded::of(&cluster::load_assignment(svc, live.get(name))));
             }
         }
     }
-    let translation = Translation {
-        types,
-        listeners: last.listeners.clone(),
-        references: last.references.clone(),
-        extension_types: last.extension_types.clone(),
-    };
-    let next = TranslateCache {
-        services: cache.services.clone(),
-        endpoints: endpoint_cache,
-        filter: cache.filter.clone(),
-        routes: cache.routes.clone(),
-        last: Some(Arc::new(LastTranslation {
-            registry_version: last.registry_version.clone(),
-            keys: last.keys.clone(),
-            options: last.options.clone(),
-            retired: last.retired.clone(),
-            live: live.clone(),
-            types: translation.types.clone(),
-            listeners: last.listeners.clone(),
-            references: last.references.clone(),
-            extension_types: last.extension_types.clone(),
-        })),
-    };
+    next.last = Some(Arc::new(LastTranslation {
+        registry_version: last.registry_version.clone(),
+        keys: last.keys.clone(),
+        options: last.options.clone(),
+        retired: last.retired.clone(),
+        live: live.clone(),
+        translation: translation.clone(),
+    }));
     (translation, next)
 }
 
@@ -319,7 +485,7 @@ fn service_pieces(
 ) -> Result<Arc<ServicePieces>, InconsistentSnapshot> {
     let under_service = |path: &&str| svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(path, &r.prefix));
     let cached_paths: Vec<&str> = registry_cached_paths.iter().copied().filter(under_service).collect();
-    if let Some(cached) = cached.filter(|c| c.spec == *svc && c.tls.as_ref() == tls && c.cached_paths == cached_paths) {
+    if let Some(cached) = cached.filter(|c| same_entry(&c.spec, svc) && c.tls.as_ref() == tls && c.cached_paths == cached_paths) {
         return Ok(cached.clone());
     }
     let mut cluster = cluster::cluster(svc);
@@ -334,23 +500,56 @@ fn service_pieces(
             prost::encoding::message::encode(VIRTUAL_HOST_ROUTES_TAG, r, &mut bytes);
         }
         let hash = crate::hash::short_hash(&bytes);
-        targets.push(EncodedTarget { prefix: target.prefix, routes: bytes, hash });
+        targets.push(Arc::new(EncodedTarget { prefix: target.prefix, routes: bytes, hash }));
     }
     let filter = filter_config::service_config(svc);
     // Equal parts keep the cached one, so the filter config's reuse is a pointer compare.
     let filter = match cached {
-        Some(c) if *c.filter == filter => c.filter.clone(),
-        _ => Arc::new(filter),
+        Some(c) if c.filter.config == filter => c.filter.clone(),
+        _ => Arc::new(ServicePart::new(filter)),
     };
     Ok(Arc::new(ServicePieces {
-        spec: svc.clone(),
+        spec: ServiceSpec { instances: Vec::new(), ..svc.clone() },
         tls: tls.cloned(),
         cached_paths: cached_paths.iter().map(|p| (*p).to_owned()).collect(),
         cluster: Encoded::of(&cluster),
         targets,
         filter,
         references: Arc::new(references),
+        origins: origins::service_origins(svc, tls.is_some()),
     }))
+}
+
+/// Whether `svc` is the registry entry `cached` was kept of, but for its instances.
+fn same_entry(cached: &ServiceSpec, svc: &ServiceSpec) -> bool {
+    // Destructured, so a field added to the entry cannot be left out of the comparison.
+    let ServiceSpec {
+        name,
+        routes,
+        instances: _,
+        public_paths,
+        rules,
+        request_headers,
+        unmatched,
+        validation,
+        require_signatures,
+        signed_routes,
+        rbac_shadow,
+        traffic,
+        tls,
+    } = svc;
+    cached.name == *name
+        && cached.routes == *routes
+        && cached.public_paths == *public_paths
+        && cached.rules == *rules
+        && cached.request_headers == *request_headers
+        && cached.unmatched == *unmatched
+        && cached.validation == *validation
+        && cached.require_signatures == *require_signatures
+        && cached.signed_routes == *signed_routes
+        && cached.rbac_shadow == *rbac_shadow
+        && cached.traffic == *traffic
+        && cached.tls == *tls
 }
 
 fn endpoint_pieces(
@@ -369,33 +568,36 @@ fn endpoint_pieces(
 }
 
 /// The filter config, checked by the filter's own compiler, unless nothing it is made of
-/// changed since the cached one was.
+/// changed since the cached one was. Only the services' parts that changed are compiled
+/// (the others are checked against their prefixes), and the config's JSON is the parts'
+/// joined.
 fn filter_pieces(
     registry: &Registry,
     options: &TranslateOptions,
-    services: &BTreeMap<String, Arc<ServicePieces>>,
+    services: &OrdMap<String, Arc<ServicePieces>>,
+    changed: &Changed,
     cached: Option<&Arc<FilterPieces>>,
 ) -> Result<Arc<FilterPieces>, TranslateError> {
     let globals = filter_config::global_filter_config(registry, revocation(options));
-    let parts: Vec<Arc<ServiceConfig>> = services.values().map(|p| p.filter.clone()).collect();
     if let Some(cached) = cached {
-        let same_parts = cached.services.len() == parts.len() && cached.services.iter().zip(&parts).all(|(a, b)| Arc::ptr_eq(a, b));
-        if same_parts && cached.globals == globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
+        if !changed.filter && cached.globals == globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
             return Ok(cached.clone());
         }
     }
+    let parts: Vec<&ServicePart> = services.values().map(|p| &*p.filter).collect();
     // Check before publish: the control plane refuses what the filter would, and keeps
     // the last good snapshot.
-    let config = check(registry, revocation(options))?;
-    let extension = extension_config::stagedoor_filter_config(options, &config);
+    let compiled_before = |i: usize| changed.compiled_before.get(i).copied().unwrap_or(false);
+    super::check::check_parts(registry, &globals, parts.iter().map(|p| &p.config).collect(), compiled_before)?;
+    let filter_config::ConfigJson { json, version } = filter_config::config_json(&globals, &parts);
+    let module = extension_config::module_path(options, &globals.auth).to_owned();
+    let extension = extension_config::stagedoor_filter_config(&module, json);
     let type_url = extension.typed_config.as_ref().map(|a| a.type_url.clone()).unwrap_or_default();
-    Ok(Arc::new(FilterPieces {
-        globals,
-        wasm_path: extension_config::module_path(options, &config.auth).to_owned(),
-        services: parts,
-        encoded: Encoded::of(&extension),
-        type_url,
-    }))
+    // The resource hashed with its config's version in place of the config: what tells
+    // its bytes apart (the version is a hash of the config), without reading megabytes.
+    let hash = crate::hash::short_hash(&to_any(&extension_config::stagedoor_filter_config(&module, version)).value);
+    let encoded = Arc::new(Encoded { any: Arc::new(to_any(&extension)), hash });
+    Ok(Arc::new(FilterPieces { globals, wasm_path: module, encoded, type_url }))
 }
 
 /// The revocation feed the filter polls, when the control plane's HTTP side is known.
@@ -414,17 +616,19 @@ const VIRTUAL_HOST_ROUTES_TAG: u32 = 3;
 /// `RouteConfiguration.virtual_hosts` (`repeated VirtualHost virtual_hosts = 2`).
 const ROUTE_CONFIGURATION_VIRTUAL_HOSTS_TAG: u32 = 2;
 
-/// The one route configuration from the services' pre-encoded routes: the bytes prost
-/// would write for [`route::route_configuration`]'s message. Prost writes fields in their
-/// declaration order, and `VirtualHost` declares `name` and `domains` before `routes`: so
-/// the head (those two), the routes, then the rest of the virtual host.
+/// The one route configuration from the services' pre-encoded routes (`targets`, in route
+/// order): the bytes prost would write for [`route::route_configuration`]'s message. Prost
+/// writes fields in their declaration order, and `VirtualHost` declares `name` and
+/// `domains` before `routes`: so the head (those two), the routes, then the rest of the
+/// virtual host.
 ///
-/// Reused whole when no service's pieces and nothing of the virtual host changed (an
-/// instance change, an edit of a service's cluster or filter part only).
+/// Reused whole when no service's routes (`routes_changed`) and nothing of the virtual
+/// host changed (an instance change, an edit of a service's cluster or filter part only).
 fn route_pieces(
     registry: &Registry,
     gateway_routes: &[envoy_types::pb::envoy::config::route::v3::Route],
-    services: &BTreeMap<String, Arc<ServicePieces>>,
+    targets: &OrdMap<TargetKey, Arc<EncodedTarget>>,
+    routes_changed: bool,
     cached: Option<&Arc<RoutePieces>>,
 ) -> Arc<RoutePieces> {
     let full = route::virtual_host(registry.cors.as_ref().map(cors::policy));
@@ -435,36 +639,22 @@ fn route_pieces(
         prost::encoding::message::encode(VIRTUAL_HOST_ROUTES_TAG, r, &mut gateway);
     }
     let frame = [head.encode_to_vec(), gateway, tail.encode_to_vec()];
-    let pieces: Vec<Arc<ServicePieces>> = services.values().cloned().collect();
-    if let Some(cached) = cached {
-        // A service whose pieces were made again may have the same routes (its cluster or
-        // filter part changed): compared by their hashes.
-        let same_routes = |a: &ServicePieces, b: &ServicePieces| {
-            a.targets.len() == b.targets.len() && a.targets.iter().zip(&b.targets).all(|(x, y)| x.prefix == y.prefix && x.hash == y.hash)
-        };
-        let same_services = cached.services.len() == pieces.len()
-            && cached.services.iter().zip(&pieces).all(|(a, b)| Arc::ptr_eq(a, b) || same_routes(a, b));
-        if same_services && cached.frame == frame {
-            return Arc::new(RoutePieces { frame, services: pieces, encoded: cached.encoded.clone() });
-        }
+    if let Some(cached) = cached.filter(|c| !routes_changed && c.frame == frame) {
+        return cached.clone();
     }
-    let mut targets: Vec<&EncodedTarget> = pieces.iter().flat_map(|p| &p.targets).collect();
-    route::sort_targets(&mut targets, |t| &t.prefix);
     let [head, gateway, tail] = &frame;
-    let routes_len: usize = targets.iter().map(|t| t.routes.len()).sum();
-    let mut virtual_host = Vec::with_capacity(head.len() + gateway.len() + routes_len + tail.len());
-    virtual_host.extend_from_slice(head);
-    virtual_host.extend_from_slice(gateway);
-    for t in &targets {
-        virtual_host.extend_from_slice(&t.routes);
-    }
-    virtual_host.extend_from_slice(tail);
-
+    let virtual_host_len = head.len() + gateway.len() + targets.values().map(|t| t.routes.len()).sum::<usize>() + tail.len();
+    // The bytes written once, in place: the message's head, then every piece.
     let mut value = RouteConfiguration { name: names::ROUTE_CONFIG.to_owned(), ..Default::default() }.encode_to_vec();
     prost::encoding::encode_key(ROUTE_CONFIGURATION_VIRTUAL_HOSTS_TAG, prost::encoding::WireType::LengthDelimited, &mut value);
-    prost::encoding::encode_varint(virtual_host.len() as u64, &mut value);
-    value.reserve(virtual_host.len());
-    value.extend_from_slice(&virtual_host);
+    prost::encoding::encode_varint(virtual_host_len as u64, &mut value);
+    value.reserve_exact(virtual_host_len);
+    value.extend_from_slice(head);
+    value.extend_from_slice(gateway);
+    for t in targets.values() {
+        value.extend_from_slice(&t.routes);
+    }
+    value.extend_from_slice(tail);
 
     // Hashing the pieces' hashes instead of the megabytes: equal pieces in equal order
     // are equal bytes, and versions are compared for equality only.
@@ -473,11 +663,11 @@ fn route_pieces(
         hashed.extend_from_slice(&(part.len() as u64).to_le_bytes());
         hashed.extend_from_slice(part);
     }
-    for t in &targets {
+    for t in targets.values() {
         hashed.extend_from_slice(t.hash.as_bytes());
         hashed.push(b',');
     }
     let hash = crate::hash::short_hash(&hashed);
     let encoded = Arc::new(Encoded { any: Arc::new(Any { type_url: RouteConfiguration::type_url(), value }), hash });
-    Arc::new(RoutePieces { frame, services: pieces, encoded })
+    Arc::new(RoutePieces { frame, encoded })
 }

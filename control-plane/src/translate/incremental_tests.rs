@@ -188,6 +188,8 @@ proptest! {
                     prop_assert_eq!(&typed.hashes, &fresh.types[t].hashes);
                 }
                 prop_assert_eq!(&built.origins, &fresh.origins);
+                // The origins patched service by service are those made whole.
+                prop_assert_eq!(&*built.origins, &super::origins::origins(&registry, &retired));
                 snapshot = Some(built);
             }
             previous = Some(registry);

@@ -125,7 +125,7 @@ pub fn translate(
             .collect(),
         listeners: edge_tls::listeners(options, registry),
         routes: vec![route::route_configuration(registry, registry.cors.as_ref().map(cors::policy))],
-        extension_configs: vec![extension_config::stagedoor_filter_config(options, &config)],
+        extension_configs: vec![extension_config::stagedoor_filter_config(extension_config::module_path(options, &config.auth), config.to_json())],
         secrets: edge_tls::secrets(registry),
     })
 }

@@ -2,15 +2,18 @@
 //! and the field an operator has to fix, not only Envoy's resource name. Built by the same
 //! translation that makes the resources, from the same names (`names.rs`).
 
-use std::collections::BTreeMap;
-
 use super::names;
 use crate::registry::{Registry, ServiceSpec};
 use crate::resources::type_url;
 use crate::xds::ledger::RegistryEntry;
 
-/// (type URL, resource name) -> the registry entry it comes from.
-pub type Origins = BTreeMap<(&'static str, String), RegistryEntry>;
+/// (type URL, resource name) -> the registry entry it comes from. Persistent, so the
+/// incremental translation patches the entries of the services that changed and shares the
+/// rest with the previous snapshot's.
+pub type Origins = imbl::OrdMap<OriginKey, RegistryEntry>;
+
+/// (type URL, resource name).
+pub type OriginKey = (&'static str, String);
 
 fn entry(service: Option<&str>, field: &str) -> RegistryEntry {
     RegistryEntry { service: service.map(str::to_owned), route: None, field: field.to_owned() }
@@ -34,27 +37,47 @@ fn cluster_fields(service: &ServiceSpec) -> String {
     }
 }
 
+/// The origins of one service's resources: its cluster and endpoints, and with
+/// `upstream_tls` its two TLS secrets. A retired service has no TLS secret any more.
+pub fn service_origins(service: &ServiceSpec, upstream_tls: bool) -> Vec<(OriginKey, RegistryEntry)> {
+    let name = Some(service.name.as_str());
+    let mut own = vec![
+        ((type_url::CLUSTER, names::cluster(&service.name)), entry(name, &cluster_fields(service))),
+        ((type_url::ENDPOINT, names::cluster(&service.name)), entry(name, "instances")),
+    ];
+    if upstream_tls {
+        own.push(((type_url::SECRET, names::upstream_ca_secret(&service.name)), entry(name, "tls.ca")));
+        own.push(((type_url::SECRET, names::upstream_client_secret(&service.name)), entry(name, "tls.client")));
+    }
+    own
+}
+
+/// The origins of the resources every service shares: the listeners, the route
+/// configuration, the filter config.
+pub fn shared_origins() -> Vec<(OriginKey, RegistryEntry)> {
+    let listener_fields = "cors, rate_limit, global_rate_limits, edge_tls";
+    let filter_fields = "auth, roles, keys, webhooks, services[].rules, services[].public_paths, services[].request_headers, services[].validation";
+    vec![
+        ((type_url::LISTENER, names::LISTENER.to_owned()), entry(None, listener_fields)),
+        ((type_url::LISTENER, names::HTTPS_LISTENER.to_owned()), entry(None, listener_fields)),
+        ((type_url::ROUTE, names::ROUTE_CONFIG.to_owned()), entry(None, "services[].routes, services[].traffic, cors")),
+        ((type_url::EXTENSION_CONFIG, names::FILTER_EXTENSION_CONFIG.to_owned()), entry(None, filter_fields)),
+    ]
+}
+
 /// The origin of every resource `translate` makes from `registry` (and `retired` services,
-/// whose clusters outlive their routes a few seconds). The control plane's own clusters are
-/// not the registry's and have no entry.
+/// whose clusters outlive their routes a few seconds), made whole. The control plane's own
+/// clusters are not the registry's and have no entry. The incremental translation makes the
+/// same map from the same parts ([`service_origins`], [`shared_origins`]).
 pub fn origins(registry: &Registry, retired: &[&ServiceSpec]) -> Origins {
     let mut map = Origins::new();
-    for service in registry.services.values().chain(retired.iter().copied()) {
-        let name = Some(service.name.as_str());
-        map.insert((type_url::CLUSTER, names::cluster(&service.name)), entry(name, &cluster_fields(service)));
-        map.insert((type_url::ENDPOINT, names::cluster(&service.name)), entry(name, "instances"));
+    for service in registry.services.values() {
+        map.extend(service_origins(service, registry.upstream_tls.contains_key(&service.name)));
     }
-    for service in registry.upstream_tls.keys() {
-        let name = Some(service.as_str());
-        map.insert((type_url::SECRET, names::upstream_ca_secret(service)), entry(name, "tls.ca"));
-        map.insert((type_url::SECRET, names::upstream_client_secret(service)), entry(name, "tls.client"));
+    for service in retired.iter().copied().filter(|s| !registry.services.contains_key(&s.name)) {
+        map.extend(service_origins(service, false));
     }
-    let listener_fields = "cors, rate_limit, global_rate_limits, edge_tls";
-    map.insert((type_url::LISTENER, names::LISTENER.to_owned()), entry(None, listener_fields));
-    map.insert((type_url::LISTENER, names::HTTPS_LISTENER.to_owned()), entry(None, listener_fields));
-    map.insert((type_url::ROUTE, names::ROUTE_CONFIG.to_owned()), entry(None, "services[].routes, services[].traffic, cors"));
-    let filter_fields = "auth, roles, keys, webhooks, services[].rules, services[].public_paths, services[].request_headers, services[].validation";
-    map.insert((type_url::EXTENSION_CONFIG, names::FILTER_EXTENSION_CONFIG.to_owned()), entry(None, filter_fields));
+    map.extend(shared_origins());
     map
 }
 

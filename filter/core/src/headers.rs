@@ -1,6 +1,8 @@
 //! Which client headers reach an upstream, and which upstream headers reach a client.
 //! Header names arrive lower-cased (Envoy's codecs lower-case them).
 
+use std::rc::Rc;
+
 use crate::config::HeaderPolicyConfig;
 use crate::defaults::{ALLOWED_HEADERS, BLOCKED_HEADERS, ENVOY_MANAGED, IDENTITY_HEADERS, INTERNAL_PREFIX};
 use crate::fast_bytes::{starts_with, StrTable};
@@ -61,7 +63,9 @@ pub enum Verdict {
 /// `names`; only names not listed there look at prefixes.
 #[derive(Debug, Clone)]
 pub struct HeaderPolicy {
-    names: StrTable<Verdict>,
+    /// Shared: services with the same header config share one table (`Policy::compile`
+    /// builds each distinct one once), so a clone costs a count, not a table.
+    names: Rc<StrTable<Verdict>>,
     /// Allowed name prefixes (patterns ending in `*`). None: no allow-list, every header
     /// that is not blocked passes.
     allow_prefixes: Option<Vec<String>>,
@@ -81,12 +85,12 @@ impl HeaderPolicy {
                 NamePattern::Prefix(prefix) => allow_prefixes.push(prefix),
             }
         }
-        Ok(Self { names: fixed_names(&allowed), allow_prefixes: Some(allow_prefixes) })
+        Ok(Self { names: Rc::new(fixed_names(&allowed)), allow_prefixes: Some(allow_prefixes) })
     }
 
     /// Block list only, for requests to paths no service owns (Envoy answers 404 itself).
     pub fn open() -> Self {
-        Self { names: fixed_names(&[]), allow_prefixes: None }
+        Self { names: Rc::new(fixed_names(&[])), allow_prefixes: None }
     }
 
     /// What happens to this client header. Precedence: Envoy's own headers and
