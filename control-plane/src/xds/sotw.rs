@@ -16,6 +16,12 @@
 //!   filter config it names; on a first connection Envoy asks for ECDS only once it has the
 //!   listener (it subscribes by the filter's name), and that listener warms until ECDS
 //!   arrives.
+//! - an EDS response carries only the assignments whose content this Envoy was not sent yet
+//!   (a new subscription's, a changed one's, a re-created cluster's): in SotW, Envoy reads a
+//!   missing cluster or listener as removed but keeps a ClusterLoadAssignment a response
+//!   leaves out (an EDS cluster given no assignment changes nothing: Envoy's
+//!   `EdsClusterImpl::onConfigUpdate`; tests/tests/discovery.rs shows it), so an instance
+//!   change at 10,000 services sends one assignment, not 10,000.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,7 +29,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 
 use super::step::{SendsTypes, Step, StreamEvent};
 use crate::resources::type_url;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TypedResources};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -32,8 +38,55 @@ struct TypeState {
     sent_version: Option<String>,
     sent_nonce: Option<String>,
     acked_version: Option<String>,
-    /// The resource names the last response carried (for EDS: which endpoints Envoy has).
+    /// The resource names the last response carried (what a NACK rejected).
     sent_names: BTreeSet<String>,
+    /// What this Envoy was sent and still subscribes to: name -> content hash. For EDS,
+    /// which endpoints Envoy has (responses carry only what differs from it); for CDS, which
+    /// clusters a response changes (Envoy re-creates those, and they warm).
+    held: BTreeMap<String, String>,
+}
+
+/// The one type whose SotW responses carry only what changed (see the module comment).
+const SENT_WHEN_CHANGED: &str = type_url::ENDPOINT;
+
+fn wanted(names: &BTreeSet<String>, name: &str) -> bool {
+    names.is_empty() || names.contains("*") || names.contains(name)
+}
+
+impl TypeState {
+    /// The names the next response of `type_url` carries: every one wanted, but for EDS
+    /// only those whose content this Envoy was not sent, and those of `warming` clusters.
+    fn names_to_send(&self, type_url: &str, typed: &TypedResources, warming: &BTreeSet<String>) -> Vec<String> {
+        let lacks = |name: &String| {
+            warming.contains(name) || typed.hashes.get(name).is_none_or(|hash| self.held.get(name) != Some(hash))
+        };
+        let only_changed = type_url == SENT_WHEN_CHANGED;
+        typed.resources.keys().filter(|name| wanted(&self.names, name) && (!only_changed || lacks(name))).cloned().collect()
+    }
+
+    /// Records a response carrying `sent`: Envoy holds those at the snapshot's content, and
+    /// no longer what it unsubscribed from or the snapshot dropped. Returns the names whose
+    /// content this Envoy did not hold before.
+    fn hold(&mut self, typed: &TypedResources, sent: &[String]) -> BTreeSet<String> {
+        self.held.retain(|name, _| typed.resources.contains_key(name) && wanted(&self.names, name));
+        let mut changed = BTreeSet::new();
+        for name in sent {
+            let hash = typed.hashes.get(name).cloned().unwrap_or_default();
+            let before = self.held.insert(name.clone(), hash.clone());
+            if hash.is_empty() || before.as_ref() != Some(&hash) {
+                changed.insert(name.clone());
+            }
+        }
+        changed
+    }
+
+    /// Envoy may hold none, some or all of a NACKed response (it applies what it can): what
+    /// it carried counts as not held, so the next response of this type carries it again.
+    fn forget_rejected(&mut self) {
+        for name in &self.sent_names {
+            self.held.remove(name);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +95,10 @@ pub struct SotwStream {
     nonce_counter: u64,
     /// The CDS nonce whose warming clusters were last answered with the endpoints again.
     endpoints_rewarmed_for: Option<String>,
+    /// The clusters the last CDS response changed or added: Envoy re-creates them, and
+    /// they warm until they get their endpoints again.
+    /// EDS responses carry their endpoints until that CDS response is ACKed.
+    warming_clusters: BTreeSet<String>,
 }
 
 /// What one request or snapshot does to a SotW stream.
@@ -64,6 +121,7 @@ impl SotwStream {
                     detail: error.message.clone(),
                     resources: state.sent_names.iter().cloned().collect(),
                 });
+                state.forget_rejected();
                 state.names = names;
                 return step;
             }
@@ -73,6 +131,9 @@ impl SotwStream {
                 nonce: request.response_nonce.clone(),
             });
             state.acked_version = state.sent_version.clone();
+            if request.type_url == type_url::CLUSTER {
+                self.warming_clusters.clear(); // Envoy ACKs CDS once its clusters warmed
+            }
             if state.names == names {
                 if let Some(response) = self.rewarm_endpoints(&request.type_url, snapshot) {
                     step.responses.push(response);
@@ -120,11 +181,16 @@ impl SotwStream {
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let wanted = |name: &String| state.names.is_empty() || state.names.contains("*") || state.names.contains(name);
-        let resources = typed.resources.iter().filter(|(name, _)| wanted(name)).map(|(_, any)| (**any).clone()).collect();
-        state.sent_names = typed.resources.keys().filter(|name| wanted(name)).cloned().collect();
+        let names = state.names_to_send(type_url, typed, &self.warming_clusters);
+        let resources = names.iter().filter_map(|name| typed.resources.get(name)).map(|any| (**any).clone()).collect();
+        let changed = state.hold(typed, &names);
+        state.sent_names = names.into_iter().collect();
         state.sent_version = Some(typed.version.clone());
         state.sent_nonce = Some(nonce.clone());
+        if type_url == type_url::CLUSTER {
+            // An assignment is named by its cluster's name (translate/cluster.rs).
+            self.warming_clusters = changed;
+        }
         Some(DiscoveryResponse {
             version_info: typed.version.clone(),
             resources,
@@ -153,11 +219,11 @@ impl SendsTypes for SotwStream {
             let version = snapshot.types.get(type_url).map(|t| t.version.as_str());
             self.types.get(type_url).is_some_and(|s| s.acked_version.as_deref() == version)
         };
-        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.sent_names);
+        let endpoints_held = self.types.get(type_url::ENDPOINT).map(|s| &s.held);
         let all_endpoints = snapshot
             .types
             .get(type_url::ENDPOINT)
-            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains(name))));
+            .is_none_or(|t| t.resources.keys().all(|name| endpoints_held.is_some_and(|held| held.contains_key(name))));
         acked(type_url::CLUSTER) && acked(type_url::ENDPOINT) && all_endpoints
     }
 }
@@ -165,3 +231,6 @@ impl SendsTypes for SotwStream {
 #[cfg(test)]
 #[path = "sotw_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "sotw_eds_props.rs"]
+mod eds_props;
