@@ -23,11 +23,15 @@ pub struct Limits {
 
 impl Limits {
     /// Envoy 1.40 with `--concurrency 1` holds 10,000 services (one cluster, one route
-    /// each) in about 0.7 GiB (bench/results-scale.md); 20,000 is twice that.
+    /// each) in 722 MiB, about 62 KiB a service, linear from 1,000 up
+    /// (bench/results-envoy-scale.md); the first ACK of it all took 26 s.
     pub const DEFAULT_SERVICES: usize = 10_000;
-    /// Every prefix is a route Envoy matches in order, and a filter prefix entry.
-    pub const DEFAULT_ROUTES_PER_SERVICE: usize = 100;
-    /// Every instance is a host Envoy keeps (and health-checks) per worker.
+    /// Every prefix is a route and a filter prefix entry: about 23 KiB of Envoy each, so 50
+    /// is 1.1 MiB a service. The total is bounded by the text's 4,000,000 bytes.
+    pub const DEFAULT_ROUTES_PER_SERVICE: usize = 50;
+    /// Every instance is a host Envoy keeps (and health-checks) per worker. Not measured
+    /// yet: the cost per host is Envoy's, not ours to guess at; 1,000 is a service far
+    /// larger than any in the platform.
     pub const DEFAULT_INSTANCES_PER_SERVICE: usize = 1_000;
 }
 
