@@ -11,7 +11,11 @@ With --services N the registry has N - 1 more services (5 static instances each,
 checks off, never requested): the change then goes through a control plane and an Envoy
 holding N clusters.
 
-Usage: bench/instance_latency.py [--changes 100] [--services 1] [--out bench/results-instances.md]
+With --delta the Envoy speaks delta xDS (DELTA_GRPC) instead of state of the world. The
+control plane is STAGEDOOR_BIN (default target/release/stagedoor): the report names it, so
+two runs with two binaries compare before and after.
+
+Usage: bench/instance_latency.py [--changes 100] [--services 1] [--delta] [--out bench/results-instances.md]
 """
 
 import argparse
@@ -97,6 +101,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--services", type=int, default=1, help="services in the registry, `live` included")
+    ap.add_argument("--delta", action="store_true", help="delta xDS (DELTA_GRPC) rather than SotW")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-instances.md"))
     args = ap.parse_args()
     procs = []
@@ -119,9 +124,9 @@ def main():
         procs.append(subprocess.Popen([BIN, "serve", "--registry", registry, "--xds", f"127.0.0.1:{xds}", "--http", f"127.0.0.1:{http_port}",
                                        "--listen", f"127.0.0.1:{gw}", "--wasm", WASM, "--redis", f"redis://127.0.0.1:{redis_port}", "--tls-dir", tls],
                                       stderr=open(os.path.join(work, "cp.log"), "w")))
-        wait_port(http_port)
+        wait_port(http_port, 30 + args.services // 50)
         bootstrap = open(os.path.join(ROOT, "envoy/bootstrap.yaml")).read()
-        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "GRPC", "TLS_DIR": tls}.items():
+        for k, v in {"NODE_ID": "bench", "ADMIN_PORT": admin, "XDS_ENDPOINTS": ("[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: %s } } } }]" % (xds,)), "XDS_API_TYPE": "DELTA_GRPC" if args.delta else "GRPC", "TLS_DIR": tls}.items():
             bootstrap = bootstrap.replace("${" + k + "}", str(v))
         open(os.path.join(work, "bootstrap.yaml"), "w").write(bootstrap)
         procs.append(subprocess.Popen(["envoy", "-c", os.path.join(work, "bootstrap.yaml"), "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],
@@ -161,7 +166,8 @@ def main():
         samples.sort()
         pct = lambda p: samples[min(len(samples) - 1, int(len(samples) * p / 100))]
         text = (
-            f"Redis change -> Envoy routing to the new instance, {args.services} services, {len(samples)} changes, "
+            f"Redis change -> Envoy routing to the new instance, {args.services} services, "
+            f"{'delta' if args.delta else 'SotW'} xDS, control plane {BIN}, {len(samples)} changes, "
             f"{time.strftime('%Y-%m-%d')} on {os.uname().nodename}: "
             f"p50 {pct(50):.1f} ms, p90 {pct(90):.1f} ms, p99 {pct(99):.1f} ms, max {samples[-1]:.1f} ms, "
             f"mean {statistics.mean(samples):.1f} ms.\n"

@@ -177,7 +177,13 @@ impl ControlPlane for ControlPlaneApi {
     ) -> Result<Response<RegisterInstanceResponse>, Status> {
         let r = request.into_inner();
         let url = self.redis_url.as_deref().ok_or_else(|| Status::failed_precondition("the control plane runs without --redis"))?;
-        let live = check_instance(Some(&self.publisher.view().registry), &r.service, &r.address, r.port).map_err(invalid)?;
+        let view = self.publisher.view();
+        let live = check_instance(Some(&view.registry), &r.service, &r.address, r.port).map_err(invalid)?;
+        let instance = crate::registry::InstanceSpec { address: live.address.clone(), port: live.port };
+        view.options
+            .limits
+            .check_new_instance(&view.registry, &view.live, &live.service, &instance)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let ttl = check_ttl(std::time::Duration::from_secs(u64::from(if r.ttl_seconds == 0 { 30 } else { r.ttl_seconds }))).map_err(invalid)?;
         crate::discovery::redis_source::register(url, &live.service, &live.address, live.port, ttl)
             .await

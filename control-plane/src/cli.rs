@@ -32,6 +32,9 @@ enum Command {
         /// The filter module Envoy loads (and runs the filter config through) in validate mode.
         #[arg(long, env = "STAGEDOOR_WASM", default_value = "target/wasm32-wasip1/release/stagedoor_filter.wasm")]
         wasm: PathBuf,
+        /// The limits `serve` holds the registry to (the same flags).
+        #[command(flatten)]
+        limits: stagedoor_control_plane::serve_args::LimitArgs,
     },
     /// Validate a registry file, show what it changes against the running control plane,
     /// and push it (the control plane writes it to its registry file).
@@ -235,9 +238,9 @@ impl Cli {
     /// Runs the subcommand; its error is for `main` to print.
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Validate { file, envoy, envoy_bin, wasm } => {
+            Command::Validate { file, envoy, envoy_bin, wasm, limits } => {
                 let envoy = envoy.then_some(commands::EnvoyValidation { envoy_bin, wasm });
-                commands::validate(&file, envoy.as_ref())
+                commands::validate(&file, envoy.as_ref(), limits.limits())
             }
             Command::Serve(args) => run_async(stagedoor_control_plane::serve::serve(args)),
             Command::Status { server, node, config_dump, output, wait_synced, timeout } => {

@@ -22,7 +22,7 @@ pub struct EnvoyValidation {
 
 /// `stagedoor validate`: the registry file and the snapshot it makes, as `serve` would;
 /// with `envoy`, that snapshot through Envoy's own `--mode validate` too (envoy_check/).
-pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<()> {
+pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>, limits: crate::registry::limits::Limits) -> anyhow::Result<()> {
     let registry = registry::load(file)?;
     let wasm_path = match envoy {
         Some(e) => std::fs::canonicalize(&e.wasm).unwrap_or_else(|_| e.wasm.clone()).display().to_string(),
@@ -35,10 +35,12 @@ pub fn validate(file: &Path, envoy: Option<&EnvoyValidation>) -> anyhow::Result<
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
+        limits,
     };
     let snapshot = crate::publish::build_snapshot(&registry, &registry::LiveInstances::new(), &[], &options, None).map_err(|e| match e {
         // The filter compiler's refusal reads as the registry's other errors, naming the file.
         PublishError::Translate(TranslateError::FilterConfig(refused)) => refused.in_file(&file.display().to_string()).into(),
+        PublishError::OverLimit(over) => anyhow::anyhow!("{}: {over}", file.display()),
         other => anyhow::Error::from(other),
     })?;
     let by_envoy = match envoy {

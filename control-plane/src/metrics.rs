@@ -27,6 +27,8 @@ pub static REFRESH_ROTATIONS: AtomicU64 = AtomicU64::new(0);
 /// Token endpoint: refresh tokens reused, each revoking its family (a security event).
 pub static REFRESH_REUSE_DETECTED: AtomicU64 = AtomicU64::new(0);
 pub static LOGOUTS: AtomicU64 = AtomicU64::new(0);
+/// Live instances the last snapshot left out for their service's limit (a gauge).
+pub static LIVE_INSTANCES_OVER_LIMIT: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::registry::limits::{Capped, OverLimit};
 use crate::registry::remote_keys::RemoteKeys;
 use crate::registry::LiveInstances;
 use crate::registry::{Registry, ServiceSpec};
@@ -19,6 +20,8 @@ pub enum PublishError {
     Translate(#[from] TranslateError),
     #[error("snapshot would be inconsistent: {0}")]
     Inconsistent(#[from] InconsistentSnapshot),
+    #[error(transparent)]
+    OverLimit(#[from] OverLimit),
 }
 
 /// Builds a snapshot; `previous` lets unchanged types keep their versions.
@@ -41,6 +44,10 @@ pub fn build_snapshot_with_keys(
     options: &TranslateOptions,
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, PublishError> {
+    options.limits.check(registry)?;
+    let (live, capped) = options.limits.cap_live(registry, live);
+    report_capped(&capped);
+    let live = live.as_ref();
     let merged = crate::registry::remote_keys::with_remote_keys(registry, remote_keys);
     let empty = crate::translate::TranslateCache::default();
     let cache = previous.map_or(&empty, |p| &p.cache);
@@ -51,6 +58,16 @@ pub fn build_snapshot_with_keys(
         format!("{}|{keys_version}|{:?}|{:?}|{:?}", registry.version, live, retired_names, options).as_bytes(),
     );
     Ok(Snapshot::build(translation, cache, &registry.version, &inputs_version, previous)?)
+}
+
+/// Live instances a service's limit left out: logged at each snapshot while it lasts, and
+/// counted in /metrics (`stagedoor_live_instances_over_limit`).
+fn report_capped(capped: &[Capped]) {
+    let left_out: usize = capped.iter().map(|c| c.found - c.served).sum();
+    crate::metrics::LIVE_INSTANCES_OVER_LIMIT.store(left_out as u64, std::sync::atomic::Ordering::Relaxed);
+    for c in capped {
+        tracing::warn!(service = %c.service, found = c.found, served = c.served, "instances over the per-service limit (--max-instances-per-service): the rest are not pushed");
+    }
 }
 
 /// Holds the current registry and publishes snapshots to every stream.

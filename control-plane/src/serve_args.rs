@@ -91,6 +91,35 @@ pub struct ServeArgs {
     /// by its hash, for `envoy --mode validate` (envoy_check/published.rs).
     #[arg(long, hide = true)]
     pub test_bootstrap_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What a registry may hold (registry/limits.rs), for `serve` and `validate` alike: flags,
+/// not a registry section, because they guard the Envoys against the registry; a registry
+/// that set its own limits could raise them in the apply they should refuse.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Services in one registry; more is refused at apply, file load and validate.
+    #[arg(long, env = "STAGEDOOR_MAX_SERVICES", default_value_t = crate::registry::limits::Limits::DEFAULT_SERVICES)]
+    pub max_services: usize,
+    /// Route prefixes (`routes:`) of one service.
+    #[arg(long, env = "STAGEDOOR_MAX_ROUTES_PER_SERVICE", default_value_t = crate::registry::limits::Limits::DEFAULT_ROUTES_PER_SERVICE)]
+    pub max_routes_per_service: usize,
+    /// Instances of one service: static ones over it refuse the registry; live ones over it
+    /// are left out of what Envoys get (logged, counted in /metrics).
+    #[arg(long, env = "STAGEDOOR_MAX_INSTANCES_PER_SERVICE", default_value_t = crate::registry::limits::Limits::DEFAULT_INSTANCES_PER_SERVICE)]
+    pub max_instances_per_service: usize,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> crate::registry::limits::Limits {
+        crate::registry::limits::Limits {
+            services: self.max_services,
+            routes_per_service: self.max_routes_per_service,
+            instances_per_service: self.max_instances_per_service,
+        }
+    }
 }
 
 impl ServeArgs {
@@ -124,6 +153,7 @@ impl ServeArgs {
             control_plane_http,
             control_plane_tls: !self.insecure,
             rate_limit_service,
+            limits: self.limits.limits(),
         }
     }
 }

@@ -144,6 +144,8 @@ async fn metrics(State(state): State<AppState>) -> String {
     write(&mut out, "stagedoor_logouts_total", "counter", "Logouts answered.", &[("", counter_value(&LOGOUTS))]);
     write(&mut out, "stagedoor_revoked_tokens", "gauge", "Entries on the revocation list.", &[("", revoked as f64)]);
     write(&mut out, "stagedoor_live_instances", "gauge", "Instances registered in Redis.", &[("", live as f64)]);
+    let help = "Live instances the last snapshot left out for their service's limit (--max-instances-per-service).";
+    write(&mut out, "stagedoor_live_instances_over_limit", "gauge", help, &[("", counter_value(&crate::metrics::LIVE_INSTANCES_OVER_LIMIT))]);
     if let Some(d) = state.discovery.as_ref().and_then(|d| d.lock().ok().map(|d| d.clone())) {
         write(&mut out, "stagedoor_redis_connected", "gauge", "1 while Redis is reachable.", &[("", if d.connected { 1.0 } else { 0.0 })]);
         write(&mut out, "stagedoor_redis_errors_total", "counter", "Redis connection losses.", &[("", d.errors as f64)]);

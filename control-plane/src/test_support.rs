@@ -28,6 +28,7 @@ pub fn translate_options(listen_port: u16) -> crate::translate::TranslateOptions
         control_plane_http: None,
         control_plane_tls: false,
         rate_limit_service: None,
+        limits: crate::registry::limits::Limits::default(),
     }
 }
 

@@ -64,6 +64,37 @@ fn an_instance_registered_in_redis_gets_traffic_and_leaves_when_deregistered_or_
     assert!(took.is_some(), "an expired instance leaves EDS");
 }
 
+/// SotW EDS responses carry only the assignments that changed (xds/sotw.rs): Envoy must
+/// read a missing one as unchanged. venue's EDS subscription counts each update it is given
+/// (`update_success`): it stays where it was while live's instance comes and goes, and
+/// venue keeps its instance and its traffic. (With every assignment in every response it
+/// grows by one per change.)
+#[test]
+fn an_instance_change_sends_only_that_services_endpoints_and_envoy_keeps_the_others() {
+    // The bootstrap's stats_matcher keeps no svc_ cluster stats: add venue's (merged in).
+    let venue_stats = "stats_config: { stats_matcher: { inclusion_list: { patterns: [{ prefix: 'cluster.svc_venue.' }] } } }";
+    let envoy_args = vec!["--config-yaml".to_owned(), venue_stats.to_owned()];
+    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), redis: true, envoy_args, ..Default::default() });
+    stack.wait_ready();
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200, "venue's static instance");
+    let venue_updates = |stack: &Stack| stack.envoy_stat(0, "cluster.svc_venue.update_success");
+    let before = venue_updates(&stack);
+    assert!(before.is_some_and(|n| n >= 1), "venue's assignment arrived once: {before:?}");
+    let port = stack.start_echo("live");
+    let p = port.to_string();
+    stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", &p, "--ttl", "60s"]);
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 200).is_some(), "live routed");
+    assert_eq!(venue_updates(&stack), before, "the EDS response that added live's instance did not carry venue's");
+    assert_eq!(stack.envoy_stat(0, "cluster.svc_venue.membership_total"), Some(1), "and Envoy kept venue's instance");
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200);
+
+    stagedoor(&stack, &["deregister", "--service", "live", "--address", "127.0.0.1", "--port", &p]);
+    assert!(time_until(Duration::from_secs(3), || stack.get_as_admin("/api/v1/live/1").0 == 503).is_some(), "live's instance gone");
+    assert_eq!(venue_updates(&stack), before, "nor did the one that removed it");
+    assert_eq!(stack.envoy_stat(0, "cluster.svc_venue.membership_total"), Some(1));
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200, "venue still served");
+}
+
 #[test]
 fn redis_going_away_keeps_the_last_instances_and_the_control_plane_catches_up() {
     let mut stack = start();

@@ -149,3 +149,80 @@ fn apply_dry_run_shows_every_changed_section() {
     assert!(stdout.contains("~ rate_limit\n") && stdout.contains("~ webhooks\n"), "{stdout}");
     assert!(!stdout.contains("no changes"), "{stdout}");
 }
+
+/// Limits of 2 services, 2 prefixes and 2 instances per service (registry/limits.rs): each
+/// registry over one is refused naming it, at apply, file load and validate, and the last
+/// good config serves; live instances past the limit are not pushed, and said so.
+#[test]
+fn a_registry_over_a_limit_is_refused_naming_it_and_live_instances_past_it_are_left_out() {
+    let registry = registry_with("  - name: live\n    routes: [{ prefix: /api/v1/live }]\n    traffic: { health_check: { enabled: false } }\n");
+    let limits = ["--max-services", "2", "--max-routes-per-service", "2", "--max-instances-per-service", "2"];
+    let serve_args = limits.iter().map(|a| a.to_string()).collect();
+    let stack = Stack::start(StackOptions { registry_yaml: registry, redis: true, serve_args, ..Default::default() });
+    stack.wait_ready();
+    let good = stack.registry();
+    let file = stack.dir.join("over.yaml");
+    let apply = |yaml: &str| {
+        std::fs::write(&file, yaml).unwrap();
+        stagedoor(&stack, &["apply", "-f", &file.display().to_string()])
+    };
+    let edited = |edit: &dyn Fn(&mut serde_yaml::Value)| {
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&good).unwrap();
+        edit(&mut doc);
+        serde_yaml::to_string(&doc).unwrap()
+    };
+    let three_services = edited(&|doc| {
+        let third = serde_yaml::from_str("{ name: third, routes: [{ prefix: /api/v1/third }] }").unwrap();
+        doc["services"].as_sequence_mut().unwrap().push(third);
+    });
+    let message = "services: 3 is over the limit of 2 services (serve --max-services)";
+    refused(&apply(&three_services), message);
+    let three_prefixes = edited(&|doc| {
+        let live = doc["services"].as_sequence_mut().unwrap().iter_mut().find(|s| s["name"] == "live").unwrap();
+        live["routes"] = serde_yaml::from_str("[{ prefix: /api/v1/live }, { prefix: /l2 }, { prefix: /l3 }]").unwrap();
+    });
+    refused(&apply(&three_prefixes), "service \"live\": routes: 3 prefixes is over the limit of 2 per service (serve --max-routes-per-service)");
+    assert_eq!(stack.registry(), good, "nothing written");
+
+    stack.write_registry(&three_services);
+    let logged = time_until(Duration::from_secs(5), || stack.control_plane_log().contains(message));
+    assert!(logged.is_some(), "the file watcher refuses it too");
+    assert_eq!(stack.get_as_admin("/api/v1/venues/1").0, 200, "the last good config keeps serving");
+    assert_eq!(stack.get_as_admin("/api/v1/third/1").0, 404, "the refused service is not routed");
+    stack.write_registry(&good);
+
+    let check = |extra: &[&str]| {
+        let mut args = vec!["validate", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        stagedoor(&stack, &args)
+    };
+    std::fs::write(&file, &three_services).unwrap();
+    refused(&check(&limits), message);
+    let with_defaults = check(&[]);
+    assert!(with_defaults.status.success(), "10,000 services by default: {}", String::from_utf8_lossy(&with_defaults.stderr));
+
+    // Three live instances of `live`, whose limit is 2: two are pushed, the third is not.
+    for port in ["4001", "4002", "4003"] {
+        let out = stagedoor(&stack, &["register", "--service", "live", "--address", "127.0.0.1", "--port", port, "--ttl", "60s"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let warned = time_until(Duration::from_secs(5), || stack.control_plane_log().contains("instances over the per-service limit"));
+    assert!(warned.is_some(), "{}", stack.control_plane_log());
+    // Envoy's /clusters lists each host of a cluster once with its health flags.
+    let live_hosts = || stack.envoy_admin(0, "/clusters").lines().filter(|l| l.starts_with("svc_live::") && l.contains("::health_flags::")).count();
+    let members = time_until(Duration::from_secs(5), || live_hosts() == 2);
+    assert!(members.is_some(), "Envoy has 2 of the 3: {}", live_hosts());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(live_hosts(), 2, "and not the third");
+    let metrics = stagedoor_e2e::stack::client().get(format!("http://127.0.0.1:{}/metrics", stack.metrics_port)).send().unwrap().text().unwrap();
+    assert!(metrics.contains("stagedoor_live_instances_over_limit 1\n"), "{metrics}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut client = stack.api_client().await;
+        let request = stagedoor_proto::v1::RegisterInstanceRequest { service: "live".into(), address: "127.0.0.1".into(), port: 4009, ttl_seconds: 30 };
+        let e = client.register_instance(request).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e}");
+        assert!(e.message().contains("service \"live\": instances: 4 is over the limit of 2 per service"), "{}", e.message());
+    });
+}

@@ -117,6 +117,7 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
+        limits: stagedoor_control_plane::registry::limits::Limits::default(),
     };
     let yaml = synthetic_registry(n, instances);
     let (parsed, registry) = timed(|| Registry::parse("synthetic", &yaml));

@@ -10,6 +10,7 @@ pub mod input;
 pub mod instance;
 pub mod jwks_source;
 pub mod remote_keys;
+pub mod limits;
 pub mod live;
 mod model;
 pub mod signed;

@@ -64,6 +64,8 @@ pub struct TranslateOptions {
     pub control_plane_tls: bool,
     /// The control plane's RateLimitService as Envoy reaches it (`--ratelimit`).
     pub rate_limit_service: Option<(String, u16)>,
+    /// What a registry may hold (`--max-services` and the like): checked before translating.
+    pub limits: crate::registry::limits::Limits,
 }
 
 /// One full set of resources for every Envoy: the six xDS types.

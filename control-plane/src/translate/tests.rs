@@ -40,6 +40,7 @@ fn options() -> TranslateOptions {
         control_plane_http: Some((String::from("127.0.0.1"), 18080)),
         control_plane_tls: true,
         rate_limit_service: None,
+        limits: crate::registry::limits::Limits::default(),
     }
 }
 

@@ -22,6 +22,12 @@
 //!   filter config it names; on a first connection Envoy asks for ECDS only once it has the
 //!   listener (it subscribes by the filter's name), and that listener warms until ECDS
 //!   arrives.
+//! - an EDS response carries only the assignments whose content this Envoy was not sent yet
+//!   (a new subscription's, a changed one's, a re-created cluster's): in SotW, Envoy reads a
+//!   missing cluster or listener as removed but keeps a ClusterLoadAssignment a response
+//!   leaves out (an EDS cluster given no assignment changes nothing: Envoy's
+//!   `EdsClusterImpl::onConfigUpdate`; tests/tests/discovery.rs shows it), so an instance
+//!   change at 10,000 services sends one assignment, not 10,000.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -68,13 +74,25 @@ struct TypeState {
     /// The snapshot type version the last response was made from, and the last ACKed one.
     sent_from: Option<String>,
     acked_from: Option<String>,
-    /// The resource names the last response carried (for EDS: which endpoints Envoy has).
+    /// The resource names the last response carried (what a NACK rejected).
     sent_names: BTreeSet<String>,
+    /// What this Envoy was sent and still subscribes to: name -> content hash. For EDS,
+    /// which endpoints Envoy has (responses carry only what differs from it); for CDS, which
+    /// clusters a response changes (Envoy re-creates those, and they warm). A quarantined
+    /// resource is held at the last good content it was sent.
+    held: BTreeMap<String, String>,
     /// What the last response carried, and what the last ACKed one did (this Envoy's last
     /// good content of the type).
     sent: Content,
     acked: Content,
     quarantine: Quarantine,
+}
+
+/// The one type whose SotW responses carry only what changed (see the module comment).
+const SENT_WHEN_CHANGED: &str = type_url::ENDPOINT;
+
+fn wanted(names: &BTreeSet<String>, name: &str) -> bool {
+    names.is_empty() || names.contains("*") || names.contains(name)
 }
 
 impl TypeState {
@@ -99,6 +117,40 @@ impl TypeState {
         let kept = &self.acked.kept;
         self.quarantine.retain(|name| kept.contains_key(name));
     }
+
+    /// The names the next response of `type_url` carries: every one wanted, but for EDS
+    /// only those whose content this Envoy was not sent, and those of `warming` clusters.
+    fn names_to_send(&self, type_url: &str, typed: &TypedResources, warming: &BTreeSet<String>) -> Vec<String> {
+        let lacks = |name: &String| {
+            warming.contains(name) || typed.hashes.get(name).is_none_or(|hash| self.held.get(name) != Some(hash))
+        };
+        let only_changed = type_url == SENT_WHEN_CHANGED;
+        typed.resources.keys().filter(|name| wanted(&self.names, name) && (!only_changed || lacks(name))).cloned().collect()
+    }
+
+    /// Records a response carrying `sent` (name, hash of the content sent: the snapshot's, or
+    /// a quarantined resource's last good one): Envoy holds those, and no longer what it
+    /// unsubscribed from or the snapshot dropped. Returns the names whose
+    /// content this Envoy did not hold before.
+    fn hold(&mut self, typed: &TypedResources, sent: &[(String, String)]) -> BTreeSet<String> {
+        self.held.retain(|name, _| typed.resources.contains_key(name) && wanted(&self.names, name));
+        let mut changed = BTreeSet::new();
+        for (name, hash) in sent {
+            let before = self.held.insert(name.clone(), hash.clone());
+            if hash.is_empty() || before.as_ref() != Some(hash) {
+                changed.insert(name.clone());
+            }
+        }
+        changed
+    }
+
+    /// Envoy may hold none, some or all of a NACKed response (it applies what it can): what
+    /// it carried counts as not held, so the next response of this type carries it again.
+    fn forget_rejected(&mut self) {
+        for name in &self.sent_names {
+            self.held.remove(name);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -107,6 +159,10 @@ pub struct SotwStream {
     nonce_counter: u64,
     /// The CDS nonce whose warming clusters were last answered with the endpoints again.
     endpoints_rewarmed_for: Option<String>,
+    /// The clusters the last CDS response changed or added: Envoy re-creates them, and
+    /// they warm until they get their endpoints again.
+    /// EDS responses carry their endpoints until that CDS response is ACKed.
+    warming_clusters: BTreeSet<String>,
 }
 
 /// What one request or snapshot does to a SotW stream.
@@ -129,6 +185,7 @@ impl SotwStream {
                     detail: error.message.clone(),
                     resources: state.sent_names.iter().cloned().collect(),
                 });
+                state.forget_rejected();
                 state.names = names;
                 let changed = state.changed_in_last_response();
                 let refused = refused(&error.message, changed.iter().map(|(n, h)| (n.as_str(), h.as_str())));
@@ -144,6 +201,9 @@ impl SotwStream {
                 nonce: request.response_nonce.clone(),
                 quarantined: state.quarantine.names(),
             });
+            if request.type_url == type_url::CLUSTER {
+                self.warming_clusters.clear(); // Envoy ACKs CDS once its clusters warmed
+            }
             if state.names == names {
                 if let Some(response) = self.rewarm_endpoints(&request.type_url, snapshot) {
                     step.responses.push(response);
@@ -193,30 +253,39 @@ impl SotwStream {
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let wanted = |name: &String| state.names.is_empty() || state.names.contains("*") || state.names.contains(name);
+        let names = state.names_to_send(type_url, typed, &self.warming_clusters);
         let mut resources = Vec::new();
         let mut sent_names = BTreeSet::new();
         let mut kept = Kept::new();
-        for (name, any) in typed.resources.iter().filter(|(name, _)| wanted(name)) {
-            let hash = typed.hashes.get(name).map(String::as_str).unwrap_or_default();
-            let content = if state.quarantine.holds(name, hash) {
-                let good = state.acked.of(name);
+        // What this Envoy holds after this response: name -> hash of the content sent.
+        let mut carried = Vec::new();
+        for name in names {
+            let Some(any) = typed.resources.get(&name) else { continue };
+            let hash = typed.hashes.get(&name).cloned().unwrap_or_default();
+            let content = if state.quarantine.holds(&name, &hash) {
+                let good = state.acked.of(&name);
                 kept.insert(name.clone(), good.clone());
-                good.map(|(any, _)| any)
+                good
             } else {
-                Some(any.clone())
+                Some((any.clone(), hash))
             };
-            if let Some(any) = content {
+            if let Some((any, hash)) = content {
                 resources.push((*any).clone());
                 sent_names.insert(name.clone());
+                carried.push((name, hash));
             }
         }
+        let changed = state.hold(typed, &carried);
         let version = version_with_kept(&typed.version, &kept);
         state.sent_names = sent_names;
         state.sent = Content { typed: Some(typed.clone()), kept };
         state.sent_version = Some(version.clone());
         state.sent_from = Some(typed.version.clone());
         state.sent_nonce = Some(nonce.clone());
+        if type_url == type_url::CLUSTER {
+            // An assignment is named by its cluster's name (translate/cluster.rs).
+            self.warming_clusters = changed;
+        }
         Some(DiscoveryResponse {
             version_info: version,
             resources,
@@ -251,7 +320,7 @@ impl SendsTypes for SotwStream {
         let endpoints = self.types.get(type_url::ENDPOINT);
         let clusters = self.types.get(type_url::CLUSTER);
         let held = |name: &str| {
-            endpoints.is_some_and(|s| s.sent_names.contains(name) || s.quarantine.contains(name))
+            endpoints.is_some_and(|s| s.held.contains_key(name) || s.quarantine.contains(name))
                 || clusters.is_some_and(|s| s.quarantine.contains(name))
         };
         let all_endpoints = snapshot.types.get(type_url::ENDPOINT).is_none_or(|t| t.resources.keys().all(|name| held(name)));
@@ -272,3 +341,6 @@ fn version_with_kept(version: &str, kept: &Kept) -> String {
 #[cfg(test)]
 #[path = "sotw_tests.rs"]
 mod tests;
+#[cfg(test)]
+#[path = "sotw_eds_props.rs"]
+mod eds_props;

@@ -24,6 +24,22 @@ fn request(type_url: &str, nonce: &str, version: &str, names: &[&str]) -> Discov
     }
 }
 
+/// The names of the resources a response carries (each decoded by its type).
+fn names_in(response: &DiscoveryResponse) -> Vec<String> {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use prost::Message;
+    response
+        .resources
+        .iter()
+        .map(|any| match response.type_url.as_str() {
+            type_url::ENDPOINT => ClusterLoadAssignment::decode(any.value.as_slice()).unwrap().cluster_name,
+            type_url::CLUSTER => Cluster::decode(any.value.as_slice()).unwrap().name,
+            other => panic!("names_in: {other}"),
+        })
+        .collect()
+}
+
 #[test]
 fn first_request_gets_the_current_resources() {
     let snap = snapshot(1, None);
@@ -48,7 +64,7 @@ fn eds_sends_only_the_names_asked_for_and_new_names_after_an_ack() {
     assert_eq!(ack_same.events, [acked]);
     let more = stream.on_request(&request(type_url::ENDPOINT, &sent.nonce, &sent.version_info, &["svc_a", "svc_b"]), &snap);
     assert_eq!(more.responses.len(), 1, "a changed subscription is answered");
-    assert_eq!(more.responses[0].resources.len(), 2);
+    assert_eq!(names_in(&more.responses[0]), ["svc_b"], "with what Envoy lacks, not what it holds");
 }
 
 #[test]
@@ -135,7 +151,7 @@ fn routes_wait_until_the_envoy_has_the_new_clusters_and_their_endpoints() {
     assert!(stream.on_request(&request(type_url::CLUSTER, &cds.nonce, &cds.version_info, &[]), &second).responses.is_empty());
     let eds_names = ["svc_a", "svc_b", "svc_c"];
     let eds = stream.on_request(&request(type_url::ENDPOINT, "", &cds.version_info, &eds_names), &second).responses.remove(0);
-    assert_eq!(eds.resources.len(), 3);
+    assert_eq!(names_in(&eds), ["svc_c"], "the new cluster's endpoints; Envoy keeps the others");
     // Only the ACK of those endpoints releases the routes.
     let step = stream.on_request(&request(type_url::ENDPOINT, &eds.nonce, &eds.version_info, &eds_names), &second);
     let types: Vec<_> = step.responses.iter().map(|r| r.type_url.as_str()).collect();
@@ -282,7 +298,7 @@ fn a_changed_cluster_gets_its_endpoints_again_while_it_warms_once_per_cds_respon
     let step = stream.on_request(&request(type_url::ENDPOINT, &eds, &eds_version, &["svc_a", "svc_b"]), &second);
     assert_eq!(step.responses.len(), 1, "the warming cluster gets its endpoints");
     let again = &step.responses[0];
-    assert_eq!((again.type_url.as_str(), again.resources.len()), (type_url::ENDPOINT, 2));
+    assert_eq!((again.type_url.as_str(), names_in(again)), (type_url::ENDPOINT, vec!["svc_a".to_owned()]), "only the re-created cluster's");
     // The ACK of that answer is not answered again while CDS is still unanswered.
     let step = stream.on_request(&request(type_url::ENDPOINT, &again.nonce, &eds_version, &["svc_a", "svc_b"]), &second);
     assert!(step.responses.is_empty(), "once per CDS response, no loop");
@@ -417,4 +433,95 @@ fn a_nack_naming_no_resource_quarantines_what_changed_and_keeps_the_rest() {
     assert_eq!(cluster_named(kept, "svc_a"), Some(&*first.types[type_url::CLUSTER].resources["svc_a"]), "what changed is what it refused");
     let step = stream.on_request(&request(type_url::CLUSTER, &kept.nonce, &kept.version_info, &[]), &second);
     assert!(matches!(&step.events[..], [StreamEvent::Ack { quarantined, .. }] if quarantined == &["svc_a"]), "only svc_a: {:?}", step.events);
+}
+
+/// Services a (one instance on `port_a`, load balancing `lb`) and b (one on `port_b`).
+fn two_service_snapshot(port_a: u16, port_b: u16, lb: Option<&str>, previous: Option<&Snapshot>) -> Snapshot {
+    let traffic = lb.map(|p| format!("\n    traffic: {{load_balancing: {{policy: {p}}}}}")).unwrap_or_default();
+    let yaml = crate::test_support::AUTH.to_owned() + &format!(
+        "services:\n  - name: a\n    routes: [{{prefix: /a}}]\n    instances: [{{address: 127.0.0.1, port: {port_a}}}]{traffic}\n  - name: b\n    routes: [{{prefix: /b}}]\n    instances: [{{address: 127.0.0.1, port: {port_b}}}]\n"
+    );
+    let options = crate::test_support::translate_options(8080);
+    build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, previous).unwrap()
+}
+
+/// ACKs every response of `step` as Envoy would (same names as subscribed).
+fn ack_step(stream: &mut SotwStream, step: &SotwStep, snap: &Snapshot) -> Vec<DiscoveryResponse> {
+    let mut more = Vec::new();
+    for r in &step.responses {
+        let names: Vec<&str> = match r.type_url.as_str() {
+            type_url::ENDPOINT => vec!["svc_a", "svc_b"],
+            type_url::EXTENSION_CONFIG => vec!["stagedoor"],
+            type_url::ROUTE => vec!["stagedoor_routes"],
+            _ => vec![],
+        };
+        more.extend(stream.on_request(&request(&r.type_url, &r.nonce, &r.version_info, &names), snap).responses);
+    }
+    more
+}
+
+#[test]
+fn an_instance_change_sends_only_the_changed_assignment_and_routes_still_follow() {
+    let first = two_service_snapshot(1, 2, None, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = two_service_snapshot(1, 3, None, Some(&first));
+    let step = stream.on_snapshot(&second);
+    assert_eq!(step.responses.len(), 1);
+    assert_eq!(names_in(&step.responses[0]), ["svc_b"], "a's assignment is unchanged: Envoy keeps it");
+    assert!(!stream.clusters_ready(&second), "not before the ACK");
+    ack_step(&mut stream, &step, &second);
+    assert!(stream.clusters_ready(&second), "Envoy holds every assignment: a from before, b now");
+    // A later policy edit is not held back by the partial EDS.
+    let yaml = crate::test_support::AUTH.to_owned()
+        + "services:\n  - name: a\n    routes: [{prefix: /a}]\n    instances: [{address: 127.0.0.1, port: 1}]\n    public_paths: [\"/a/open\"]\n  - name: b\n    routes: [{prefix: /b}]\n    instances: [{address: 127.0.0.1, port: 3}]\n";
+    let options = crate::test_support::translate_options(8080);
+    let third = build_snapshot(&Registry::parse("r", &yaml).unwrap(), &crate::registry::LiveInstances::new(), &[], &options, Some(&second)).unwrap();
+    let types: Vec<_> = stream.on_snapshot(&third).responses.iter().map(|r| r.type_url.clone()).collect();
+    assert_eq!(types, [type_url::EXTENSION_CONFIG]);
+}
+
+#[test]
+fn a_nacked_assignment_goes_again_with_the_next_change_not_before() {
+    let first = two_service_snapshot(1, 2, None, None);
+    let mut stream = subscribed_and_acked(&first);
+    let second = two_service_snapshot(4, 2, None, Some(&first));
+    let sent = stream.on_snapshot(&second).responses.remove(0);
+    assert_eq!(names_in(&sent), ["svc_a"]);
+    let mut nack = request(type_url::ENDPOINT, &sent.nonce, &first.types[type_url::ENDPOINT].version, &["svc_a", "svc_b"]);
+    nack.error_detail = Some(RpcStatus { code: 3, message: "bad endpoint".into(), details: vec![] });
+    let step = stream.on_request(&nack, &second);
+    assert!(matches!(&step.events[..], [StreamEvent::Nack { resources, .. }] if resources == &["svc_a".to_owned()]));
+    assert!(stream.on_snapshot(&second).responses.is_empty(), "the rejected version is not resent");
+    assert!(!stream.clusters_ready(&second), "a NACKed assignment is not held");
+    let third = two_service_snapshot(4, 5, None, Some(&second));
+    let again = stream.on_snapshot(&third).responses.remove(0);
+    assert_eq!(names_in(&again), ["svc_a", "svc_b"], "the changed one and the one a NACK left unsettled");
+}
+
+#[test]
+fn a_cluster_and_an_instance_change_together_send_the_recreated_clusters_endpoints_at_once() {
+    let first = two_service_snapshot(1, 2, None, None);
+    let mut stream = subscribed_and_acked(&first);
+    // a's cluster changes (Envoy re-creates it: it warms), b's instance changes.
+    let second = two_service_snapshot(1, 3, Some("random"), Some(&first));
+    let step = stream.on_snapshot(&second);
+    let sent: Vec<_> = step.responses.iter().map(|r| (r.type_url.as_str(), names_in(r))).collect();
+    assert_eq!(
+        sent,
+        [(type_url::CLUSTER, vec!["svc_a".to_owned(), "svc_b".to_owned()]), (type_url::ENDPOINT, vec!["svc_a".to_owned(), "svc_b".to_owned()])],
+        "CDS is whole; EDS carries the warming cluster's and the changed one's"
+    );
+    ack_step(&mut stream, &step, &second);
+    let third = two_service_snapshot(1, 6, Some("random"), Some(&second));
+    let step = stream.on_snapshot(&third);
+    assert_eq!(names_in(&step.responses[0]), ["svc_b"], "once CDS is ACKed, a warmed cluster is not re-sent");
+}
+
+#[test]
+fn a_reconnecting_envoy_gets_every_assignment() {
+    let first = two_service_snapshot(1, 2, None, None);
+    subscribed_and_acked(&first);
+    let mut fresh = SotwStream::default();
+    let step = fresh.on_request(&request(type_url::ENDPOINT, "", "", &["svc_a", "svc_b"]), &first);
+    assert_eq!(names_in(&step.responses[0]), ["svc_a", "svc_b"], "a new stream holds nothing");
 }
