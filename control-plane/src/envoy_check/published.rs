@@ -3,7 +3,7 @@
 //! as the static bootstrap `validate --envoy` runs (bootstrap.rs), decoded from the very
 //! resources the streams send, so what is checked is what the Envoys were given. The test
 //! harness runs `envoy --mode validate` on each file it has not validated before when the
-//! control plane stops (tests/src/envoy_validate.rs).
+//! control plane stops (tests/src/published.rs).
 //!
 //! Files are named by a hash of their bytes in an order-insensitive form (canonical.rs:
 //! prost re-encodes decoded maps in random order), so the same snapshot published twice, or by
