@@ -19,12 +19,20 @@ use sha2::{Sha256, Sha384, Sha512};
 /// Whether `signature` (base64url) signs `message` under `alg` with `key`; an error when
 /// the backend cannot use the key for `alg` at all.
 pub fn verify(signature: &str, message: &[u8], key: &DecodingKey, alg: Algorithm) -> Result<bool> {
+    #[cfg(feature = "asymmetric")]
+    {
+        jsonwebtoken::crypto::verify(signature, message, key, alg)
+    }
+    // Called directly, not installed as jsonwebtoken's process-wide default: no global
+    // state, and nothing done per verification but the check itself.
     #[cfg(not(feature = "asymmetric"))]
     {
-        // Err only when already installed (by an earlier call): nothing to do then.
-        let _ = CryptoProvider::install_default(&HMAC_ONLY);
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let verifier = (HMAC_ONLY.verifier_factory)(&alg, key)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| ErrorKind::InvalidSignature)?;
+        Ok(verifier.verify(message, &signature).is_ok())
     }
-    jsonwebtoken::crypto::verify(signature, message, key, alg)
 }
 
 /// The HMAC-only backend (see the module's doc). It signs nothing: the filter only verifies.
