@@ -64,3 +64,18 @@ pub const VENUE_SERVICE: &str = "  - name: venue\n    routes: [{ prefix: /api/v1
 pub fn registry_with(more_services: &str) -> String {
     format!("{}services:\n{VENUE_SERVICE}{more_services}", auth_yaml())
 }
+
+/// venue and plain, one (unreachable) instance each: the registry the NACK tests edit
+/// (ledger_delta.rs, quarantine.rs), one service refused on a node while the other goes on.
+pub fn venue_and_plain_yaml() -> String {
+    auth_yaml()
+        + r#"
+services:
+  - name: venue
+    routes: [{ prefix: /api/v1/venues }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+  - name: plain
+    routes: [{ prefix: /api/v1/plain }]
+    instances: [{ address: 127.0.0.1, port: 1 }]
+"#
+}

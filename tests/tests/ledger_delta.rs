@@ -9,27 +9,14 @@ use std::time::Duration;
 
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
 use envoy_types::pb::envoy::service::status::v3::ConfigStatus;
-use stagedoor_e2e::fixtures::auth_yaml;
+use stagedoor_e2e::fixtures::venue_and_plain_yaml;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::status_cli::{csds, csds_cluster, envoy, status, status_json, text};
 use stagedoor_e2e::{Stack, StackOptions};
 
-fn registry() -> String {
-    auth_yaml()
-        + r#"
-services:
-  - name: venue
-    routes: [{ prefix: /api/v1/venues }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-  - name: plain
-    routes: [{ prefix: /api/v1/plain }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-"#
-}
-
 #[test]
 fn a_delta_envoy_nacking_one_cluster_shows_it_nacked_per_resource_on_that_node_only_until_the_next_valid_edit() {
-    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), delta: true, ..Default::default() });
+    let mut stack = Stack::start(StackOptions { registry_yaml: venue_and_plain_yaml(), delta: true, ..Default::default() });
     let good = stack.envoys[0].node_id.clone();
     let bad = format!("{good}-no-maglev");
     stack.start_envoy_with_args(&bad, &["--disable-extensions", "envoy.load_balancing_policies/envoy.load_balancing_policies.maglev"]);

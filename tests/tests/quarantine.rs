@@ -12,7 +12,7 @@ use std::time::Duration;
 use envoy_types::pb::envoy::admin::v3::ClientResourceStatus;
 use envoy_types::pb::envoy::service::status::v3::ConfigStatus;
 use serde_json::Value;
-use stagedoor_e2e::fixtures::auth_yaml;
+use stagedoor_e2e::fixtures::venue_and_plain_yaml;
 use stagedoor_e2e::stack::time_until;
 use stagedoor_e2e::status_cli::{csds, csds_cluster, envoy, status, status_json, text};
 use stagedoor_e2e::{Stack, StackOptions};
@@ -21,19 +21,6 @@ use stagedoor_e2e::{Stack, StackOptions};
 /// (SO_REUSEPORT), and each request is a new connection, so A gets some of them (all 40 on
 /// B has a chance of 2^-40).
 const REQUESTS: usize = 40;
-
-fn registry() -> String {
-    auth_yaml()
-        + r#"
-services:
-  - name: venue
-    routes: [{ prefix: /api/v1/venues }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-  - name: plain
-    routes: [{ prefix: /api/v1/plain }]
-    instances: [{ address: 127.0.0.1, port: 1 }]
-"#
-}
 
 fn edited(stack: &Stack, service: usize, edit: impl FnOnce(&mut serde_yaml::Value)) -> String {
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&stack.registry()).unwrap();
@@ -91,7 +78,7 @@ fn refused_names(cds: &Value) -> Vec<String> {
 }
 
 fn quarantine_round(delta: bool) {
-    let mut stack = Stack::start(StackOptions { registry_yaml: registry(), delta, ..Default::default() });
+    let mut stack = Stack::start(StackOptions { registry_yaml: venue_and_plain_yaml(), delta, ..Default::default() });
     let b = stack.envoys[0].node_id.clone();
     let a_node = format!("{b}-no-maglev");
     stack.start_envoy_with_args(&a_node, &["--disable-extensions", "envoy.load_balancing_policies/envoy.load_balancing_policies.maglev"]);
