@@ -18,7 +18,7 @@ pub fn diff(before: &Registry, after: &Registry) -> Vec<Change> {
         match (before.services.get(name), after.services.get(name)) {
             (None, Some(_)) => changes.push(Change::Added(name.clone())),
             (Some(_), None) => changes.push(Change::Removed(name.clone())),
-            (Some(a), Some(b)) if a != b => changes.push(Change::Changed(name.clone(), differing_fields(&fields(a), &fields(b)))),
+            (Some(a), Some(b)) if a != b => changes.push(Change::Changed(name.clone(), differing_fields(&fields(&**a), &fields(&**b)))),
             _ => {}
         }
     }

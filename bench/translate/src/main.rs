@@ -137,7 +137,7 @@ fn run_one(n: usize, instances: usize, changes: usize) -> anyhow::Result<()> {
         let mut edited = registry.clone();
         let name = format!("svc{}", (k * 7919) % n);
         if let Some(svc) = edited.services.get_mut(&name) {
-            change(svc, k);
+            change(std::sync::Arc::make_mut(svc), k);
         }
         edited.version = format!("edit-{k}");
         let (took, changed) = timed(|| publisher.apply(edited));
@@ -209,7 +209,7 @@ fn phases(publisher: &Publisher, n: usize) -> anyhow::Result<()> {
     let edit = |change: &dyn Fn(&mut ServiceSpec)| {
         let mut edited = registry.clone();
         if let Some(svc) = edited.services.get_mut(&format!("svc{}", n / 3)) {
-            change(svc);
+            change(std::sync::Arc::make_mut(svc));
         }
         edited.version = String::from("phases");
         edited

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use super::{InstanceSpec, LiveInstances, Registry};
+use super::{InstanceSpec, LiveInstances, Registry, ServiceSpec, Services};
 
 /// The limits a registry and its live instances are held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +67,24 @@ pub struct Capped {
 impl Limits {
     /// The registry's own content against the limits: the first one it is over.
     pub fn check(&self, registry: &Registry) -> Result<(), OverLimit> {
+        self.check_since(registry, None)
+    }
+
+    /// [`Self::check`] of a registry whose services differ from `previous` (services that
+    /// passed these limits) only where the two maps differ: only those are checked, which
+    /// costs what differs when the registry shares its entries with `previous`.
+    pub fn check_since(&self, registry: &Registry, previous: Option<&Services>) -> Result<(), OverLimit> {
         if registry.services.len() > self.services {
             return Err(OverLimit::Services { count: registry.services.len(), limit: self.services });
         }
-        for (name, spec) in &registry.services {
+        let changed: Box<dyn Iterator<Item = (&String, &std::sync::Arc<ServiceSpec>)>> = match previous {
+            Some(previous) => Box::new(previous.diff(&registry.services).filter_map(|item| match item {
+                imbl::ordmap::DiffItem::Add(name, spec) | imbl::ordmap::DiffItem::Update { new: (name, spec), .. } => Some((name, spec)),
+                imbl::ordmap::DiffItem::Remove(..) => None,
+            })),
+            None => Box::new(registry.services.iter()),
+        };
+        for (name, spec) in changed {
             if spec.routes.len() > self.routes_per_service {
                 return Err(OverLimit::Routes { service: name.clone(), count: spec.routes.len(), limit: self.routes_per_service });
             }

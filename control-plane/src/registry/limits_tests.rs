@@ -65,3 +65,24 @@ fn a_new_live_instance_past_the_limit_is_refused_and_a_held_one_is_not() {
     let held = InstanceSpec { address: "10.9.0.1".into(), port: 80 };
     assert_eq!(limits(1, 1, 3).check_new_instance(&r, &found, "s0", &held), Ok(()), "a heartbeat");
 }
+
+#[test]
+fn checked_since_a_previous_registry_only_what_differs_is_checked_and_refused_as_ever() {
+    let before = registry(3, 1, 1);
+    // s1 edited to 3 prefixes, s3 added.
+    let after = registry(4, 1, 1);
+    let mut after = after.rebased_on(&before);
+    if let Some(s1) = after.services.get_mut("s1") {
+        let routes = &mut std::sync::Arc::make_mut(s1).routes;
+        let extra = routes[0].clone();
+        routes.extend([extra.clone(), extra]);
+    }
+    let since = Some(&before.services);
+    assert_eq!(limits(4, 3, 1).check_since(&after, since), limits(4, 3, 1).check(&after));
+    let refused = limits(4, 2, 1).check_since(&after, since);
+    assert_eq!(refused, Err(OverLimit::Routes { service: "s1".into(), count: 3, limit: 2 }));
+    assert_eq!(refused, limits(4, 2, 1).check(&after));
+    assert_eq!(limits(3, 3, 1).check_since(&after, since), Err(OverLimit::Services { count: 4, limit: 3 }));
+    // What did not change is taken as checked: the previous registry passed these limits.
+    assert_eq!(limits(4, 3, 1).check_since(&before, Some(&before.services)), Ok(()));
+}

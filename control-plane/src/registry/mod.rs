@@ -20,7 +20,7 @@ mod validate;
 
 pub use live::LiveInstances;
 pub use model::{CorsSpec, InstanceSpec, RateLimitSpec, ServiceSpec};
-pub use validate::{Registry, RegistryError, REDACTED};
+pub use validate::{Registry, RegistryError, Services, REDACTED};
 
 use std::path::Path;
 

@@ -236,3 +236,27 @@ fn jwks_keys_are_validated_and_leave_the_other_keys_named_as_in_the_file() {
     let stray = good().replace("      dev: true\n", "      dev: true\n      refresh_secs: 60\n");
     assert_eq!(error_of(&stray), "reg.yaml: auth.keys[0]: refresh_secs: only a key with `jwks_uri` has one");
 }
+
+#[test]
+fn a_registry_rebased_on_the_one_it_replaces_shares_each_unchanged_entry_and_equals_itself() {
+    let before = Registry::parse("r", &crate::test_support::registry_yaml(
+        "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n",
+    ))
+    .unwrap();
+    let parsed = Registry::parse("r", &crate::test_support::registry_yaml(
+        "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b2}]\n  - name: d\n    routes: [{prefix: /d}]\n",
+    ))
+    .unwrap();
+    let rebased = parsed.clone().rebased_on(&before);
+    assert_eq!(rebased, parsed);
+    let shared = |name: &str| std::sync::Arc::ptr_eq(&rebased.services[name], &before.services[name]);
+    assert!(shared("a"), "a is unchanged: the previous entry");
+    assert!(!shared("b"), "b changed: the new entry");
+    assert!(std::sync::Arc::ptr_eq(&rebased.services["d"], &parsed.services["d"]));
+    assert!(!rebased.services.contains_key("c"));
+    // What differs between the two is what changed, found without comparing the rest.
+    let differs: Vec<&String> = before.services.diff(&rebased.services).map(|d| match d {
+        imbl::ordmap::DiffItem::Add(k, _) | imbl::ordmap::DiffItem::Remove(k, _) | imbl::ordmap::DiffItem::Update { new: (k, _), .. } => k,
+    }).collect();
+    assert_eq!(differs, ["b", "c", "d"]);
+}

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use imbl::ordmap::DiffItem;
 
 use stagedoor_filter_core::config::{KeyConfig, RoleConfig};
 
@@ -9,11 +12,17 @@ use super::input::{name_the_service, MAX_REGISTRY_BYTES};
 use super::edge::{EdgeTls, EdgeTlsSpec, UpstreamTls};
 use super::model::{AuthSpec, CorsSpec, IdentitySpec, RateLimitSpec, RegistryFile, ServiceSpec, WebhookSpec};
 
+/// A registry's services by name; see [`Registry::services`].
+pub type Services = imbl::OrdMap<String, Arc<ServiceSpec>>;
+
 /// A registry that passed validation, with the content hash that versions it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registry {
-    /// Services by name, so every derived list is in a stable order.
-    pub services: BTreeMap<String, ServiceSpec>,
+    /// Services by name, so every derived list is in a stable order. Persistent and shared:
+    /// a registry made from another (an edit, or a parse rebased on the one it replaces,
+    /// [`Registry::rebased_on`]) shares every unchanged entry with it, so comparing the two
+    /// skips what they share (`imbl::OrdMap::diff`) and cloning one copies nothing.
+    pub services: Services,
     /// As written (secrets by environment variable name, not value).
     pub auth: AuthSpec,
     pub identity: Option<IdentitySpec>,
@@ -152,7 +161,7 @@ impl Registry {
         let custom_roles = parsed.roles.is_some();
         let roles = parsed.roles.clone().unwrap_or_else(stagedoor_filter_core::defaults::roles);
         let version = crate::hash::content_hash(&(
-            &services, &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
+            &ByName(&services), &parsed.auth, &keys, &identity_signing_key, &roles, &parsed.cors, &parsed.rate_limit, &webhooks, &edge_tls,
             &upstream_tls, &parsed.global_rate_limit, &signed_requests, &jwks, &token_endpoint, &parsed.composites,
             &parsed.response_cache,
         ));
@@ -216,10 +225,30 @@ impl Registry {
             signed_requests: self.signed_requests_spec.as_ref().map(|spec| super::signed::redacted(spec, redact)),
             edge_tls: self.edge_tls_spec.clone(),
             token_endpoint: self.token_endpoint_spec.as_ref().map(|spec| super::token_endpoint::redacted(spec, redact)),
-            services: self.services.values().cloned().collect(),
+            services: self.services.values().map(|s| (**s).clone()).collect(),
             composites: self.composites.clone(),
             response_cache: self.response_cache.clone(),
         }
+    }
+
+    /// This registry with each service entry equal to one of `previous`'s shared with it
+    /// (the map made by patching `previous`'s with what differs), so that comparing the
+    /// two, or translating one after the other, costs what differs and not the registry: a
+    /// parsed registry shares nothing with the one it replaces until rebased.
+    pub fn rebased_on(mut self, previous: &Registry) -> Registry {
+        let mut services = previous.services.clone();
+        for item in previous.services.diff(&self.services) {
+            match item {
+                DiffItem::Add(name, svc) | DiffItem::Update { new: (name, svc), .. } => {
+                    services.insert(name.clone(), svc.clone());
+                }
+                DiffItem::Remove(name, _) => {
+                    services.remove(name);
+                }
+            }
+        }
+        self.services = services;
+        self
     }
 
     /// Every certificate, key and CA file this registry read, for the certificate watcher.
@@ -283,8 +312,8 @@ impl Fault {
 }
 
 /// Services by name, each checked on its own and for prefixes another service routes.
-fn services(specs: Vec<ServiceSpec>) -> Result<BTreeMap<String, ServiceSpec>, Fault> {
-    let mut services = BTreeMap::new();
+fn services(specs: Vec<ServiceSpec>) -> Result<Services, Fault> {
+    let mut services = Services::new();
     let mut prefix_owner: BTreeMap<String, String> = BTreeMap::new();
     for (index, svc) in specs.into_iter().enumerate() {
         let label = if svc.name.is_empty() { format!("services[{index}]") } else { svc.name.clone() };
@@ -299,9 +328,19 @@ fn services(specs: Vec<ServiceSpec>) -> Result<BTreeMap<String, ServiceSpec>, Fa
         check_traffic(&svc, &label)?;
         // Public paths, rules and header policies are the filter compiler's to judge
         // (translate::check); it names the service and the field.
-        services.insert(svc.name.clone(), svc);
+        services.insert(svc.name.clone(), Arc::new(svc));
     }
     Ok(services)
+}
+
+/// The services serialized as the map of name to entry they are (what the version hashes:
+/// the same bytes a `BTreeMap` of them gives).
+struct ByName<'a>(&'a Services);
+
+impl serde::Serialize for ByName<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, svc)| (name, &**svc)))
+    }
 }
 
 /// Route prefixes: well formed, not the gateway's own /health, and routed once in the
@@ -405,7 +444,7 @@ fn identity_signing_key(identity: Option<&IdentitySpec>, env: &dyn Fn(&str) -> O
 /// prefix Envoy rewrites (the fetch would skip the rewrite).
 fn check_cached_routes(
     routes: &[stagedoor_filter_core::response_cache::config::CacheRouteConfig],
-    services: &BTreeMap<String, ServiceSpec>,
+    services: &Services,
 ) -> Result<(), Fault> {
     for (i, route) in routes.iter().enumerate() {
         let rewritten = services.values().flat_map(|s| &s.routes).find(|r| {
@@ -445,7 +484,7 @@ fn check_rate_limit(rate_limit: &RateLimitSpec) -> Result<(), Fault> {
 /// Webhooks with their secrets resolved, each on a path some service routes.
 fn webhooks(
     specs: &[WebhookSpec],
-    services: &BTreeMap<String, ServiceSpec>,
+    services: &Services,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<stagedoor_filter_core::config::WebhookConfig>, Fault> {
     let mut webhooks = Vec::with_capacity(specs.len());
@@ -465,7 +504,7 @@ fn webhooks(
 }
 
 /// The TLS material of every service whose instances are reached over TLS, read and checked.
-fn upstream_tls(services: &BTreeMap<String, ServiceSpec>, now: i64) -> Result<BTreeMap<String, UpstreamTls>, Fault> {
+fn upstream_tls(services: &Services, now: i64) -> Result<BTreeMap<String, UpstreamTls>, Fault> {
     let mut upstream_tls = BTreeMap::new();
     for svc in services.values() {
         if let Some(spec) = &svc.tls {

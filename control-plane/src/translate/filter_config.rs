@@ -8,12 +8,13 @@ use stagedoor_filter_core::config::{
 use stagedoor_filter_core::signature::{ReplayConfig, SignedRequestsConfig};
 use crate::registry::token_endpoint::{LOGOUT_PATH, REFRESH_PATH};
 
+use super::joined::{Joined, Piece};
 use crate::registry::{Registry, ServiceSpec};
 
 /// The config's version is a hash of its own content, not the registry's: an instance
 /// change must not reload the filter in every Envoy.
 pub fn filter_config(registry: &Registry, revocation: Option<RevocationConfig>) -> FilterConfig {
-    with_services(global_filter_config(registry, revocation), registry.services.values().map(service_config).collect())
+    with_services(global_filter_config(registry, revocation), registry.services.values().map(|s| service_config(s)).collect())
 }
 
 /// One service's part of the filter config: what the filter needs to judge its requests.
@@ -58,33 +59,50 @@ pub struct ConfigJson {
     pub version: String,
 }
 
+/// The registry's services' parts of the filter config by name, joined as the config's
+/// `services` array holds them (see [`super::joined`]).
+pub type ServiceParts = Joined<String, ServicePart>;
+
+impl Piece for ServicePart {
+    const SEPARATOR: &'static [u8] = b",";
+    fn bytes(&self) -> &[u8] {
+        self.json.as_bytes()
+    }
+    fn hash(&self) -> &str {
+        &self.hash
+    }
+}
+
 /// What `with_services(globals, parts).to_json()` writes, made from the parts' JSON: the
 /// config without services written once, the services' JSON spliced into its `services`
-/// array, the version made of the parts' hashes (as [`with_services`] makes it).
-pub fn config_json(globals: &FilterConfig, parts: &[&ServicePart]) -> ConfigJson {
+/// array, the version made of the parts' digest (as [`with_services`] makes it).
+pub fn config_json(globals: &FilterConfig, parts: &mut ServiceParts) -> ConfigJson {
     const HEAD: &str = r#"{"config_version":""#;
     const SERVICES: &str = r#"","services":["#;
     let skeleton = skeleton(globals);
     let Some(rest) = skeleton.strip_prefix(HEAD).and_then(|r| r.strip_prefix(SERVICES)) else {
         // Not the shape serde writes for the struct's field order: write it whole.
-        let config = with_services(globals.clone(), parts.iter().map(|p| p.config.clone()).collect());
+        let config = with_services(globals.clone(), parts.values().map(|p| p.config.clone()).collect());
         return ConfigJson { json: config.to_json(), version: config.config_version };
     };
     let global_parts: Vec<ServicePart> = globals.services.iter().cloned().map(ServicePart::new).collect();
-    let each = parts.iter().copied().chain(&global_parts);
-    let version = version(&skeleton, each.clone().map(|p| p.hash.as_str()));
-    let length = HEAD.len() + version.len() + SERVICES.len() + each.clone().map(|p| p.json.len() + 1).sum::<usize>() + rest.len();
-    let mut json = String::with_capacity(length);
-    json.push_str(HEAD);
-    json.push_str(&version);
-    json.push_str(SERVICES);
-    for (i, part) in each.enumerate() {
-        if i > 0 {
-            json.push(',');
+    let version = version(&skeleton, parts.digest(), global_parts.iter().map(|p| p.hash.as_str()));
+    let globals_len: usize = global_parts.iter().map(|p| p.json.len() + 1).sum();
+    let length = HEAD.len() + version.len() + SERVICES.len() + parts.len_joined() + globals_len + rest.len();
+    let mut json = Vec::with_capacity(length);
+    json.extend_from_slice(HEAD.as_bytes());
+    json.extend_from_slice(version.as_bytes());
+    json.extend_from_slice(SERVICES.as_bytes());
+    parts.write_to(&mut json);
+    for (i, part) in global_parts.iter().enumerate() {
+        if i > 0 || parts.len_joined() > 0 {
+            json.push(b',');
         }
-        json.push_str(&part.json);
+        json.extend_from_slice(part.json.as_bytes());
     }
-    json.push_str(rest);
+    json.extend_from_slice(rest.as_bytes());
+    // Every piece is a JSON string written by serde: UTF-8 (checked, not assumed).
+    let json = String::from_utf8(json).unwrap_or_default();
     ConfigJson { json, version }
 }
 
@@ -94,11 +112,14 @@ fn skeleton(globals: &FilterConfig) -> String {
 }
 
 /// A config's version: a hash of its content, made of the JSON of everything but its
-/// services (`skeleton`) and each service's JSON hash, so a config of kept parts is
-/// versioned without hashing its megabytes again.
-fn version<'a>(skeleton: &str, service_hashes: impl IntoIterator<Item = &'a str>) -> String {
+/// services (`skeleton`), the digest of the registry's services' (name, JSON hash) entries
+/// ([`super::joined::digest_of`]) and the global services' JSON hashes, so a config of
+/// kept parts is versioned without hashing, or even reading, its megabytes again.
+fn version<'a>(skeleton: &str, services_digest: [u8; 32], global_hashes: impl IntoIterator<Item = &'a str>) -> String {
     let mut hashed = String::from(skeleton);
-    for hash in service_hashes {
+    hashed.push(',');
+    hashed.push_str(&hex::encode(services_digest));
+    for hash in global_hashes {
         hashed.push(',');
         hashed.push_str(hash);
     }
@@ -135,13 +156,17 @@ pub fn global_filter_config(registry: &Registry, revocation: Option<RevocationCo
     }
 }
 
-/// The registry's services ahead of the global ones, and the version of the whole.
+/// The registry's services (`services`, by name) ahead of the global ones, and the
+/// version of the whole.
 pub fn with_services(globals: FilterConfig, mut services: Vec<ServiceConfig>) -> FilterConfig {
     let skeleton = skeleton(&globals);
+    let registry_services = services.len();
     services.extend(globals.services.iter().cloned());
     let hashes: Vec<String> =
         services.iter().map(|s| crate::hash::short_hash(serde_json::to_string(s).unwrap_or_default().as_bytes())).collect();
-    let config_version = version(&skeleton, hashes.iter().map(String::as_str));
+    let (own, global) = hashes.split_at(registry_services);
+    let digest = super::joined::digest_of(services.iter().zip(own).map(|(s, h)| (&s.name, h.as_str())));
+    let config_version = version(&skeleton, digest, global.iter().map(String::as_str));
     FilterConfig { config_version, services, ..globals }
 }
 

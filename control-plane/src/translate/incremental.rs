@@ -2,31 +2,35 @@
 //!
 //! Each service's resources (its cluster, its endpoints, its routes, its part of the filter
 //! config) are made once, encoded, hashed, and kept in a [`TranslateCache`] with the inputs
-//! they were made from. The next translation walks the registry beside the cache (both in
-//! name order), compares each service's registry entry (and its instances) with the cached
-//! one and reuses the cached pieces, by `Arc`, when they are equal.
+//! they were made from. The next translation visits only the services whose registry entry
+//! or live instances differ from those the cache was made from: the registry's services
+//! are a persistent map shared with the registry they were edited from (or rebased on,
+//! `Registry::rebased_on`), so `OrdMap::diff` finds an edit of one service of 10,000
+//! without comparing the other 9,999. When something every service's pieces depend on
+//! changed (the cached paths, upstream TLS), or a registry shares nothing with the
+//! cache's, every service is compared with its cached entry instead; either way the
+//! cached pieces are reused, by `Arc`, where the inputs are equal.
 //!
 //! Every map a translation hands on (resources by name, what they refer to, where they come
 //! from, the routes in order) is persistent (`imbl::OrdMap`): the next translation starts
 //! from the previous one's maps, a copy that costs nothing, and changes only the entries of
-//! the services that changed. So an unchanged service costs a comparison and no copy, and
-//! the snapshot finds what changed with `OrdMap::diff`, which skips the shared parts.
+//! the services that changed. So an unchanged service costs nothing, and the snapshot
+//! finds what changed with `OrdMap::diff`, which skips the shared parts.
 //!
 //! Pure: `(registry, instances, retired, options, previous cache) -> (resources, cache)`;
 //! with an empty cache it is the cold translation, and the two give byte-identical
-//! resources (`incremental_tests.rs` proves it for random edit sequences).
+//! resources (`incremental_tests.rs` proves it for random edit sequences, with registries
+//! rebased and parsed).
 //!
 //! What aggregates every service is kept cheap:
-//! - The route configuration is one resource (one virtual host whose routes are every
-//!   service's, longest prefix first). Each service keeps its routes pre-encoded as entries
-//!   of `VirtualHost.routes` (a protobuf repeated field is the concatenation of its
-//!   entries), in a map kept in route order, so the resource is rebuilt by one
-//!   concatenation of bytes; its content hash is the hash of the pieces' hashes, not of its
-//!   megabytes.
+//! - The route configuration is one resource, rebuilt by one copy of every service's
+//!   pre-encoded routes joined in runs (`route_pieces.rs`, `joined.rs`).
 //! - The filter config (ECDS) is reused when no service's part of it and none of the
-//!   globals changed (an instance or a traffic change); otherwise it is rebuilt and compiled
-//!   whole, because the filter compiles it whole (prefix conflicts, composites across
-//!   services).
+//!   globals changed (an instance or a traffic change); otherwise its JSON is the services'
+//!   parts joined the same way, and the filter's check runs on the new parts alone when
+//!   the globals are the cached ones, the new parts' prefixes are their own
+//!   (`prefix_counts`) and no composite or cached route reads across services; else on the
+//!   whole config (which also names the first error, in the services' order).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,20 +38,20 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::google::protobuf::Any;
 use imbl::ordmap::DiffItem;
 use imbl::OrdMap;
-use prost::{Message, Name};
+use prost::Name;
 use stagedoor_filter_core::config::{FilterConfig, RevocationConfig};
 
 use super::origins::{self, OriginKey, Origins};
-use super::filter_config::ServicePart;
-use super::{cluster, cors, edge_tls, extension_config, filter_config, names, route, to_any};
+use super::route_pieces::{route_pieces, EncodedTarget, RoutePieces, RouteTargets, TargetKey};
+use super::filter_config::{ServicePart, ServiceParts};
+use super::{cluster, edge_tls, extension_config, filter_config, names, route, to_any};
 use super::{TranslateError, TranslateOptions};
 use crate::consistency::{check_references, InconsistentSnapshot, Names, References};
 use crate::registry::edge::UpstreamTls;
-use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec};
+use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec, Services};
 use crate::resources::type_url;
 use crate::xds::ledger::RegistryEntry;
 
@@ -160,6 +164,62 @@ pub struct TranslateCache {
     filter: Option<Arc<FilterPieces>>,
     routes: Option<Arc<RoutePieces>>,
     last: Option<Arc<LastTranslation>>,
+    source: Option<Arc<Source>>,
+}
+
+/// What the pieces above were made from, registry-wide: the next translation compares its
+/// inputs with these and, when only services or instances differ, visits only the services
+/// that differ (a persistent map's diff skips what two registries share: an edit of one
+/// service of 10,000 visits one), instead of walking every service beside the cache.
+#[derive(Debug)]
+struct Source {
+    services: Services,
+    cached_paths: Vec<String>,
+    upstream_tls: BTreeMap<String, UpstreamTls>,
+}
+
+impl Source {
+    fn of(registry: &Registry, cached_paths: &[&str]) -> Self {
+        Self {
+            services: registry.services.clone(),
+            cached_paths: cached_paths.iter().map(|p| (*p).to_owned()).collect(),
+            upstream_tls: registry.upstream_tls.clone(),
+        }
+    }
+
+    /// The services whose pieces may differ from the cached ones (made with live instances
+    /// `cached_live`), when nothing the pieces of every service are made of changed; `None`
+    /// when something did (every service is visited then).
+    fn changed_services(
+        &self,
+        registry: &Registry,
+        cached_paths: &[&str],
+        cached_live: &LiveInstances,
+        live: &LiveInstances,
+    ) -> Option<BTreeSet<String>> {
+        let same_shared = self.cached_paths.len() == cached_paths.len()
+            && self.cached_paths.iter().zip(cached_paths).all(|(a, b)| a == b)
+            && self.upstream_tls == registry.upstream_tls;
+        if !same_shared {
+            return None;
+        }
+        let mut names: BTreeSet<String> = self
+            .services
+            .diff(&registry.services)
+            .map(|d| match d {
+                DiffItem::Add(name, _) | DiffItem::Remove(name, _) | DiffItem::Update { new: (name, _), .. } => name.clone(),
+            })
+            .collect();
+        names.extend(live_changes(cached_live, live).cloned());
+        Some(names)
+    }
+}
+
+/// The services whose live instances differ between `before` and `now`.
+fn live_changes<'a>(before: &'a LiveInstances, now: &'a LiveInstances) -> impl Iterator<Item = &'a String> {
+    let gone_or_changed = before.iter().filter(|(name, instances)| now.get(*name) != Some(*instances)).map(|(name, _)| name);
+    let added = now.iter().filter(|(name, _)| !before.contains_key(*name)).map(|(name, _)| name);
+    gone_or_changed.chain(added)
 }
 
 /// What the registry's services make, by name, without the global resources (which are
@@ -172,12 +232,32 @@ struct OwnResources {
     references: OrdMap<String, Arc<References>>,
     origins: Origins,
     /// Every service's route targets in the route configuration's order.
-    targets: OrdMap<TargetKey, Arc<EncodedTarget>>,
+    targets: RouteTargets,
+    /// How many times the services' filter parts list each prefix (once, in a config the
+    /// filter compiles): what tells an edit's new prefixes from another service's.
+    prefix_counts: OrdMap<String, usize>,
+    /// Every service's filter part by name, joined as the filter config lists them.
+    service_parts: ServiceParts,
 }
 
-/// Longest prefix first, then the prefix, then the services' and their targets' order:
-/// the order [`route::sort_targets`] gives the targets of services walked in name order.
-type TargetKey = (Reverse<usize>, String, String, usize);
+impl OwnResources {
+    fn count_prefixes(&mut self, part: &ServicePart, added: bool) {
+        for prefix in &part.config.prefixes {
+            let count = self.prefix_counts.get(prefix).copied().unwrap_or(0);
+            match (added, count) {
+                (true, n) => {
+                    self.prefix_counts.insert(prefix.clone(), n + 1);
+                }
+                (false, 0 | 1) => {
+                    self.prefix_counts.remove(prefix);
+                }
+                (false, n) => {
+                    self.prefix_counts.insert(prefix.clone(), n - 1);
+                }
+            }
+        }
+    }
+}
 
 /// The whole previous translation, and everything it was made from but the registry's
 /// services' instances: when only live instances changed (what discovery reports), it is
@@ -191,25 +271,19 @@ struct LastTranslation {
     keys: Vec<stagedoor_filter_core::config::KeyConfig>,
     options: String,
     retired: Vec<ServiceSpec>,
+    /// The live instances the cached endpoints were made with (what the next translation
+    /// compares its own with, [`Source::changed_services`]).
     live: LiveInstances,
     translation: Translation,
-}
-
-/// The route configuration, and the virtual host's own bytes it was made with (all but
-/// the services' routes): the virtual host's head, the gateway's own routes, its tail.
-#[derive(Debug)]
-struct RoutePieces {
-    frame: [Vec<u8>; 3],
-    encoded: Arc<Encoded>,
 }
 
 /// One service's cluster, routes and part of the filter config, and the registry entry
 /// (with its upstream TLS) they were made from.
 #[derive(Debug)]
 struct ServicePieces {
-    /// The registry entry without its instances, which none of these pieces is made of
-    /// (the endpoint pieces keep them): a copy of the registry kept beside it costs less.
-    spec: ServiceSpec,
+    /// The registry entry (shared with the registry: no copy), whose instances none of
+    /// these pieces is made of.
+    spec: Arc<ServiceSpec>,
     tls: Option<UpstreamTls>,
     /// The registry's cached paths under the service's route prefixes: its routes answer
     /// `X-Cache: BYPASS` for them, so they are part of what the pieces were made from.
@@ -233,17 +307,11 @@ impl ServicePieces {
     }
 }
 
-#[derive(Debug)]
-struct EncodedTarget {
-    prefix: String,
-    routes: Vec<u8>,
-    hash: String,
-}
-
 /// One service's endpoints, and the instances they were made from.
 #[derive(Debug)]
 struct EndpointPieces {
-    statics: Vec<InstanceSpec>,
+    /// The registry entry its static instances are (shared with the registry).
+    spec: Arc<ServiceSpec>,
     live: Option<BTreeSet<InstanceSpec>>,
     encoded: Arc<Encoded>,
 }
@@ -262,11 +330,23 @@ struct FilterPieces {
 struct Changed {
     /// A service's part of the filter config, or the set of services.
     filter: bool,
-    /// Per service, in the registry's order: whether its filter part is the cached one
-    /// (which compiled without error when it was made).
-    compiled_before: Vec<bool>,
+    /// The filter parts made by this translation (by address: what the filter check asks
+    /// of each of 10,000 parts), unless `no_part_cached`; every other part is a cached one,
+    /// which compiled without error when it was made.
+    new_parts: BTreeSet<*const ServicePart>,
+    /// The same parts, to check.
+    new_part_list: Vec<Arc<ServicePart>>,
+    /// Nothing was cached (a cold translation): every part is new.
+    no_part_cached: bool,
     /// A service's routes, or the set of services.
     routes: bool,
+}
+
+impl Changed {
+    /// Whether `part` is one that compiled before.
+    fn compiled_before(&self, part: &ServicePart) -> bool {
+        !self.no_part_cached && (self.new_parts.is_empty() || !self.new_parts.contains(&std::ptr::from_ref(part)))
+    }
 }
 
 /// `registry` translated, reusing from `cache` every piece whose inputs did not change.
@@ -291,31 +371,39 @@ pub fn translate_incremental(
         }
     }
     let mut next = TranslateCache { services: cache.services.clone(), endpoints: cache.endpoints.clone(), own: cache.own.clone(), ..Default::default() };
-    let mut changed = Changed::default();
+    let mut changed = Changed { no_part_cached: cache.services.is_empty(), ..Changed::default() };
     let cached_paths = route::cached_paths(registry);
-    let mut cached_services = Lockstep::new(&cache.services);
-    let mut cached_endpoints = Lockstep::new(&cache.endpoints);
-    for (name, svc) in &registry.services {
-        let cached = cached_services.take(name);
-        let pieces = service_pieces(svc, registry.upstream_tls.get(name), &cached_paths, cached)?;
-        changed.compiled_before.push(cached.is_some_and(|c| Arc::ptr_eq(&c.filter, &pieces.filter)));
-        if !cached.is_some_and(|c| Arc::ptr_eq(c, &pieces)) {
-            next.replace_service(name, cached.map(|c| &**c), pieces, &mut changed);
+    let since = cache.source.as_ref().zip(cache.last.as_ref());
+    match since.and_then(|(source, last)| source.changed_services(registry, &cached_paths, &last.live, live)) {
+        // Only the services that differ: the others' pieces are the cached ones as they are.
+        Some(names) => {
+            for name in &names {
+                match registry.services.get(name) {
+                    Some(svc) => {
+                        let cached = (cache.services.get(name), cache.endpoints.get(name));
+                        next.visit(svc, registry, live, &cached_paths, cached, &mut changed)?;
+                    }
+                    None => next.forget(name, cache.services.get(name), &mut changed),
+                }
+            }
         }
-        let cached = cached_endpoints.take(name);
-        let own = endpoint_pieces(svc, live.get(name), cached);
-        if !cached.is_some_and(|c| Arc::ptr_eq(c, &own)) {
-            next.own.endpoints.insert(names::cluster(name), own.encoded.clone());
-            next.endpoints.insert(name.clone(), own);
+        None => {
+            let mut cached_services = Lockstep::new(&cache.services);
+            let mut cached_endpoints = Lockstep::new(&cache.endpoints);
+            for (name, svc) in &registry.services {
+                let cached = (cached_services.take(name), cached_endpoints.take(name));
+                next.visit(svc, registry, live, &cached_paths, cached, &mut changed)?;
+            }
+            for (name, gone) in cached_services.rest() {
+                next.remove_service(name, gone, &mut changed);
+            }
+            for (name, _) in cached_endpoints.rest() {
+                next.own.endpoints.remove(&names::cluster(name));
+                next.endpoints.remove(name);
+            }
         }
     }
-    for (name, gone) in cached_services.rest() {
-        next.remove_service(name, gone, &mut changed);
-    }
-    for (name, _) in cached_endpoints.rest() {
-        next.own.endpoints.remove(&names::cluster(name));
-        next.endpoints.remove(name);
-    }
+    next.source = Some(Arc::new(Source::of(registry, &cached_paths)));
 
     // The resources every service shares, made whole each time: few and small.
     let mut clusters = next.own.clusters.clone();
@@ -337,12 +425,12 @@ pub fn translate_incremental(
     let listeners = edge_tls::listeners(options, registry);
     global_references.extend(References::of_listeners(&listeners)?);
 
-    let filter = filter_pieces(registry, options, &next.services, &changed, cache.filter.as_ref())?;
+    let filter = filter_pieces(registry, options, &next.services, &mut next.own, &changed, cache.filter.as_ref())?;
     let extension_types = BTreeMap::from([(names::FILTER_EXTENSION_CONFIG.to_owned(), filter.type_url.clone())]);
     let extension_configs = EncodedResources::from_iter([(names::FILTER_EXTENSION_CONFIG.to_owned(), filter.encoded.clone())]);
     next.filter = Some(filter);
 
-    let routes = route_pieces(registry, &gateway_routes, &next.own.targets, changed.routes, cache.routes.as_ref());
+    let routes = route_pieces(registry, &gateway_routes, &mut next.own.targets, changed.routes, cache.routes.as_ref());
     let route_configuration = routes.encoded.clone();
     next.routes = Some(routes);
     let mut types = EncodedTypes::new();
@@ -372,16 +460,69 @@ pub fn translate_incremental(
 }
 
 impl TranslateCache {
+    /// The services of the registry the pieces were made from (after a translation).
+    pub fn registry_services(&self) -> Option<&Services> {
+        self.source.as_ref().map(|s| &s.services)
+    }
+
+    /// Service `svc`'s pieces and endpoints, the cached ones (`cached`) where its inputs did
+    /// not change, in every map made of them.
+    fn visit(
+        &mut self,
+        svc: &Arc<ServiceSpec>,
+        registry: &Registry,
+        live: &LiveInstances,
+        cached_paths: &[&str],
+        cached: (Option<&Arc<ServicePieces>>, Option<&Arc<EndpointPieces>>),
+        changed: &mut Changed,
+    ) -> Result<(), InconsistentSnapshot> {
+        let name = &svc.name;
+        let (cached_service, cached_endpoints) = cached;
+        let pieces = service_pieces(svc, registry.upstream_tls.get(name), cached_paths, cached_service)?;
+        if !cached_service.is_some_and(|c| Arc::ptr_eq(c, &pieces)) {
+            self.replace_service(name, cached_service.map(|c| &**c), pieces, changed);
+        }
+        let own = endpoint_pieces(svc, live.get(name), cached_endpoints);
+        if !cached_endpoints.is_some_and(|c| Arc::ptr_eq(c, &own)) {
+            self.own.endpoints.insert(names::cluster(name), own.encoded.clone());
+            self.endpoints.insert(name.clone(), own);
+        }
+        Ok(())
+    }
+
+    /// Service `name`, gone from the registry (its pieces `gone`, if it had any), and its
+    /// endpoints.
+    fn forget(&mut self, name: &str, gone: Option<&Arc<ServicePieces>>, changed: &mut Changed) {
+        if let Some(gone) = gone {
+            self.remove_service(name, gone, changed);
+        }
+        self.own.endpoints.remove(&names::cluster(name));
+        self.endpoints.remove(name);
+    }
+
     /// `now` in place of `before` (absent for a new service) in every map made of them.
     fn replace_service(&mut self, name: &str, before: Option<&ServicePieces>, now: Arc<ServicePieces>, changed: &mut Changed) {
         let own = &mut self.own;
-        changed.filter |= !before.is_some_and(|b| Arc::ptr_eq(&b.filter, &now.filter));
+        if !before.is_some_and(|b| Arc::ptr_eq(&b.filter, &now.filter)) {
+            changed.filter = true;
+            if !changed.no_part_cached {
+                changed.new_parts.insert(Arc::as_ptr(&now.filter));
+                changed.new_part_list.push(now.filter.clone());
+            }
+            if let Some(before) = before {
+                own.count_prefixes(&before.filter, false);
+            }
+            own.count_prefixes(&now.filter, true);
+            own.service_parts.insert(name.to_owned(), now.filter.clone());
+        }
         if !before.is_some_and(|b| b.same_routes(&now)) {
             changed.routes = true;
             for key in before.into_iter().flat_map(ServicePieces::target_keys) {
                 own.targets.remove(&key);
             }
-            own.targets.extend(now.target_keys().zip(now.targets.iter().cloned()));
+            for (key, target) in now.target_keys().zip(now.targets.iter().cloned()) {
+                own.targets.insert(key, target);
+            }
         }
         for (key, _) in before.into_iter().flat_map(|b| &b.origins) {
             own.origins.remove(key);
@@ -397,6 +538,8 @@ impl TranslateCache {
         changed.filter = true;
         changed.routes = true;
         let own = &mut self.own;
+        own.count_prefixes(&gone.filter, false);
+        own.service_parts.remove(&name.to_owned());
         own.clusters.remove(&names::cluster(name));
         own.references.remove(name);
         for (key, _) in &gone.origins {
@@ -478,14 +621,15 @@ fn instances_changed(
 }
 
 fn service_pieces(
-    svc: &ServiceSpec,
+    svc: &Arc<ServiceSpec>,
     tls: Option<&UpstreamTls>,
     registry_cached_paths: &[&str],
     cached: Option<&Arc<ServicePieces>>,
 ) -> Result<Arc<ServicePieces>, InconsistentSnapshot> {
     let under_service = |path: &&str| svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(path, &r.prefix));
     let cached_paths: Vec<&str> = registry_cached_paths.iter().copied().filter(under_service).collect();
-    if let Some(cached) = cached.filter(|c| same_entry(&c.spec, svc) && c.tls.as_ref() == tls && c.cached_paths == cached_paths) {
+    let same_spec = |c: &ServicePieces| Arc::ptr_eq(&c.spec, svc) || same_entry(&c.spec, svc);
+    if let Some(cached) = cached.filter(|c| same_spec(c) && c.tls.as_ref() == tls && c.cached_paths == cached_paths) {
         return Ok(cached.clone());
     }
     let mut cluster = cluster::cluster(svc);
@@ -495,12 +639,7 @@ fn service_pieces(
     for target in route::targets(svc, &cached_paths) {
         let routes = route::service_routes(&target);
         references.extend(References::of_routes(&routes));
-        let mut bytes = Vec::new();
-        for r in &routes {
-            prost::encoding::message::encode(VIRTUAL_HOST_ROUTES_TAG, r, &mut bytes);
-        }
-        let hash = crate::hash::short_hash(&bytes);
-        targets.push(Arc::new(EncodedTarget { prefix: target.prefix, routes: bytes, hash }));
+        targets.push(Arc::new(EncodedTarget::new(target.prefix, &routes)));
     }
     let filter = filter_config::service_config(svc);
     // Equal parts keep the cached one, so the filter config's reuse is a pointer compare.
@@ -509,7 +648,7 @@ fn service_pieces(
         _ => Arc::new(ServicePart::new(filter)),
     };
     Ok(Arc::new(ServicePieces {
-        spec: ServiceSpec { instances: Vec::new(), ..svc.clone() },
+        spec: svc.clone(),
         tls: tls.cloned(),
         cached_paths: cached_paths.iter().map(|p| (*p).to_owned()).collect(),
         cluster: Encoded::of(&cluster),
@@ -553,15 +692,16 @@ fn same_entry(cached: &ServiceSpec, svc: &ServiceSpec) -> bool {
 }
 
 fn endpoint_pieces(
-    svc: &ServiceSpec,
+    svc: &Arc<ServiceSpec>,
     live: Option<&BTreeSet<InstanceSpec>>,
     cached: Option<&Arc<EndpointPieces>>,
 ) -> Arc<EndpointPieces> {
-    if let Some(cached) = cached.filter(|c| c.statics == svc.instances && c.live.as_ref() == live) {
+    let same_statics = |c: &EndpointPieces| Arc::ptr_eq(&c.spec, svc) || c.spec.instances == svc.instances;
+    if let Some(cached) = cached.filter(|c| same_statics(c) && c.live.as_ref() == live) {
         return cached.clone();
     }
     Arc::new(EndpointPieces {
-        statics: svc.instances.clone(),
+        spec: svc.clone(),
         live: live.cloned(),
         encoded: Encoded::of(&cluster::load_assignment(svc, live)),
     })
@@ -575,21 +715,25 @@ fn filter_pieces(
     registry: &Registry,
     options: &TranslateOptions,
     services: &OrdMap<String, Arc<ServicePieces>>,
+    own: &mut OwnResources,
     changed: &Changed,
     cached: Option<&Arc<FilterPieces>>,
 ) -> Result<Arc<FilterPieces>, TranslateError> {
     let globals = filter_config::global_filter_config(registry, revocation(options));
+    let same_globals = cached.is_some_and(|c| c.globals == globals);
     if let Some(cached) = cached {
-        if !changed.filter && cached.globals == globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
+        if !changed.filter && same_globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
             return Ok(cached.clone());
         }
     }
-    let parts: Vec<&ServicePart> = services.values().map(|p| &*p.filter).collect();
     // Check before publish: the control plane refuses what the filter would, and keeps
     // the last good snapshot.
-    let compiled_before = |i: usize| changed.compiled_before.get(i).copied().unwrap_or(false);
-    super::check::check_parts(registry, &globals, parts.iter().map(|p| &p.config).collect(), compiled_before)?;
-    let filter_config::ConfigJson { json, version } = filter_config::config_json(&globals, &parts);
+    if !(same_globals && new_parts_compile(registry, &globals, &own.prefix_counts, changed)) {
+        let parts: Vec<&ServicePart> = services.values().map(|p| &*p.filter).collect();
+        let compiled_before = |i: usize| parts.get(i).is_some_and(|p| changed.compiled_before(p));
+        super::check::check_parts(registry, &globals, parts.iter().map(|p| &p.config).collect(), compiled_before)?;
+    }
+    let filter_config::ConfigJson { json, version } = filter_config::config_json(&globals, &mut own.service_parts);
     let module = extension_config::module_path(options, &globals.auth).to_owned();
     let extension = extension_config::stagedoor_filter_config(&module, json);
     let type_url = extension.typed_config.as_ref().map(|a| a.type_url.clone()).unwrap_or_default();
@@ -598,6 +742,22 @@ fn filter_pieces(
     let hash = crate::hash::short_hash(&to_any(&extension_config::stagedoor_filter_config(&module, version)).value);
     let encoded = Arc::new(Encoded { any: Arc::new(to_any(&extension)), hash });
     Ok(Arc::new(FilterPieces { globals, wasm_path: module, encoded, type_url }))
+}
+
+/// Whether the filter would compile the config made of the cached one's globals (`globals`,
+/// unchanged) and its services with `changed`'s new parts in place, judged from the new
+/// parts alone: the cached config compiled, and nothing of the other services' checks
+/// depends on another service's part but their prefixes (each listed once:
+/// `prefix_counts`) and the globals' composite and cached routes (none here). `false`
+/// says only that the whole check must decide (and name the first error, in the
+/// services' order), so a refusal is refused with the same error as ever.
+fn new_parts_compile(registry: &Registry, globals: &FilterConfig, prefix_counts: &OrdMap<String, usize>, changed: &Changed) -> bool {
+    if changed.no_part_cached || !globals.composites.is_empty() || !globals.response_cache.is_empty() {
+        return false;
+    }
+    let new = &changed.new_part_list;
+    let own_prefixes = new.iter().flat_map(|p| &p.config.prefixes).all(|prefix| prefix_counts.get(prefix) == Some(&1));
+    own_prefixes && super::check::check_parts(registry, globals, new.iter().map(|p| &p.config).collect(), |_| false).is_ok()
 }
 
 /// The revocation feed the filter polls, when the control plane's HTTP side is known.
@@ -609,65 +769,4 @@ pub fn revocation(options: &TranslateOptions) -> Option<RevocationConfig> {
         poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
         wait_ms: stagedoor_filter_core::feed_poll::DEFAULT_WAIT_MS,
     })
-}
-
-/// `VirtualHost.routes` (`repeated Route routes = 3`).
-const VIRTUAL_HOST_ROUTES_TAG: u32 = 3;
-/// `RouteConfiguration.virtual_hosts` (`repeated VirtualHost virtual_hosts = 2`).
-const ROUTE_CONFIGURATION_VIRTUAL_HOSTS_TAG: u32 = 2;
-
-/// The one route configuration from the services' pre-encoded routes (`targets`, in route
-/// order): the bytes prost would write for [`route::route_configuration`]'s message. Prost
-/// writes fields in their declaration order, and `VirtualHost` declares `name` and
-/// `domains` before `routes`: so the head (those two), the routes, then the rest of the
-/// virtual host.
-///
-/// Reused whole when no service's routes (`routes_changed`) and nothing of the virtual
-/// host changed (an instance change, an edit of a service's cluster or filter part only).
-fn route_pieces(
-    registry: &Registry,
-    gateway_routes: &[envoy_types::pb::envoy::config::route::v3::Route],
-    targets: &OrdMap<TargetKey, Arc<EncodedTarget>>,
-    routes_changed: bool,
-    cached: Option<&Arc<RoutePieces>>,
-) -> Arc<RoutePieces> {
-    let full = route::virtual_host(registry.cors.as_ref().map(cors::policy));
-    let head = VirtualHost { name: full.name.clone(), domains: full.domains.clone(), ..Default::default() };
-    let tail = VirtualHost { name: String::new(), domains: Vec::new(), ..full };
-    let mut gateway = Vec::new();
-    for r in gateway_routes {
-        prost::encoding::message::encode(VIRTUAL_HOST_ROUTES_TAG, r, &mut gateway);
-    }
-    let frame = [head.encode_to_vec(), gateway, tail.encode_to_vec()];
-    if let Some(cached) = cached.filter(|c| !routes_changed && c.frame == frame) {
-        return cached.clone();
-    }
-    let [head, gateway, tail] = &frame;
-    let virtual_host_len = head.len() + gateway.len() + targets.values().map(|t| t.routes.len()).sum::<usize>() + tail.len();
-    // The bytes written once, in place: the message's head, then every piece.
-    let mut value = RouteConfiguration { name: names::ROUTE_CONFIG.to_owned(), ..Default::default() }.encode_to_vec();
-    prost::encoding::encode_key(ROUTE_CONFIGURATION_VIRTUAL_HOSTS_TAG, prost::encoding::WireType::LengthDelimited, &mut value);
-    prost::encoding::encode_varint(virtual_host_len as u64, &mut value);
-    value.reserve_exact(virtual_host_len);
-    value.extend_from_slice(head);
-    value.extend_from_slice(gateway);
-    for t in targets.values() {
-        value.extend_from_slice(&t.routes);
-    }
-    value.extend_from_slice(tail);
-
-    // Hashing the pieces' hashes instead of the megabytes: equal pieces in equal order
-    // are equal bytes, and versions are compared for equality only.
-    let mut hashed = Vec::with_capacity(head.len() + gateway.len() + tail.len() + 24 + 17 * targets.len());
-    for part in &frame {
-        hashed.extend_from_slice(&(part.len() as u64).to_le_bytes());
-        hashed.extend_from_slice(part);
-    }
-    for t in targets.values() {
-        hashed.extend_from_slice(t.hash.as_bytes());
-        hashed.push(b',');
-    }
-    let hash = crate::hash::short_hash(&hashed);
-    let encoded = Arc::new(Encoded { any: Arc::new(Any { type_url: RouteConfiguration::type_url(), value }), hash });
-    Arc::new(RoutePieces { frame, encoded })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use super::{to_any, translate, translate_incremental, Encoded, EncodedTypes, TranslateCache};
-use crate::registry::{InstanceSpec, LiveInstances, Registry};
+use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec};
 use crate::resources::type_url;
 
 /// One service as the test draws it: which of a few variants each part is.
@@ -167,15 +167,26 @@ proptest! {
         let mut previous: Option<Registry> = None;
         let mut snapshot: Option<crate::snapshot::Snapshot> = None;
         for state in &states {
-            let registry = Registry::parse("r", &yaml(state)).unwrap();
+            let parsed = Registry::parse("r", &yaml(state)).unwrap();
+            // The same registry sharing its unchanged entries with the previous one (what
+            // `Publisher::apply` translates): only the services that differ are visited.
+            let registry = match &previous {
+                Some(p) => parsed.clone().rebased_on(p),
+                None => parsed.clone(),
+            };
+            prop_assert_eq!(&registry, &parsed);
             // Removed services are retired: their clusters and endpoints outlive their routes.
-            let retired: Vec<_> = previous.iter().flat_map(|p| p.services.values()).collect();
+            let retired: Vec<&ServiceSpec> = previous.iter().flat_map(|p| p.services.values()).map(|s| &**s).collect();
             // A registry edit, then an instance change alone (the path that reuses the rest).
             for drawn in [&state.live, &state.live_after] {
                 let live = live(state, drawn);
                 let (warm, next) = translate_incremental(&registry, &live, &retired, &options, &cache).unwrap();
                 let (cold, _) = translate_incremental(&registry, &live, &retired, &options, &TranslateCache::default()).unwrap();
                 prop_assert_eq!(contents(&warm.types), contents(&cold.types));
+                // The parsed registry shares nothing with the cache's: every service is
+                // compared, and the result is the same.
+                let (walked, _) = translate_incremental(&parsed, &live, &retired, &options, &cache).unwrap();
+                prop_assert_eq!(contents(&walked.types), contents(&cold.types));
                 warm.check().unwrap();
                 let decoded = translate(&registry, &live, &retired, &options).unwrap();
                 prop_assert_eq!(without_hashes(&warm.types), decoded_bytes(&decoded));
@@ -248,4 +259,29 @@ fn a_refused_filter_config_is_refused_with_a_warm_cache_too() {
     let result = translate_incremental(&registry, &LiveInstances::new(), &[], &crate::test_support::translate_options(8080), &cache);
     let Err(super::TranslateError::FilterConfig(refused)) = result else { panic!("refused: {result:?}") };
     assert_eq!((refused.service.as_deref(), refused.field.as_str()), (Some("a"), "public_paths[0]"));
+}
+
+#[test]
+fn an_edit_that_routes_another_services_prefix_is_refused_as_the_whole_check_refuses_it() {
+    // The registry's own rules refuse two services with one prefix when a file is parsed;
+    // a registry edited in place (as `Publisher::apply` sees one) meets the filter's check
+    // only, which must judge the edit from its new parts as it would judge the whole.
+    let options = crate::test_support::translate_options(8080);
+    let three = "services:\n  - name: a\n    routes: [{prefix: /a}]\n  - name: b\n    routes: [{prefix: /b}]\n  - name: c\n    routes: [{prefix: /c}]\n";
+    let registry = Registry::parse("r", &crate::test_support::registry_yaml(three)).unwrap();
+    let (_, cache) = translate_incremental(&registry, &LiveInstances::new(), &[], &options, &TranslateCache::default()).unwrap();
+    for (edited, prefix) in [("a", "/b"), ("c", "/a"), ("b", "/b/")] {
+        let mut registry = registry.clone();
+        if let Some(svc) = registry.services.get_mut(edited) {
+            Arc::make_mut(svc).routes[0].prefix = prefix.to_owned();
+        }
+        // The version names the content (a parse computes it); an edit in place names its own.
+        registry.version = format!("{edited} routes {prefix}");
+        let warm = translate_incremental(&registry, &LiveInstances::new(), &[], &options, &cache).map(drop);
+        let cold = translate_incremental(&registry, &LiveInstances::new(), &[], &options, &TranslateCache::default()).map(drop);
+        assert_eq!(format!("{warm:?}"), format!("{cold:?}"), "{edited} routing {prefix}");
+        if prefix != "/b/" {
+            assert!(warm.is_err(), "{edited} routing {prefix} is refused");
+        }
+    }
 }

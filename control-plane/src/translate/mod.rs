@@ -10,6 +10,7 @@ mod edge_tls;
 mod extension_config;
 mod filter_config;
 mod incremental;
+mod joined;
 #[cfg(test)]
 mod incremental_tests;
 mod listener;
@@ -25,6 +26,7 @@ mod response_strip;
 pub mod names;
 pub mod origins;
 mod route;
+mod route_pieces;
 #[cfg(test)]
 mod token_endpoint_tests;
 
@@ -122,6 +124,7 @@ pub fn translate(
         endpoints: registry
             .services
             .values()
+            .map(|svc| &**svc)
             .chain(retired.iter().copied())
             .map(|svc| cluster::load_assignment(svc, live.get(&svc.name)))
             .collect(),
