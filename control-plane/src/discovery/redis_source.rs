@@ -17,8 +17,9 @@ use crate::shutdown::Stop;
 
 /// Full rescan interval: the safety net under notifications.
 const RESYNC: Duration = Duration::from_secs(10);
-/// Notifications within this window of the first one make one rescan: a burst (many
-/// instances expiring together, a fleet registering at once) costs one SCAN, not one each.
+/// A notification rescans at once; the ones within this window after a rescan make one
+/// more rescan when it ends: a burst (many instances expiring together, a fleet
+/// registering at once) costs two SCANs, not one each, and a lone change waits for none.
 const DEBOUNCE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,9 +92,11 @@ async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> r
     resync(&mut conn, publisher, status).await?;
     let mut ticker = tokio::time::interval(RESYNC);
     ticker.tick().await;
-    // When a rescan is due because of a notification (None: nothing pending).
-    let mut due: Option<tokio::time::Instant> = None;
+    // While a window after a rescan is open: when it ends, and whether a notification
+    // came in it (a rescan is due then).
+    let mut window: Option<(tokio::time::Instant, bool)> = None;
     loop {
+        let due = window.map(|(at, _)| at);
         let debounce = async {
             match due {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -105,17 +108,28 @@ async fn run(url: &str, publisher: &SharedPublisher, status: &SharedStatus) -> r
                 let Some(message) = message else { return Ok(()) };
                 let relevant = message.get_channel_name() == CHANNEL
                     || message.get_payload::<String>().is_ok_and(|key| key.starts_with(KEY_PREFIX));
-                if relevant && due.is_none() {
-                    due = Some(tokio::time::Instant::now() + DEBOUNCE);
+                if !relevant {
+                    continue;
+                }
+                match &mut window {
+                    Some((_, pending)) => *pending = true,
+                    None => {
+                        resync(&mut conn, publisher, status).await?;
+                        window = Some((tokio::time::Instant::now() + DEBOUNCE, false));
+                    }
                 }
             }
             _ = debounce => {
-                due = None;
-                resync(&mut conn, publisher, status).await?;
+                let pending = window.is_some_and(|(_, pending)| pending);
+                window = None;
+                if pending {
+                    resync(&mut conn, publisher, status).await?;
+                    window = Some((tokio::time::Instant::now() + DEBOUNCE, false));
+                }
             }
             _ = ticker.tick() => {
-                due = None;
                 resync(&mut conn, publisher, status).await?;
+                window = Some((tokio::time::Instant::now() + DEBOUNCE, false));
             }
         }
     }

@@ -77,6 +77,10 @@ impl Quarantine {
         self.refused.retain(|name, _| keep(name));
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.refused.is_empty()
+    }
+
     pub(super) fn names(&self) -> Vec<String> {
         self.refused.keys().cloned().collect()
     }

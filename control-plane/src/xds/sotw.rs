@@ -34,6 +34,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::protobuf::Any;
+use imbl::ordmap::DiffItem;
 
 use super::quarantine::{refused, Quarantine};
 use super::step::{SendsTypes, Step, StreamEvent};
@@ -86,6 +87,16 @@ struct TypeState {
     sent: Content,
     acked: Content,
     quarantine: Quarantine,
+    /// The snapshot's typed map `held` is complete for: every wanted resource of it held at
+    /// its hash and nothing else (after an EDS response of every resource this Envoy
+    /// lacked, with nothing quarantined; forgotten on a NACK or a new subscription). The
+    /// next EDS response then finds what this Envoy lacks by a diff of the two maps, which
+    /// skips what they share, not a walk of every name: an instance change at 10,000
+    /// services looks at one.
+    synced: Option<Arc<TypedResources>>,
+    /// The names the last request listed, as listed: an EDS request names every cluster,
+    /// and the same list is the same subscription, known without a set of 10,000 names.
+    request_names: Vec<String>,
 }
 
 /// The one type whose SotW responses carry only what changed (see the module comment).
@@ -128,12 +139,37 @@ impl TypeState {
         typed.resources.keys().filter(|name| wanted(&self.names, name) && (!only_changed || lacks(name))).cloned().collect()
     }
 
+    /// [`Self::names_to_send`] for EDS when `held` is complete for `before`: the wanted
+    /// names `typed` changed or added since, and the `warming` clusters'; what it removed
+    /// is dropped from `held` here.
+    fn lacking_since(&mut self, before: &TypedResources, typed: &TypedResources, warming: &BTreeSet<String>) -> Vec<String> {
+        let mut names = BTreeSet::new();
+        for item in before.hashes.diff(&typed.hashes) {
+            match item {
+                DiffItem::Add(name, _) | DiffItem::Update { new: (name, _), .. } => {
+                    if wanted(&self.names, name) {
+                        names.insert(name.clone());
+                    }
+                }
+                DiffItem::Remove(name, _) => {
+                    self.held.remove(name);
+                }
+            }
+        }
+        names.extend(warming.iter().filter(|name| typed.resources.contains_key(*name) && wanted(&self.names, name)).cloned());
+        names.into_iter().collect()
+    }
+
     /// Records a response carrying `sent` (name, hash of the content sent: the snapshot's, or
     /// a quarantined resource's last good one): Envoy holds those, and no longer what it
     /// unsubscribed from or the snapshot dropped. Returns the names whose
     /// content this Envoy did not hold before.
-    fn hold(&mut self, typed: &TypedResources, sent: &[(String, String)]) -> BTreeSet<String> {
-        self.held.retain(|name, _| typed.resources.contains_key(name) && wanted(&self.names, name));
+    /// `whole`: whether to drop what is no longer wanted or in the snapshot (a diff from a
+    /// synced map dropped those already).
+    fn hold(&mut self, typed: &TypedResources, sent: &[(String, String)], whole: bool) -> BTreeSet<String> {
+        if whole {
+            self.held.retain(|name, _| typed.resources.contains_key(name) && wanted(&self.names, name));
+        }
         let mut changed = BTreeSet::new();
         for (name, hash) in sent {
             let before = self.held.insert(name.clone(), hash.clone());
@@ -144,9 +180,21 @@ impl TypeState {
         changed
     }
 
+    /// The names a request asked for (`names`, when its list differs from the last one's).
+    fn subscribe(&mut self, names: Option<BTreeSet<String>>, listed: &[String]) {
+        if let Some(names) = names {
+            if names != self.names {
+                self.synced = None;
+            }
+            self.names = names;
+            self.request_names = listed.to_vec();
+        }
+    }
+
     /// Envoy may hold none, some or all of a NACKed response (it applies what it can): what
     /// it carried counts as not held, so the next response of this type carries it again.
     fn forget_rejected(&mut self) {
+        self.synced = None;
         for name in &self.sent_names {
             self.held.remove(name);
         }
@@ -171,8 +219,10 @@ pub type SotwStep = Step<DiscoveryResponse>;
 impl SotwStream {
     pub fn on_request(&mut self, request: &DiscoveryRequest, snapshot: &Snapshot) -> SotwStep {
         let mut step = SotwStep::default();
-        let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
         let state = self.types.entry(request.type_url.clone()).or_default();
+        // The subscription, made again only when the list differs from the last one.
+        let names: Option<BTreeSet<String>> =
+            (state.request_names != request.resource_names).then(|| request.resource_names.iter().cloned().collect());
         if !request.response_nonce.is_empty() {
             if state.sent_nonce.as_deref() != Some(request.response_nonce.as_str()) {
                 return step; // stale: a response already superseded this one
@@ -186,7 +236,7 @@ impl SotwStream {
                     resources: state.sent_names.iter().cloned().collect(),
                 });
                 state.forget_rejected();
-                state.names = names;
+                state.subscribe(names, &request.resource_names);
                 let changed = state.changed_in_last_response();
                 let refused = refused(&error.message, changed.iter().map(|(n, h)| (n.as_str(), h.as_str())));
                 if state.quarantine.add(refused) {
@@ -204,7 +254,7 @@ impl SotwStream {
             if request.type_url == type_url::CLUSTER {
                 self.warming_clusters.clear(); // Envoy ACKs CDS once its clusters warmed
             }
-            if state.names == names {
+            if names.as_ref().is_none_or(|n| *n == state.names) {
                 if let Some(response) = self.rewarm_endpoints(&request.type_url, snapshot) {
                     step.responses.push(response);
                     return step;
@@ -214,7 +264,7 @@ impl SotwStream {
                 return step;
             }
         }
-        state.names = names;
+        state.subscribe(names, &request.resource_names);
         if let Some(response) = self.respond(&request.type_url, snapshot) {
             step.responses.push(response);
         }
@@ -253,7 +303,11 @@ impl SotwStream {
         self.nonce_counter += 1;
         let nonce = self.nonce_counter.to_string();
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let names = state.names_to_send(type_url, typed, &self.warming_clusters);
+        let synced = state.synced.clone().filter(|_| type_url == SENT_WHEN_CHANGED && state.quarantine.is_empty());
+        let names = match &synced {
+            Some(before) => state.lacking_since(before, typed, &self.warming_clusters),
+            None => state.names_to_send(type_url, typed, &self.warming_clusters),
+        };
         let mut resources = Vec::new();
         let mut sent_names = BTreeSet::new();
         let mut kept = Kept::new();
@@ -275,7 +329,8 @@ impl SotwStream {
                 carried.push((name, hash));
             }
         }
-        let changed = state.hold(typed, &carried);
+        let changed = state.hold(typed, &carried, synced.is_none());
+        state.synced = (type_url == SENT_WHEN_CHANGED && kept.is_empty() && state.quarantine.is_empty()).then(|| typed.clone());
         let version = version_with_kept(&typed.version, &kept);
         state.sent_names = sent_names;
         state.sent = Content { typed: Some(typed.clone()), kept };
