@@ -20,13 +20,15 @@
 //!   changes it), so the rest of the config is not held back by it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use imbl::ordmap::DiffItem;
 
 use super::quarantine::{refused, Quarantine};
 use super::step::{SendsTypes, Step, StreamEvent, GATED_TYPES};
 use crate::resources::type_url;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TypedResources};
 
 #[derive(Debug, Default)]
 struct TypeState {
@@ -41,6 +43,12 @@ struct TypeState {
     quarantine: Quarantine,
     /// Responses not yet ACKed or NACKed, by nonce.
     pending: BTreeMap<String, PendingResponse>,
+    /// The snapshot's typed map `sent` is exactly the wanted part of (after a response with
+    /// nothing quarantined; forgotten by anything that changes `sent` or the subscription
+    /// otherwise): the next response is then a diff of the two maps, which skips what they
+    /// share, not a walk of every resource of the type (10,000 clusters, 10,000
+    /// assignments, at each snapshot).
+    synced: Option<Arc<TypedResources>>,
 }
 
 /// What one response carried, applied to `acked` when Envoy ACKs it.
@@ -56,6 +64,7 @@ impl TypeState {
     /// quarantined at the snapshot's content: a fresh subscription does not make Envoy
     /// accept what it refused).
     fn forget(&mut self, name: &str) {
+        self.synced = None;
         self.sent.remove(name);
         self.acked.remove(name);
     }
@@ -65,6 +74,7 @@ impl TypeState {
     fn nacked(&mut self, response: &PendingResponse, detail: &str) {
         let carried = response.resources.iter().map(|(name, hash)| (name.as_str(), hash.as_str()));
         let refused = refused(detail, carried);
+        self.synced = None;
         for (name, _) in &response.resources {
             if !refused.iter().any(|(r, _)| r == name) {
                 self.sent.remove(name);
@@ -132,6 +142,9 @@ impl DeltaStream {
         } else if request.resource_names_subscribe.is_empty() && is_wildcard_type(&request.type_url) {
             state.wildcard = true;
         }
+        if request.response_nonce.is_empty() || !request.resource_names_subscribe.is_empty() || !request.resource_names_unsubscribe.is_empty() {
+            state.synced = None;
+        }
         if request.response_nonce.is_empty() {
             // A (re)connecting Envoy says what it already holds; trust only the names, so
             // anything stale is re-sent (and counts as held once that is ACKed).
@@ -179,17 +192,49 @@ impl DeltaStream {
     fn respond(&mut self, type_url: &str, snapshot: &Snapshot) -> Option<DeltaDiscoveryResponse> {
         let typed = snapshot.types.get(type_url)?;
         let state = self.types.get_mut(type_url)?;
+        let synced = state.synced.clone().filter(|_| state.quarantine.is_empty());
+        let was_synced = state.quarantine.is_empty().then(|| typed.clone());
+        if synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, typed)) {
+            return None;
+        }
         let wanted = |name: &String| state.wildcard || state.subscribed.contains(name);
         let mut resources = Vec::new();
         let mut now_sent = Vec::new();
-        for (name, any) in typed.resources.iter().filter(|(name, _)| wanted(name)) {
-            let hash = typed.hashes.get(name).cloned().unwrap_or_default();
-            if state.sent.get(name) != Some(&hash) && !state.quarantine.holds(name, &hash) {
-                resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some((**any).clone()), ..Default::default() });
-                now_sent.push((name.clone(), hash));
+        let mut removed = Vec::new();
+        let mut send = |name: &String, hash: &String| {
+            if state.sent.get(name) != Some(hash) && !state.quarantine.holds(name, hash) {
+                if let Some(any) = typed.resources.get(name) {
+                    resources.push(Resource { name: name.clone(), version: hash.clone(), resource: Some((**any).clone()), ..Default::default() });
+                    now_sent.push((name.clone(), hash.clone()));
+                }
+            }
+        };
+        match &synced {
+            // Only what changed since the map `sent` is exactly the wanted part of.
+            Some(before) => {
+                for item in before.hashes.diff(&typed.hashes) {
+                    match item {
+                        DiffItem::Add(name, hash) | DiffItem::Update { new: (name, hash), .. } => {
+                            if wanted(name) {
+                                send(name, hash);
+                            }
+                        }
+                        DiffItem::Remove(name, _) => {
+                            if state.sent.contains_key(name) {
+                                removed.push(name.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                for (name, hash) in typed.hashes.iter().filter(|(name, _)| wanted(name)) {
+                    send(name, hash);
+                }
+                removed = state.sent.keys().filter(|name| !typed.resources.contains_key(*name)).cloned().collect();
             }
         }
-        let removed: Vec<String> = state.sent.keys().filter(|name| !typed.resources.contains_key(*name)).cloned().collect();
+        state.synced = was_synced;
         if resources.is_empty() && removed.is_empty() {
             return None;
         }
@@ -222,6 +267,9 @@ impl DeltaStream {
     /// after it (EDS follows CDS in every pass, step.rs); the routes wait for their ACK.
     fn rewarm_endpoints(&mut self, clusters: &[String]) {
         let Some(endpoints) = self.types.get_mut(type_url::ENDPOINT) else { return };
+        if !clusters.is_empty() {
+            endpoints.synced = None;
+        }
         for name in clusters {
             endpoints.sent.remove(name);
             endpoints.acked.remove(name);
