@@ -9,7 +9,10 @@ a shared machine; a module-size change moves RSS by 1-4 MB, inside that reading'
 Here every configuration is started --rounds times, one after another (so two Envoys never
 compile a module at the same moment), given --requests GETs with the bench's token on one
 connection and then --settle seconds (the bootstrap's heap release runs every second), and
-the medians are reported with Envoy's own /memory (allocated, heap size) and V8's VM count.
+the medians are reported with Envoy's own /memory (allocated, heap size) and V8's VM count,
+then where the RSS is: /proc/PID/smaps summed by kind of mapping (Envoy's binary, tcmalloc's
+heap, V8's code space, the rest) and the heap split by tcmalloc's own /memory/tcmalloc
+(in use, free in its page heap, in thread caches).
 
 Usage: bench/deployed_rss.py KEEP_DIR LABEL=MODULE.wasm... [--rounds 3] [--requests 200] [--settle 15]
 KEEP_DIR is a `deployed_cost.py --keep` directory (its static config, TLS files and
@@ -44,6 +47,38 @@ def rss_mb(pid):
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024
 
 
+def smaps_by_kind(pid):
+    """RSS in MB by kind of mapping. tcmalloc's heap is the anonymous rw mapping holding more
+    than 4 MB (Envoy's others are thread stacks and V8's isolate pages, each well under);
+    V8's code space is anonymous and executable (the compiled wasm, shared by the VMs)."""
+    kinds, kind = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = re.match(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \d+\s*(.*)$", line)
+            if head:
+                perms, path = head.group(1), head.group(2).strip()
+                kind = ("envoy binary" if path.endswith("/envoy") else "other files" if path.startswith("/")
+                        else "V8 code space" if not path and "x" in perms else "anonymous")
+                continue
+            rss = re.match(r"^Rss:\s+(\d+) kB", line)
+            if rss and kind:
+                mb = int(rss.group(1)) / 1024
+                if kind == "anonymous" and mb > 4:
+                    kinds["tcmalloc heap"] = kinds.get("tcmalloc heap", 0) + mb
+                else:
+                    kinds[kind] = kinds.get(kind, 0) + mb
+    return kinds
+
+
+def tcmalloc_split(text):
+    """tcmalloc's own account of its heap (MB): in use, free in the page heap, in thread caches."""
+    def field(label):
+        m = re.search(r"MALLOC:\s+\+?\s*(\d+) \(.*\) " + label, text)
+        return int(m.group(1)) / 2**20 if m else 0.0
+    return {"in use": field("Bytes in use by application"), "page heap free": field("Bytes in page heap freelist"),
+            "thread caches": field("Bytes in thread cache freelists")}
+
+
 def admin_json(port, path):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -69,10 +104,13 @@ def measure(config, workdir, name, token, requests, settle):
         dc.send(port, workload, requests, time.time() + 120)
         time.sleep(settle)
         memory = json.loads(admin_json(admin, "/memory"))
+        kinds = smaps_by_kind(envoy.pid)
+        heap = tcmalloc_split(admin_json(admin, "/memory/tcmalloc"))
         stats = admin_json(admin, "/stats?filter=wasm.envoy.wasm.runtime.v8.active")
         vms = re.search(r"active: (\d+)", stats)
         return {"rss": rss_mb(envoy.pid), "allocated": int(memory["allocated"]) / 2**20,
-                "heap": int(memory["heap_size"]) / 2**20, "vms": int(vms.group(1)) if vms else 0}
+                "heap": int(memory["heap_size"]) / 2**20, "vms": int(vms.group(1)) if vms else 0,
+                **{f"map {k}": v for k, v in kinds.items()}, **{f"heap {k}": v for k, v in heap.items()}}
     finally:
         envoy.terminate()
         envoy.wait(timeout=30)
@@ -133,6 +171,16 @@ def main():
         med = {k: statistics.median(r[k] for r in runs) for k in ("rss", "allocated", "heap", "vms")}
         print(f"| {name} | {med['rss']:.1f} | {med['rss'] - plain_rss:+.1f} | {med['allocated']:.1f} | {med['heap']:.1f} | "
               f"{med['vms']:.0f} |")
+    columns = ["map envoy binary", "map tcmalloc heap", "map V8 code space", "map anonymous", "map other files",
+               "heap in use", "heap page heap free", "heap thread caches"]
+    print()
+    print(f"RSS by mapping (smaps, MB, medians of {args.rounds}) and tcmalloc's heap by state (/memory/tcmalloc, MB):")
+    print()
+    print("| Envoy with ... | " + " | ".join(c.removeprefix("map ").removeprefix("heap ") for c in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for name, runs in results.items():
+        cells = [statistics.median(r.get(c, 0.0) for r in runs) for c in columns]
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in cells) + " |")
 
 
 
