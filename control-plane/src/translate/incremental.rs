@@ -42,18 +42,26 @@ use envoy_types::pb::google::protobuf::Any;
 use imbl::ordmap::DiffItem;
 use imbl::OrdMap;
 use prost::Name;
-use stagedoor_filter_core::config::{FilterConfig, RevocationConfig};
 
 use super::origins::{self, OriginKey, Origins};
 use super::route_pieces::{route_pieces, EncodedTarget, RoutePieces, RouteTargets, TargetKey};
 use super::filter_config::{ServicePart, ServiceParts};
-use super::{cluster, edge_tls, extension_config, filter_config, names, route, to_any};
+use super::{cluster, edge_tls, names, route, to_any};
 use super::{TranslateError, TranslateOptions};
 use crate::consistency::{check_references, InconsistentSnapshot, Names, References};
 use crate::registry::edge::UpstreamTls;
 use crate::registry::{InstanceSpec, LiveInstances, Registry, ServiceSpec, Services};
 use crate::resources::type_url;
 use crate::xds::ledger::RegistryEntry;
+
+mod filter_pieces;
+mod pieces;
+mod source;
+
+pub use filter_pieces::revocation;
+use filter_pieces::{filter_pieces, FilterPieces};
+use pieces::{endpoint_pieces, service_pieces};
+use source::Source;
 
 /// One resource as it goes out: encoded once, with its content hash (what delta xDS
 /// compares with what an Envoy holds).
@@ -167,61 +175,6 @@ pub struct TranslateCache {
     source: Option<Arc<Source>>,
 }
 
-/// What the pieces above were made from, registry-wide: the next translation compares its
-/// inputs with these and, when only services or instances differ, visits only the services
-/// that differ (a persistent map's diff skips what two registries share: an edit of one
-/// service of 10,000 visits one), instead of walking every service beside the cache.
-#[derive(Debug)]
-struct Source {
-    services: Services,
-    cached_paths: Vec<String>,
-    upstream_tls: BTreeMap<String, UpstreamTls>,
-}
-
-impl Source {
-    fn of(registry: &Registry, cached_paths: &[&str]) -> Self {
-        Self {
-            services: registry.services.clone(),
-            cached_paths: cached_paths.iter().map(|p| (*p).to_owned()).collect(),
-            upstream_tls: registry.upstream_tls.clone(),
-        }
-    }
-
-    /// The services whose pieces may differ from the cached ones (made with live instances
-    /// `cached_live`), when nothing the pieces of every service are made of changed; `None`
-    /// when something did (every service is visited then).
-    fn changed_services(
-        &self,
-        registry: &Registry,
-        cached_paths: &[&str],
-        cached_live: &LiveInstances,
-        live: &LiveInstances,
-    ) -> Option<BTreeSet<String>> {
-        let same_shared = self.cached_paths.len() == cached_paths.len()
-            && self.cached_paths.iter().zip(cached_paths).all(|(a, b)| a == b)
-            && self.upstream_tls == registry.upstream_tls;
-        if !same_shared {
-            return None;
-        }
-        let mut names: BTreeSet<String> = self
-            .services
-            .diff(&registry.services)
-            .map(|d| match d {
-                DiffItem::Add(name, _) | DiffItem::Remove(name, _) | DiffItem::Update { new: (name, _), .. } => name.clone(),
-            })
-            .collect();
-        names.extend(live_changes(cached_live, live).cloned());
-        Some(names)
-    }
-}
-
-/// The services whose live instances differ between `before` and `now`.
-fn live_changes<'a>(before: &'a LiveInstances, now: &'a LiveInstances) -> impl Iterator<Item = &'a String> {
-    let gone_or_changed = before.iter().filter(|(name, instances)| now.get(*name) != Some(*instances)).map(|(name, _)| name);
-    let added = now.iter().filter(|(name, _)| !before.contains_key(*name)).map(|(name, _)| name);
-    gone_or_changed.chain(added)
-}
-
 /// What the registry's services make, by name, without the global resources (which are
 /// added to copies of these maps: few, and made whole each time).
 #[derive(Debug, Clone, Default)]
@@ -314,15 +267,6 @@ struct EndpointPieces {
     spec: Arc<ServiceSpec>,
     live: Option<BTreeSet<InstanceSpec>>,
     encoded: Arc<Encoded>,
-}
-
-/// The filter config's ECDS resource, and what it was made from.
-#[derive(Debug)]
-struct FilterPieces {
-    globals: FilterConfig,
-    wasm_path: String,
-    encoded: Arc<Encoded>,
-    type_url: String,
 }
 
 /// What changed among the services' pieces, for the aggregates made of all of them.
@@ -618,155 +562,4 @@ fn instances_changed(
         translation: translation.clone(),
     }));
     (translation, next)
-}
-
-fn service_pieces(
-    svc: &Arc<ServiceSpec>,
-    tls: Option<&UpstreamTls>,
-    registry_cached_paths: &[&str],
-    cached: Option<&Arc<ServicePieces>>,
-) -> Result<Arc<ServicePieces>, InconsistentSnapshot> {
-    let under_service = |path: &&str| svc.routes.iter().any(|r| stagedoor_filter_core::path::is_under_prefix(path, &r.prefix));
-    let cached_paths: Vec<&str> = registry_cached_paths.iter().copied().filter(under_service).collect();
-    let same_spec = |c: &ServicePieces| Arc::ptr_eq(&c.spec, svc) || same_entry(&c.spec, svc);
-    if let Some(cached) = cached.filter(|c| same_spec(c) && c.tls.as_ref() == tls && c.cached_paths == cached_paths) {
-        return Ok(cached.clone());
-    }
-    let mut cluster = cluster::cluster(svc);
-    cluster.transport_socket = tls.map(|tls| edge_tls::upstream_socket(&svc.name, tls));
-    let mut references = References::of_clusters(std::slice::from_ref(&cluster))?;
-    let mut targets = Vec::new();
-    for target in route::targets(svc, &cached_paths) {
-        let routes = route::service_routes(&target);
-        references.extend(References::of_routes(&routes));
-        targets.push(Arc::new(EncodedTarget::new(target.prefix, &routes)));
-    }
-    let filter = filter_config::service_config(svc);
-    // Equal parts keep the cached one, so the filter config's reuse is a pointer compare.
-    let filter = match cached {
-        Some(c) if c.filter.config == filter => c.filter.clone(),
-        _ => Arc::new(ServicePart::new(filter)),
-    };
-    Ok(Arc::new(ServicePieces {
-        spec: svc.clone(),
-        tls: tls.cloned(),
-        cached_paths: cached_paths.iter().map(|p| (*p).to_owned()).collect(),
-        cluster: Encoded::of(&cluster),
-        targets,
-        filter,
-        references: Arc::new(references),
-        origins: origins::service_origins(svc, tls.is_some()),
-    }))
-}
-
-/// Whether `svc` is the registry entry `cached` was kept of, but for its instances.
-fn same_entry(cached: &ServiceSpec, svc: &ServiceSpec) -> bool {
-    // Destructured, so a field added to the entry cannot be left out of the comparison.
-    let ServiceSpec {
-        name,
-        routes,
-        instances: _,
-        public_paths,
-        rules,
-        request_headers,
-        unmatched,
-        validation,
-        require_signatures,
-        signed_routes,
-        rbac_shadow,
-        traffic,
-        tls,
-    } = svc;
-    cached.name == *name
-        && cached.routes == *routes
-        && cached.public_paths == *public_paths
-        && cached.rules == *rules
-        && cached.request_headers == *request_headers
-        && cached.unmatched == *unmatched
-        && cached.validation == *validation
-        && cached.require_signatures == *require_signatures
-        && cached.signed_routes == *signed_routes
-        && cached.rbac_shadow == *rbac_shadow
-        && cached.traffic == *traffic
-        && cached.tls == *tls
-}
-
-fn endpoint_pieces(
-    svc: &Arc<ServiceSpec>,
-    live: Option<&BTreeSet<InstanceSpec>>,
-    cached: Option<&Arc<EndpointPieces>>,
-) -> Arc<EndpointPieces> {
-    let same_statics = |c: &EndpointPieces| Arc::ptr_eq(&c.spec, svc) || c.spec.instances == svc.instances;
-    if let Some(cached) = cached.filter(|c| same_statics(c) && c.live.as_ref() == live) {
-        return cached.clone();
-    }
-    Arc::new(EndpointPieces {
-        spec: svc.clone(),
-        live: live.cloned(),
-        encoded: Encoded::of(&cluster::load_assignment(svc, live)),
-    })
-}
-
-/// The filter config, checked by the filter's own compiler, unless nothing it is made of
-/// changed since the cached one was. Only the services' parts that changed are compiled
-/// (the others are checked against their prefixes), and the config's JSON is the parts'
-/// joined.
-fn filter_pieces(
-    registry: &Registry,
-    options: &TranslateOptions,
-    services: &OrdMap<String, Arc<ServicePieces>>,
-    own: &mut OwnResources,
-    changed: &Changed,
-    cached: Option<&Arc<FilterPieces>>,
-) -> Result<Arc<FilterPieces>, TranslateError> {
-    let globals = filter_config::global_filter_config(registry, revocation(options));
-    let same_globals = cached.is_some_and(|c| c.globals == globals);
-    if let Some(cached) = cached {
-        if !changed.filter && same_globals && cached.wasm_path == extension_config::module_path(options, &globals.auth) {
-            return Ok(cached.clone());
-        }
-    }
-    // Check before publish: the control plane refuses what the filter would, and keeps
-    // the last good snapshot.
-    if !(same_globals && new_parts_compile(registry, &globals, &own.prefix_counts, changed)) {
-        let parts: Vec<&ServicePart> = services.values().map(|p| &*p.filter).collect();
-        let compiled_before = |i: usize| parts.get(i).is_some_and(|p| changed.compiled_before(p));
-        super::check::check_parts(registry, &globals, parts.iter().map(|p| &p.config).collect(), compiled_before)?;
-    }
-    let filter_config::ConfigJson { json, version } = filter_config::config_json(&globals, &mut own.service_parts);
-    let module = extension_config::module_path(options, &globals.auth).to_owned();
-    let extension = extension_config::stagedoor_filter_config(&module, json);
-    let type_url = extension.typed_config.as_ref().map(|a| a.type_url.clone()).unwrap_or_default();
-    // The resource hashed with its config's version in place of the config: what tells
-    // its bytes apart (the version is a hash of the config), without reading megabytes.
-    let hash = crate::hash::short_hash(&to_any(&extension_config::stagedoor_filter_config(&module, version)).value);
-    let encoded = Arc::new(Encoded { any: Arc::new(to_any(&extension)), hash });
-    Ok(Arc::new(FilterPieces { globals, wasm_path: module, encoded, type_url }))
-}
-
-/// Whether the filter would compile the config made of the cached one's globals (`globals`,
-/// unchanged) and its services with `changed`'s new parts in place, judged from the new
-/// parts alone: the cached config compiled, and nothing of the other services' checks
-/// depends on another service's part but their prefixes (each listed once:
-/// `prefix_counts`) and the globals' composite and cached routes (none here). `false`
-/// says only that the whole check must decide (and name the first error, in the
-/// services' order), so a refusal is refused with the same error as ever.
-fn new_parts_compile(registry: &Registry, globals: &FilterConfig, prefix_counts: &OrdMap<String, usize>, changed: &Changed) -> bool {
-    if changed.no_part_cached || !globals.composites.is_empty() || !globals.response_cache.is_empty() {
-        return false;
-    }
-    let new = &changed.new_part_list;
-    let own_prefixes = new.iter().flat_map(|p| &p.config.prefixes).all(|prefix| prefix_counts.get(prefix) == Some(&1));
-    own_prefixes && super::check::check_parts(registry, globals, new.iter().map(|p| &p.config).collect(), |_| false).is_ok()
-}
-
-/// The revocation feed the filter polls, when the control plane's HTTP side is known.
-pub fn revocation(options: &TranslateOptions) -> Option<RevocationConfig> {
-    options.control_plane_http.as_ref().map(|_| RevocationConfig {
-        cluster: names::CONTROL_PLANE_CLUSTER.to_owned(),
-        authority: String::from("stagedoor-control-plane"),
-        path: String::from(names::REVOCATION_FEED_PATH),
-        poll_interval_ms: stagedoor_filter_core::config::DEFAULT_POLL_INTERVAL_MS,
-        wait_ms: stagedoor_filter_core::feed_poll::DEFAULT_WAIT_MS,
-    })
 }
