@@ -274,12 +274,9 @@ struct EndpointPieces {
 struct Changed {
     /// A service's part of the filter config, or the set of services.
     filter: bool,
-    /// The filter parts made by this translation (by address: what the filter check asks
-    /// of each of 10,000 parts), unless `no_part_cached`; every other part is a cached one,
-    /// which compiled without error when it was made.
-    new_parts: BTreeSet<*const ServicePart>,
-    /// The same parts, to check.
-    new_part_list: Vec<Arc<ServicePart>>,
+    /// The filter parts made by this translation, unless `no_part_cached`; every other
+    /// part is a cached one, which compiled without error when it was made.
+    new_parts: Vec<Arc<ServicePart>>,
     /// Nothing was cached (a cold translation): every part is new.
     no_part_cached: bool,
     /// A service's routes, or the set of services.
@@ -287,9 +284,11 @@ struct Changed {
 }
 
 impl Changed {
-    /// Whether `part` is one that compiled before.
-    fn compiled_before(&self, part: &ServicePart) -> bool {
-        !self.no_part_cached && (self.new_parts.is_empty() || !self.new_parts.contains(&std::ptr::from_ref(part)))
+    /// Whether each part (by address) is one that compiled before: what the whole filter
+    /// check asks of each of 10,000 parts.
+    fn compiled_before(&self) -> impl Fn(&ServicePart) -> bool + '_ {
+        let new: BTreeSet<*const ServicePart> = self.new_parts.iter().map(Arc::as_ptr).collect();
+        move |part| !self.no_part_cached && !new.contains(&std::ptr::from_ref(part))
     }
 }
 
@@ -450,8 +449,7 @@ impl TranslateCache {
         if !before.is_some_and(|b| Arc::ptr_eq(&b.filter, &now.filter)) {
             changed.filter = true;
             if !changed.no_part_cached {
-                changed.new_parts.insert(Arc::as_ptr(&now.filter));
-                changed.new_part_list.push(now.filter.clone());
+                changed.new_parts.push(now.filter.clone());
             }
             if let Some(before) = before {
                 own.count_prefixes(&before.filter, false);

@@ -44,7 +44,8 @@ pub(super) fn filter_pieces(
     // the last good snapshot.
     if !(same_globals && new_parts_compile(registry, &globals, &own.prefix_counts, changed)) {
         let parts: Vec<&ServicePart> = services.values().map(|p| &*p.filter).collect();
-        let compiled_before = |i: usize| parts.get(i).is_some_and(|p| changed.compiled_before(p));
+        let vouched = changed.compiled_before();
+        let compiled_before = |i: usize| parts.get(i).is_some_and(|p| vouched(p));
         check::check_parts(registry, &globals, parts.iter().map(|p| &p.config).collect(), compiled_before)?;
     }
     let filter_config::ConfigJson { json, version } = filter_config::config_json(&globals, &mut own.service_parts);
@@ -69,7 +70,7 @@ fn new_parts_compile(registry: &Registry, globals: &FilterConfig, prefix_counts:
     if changed.no_part_cached || !globals.composites.is_empty() || !globals.response_cache.is_empty() {
         return false;
     }
-    let new = &changed.new_part_list;
+    let new = &changed.new_parts;
     let own_prefixes = new.iter().flat_map(|p| &p.config.prefixes).all(|prefix| prefix_counts.get(prefix) == Some(&1));
     own_prefixes && check::check_parts(registry, globals, new.iter().map(|p| &p.config).collect(), |_| false).is_ok()
 }
