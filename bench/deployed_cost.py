@@ -266,10 +266,14 @@ class ControlPlane:
     def __init__(self, workdir, name, registry, tls_dir, processes, binary=fc.BIN, wasm=fc.WASM):
         self.xds, self.http, self.metrics, self.listen = (fc.free_port() for _ in range(4))
         log = open(os.path.join(workdir, f"control-plane-{name}.log"), "w")
+        # As scripts/run.sh and docker-compose.yml deploy it: the HMAC-only module beside the full
+        # one, pushed while every key is an HMAC secret (the bench registry's are).
+        hmac_only = os.path.join(os.path.dirname(wasm), "stagedoor_filter_hmac.wasm")
         self.process = subprocess.Popen(
             [binary, "serve", "--registry", registry, "--xds", f"127.0.0.1:{self.xds}", "--http", f"127.0.0.1:{self.http}",
              "--metrics", f"127.0.0.1:{self.metrics}", "--tls-dir", tls_dir, "--listen", f"127.0.0.1:{self.listen}",
-             "--wasm", wasm], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "NO_COLOR": "1"})
+             "--wasm", wasm, *(["--wasm-hmac", hmac_only] if os.path.exists(hmac_only) else [])],
+            stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "NO_COLOR": "1"})
         processes.append(self.process)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -379,10 +383,14 @@ def response_mutation(hcm):
     return next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.header_mutation")
 
 
-def native_filters():
+def native_filters(parity=False):
     """filter_cost.py's native jwt_authn + rbac + request header_mutation, without its own
-    response stripping (the deployed config's response header_mutation stays)."""
-    text = fc.native_filters(SECRET)
+    response stripping (the deployed config's response header_mutation stays). `parity`: also
+    what else of the filter's work Envoy's filters can express (filter_cost.py's parity: the
+    whole request block list and x-internal-* dropped, the venues claim as x-venue-ids,
+    x-tenant-source added), i.e. native "doing the same checks, writing the same identity
+    headers as far as native can" (issue 18's definition of the comparison)."""
+    text = fc.native_filters(SECRET, parity=parity)
     return yaml.safe_load(textwrap.dedent(text[: -len(fc.RESPONSE_STRIP)]))
 
 
@@ -580,6 +588,10 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle, 
     breakdown: {variant: (all counted, less the idle rate)} for the 200 workload."""
     plain, plain_path = (counts["plain Envoy"][i]["200"] for i in (0, 1))
     native, native_path = (counts[NATIVE][i]["200"] for i in (0, 1))
+    parity, parity_path = (counts[PARITY][i]["200"] for i in (0, 1)) if PARITY in counts else (None, None)
+
+    def over(c, base, reference):
+        return "" if reference is None or reference == base else f"{(c - base) / (reference - base):.2f}"
     lines = [
         f"Envoy 1.40 under callgrind, --concurrency 1; {args.requests} requests per workload on one connection, "
         f"after {WARM_REQUESTS} warm-up requests; {time.strftime('%Y-%m-%d %H:%M')} on {os.uname().nodename}. "
@@ -589,16 +601,23 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle, 
         "",
         "## As deployed (GET, HS256 token, spoofed x-tenant-id: 200)",
         "",
-        "| Envoy with ... | instructions/req | added over plain | x plain | added / native's | less idle | added over plain | added / native's |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Envoy with ... | instructions/req | added over plain | x plain | added / native's | added / parity's "
+        "| less idle | added over plain | added / native's | added / parity's |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, (raw, path) in counts.items():
         c, q = raw["200"], path["200"]
-        is_plain = name == "plain Envoy"
+        if name == "plain Envoy":
+            lines.append(f"| {name} | {fmt(c)} | — | 1.00 | | | {fmt(q)} | — | | |")
+            continue
         lines.append(
-            f"| {name} | {fmt(c)} | {c - plain:+,.0f} | {c / plain:.2f} | "
-            f"{'' if is_plain else f'{(c - plain) / (native - plain):.2f}'} | {fmt(q)} | {q - plain_path:+,.0f} | "
-            f"{'' if is_plain else f'{(q - plain_path) / (native_path - plain_path):.2f}'} |")
+            f"| {name} | {fmt(c)} | {c - plain:+,.0f} | {c / plain:.2f} | {over(c, plain, native)} | "
+            f"{over(c, plain, parity)} | {fmt(q)} | {q - plain_path:+,.0f} | {over(q, plain_path, native_path)} | "
+            f"{over(q, plain_path, parity_path)} |")
+    lines += ["", "native: three claims to headers, the six identity headers dropped. parity: what the issue's target "
+              "compares with, native doing the same checks and writing the same identity headers as far as Envoy's "
+              "filters can (five of Stagedoor's seven: no x-user-permissions from the role's defaults, no signed "
+              "statement; the whole block list and x-internal-* dropped from requests)."]
     lines += ["", "## Bad input and a cold token (instructions/req, all counted; less idle in brackets)", "",
               "| Envoy with ... | 200 | 401 bad signature | 403 | cold token (first use) |", "|---|---:|---:|---:|---:|"]
     for name, (raw, path) in counts.items():
@@ -647,18 +666,25 @@ def report(args, counts, breakdown, static_name, cpu, rss, hash_policies, idle, 
         med = {n: statistics.median(r["cpu_us"] for r in runs) for n, runs in cpu.items()}
         lines += ["", f"## CPU time ({args.rounds} rounds x {args.seconds} s, all Envoys on core 0 loaded at once, "
                   "wrk -t1 -c32 on core 1; medians)", "",
-                  "| Envoy with ... | CPU µs/req | x plain (per round, median) | added / native's added (per round, median) | RSS MB after |",
-                  "|---|---:|---:|---:|---:|"]
+                  "| Envoy with ... | CPU µs/req | x plain (per round, median) | added / native's added (per round, median) "
+                  "| added / parity's added (per round, median) | RSS MB after |",
+                  "|---|---:|---:|---:|---:|---:|"]
+
+        def vs(name, runs, reference):
+            if name == "plain Envoy" or reference not in cpu:
+                return ""
+            ratios = [(r["cpu_us"] - p["cpu_us"]) / (n["cpu_us"] - p["cpu_us"])
+                      for r, p, n in zip(runs, base, cpu[reference]) if n["cpu_us"] > p["cpu_us"]]
+            return f"{statistics.median(ratios):.2f}" if ratios else ""
         for name, runs in cpu.items():
             x_plain = statistics.median(r["cpu_us"] / p["cpu_us"] for r, p in zip(runs, base))
-            ratios = [(r["cpu_us"] - p["cpu_us"]) / (n["cpu_us"] - p["cpu_us"])
-                      for r, p, n in zip(runs, base, cpu[NATIVE]) if n["cpu_us"] > p["cpu_us"]]
-            vs_native = f"{statistics.median(ratios):.2f}" if ratios and name != "plain Envoy" else ""
-            lines.append(f"| {name} | {med[name]:.1f} | {x_plain:.2f} | {vs_native} | {rss[name]:.1f} |")
+            lines.append(f"| {name} | {med[name]:.1f} | {x_plain:.2f} | {vs(name, runs, NATIVE)} | "
+                         f"{vs(name, runs, PARITY)} | {rss[name]:.1f} |")
     fc.write_report(lines, args.out)
 
 
 NATIVE = "native jwt_authn + rbac + header_mutation (JWT cache on), same traffic policy"
+PARITY = "native, parity (also the block list, x-internal-*, x-venue-ids, x-tenant-source), same traffic policy"
 ADS_KEY = "Stagedoor over ADS, identity signing on"
 ADS_NOKEY = "Stagedoor over ADS, no identity key"
 ADS_BEFORE = "Stagedoor over ADS, identity signing on, the --before build (main when this work began)"
@@ -760,6 +786,7 @@ def main():
 
             jobs = [(static_name, lambda c: None, ok_only),
                     (NATIVE, lambda c: replace_stagedoor_filter(c, native_filters()), native_runs),
+                    (PARITY, lambda c: replace_stagedoor_filter(c, native_filters(parity=True)), native_runs),
                     (FLOOR, lambda c: replace_stagedoor_filter(c, floor_filter(c)), ok_only)]
             refusals = stagedoor_runs[1:3]
             jobs += [(f"{MODULE_ROW}{label}", lambda c, m=module: swap_module(c, m), stagedoor_runs[:3])
@@ -773,6 +800,7 @@ def main():
                 futures = {name: pool.submit(static_run, name, edit, runs) for name, edit, runs in jobs}
                 static_counts = {name: future.result() for name, future in futures.items()}
             counts[NATIVE] = static_counts.pop(NATIVE)
+            counts[PARITY] = static_counts.pop(PARITY)
             counts[static_name] = static_counts[static_name]
             counts[FLOOR] = static_counts.pop(FLOOR)
             refusal_breakdown = {name: static_counts.pop(name) for name in list(static_counts) if name.startswith(REFUSALS_BASE)}
@@ -783,11 +811,12 @@ def main():
             if not args.no_cpu:
                 gateways = [("plain Envoy", start_cpu_envoy(fc.gateway_yaml("", plain_port, fc.free_port(), upstream_port),
                                                             workdir, "plain", "yaml"), plain_port)]
-                native_config = copy.deepcopy(deployed)
-                replace_stagedoor_filter(native_config, native_filters())
-                native_port = fc.free_port()
-                set_ports(native_config, native_port, fc.free_port())
-                gateways.append((NATIVE, start_cpu_envoy(json.dumps(native_config), workdir, "native", "json"), native_port))
+                for name, parity, label in ((NATIVE, False, "native"), (PARITY, True, "parity")):
+                    native_config = copy.deepcopy(deployed)
+                    replace_stagedoor_filter(native_config, native_filters(parity))
+                    native_port = fc.free_port()
+                    set_ports(native_config, native_port, fc.free_port())
+                    gateways.append((name, start_cpu_envoy(json.dumps(native_config), workdir, label, "json"), native_port))
                 for name, cp, node, template in ads:
                     with open(ads_bootstrap(workdir, node, fc.free_port(), cp, tls_dir, *([template] if template else []))) as f:
                         gateways.append((name, start_cpu_envoy(f.read(), workdir, node, "yaml"), cp.listen))
