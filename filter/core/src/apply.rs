@@ -62,6 +62,7 @@ pub fn host_failure(error: &HostError) -> Denial {
 /// Applies a decision's header changes, or answers its denial. `Continue` means the headers
 /// are exactly what the decision said; the caller may still hold the request. `now_ms` is
 /// asked only for a reply's timestamp: a forwarded request reads no clock (a host call).
+#[inline(never)] // one call a request, kept out of the request-headers callback (policy.rs `OUT_OF_LINE`)
 pub fn apply(host: &mut dyn RequestHost, outcome: &Outcome<'_>, now_ms: &dyn Fn() -> i64) -> Next {
     let request_id = outcome.request_id.as_str();
     let written = match &outcome.request_id {

@@ -278,6 +278,7 @@ fn default_poll_ms() -> u64 {
 }
 
 impl FilterConfig {
+    #[inline(never)] // configure-time (policy.rs `OUT_OF_LINE`)
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }

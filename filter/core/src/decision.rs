@@ -135,6 +135,7 @@ pub fn decide<'r>(policy: &Policy, request: &RequestView<'r>, now: i64, state: &
 }
 
 /// The decision for one request, at the time `clock` gives.
+#[inline(never)] // one call a request; inlined, it made the request-headers callback a 28 KB function (policy.rs `OUT_OF_LINE`)
 pub fn decide_at<'r>(policy: &Policy, request: &RequestView<'r>, clock: &mut Clock, state: &mut FilterState) -> Outcome<'r> {
     let mut observed = Observed::default();
     let mut request_id = RequestId::Kept("");

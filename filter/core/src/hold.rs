@@ -24,6 +24,7 @@ pub const MAX_HELD: usize = 1_024;
 /// The revocation keys a forwarded request must still be checked against (the token's, and
 /// its family's if it has one), if the list is not known yet; `None` for a request that can
 /// go on now.
+#[inline(never)] // kept out of the request-headers callback (policy.rs `OUT_OF_LINE`)
 pub fn awaiting_revocations<'d>(policy: &Policy, list: &RevocationList, decision: &'d Decision<'_>) -> Option<(&'d str, Option<&'d str>)> {
     let Decision::Forward { identity: Some(identity), .. } = decision else { return None };
     let keys = (identity.token.revocation_key.as_str(), identity.token.family_revocation_key.as_deref());

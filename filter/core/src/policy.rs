@@ -89,6 +89,7 @@ impl CompileError {
 }
 
 impl Policy {
+    #[inline(never)] // configure-time (`OUT_OF_LINE`)
     pub fn compile(config: &FilterConfig) -> Result<Self, CompileError> {
         let (services, routed) = compile_services(&config.services, &|_| false)?;
         let mut prefixes: Prefixes = routed.into_iter().map(|(prefix, index)| (prefix.to_owned(), index)).collect();
@@ -174,8 +175,16 @@ struct Globals {
     cache_routes: Vec<(Rc<CacheRoute>, String)>,
 }
 
+/// `OUT_OF_LINE`: the compile's steps stay functions of their own (`#[inline(never)]`).
+/// Envoy compiles the module with TurboFan at start, and the memory that compile takes,
+/// most of which Envoy's allocator keeps afterwards, grows with the module's largest
+/// function, not its total size (bench/README.md, "Fifth pass": one 40 KB function
+/// costs Envoy 12 MB of RSS, the same code as ten 4 KB ones 0.4 MB). Inlined into one
+/// another they made `Policy::compile` a 31 KB function.
+///
 /// Everything of `config` but its services (`services`, with their `prefixes`), checked
 /// and compiled.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_globals<S: Borrow<ServiceConfig>, P: AsRef<str>>(
     config: &FilterConfig,
     services: &[S],
@@ -227,6 +236,7 @@ fn compile_globals<S: Borrow<ServiceConfig>, P: AsRef<str>>(
 type Routed<'a> = Vec<(&'a str, usize)>;
 
 /// The services compiled (but those `compiled_before` vouches for), and their prefixes.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_services<'a, S: Borrow<ServiceConfig>>(
     configs: &'a [S],
     compiled_before: &dyn Fn(usize) -> bool,
@@ -276,6 +286,7 @@ fn check_service_head(index: usize, svc: &ServiceConfig) -> Result<(), CompileEr
 }
 
 /// Everything of one service after its prefixes: nothing here depends on another service.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_service<'a>(svc: &'a ServiceConfig, seen_headers: &mut SeenHeaders<'a>) -> Result<Service, CompileError> {
     let ServiceConfig {
         name,
@@ -329,6 +340,7 @@ const MAX_SEEN_HEADERS: usize = 8;
 
 /// A service's header policy: compiled, or the one compiled for an equal config (a shared
 /// table): building one table per service was a sixth of compiling 10,000 services.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_headers<'a>(service: &str, config: &'a HeaderPolicyConfig, seen: &mut SeenHeaders<'a>) -> Result<HeaderPolicy, CompileError> {
     if let Some((_, policy)) = seen.iter().find(|(c, _)| *c == config) {
         return Ok(policy.clone());
@@ -342,6 +354,7 @@ fn compile_headers<'a>(service: &str, config: &'a HeaderPolicyConfig, seen: &mut
 
 /// The rules, each labelled `<service>.<name>` (its own name, or `rules_<index>`) for
 /// shadow metrics; two rules of a service may not share a label.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_rules(service: &str, configs: &[crate::config::RuleConfig]) -> Result<Vec<Rule>, CompileError> {
     let mut rules: Vec<Rule> = Vec::with_capacity(configs.len());
     for (i, config) in configs.iter().enumerate() {
@@ -357,6 +370,7 @@ fn compile_rules(service: &str, configs: &[crate::config::RuleConfig]) -> Result
     Ok(rules)
 }
 
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {
     let AuthConfig { issuer, audience, leeway_secs, keys, jwks } = auth;
     if issuer.is_empty() {
@@ -377,6 +391,7 @@ fn compile_verifier(auth: &AuthConfig) -> Result<Verifier, CompileError> {
     Ok(Verifier { issuer: issuer.clone(), audience: audience.clone(), leeway_secs, keys, jwks_issuers })
 }
 
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_jwks(jwks: &JwksConfig) -> Result<Vec<String>, CompileError> {
     let JwksConfig { issuers, report } = jwks;
     if issuers.is_empty() || issuers.iter().any(String::is_empty) {
@@ -392,6 +407,7 @@ fn compile_jwks(jwks: &JwksConfig) -> Result<Vec<String>, CompileError> {
 
 /// `jwks_issuers` may verify with keys bound to them, and may have none yet: their tokens
 /// are then refused until the control plane's first good fetch.
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_keys(configs: &[KeyConfig], jwks_issuers: &[String]) -> Result<Vec<VerifyingKey>, CompileError> {
     if configs.is_empty() && jwks_issuers.is_empty() {
         return Err(CompileError::new("auth", "keys", "needs at least one key"));
@@ -421,6 +437,7 @@ fn compile_revocation(rev: &RevocationConfig) -> Result<(), CompileError> {
     Ok(())
 }
 
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_composites<S: Borrow<ServiceConfig>>(configs: &[CompositeConfig], services: &[S]) -> Result<Vec<Rc<Composite>>, CompileError> {
     if configs.len() > MAX_COMPOSITES {
         return Err(CompileError::new("composites", "", format!("at most {MAX_COMPOSITES} composite routes")));
@@ -441,6 +458,7 @@ fn compile_composites<S: Borrow<ServiceConfig>>(configs: &[CompositeConfig], ser
     Ok(compiled)
 }
 
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_cache_routes<S: Borrow<ServiceConfig>, P: AsRef<str>>(
     configs: &[CacheRouteConfig],
     services: &[S],
@@ -470,6 +488,7 @@ fn compile_cache_routes<S: Borrow<ServiceConfig>, P: AsRef<str>>(
     Ok(compiled)
 }
 
+#[inline(never)] // configure-time: see `OUT_OF_LINE`
 fn compile_webhooks(configs: &[WebhookConfig]) -> Result<Vec<(String, Vec<u8>)>, CompileError> {
     let mut webhooks = Vec::with_capacity(configs.len());
     for (i, WebhookConfig { path, stripe_secret }) in configs.iter().enumerate() {

@@ -165,6 +165,7 @@ impl StagedoorRoot {
     /// a time; a slow control plane is not piled onto), held open by it up to the config's
     /// `wait_ms` when nothing changed (stagedoor_filter_core::feed_poll). `early`: a try before the cluster
     /// may exist (Envoy still starting), whose failure is neither logged nor counted.
+    #[inline(never)] // a tick and a configure stay small functions: stagedoor_filter_core::policy `OUT_OF_LINE`
     fn poll_revocations(&mut self, early: bool) {
         let Some(rev) = self.policy.as_ref().and_then(|p| p.revocation.clone()) else { return };
         if self.revocation_call.is_some() {
@@ -188,6 +189,7 @@ impl StagedoorRoot {
     /// Posts the shadow differences counted since the last report to the control plane (one
     /// at a time, on the tick: never a callout per request). Needs the revocation feed's
     /// cluster; without one the counts are in Envoy's stats only.
+    #[inline(never)] // a tick and a configure stay small functions: stagedoor_filter_core::policy `OUT_OF_LINE`
     fn report_shadow(&mut self) {
         // Checked before anything is copied: on most ticks (and always without shadow
         // rules) there is nothing to send, and the tick then costs one branch.
@@ -237,6 +239,7 @@ impl StagedoorRoot {
 
     /// Sends the kids tokens named that no key has (stagedoor_filter_core::key_reports),
     /// one batch per tick at most, never waited for by a request.
+    #[inline(never)] // a tick and a configure stay small functions: stagedoor_filter_core::policy `OUT_OF_LINE`
     fn report_unknown_keys(&mut self) {
         if self.key_report_call.is_some() || self.state.as_ref().is_none_or(|s| s.borrow().key_reports.is_empty()) {
             return;
@@ -270,6 +273,7 @@ impl StagedoorRoot {
     }
 
     /// Lets held requests go on, or answers them, each in its own context.
+    #[inline(never)] // a tick and a configure stay small functions: stagedoor_filter_core::policy `OUT_OF_LINE`
     fn release(&self, released: Vec<(u32, Release)>) {
         if released.is_empty() {
             return;
@@ -305,6 +309,7 @@ impl StagedoorRoot {
         let _ = host::set_effective_context(self.context_id);
     }
 
+    #[inline(never)] // a tick and a configure stay small functions: stagedoor_filter_core::policy `OUT_OF_LINE`
     fn configure(&mut self) -> Result<(), String> {
         let bytes = host::plugin_configuration().map_err(|e| format!("no plugin configuration: {e}"))?;
         let config = FilterConfig::from_json(&bytes).map_err(|e| format!("config is not valid JSON for this filter: {e}"))?;

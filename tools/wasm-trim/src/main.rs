@@ -1,4 +1,6 @@
-//! `stagedoor-wasm-trim IN OUT NAME...`: copies a wasm module, leaving out the named exports.
+//! `stagedoor-wasm-trim [--max-function-bytes N] IN OUT NAME...`: copies a wasm module,
+//! leaving out the named exports; with `--max-function-bytes`, refuses a module whose
+//! largest function body is longer than N bytes (largest.rs says why).
 //!
 //! Why: the proxy-wasm Rust SDK exports every callback, and Envoy enters the VM for each
 //! export it finds (about 0.5 µs a time) even when the filter ignores the callback. The
@@ -7,14 +9,28 @@
 
 use std::process::ExitCode;
 
+mod largest;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut max_function_bytes = None;
+    if args.first().is_some_and(|a| a == "--max-function-bytes") {
+        match args.get(1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => max_function_bytes = Some(n),
+            None => {
+                eprintln!("stagedoor-wasm-trim: --max-function-bytes needs a number of bytes");
+                return ExitCode::FAILURE;
+            }
+        }
+        args.drain(..2);
+    }
     let [input, output, names @ ..] = args.as_slice() else {
-        eprintln!("usage: stagedoor-wasm-trim IN OUT EXPORT...");
+        eprintln!("usage: stagedoor-wasm-trim [--max-function-bytes N] IN OUT EXPORT...");
         return ExitCode::FAILURE;
     };
     let result = std::fs::read(input)
         .map_err(|e| format!("{input}: {e}"))
+        .and_then(|module| check_largest(&module, max_function_bytes).map_err(|e| format!("{input}: {e}")).map(|()| module))
         .and_then(|module| trim_exports(&module, names).map_err(|e| format!("{input}: {e}")))
         .and_then(|(trimmed, removed)| {
             std::fs::write(output, trimmed).map_err(|e| format!("{output}: {e}"))?;
@@ -29,6 +45,19 @@ fn main() -> ExitCode {
             eprintln!("stagedoor-wasm-trim: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Refuses a module whose largest function is over `max` bytes, naming it.
+fn check_largest(module: &[u8], max: Option<usize>) -> Result<(), String> {
+    let Some(max) = max else { return Ok(()) };
+    match largest::largest_function(module)? {
+        Some((size, name)) if size > max => Err(format!(
+            "function {name} is {size} bytes of code, over --max-function-bytes {max}: Envoy keeps the memory V8 needs \
+             to compile the largest functions (bench/README.md, \"Fifth pass\"); keep its callees out of line \
+             (#[inline(never)])"
+        )),
+        _ => Ok(()),
     }
 }
 

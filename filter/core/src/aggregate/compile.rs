@@ -66,6 +66,7 @@ const MATCH_ONLY: &str = "composite:match";
 
 impl Composite {
     /// `services` are the names of the services the config routes.
+    #[inline(never)] // configure-time (policy.rs `OUT_OF_LINE`)
     pub fn compile(config: &CompositeConfig, services: &[&str]) -> Result<Self, CompositeError> {
         let CompositeConfig { name, path, permission, deadline_ms, max_source_bytes, max_total_bytes, sources } = config;
         if !is_route_name(name) {

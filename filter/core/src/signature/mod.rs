@@ -24,6 +24,7 @@ pub use verify::{canonical_string, check_signed_head, decode_signature, sign, Pe
 /// `Ok(Some(pending))` when the body must still be verified, `Ok(None)` when the route
 /// needs no signature. `now` (unix seconds) is asked for only when the route needs one:
 /// in the filter it is a host call, which every other request would pay for nothing.
+#[inline(never)] // kept out of the request-headers callback (policy.rs `OUT_OF_LINE`)
 pub fn check_request_head(
     policy: &crate::Policy,
     method: &str,

@@ -4,35 +4,85 @@ use serde::Deserialize;
 
 use super::{revocation_key, TokenError, Verifier};
 
-#[derive(Deserialize)]
+/// The registered and TicketToken claims a token may carry, each as the JSON it holds
+/// (`None`: absent or null); [`RawClaims::check`] reads them.
+#[derive(Default)]
 pub(super) struct RawClaims {
-    #[serde(default)]
     sub: Option<serde_json::Value>,
-    #[serde(default)]
     iss: Option<serde_json::Value>,
-    #[serde(default)]
     aud: Option<serde_json::Value>,
-    #[serde(default)]
     exp: Option<serde_json::Value>,
-    #[serde(default)]
     nbf: Option<serde_json::Value>,
-    #[serde(default)]
     iat: Option<serde_json::Value>,
-    #[serde(default, rename = "type")]
+    /// `type`.
     token_type: Option<serde_json::Value>,
-    #[serde(default)]
     tenant_id: Option<serde_json::Value>,
-    #[serde(default)]
     role: Option<serde_json::Value>,
-    #[serde(default)]
     permissions: Option<serde_json::Value>,
-    #[serde(default)]
     venues: Option<serde_json::Value>,
-    #[serde(default)]
     jti: Option<serde_json::Value>,
     /// The refresh-token family an access token was minted from (the token endpoint's).
-    #[serde(default)]
     fid: Option<serde_json::Value>,
+}
+
+impl RawClaims {
+    /// The field a claim's name fills, and its bit among the names seen.
+    fn slot(&mut self, name: &str) -> Option<(&mut Option<serde_json::Value>, u16)> {
+        let slot = match name {
+            "sub" => (&mut self.sub, 0),
+            "iss" => (&mut self.iss, 1),
+            "aud" => (&mut self.aud, 2),
+            "exp" => (&mut self.exp, 3),
+            "nbf" => (&mut self.nbf, 4),
+            "iat" => (&mut self.iat, 5),
+            "type" => (&mut self.token_type, 6),
+            "tenant_id" => (&mut self.tenant_id, 7),
+            "role" => (&mut self.role, 8),
+            "permissions" => (&mut self.permissions, 9),
+            "venues" => (&mut self.venues, 10),
+            "jti" => (&mut self.jti, 11),
+            "fid" => (&mut self.fid, 12),
+            _ => return None,
+        };
+        Some((slot.0, 1 << slot.1))
+    }
+}
+
+/// Written out rather than derived: the claims set is a JSON object (RFC 7519 4), so no
+/// array form, a claim named twice is refused (null the first time or not), and other
+/// claims are skipped. The derived visitor also took arrays, and was the module's largest
+/// function (18 KB; policy.rs `OUT_OF_LINE`).
+impl<'de> Deserialize<'de> for RawClaims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ClaimsVisitor)
+    }
+}
+
+struct ClaimsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
+    type Value = RawClaims;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
+        let mut claims = RawClaims::default();
+        let mut seen = 0u16;
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Some((slot, bit)) = claims.slot(&name) else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            };
+            if seen & bit != 0 {
+                return Err(serde::de::Error::custom(format_args!("the claim {name:?} appears twice")));
+            }
+            seen |= bit;
+            *slot = map.next_value::<Option<serde_json::Value>>()?;
+        }
+        Ok(claims)
+    }
 }
 
 /// What a verified token says about its caller, in the form the headers carry.
@@ -87,6 +137,7 @@ fn list_claim(value: &Option<serde_json::Value>, name: &'static str) -> Result<O
 
 impl RawClaims {
     /// `issuer`: the one the verifying key vouches for.
+    #[inline(never)] // a cold token only (policy.rs `OUT_OF_LINE`)
     pub(super) fn check(self, verifier: &Verifier, issuer: &str, token: &str, now: i64) -> Result<VerifiedToken, TokenError> {
         let exp = numeric_date(&self.exp, "exp is not a number")?.ok_or(TokenError::InvalidClaims("exp is required"))?;
         let nbf = numeric_date(&self.nbf, "nbf is not a number")?;
@@ -164,5 +215,41 @@ impl VerifiedToken {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::RawClaims;
+
+    fn parse(json: &str) -> Result<RawClaims, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn an_object_fills_the_named_claims_and_skips_the_rest() {
+        let claims = parse(r#"{"sub":"u1","s\u0075b2":1,"type":"access","venues":["v1"],"extra":{"a":[1,2]},"nbf":null}"#).unwrap();
+        assert_eq!(claims.sub, Some(serde_json::json!("u1")));
+        assert_eq!(claims.token_type, Some(serde_json::json!("access")));
+        assert_eq!(claims.venues, Some(serde_json::json!(["v1"])));
+        assert_eq!(claims.nbf, None, "null is absent");
+        assert_eq!(claims.exp, None);
+        let escaped = parse(r#"{"s\u0075b":"u2"}"#).unwrap();
+        assert_eq!(escaped.sub, Some(serde_json::json!("u2")), "a name is read unescaped");
+    }
+
+    #[test]
+    fn a_claim_named_twice_is_refused_even_after_null() {
+        for json in [r#"{"sub":"a","sub":"b"}"#, r#"{"exp":null,"exp":1}"#, r#"{"type":"refresh","iss":"x","type":"access"}"#] {
+            assert!(parse(json).is_err(), "{json}");
+        }
+        assert!(parse(r#"{"other":1,"other":2}"#).is_ok(), "a claim nobody reads is skipped, once or twice");
+    }
+
+    #[test]
+    fn only_an_object_is_a_claims_set() {
+        for json in [r#"["u1","tickettoken"]"#, "null", "1", r#""sub""#, "[]"] {
+            assert!(parse(json).is_err(), "{json}");
+        }
     }
 }

@@ -13,6 +13,7 @@ pub struct KeySetError {
     pub error: KeyError,
 }
 
+#[inline(never)] // configure-time (policy.rs `OUT_OF_LINE`)
 pub fn compile_key_set<'a>(sources: impl IntoIterator<Item = KeySource<'a>>) -> Result<Vec<VerifyingKey>, KeySetError> {
     let mut keys: Vec<VerifyingKey> = Vec::new();
     for (index, source) in sources.into_iter().enumerate() {

@@ -9,6 +9,7 @@ mod key_kind;
 mod key_set;
 mod keys;
 mod public_jwk;
+#[cfg(feature = "asymmetric")] // only a public JWK is checked as RSA (public_jwk.rs)
 mod rsa_key;
 
 pub use claims::VerifiedToken;
@@ -138,8 +139,7 @@ impl Verifier {
         let (payload, key) = self.verify_signature_by_key(token)?;
         // Only now, with the signature good, do the claims mean anything. A key from an
         // issuer's JWKS vouches for that issuer only.
-        let claims: claims::RawClaims =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("the JWT claims are not base64url JSON"))?;
+        let claims = parse_claims(&payload)?;
         let issuer = key.issuer.as_deref().unwrap_or(&self.issuer);
         let verified = claims.check(self, issuer, token, now)?;
         verified.check_time(now, self.leeway_secs)?;
@@ -154,6 +154,7 @@ impl Verifier {
     }
 
     /// [`Self::verify_signature`], with the key that verified it.
+    #[inline(never)] // a cold token or a refusal, not a cached one (policy.rs `OUT_OF_LINE`)
     fn verify_signature_by_key(&self, token: &str) -> Result<(Vec<u8>, &VerifyingKey), TokenError> {
         let parts = split(token)?;
         let header: JoseHeader = decode_json(parts.header, "the JWT header is not base64url JSON")?;
@@ -207,6 +208,14 @@ impl Verifier {
 struct IssuerOnly {
     #[serde(default)]
     iss: Option<serde_json::Value>,
+}
+
+/// The claims of a token whose signature is good. Out of line: serde's visitor for them is
+/// large, and inlined into `Verifier::verify` it made a 22 KB function (policy.rs
+/// `OUT_OF_LINE`).
+#[inline(never)]
+fn parse_claims(payload: &[u8]) -> Result<claims::RawClaims, TokenError> {
+    serde_json::from_slice(payload).map_err(|_| TokenError::Malformed("the JWT claims are not base64url JSON"))
 }
 
 fn unverified_issuer(payload: &str) -> Option<String> {

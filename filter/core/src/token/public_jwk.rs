@@ -2,12 +2,14 @@
 //! a kind and size we support, used with its own algorithm only. Each rule reads the raw
 //! JSON first, so a refusal names the member at fault.
 
+#[cfg(feature = "asymmetric")]
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use super::key_error::KeyError;
 use super::key_kind::KeyKind;
+#[cfg(feature = "asymmetric")]
 use super::rsa_key::check_rsa;
 
 /// The private members a JWK can carry (RFC 7518 6.2.2, 6.3.2), with their field names.
@@ -25,6 +27,20 @@ pub(super) fn compile_public_jwk(jwk: &Value, algorithms: &[Algorithm]) -> Resul
     check_use(members)?;
     check_key_ops(members)?;
     check_own_algorithm(members, algorithms)?;
+    decoding_key(jwk)
+}
+
+/// The JWK as a key of a kind we verify. Without the `asymmetric` feature no public key
+/// verifies (token/crypto_backend.rs), so that build refuses it here, after the checks
+/// that name a member, and carries no JWK parser: jsonwebtoken's `Jwk` deserializer was
+/// the HMAC-only module's third-largest function (policy.rs `OUT_OF_LINE`).
+#[cfg(not(feature = "asymmetric"))]
+fn decoding_key(_jwk: &Value) -> Result<(DecodingKey, KeyKind), KeyError> {
+    Err(KeyError::UnusableKey(String::from("a public key needs the filter module built with asymmetric algorithms")))
+}
+
+#[cfg(feature = "asymmetric")]
+fn decoding_key(jwk: &Value) -> Result<(DecodingKey, KeyKind), KeyError> {
     let parsed: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| KeyError::NotAJwk(e.to_string()))?;
     let kind = match &parsed.algorithm {
         AlgorithmParameters::RSA(rsa) => {

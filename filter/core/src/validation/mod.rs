@@ -161,6 +161,7 @@ impl PendingBody {
 /// `Ok(Some(pending))` when the body must still be checked, `Ok(None)` when the request may
 /// go on (no validated route covers it, or its route has no body schema and its head
 /// passed).
+#[inline(never)] // kept out of the request-headers callback (policy.rs `OUT_OF_LINE`)
 pub fn check_request_head(policy: &crate::Policy, method: &str, target: &str) -> Result<Option<PendingBody>, ValidationFailure> {
     // Every forwarded request comes here: without a validated route anywhere it costs one
     // branch, not a second service lookup.
