@@ -536,11 +536,11 @@ REFUSAL_VARIANTS = [
 MODULE_ROW = "the pushed config, static, module: "
 
 
-def swap_module(config, module):
-    """The Stagedoor filter's vm_config reads `module` instead of the build the control plane named."""
+def swap_module(config, module, name="stagedoor"):
+    """The Stagedoor filter's (or the filter `name`'s) vm_config reads `module` instead of the build the control plane named."""
     for hcm in hcms(config):
         for f in hcm["http_filters"]:
-            if f["name"] == "stagedoor":
+            if f["name"] == name:
                 f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = os.path.abspath(module)
 
 

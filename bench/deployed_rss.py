@@ -15,6 +15,7 @@ heap, V8's code space, the rest) and the heap split by tcmalloc's own /memory/tc
 (in use, free in its page heap, in thread caches).
 
 Usage: bench/deployed_rss.py KEEP_DIR LABEL=MODULE.wasm... [--rounds 3] [--requests 200] [--settle 15]
+LABEL=floor:MODULE.wasm runs MODULE in the wasm floor's place instead (synthetic_functions.py).
 KEEP_DIR is a `deployed_cost.py --keep` directory (its static config, TLS files and
 registries; its upstream is started again on the same port, so run this after that run has
 ended, and a control plane with its registry serves the revocation feed). Bounded: every
@@ -138,7 +139,12 @@ def main():
     for build in args.builds:
         label, _, module = build.partition("=")
         config = copy.deepcopy(static)
-        dc.swap_module(config, module)
+        if module.startswith("floor:"):
+            # The wasm floor's filter config with another module (synthetic_functions.py).
+            dc.replace_stagedoor_filter(config, dc.floor_filter(config))
+            dc.swap_module(config, module.removeprefix("floor:"), name="floor")
+        else:
+            dc.swap_module(config, module)
         configs[label] = config
     results = {name: [] for name in configs}
     processes = []

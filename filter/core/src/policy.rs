@@ -178,9 +178,9 @@ struct Globals {
 /// `OUT_OF_LINE`: the compile's steps stay functions of their own (`#[inline(never)]`).
 /// Envoy compiles the module with TurboFan at start, and the memory that compile takes,
 /// most of which Envoy's allocator keeps afterwards, grows with the module's largest
-/// function, not its total size (bench/README.md, "Fifth pass": one 40 KB function
-/// costs Envoy 12 MB of RSS, the same code as ten 4 KB ones 0.4 MB). Inlined into one
-/// another they made `Policy::compile` a 31 KB function.
+/// function, not its total size (bench/README.md, "Fifth pass": 400 KB of code as ten
+/// 40 KB functions costs Envoy 16 MB of RSS, as a hundred 4 KB ones 3 MB). Inlined into
+/// one another they made `Policy::compile` a 31 KB function.
 ///
 /// Everything of `config` but its services (`services`, with their `prefixes`), checked
 /// and compiled.

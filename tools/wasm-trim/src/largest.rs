@@ -2,8 +2,8 @@
 //!
 //! Why: Envoy compiles the whole module with V8's TurboFan when it loads it, and its
 //! allocator keeps most of the memory that compile needed at its peak. That peak follows
-//! the largest functions, not the module's size: one 40 KB function costs Envoy about
-//! 12 MB of RSS, the same code as ten 4 KB functions 0.4 MB (bench/README.md, "Fifth
+//! the largest functions, not the module's size: 400 KB of code as ten 40 KB functions
+//! costs Envoy 16 MB of RSS, as a hundred 4 KB functions 3 MB (bench/README.md, "Fifth
 //! pass"). The build refuses a module whose largest function grew past a bound, so an
 //! inlining that makes a new giant is seen when it happens.
 
